@@ -1,0 +1,1 @@
+//! device-tree: skeleton, filled by its issue.

@@ -1,0 +1,1 @@
+//! domctl: skeleton, filled by its issue.

@@ -1,0 +1,1 @@
+//! images: skeleton, filled by its issue.

@@ -1,0 +1,1 @@
+//! pvh-boot: skeleton, filled by its issue.

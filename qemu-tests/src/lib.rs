@@ -1,0 +1,1 @@
+//! qemu-tests: skeleton, filled by its issue.
