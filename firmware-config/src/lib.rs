@@ -1,1 +1,23 @@
-//! firmware-config
+//! # firmware-config
+//!
+//! The types at the root of domforge: the manifest a person writes, the board it runs on, the checks
+//! that decide whether the whole system can work, the plan that says where everything goes, and the
+//! compact boot blob that a boot-time binary decodes.
+//!
+//! The crate is `no_std` at its core ([`blob`], the boot-time view of the system, decodes without an
+//! allocator); the `std` feature adds the TOML front end with source spans, board files, validation
+//! and planning. It performs no I/O: file contents come in as strings and bytes, and facts the crate
+//! cannot compute itself (a kernel's format, a board DTB's contents) come in as plain data.
+#![no_std]
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod blob;
+pub mod board;
+pub mod diag;
+#[cfg(feature = "std")]
+pub mod manifest;
+pub mod units;
+pub mod xen;

@@ -1,0 +1,741 @@
+//! The manifest: one TOML file that describes a whole Xen system.
+//!
+//! Parsing happens in two steps. [`raw`] mirrors the TOML with a source span on every value and rejects
+//! unknown keys; [`Manifest::parse`] then turns strings into typed values (sizes, addresses, cpu lists,
+//! PCI addresses, xl `iomem` grants) and reports every field-level problem at once, each pointing at
+//! the offending text. Whole-system rules (does it fit the board, do two domains claim one device) are
+//! the job of [`crate::validate`].
+
+pub mod raw;
+
+use crate::diag::{Diagnostic, Diagnostics, did_you_mean};
+use crate::units::{PAGE_SIZE, parse_size};
+use crate::xen::XenVersion;
+use crate::board::Region;
+use core::ops::Range;
+use raw::*;
+use std::borrow::ToOwned;
+use std::format;
+use std::string::{String, ToString};
+use std::vec::Vec;
+use toml::Spanned;
+
+pub type Span = Range<usize>;
+
+/// A value with the span of the text it came from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct At<T> {
+    pub value: T,
+    #[serde(skip)]
+    pub span: Span,
+}
+
+impl<T> At<T> {
+    pub fn new(value: T, span: Span) -> Self {
+        Self { value, span }
+    }
+}
+
+impl<T> From<&Spanned<T>> for At<T>
+where
+    T: Clone,
+{
+    fn from(s: &Spanned<T>) -> Self {
+        At::new(s.get_ref().clone(), s.span())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DomainKind {
+    /// An arm64 guest (dom0less-built by Xen, or built by domforge-init).
+    Arm64,
+    /// An x86_64 PVH guest built by domforge-init.
+    Pvh,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    App,
+    Driver,
+    Control,
+    Hardware,
+    Xenstore,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Console {
+    /// Xen's emulated SBSA UART at GUEST_PL011_BASE, SPI 32 (ARM only).
+    Vpl011,
+    /// The Xen PV console (`hvc0`), served by a console backend.
+    Hvc,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnCrash {
+    Destroy,
+    Restart,
+    RebootPlatform,
+}
+
+/// `xen,enhanced`: which PV interfaces a dom0less domain gets (booting.txt).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Enhanced {
+    Enabled,
+    Disabled,
+    NoXenstore,
+    Legacy,
+}
+
+/// Who builds the domain at boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Builder {
+    /// Xen itself, from `/chosen` (dom0less, ARM only).
+    Xen,
+    /// domforge-init, through domctl, from a control domain.
+    Init,
+}
+
+/// A PCI address `segment:bus:device.function`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub struct PciAddress {
+    pub segment: u16,
+    pub bus: u8,
+    pub device: u8,
+    pub function: u8,
+}
+
+impl core::fmt::Display for PciAddress {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{:04x}:{:02x}:{:02x}.{}", self.segment, self.bus, self.device, self.function)
+    }
+}
+
+/// An xl-style `iomem` grant: `nr_pages` frames from `first_mfn`, mapped at `guest_frame`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct IomemGrant {
+    pub first_mfn: u64,
+    pub nr_pages: u64,
+    /// Guest frame; xl defaults it to the host frame (1:1).
+    pub guest_frame: u64,
+}
+
+impl IomemGrant {
+    pub fn host_region(&self) -> Region {
+        Region::new(self.first_mfn * PAGE_SIZE, self.nr_pages * PAGE_SIZE)
+    }
+    pub fn guest_region(&self) -> Region {
+        Region::new(self.guest_frame * PAGE_SIZE, self.nr_pages * PAGE_SIZE)
+    }
+}
+
+/// A set of physical CPU indices, from xl's cpu-list syntax.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CpuSet(pub Vec<u32>);
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct System {
+    pub name: At<String>,
+    pub board: At<String>,
+    pub xen: At<XenVersion>,
+    pub xen_cmdline: Option<At<String>>,
+    pub hypervisor: Option<At<String>>,
+    pub dom0: Option<At<bool>>,
+    pub xen_memory: Option<At<u64>>,
+    pub xen_features: Vec<At<String>>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Dom0 {
+    #[serde(skip)]
+    pub span: Span,
+    pub kernel: At<String>,
+    pub ramdisk: Option<At<String>>,
+    pub cmdline: Option<At<String>>,
+    pub memory: Option<At<u64>>,
+    pub vcpus: Option<At<u32>>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Domain {
+    #[serde(skip)]
+    pub span: Span,
+    pub name: At<String>,
+    pub kind: At<DomainKind>,
+    /// Declared roles; `[app]` when the manifest says nothing.
+    pub roles: Vec<At<Role>>,
+    pub vcpus: At<u32>,
+    /// Bytes.
+    pub memory: At<u64>,
+    pub kernel: At<String>,
+    pub ramdisk: Option<At<String>>,
+    pub cmdline: Option<At<String>>,
+    pub console: Option<At<Console>>,
+    pub passthrough: Vec<At<String>>,
+    pub pci: Vec<At<PciAddress>>,
+    pub iomem: Vec<At<IomemGrant>>,
+    pub irqs: Vec<At<u32>>,
+    pub static_memory: Vec<At<Region>>,
+    pub direct_map: Option<At<bool>>,
+    pub cpupool: Option<At<String>>,
+    pub vcpu_affinity: Vec<At<CpuSet>>,
+    pub enhanced: Option<At<Enhanced>>,
+    pub depends_on: Vec<At<String>>,
+    pub boot_order: Option<At<u32>>,
+    pub on_crash: Option<At<OnCrash>>,
+    pub force_without_iommu: Option<At<bool>>,
+    pub drop_device_dependencies: Option<At<bool>>,
+    pub builder: Option<At<Builder>>,
+    pub p2m_pool: Option<At<u64>>,
+    pub sve: Option<At<u32>>,
+    pub max_grant_frames: Option<At<u32>>,
+    pub max_maptrack_frames: Option<At<u32>>,
+    pub llc_colors: Option<At<String>>,
+}
+
+impl Domain {
+    pub fn has_role(&self, role: Role) -> bool {
+        self.roles.iter().any(|r| r.value == role)
+    }
+    pub fn direct_map(&self) -> bool {
+        self.direct_map.as_ref().is_some_and(|d| d.value)
+    }
+    pub fn force_without_iommu(&self) -> bool {
+        self.force_without_iommu.as_ref().is_some_and(|d| d.value)
+    }
+    /// Who builds this domain: explicit, else Xen for arm64 (dom0less) and domforge-init for PVH.
+    pub fn builder(&self) -> Builder {
+        match (&self.builder, self.kind.value) {
+            (Some(b), _) => b.value,
+            (None, DomainKind::Arm64) => Builder::Xen,
+            (None, DomainKind::Pvh) => Builder::Init,
+        }
+    }
+    pub fn on_crash(&self) -> OnCrash {
+        self.on_crash.as_ref().map_or(OnCrash::Destroy, |o| o.value)
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Cpupool {
+    #[serde(skip)]
+    pub span: Span,
+    pub name: At<String>,
+    pub cpus: At<Vec<At<u32>>>,
+    pub scheduler: Option<At<String>>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SharedMemory {
+    #[serde(skip)]
+    pub span: Span,
+    pub id: At<String>,
+    pub size: At<u64>,
+    pub host_address: Option<At<u64>>,
+    pub guest_address: At<u64>,
+    pub owner: Option<At<String>>,
+    pub borrowers: At<Vec<At<String>>>,
+}
+
+/// A parsed manifest: every value typed, every value with its span.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Manifest {
+    pub system: System,
+    pub dom0: Option<Dom0>,
+    pub domains: Vec<Domain>,
+    pub cpupools: Vec<Cpupool>,
+    pub shared_memory: Vec<SharedMemory>,
+}
+
+/// Schedulers Xen accepts for `cpupool-sched` (xen/common/sched/*.c `opt_name`).
+pub const SCHEDULERS: &[&str] = &["credit", "credit2", "rtds", "arinc653", "null"];
+
+/// Manifest size limit: a system description is a few KiB; megabytes mean the wrong file was given.
+pub const MAX_MANIFEST_BYTES: usize = 1024 * 1024;
+
+impl Manifest {
+    /// Parses manifest text. Returns every field-level error found, each pointing at its text.
+    pub fn parse(text: &str) -> Result<Manifest, Diagnostics> {
+        if text.len() > MAX_MANIFEST_BYTES {
+            let mut d = Diagnostics::default();
+            d.push(
+                Diagnostic::error("E0001", format!("the manifest is {} bytes, over the 1 MiB limit", text.len()))
+                    .help("is this the right file? A manifest is a small TOML document"),
+            );
+            return Err(d);
+        }
+        let raw: RawManifest = toml::from_str(text).map_err(|e| {
+            let mut d = Diagnostics::default();
+            d.push(toml_error(&e, text));
+            d
+        })?;
+        let mut cx = Convert::default();
+        let manifest = cx.manifest(raw);
+        if cx.diags.has_errors() { Err(cx.diags) } else { Ok(manifest) }
+    }
+
+    pub fn domain(&self, name: &str) -> Option<&Domain> {
+        self.domains.iter().find(|d| d.name.value == name)
+    }
+
+    pub fn has_dom0(&self) -> bool {
+        self.system.dom0.as_ref().is_some_and(|d| d.value)
+    }
+}
+
+/// Turns a TOML or serde error into a diagnostic, adding "did you mean" for misspelt keys and values.
+pub(crate) fn toml_error(e: &toml::de::Error, text: &str) -> Diagnostic {
+    let message = e.message().trim().to_string();
+    let span = e.span().unwrap_or(0..0);
+    let offending = text.get(span.clone()).unwrap_or("").trim().to_string();
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let (field, expected) = rest.split_once('`').unwrap_or((rest, ""));
+        let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+        let mut d = Diagnostic::error("E0002", format!("unknown key `{field}`"))
+            .at(span, "not a key of this table");
+        let everywhere = ALL_KEY_LISTS.iter().flat_map(|l| l.iter().copied());
+        if let Some(s) = did_you_mean(field, candidates.iter().copied()) {
+            d = d.help(format!("did you mean `{s}`?"));
+        } else if let Some(s) = did_you_mean(field, everywhere) {
+            d = d.help(format!("`{s}` exists, but in another table; see docs/manifest.md"));
+        } else if !candidates.is_empty() {
+            d = d.help(format!("keys allowed here: {}", candidates.join(", ")));
+        }
+        return d;
+    }
+    if let Some(rest) = message.strip_prefix("unknown variant `") {
+        let (value, expected) = rest.split_once('`').unwrap_or((rest, ""));
+        let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+        let mut d = Diagnostic::error("E0003", format!("`{value}` is not an accepted value"))
+            .at(span, format!("expected one of: {}", candidates.join(", ")));
+        if let Some(s) = did_you_mean(value, candidates.iter().copied()) {
+            d = d.help(format!("did you mean `{s}`?"));
+        }
+        return d;
+    }
+    if let Some(rest) = message.strip_prefix("missing field `") {
+        let field = rest.split('`').next().unwrap_or(rest);
+        let table = offending.lines().next().unwrap_or("").trim().to_string();
+        return Diagnostic::error("E0004", format!("missing required key `{field}`"))
+            .at(span, format!("`{field}` must be set in this table"))
+            .help(format!("add `{field} = ...` to {}; see docs/manifest.md", if table.starts_with('[') { table } else { "this table".into() }));
+    }
+    if message.starts_with("invalid type") {
+        return Diagnostic::error("E0005", format!("wrong type: {message}")).at(span, "this value");
+    }
+    Diagnostic::error("E0006", format!("TOML syntax: {message}")).at(span, "here")
+}
+
+#[derive(Default)]
+struct Convert {
+    diags: Diagnostics,
+}
+
+impl Convert {
+    fn manifest(&mut self, raw: RawManifest) -> Manifest {
+        let system = self.system(raw.system);
+        let dom0 = raw.dom0.map(|d| self.dom0(d));
+        let domains = raw.domains.into_iter().map(|d| self.domain(d)).collect();
+        let cpupools = raw
+            .cpupools
+            .into_iter()
+            .map(|p| {
+                let span = p.span();
+                let p = p.into_inner();
+                Cpupool {
+                    span,
+                    name: self.name(&p.name, "cpupool"),
+                    cpus: At::new(p.cpus.get_ref().iter().map(At::from).collect(), p.cpus.span()),
+                    scheduler: p.scheduler.map(|s| {
+                        if !SCHEDULERS.contains(&s.get_ref().as_str()) {
+                            let mut d = Diagnostic::error("E0007", format!("unknown scheduler `{}`", s.get_ref()))
+                                .at(s.span(), format!("Xen schedulers: {}", SCHEDULERS.join(", ")));
+                            if let Some(m) = did_you_mean(s.get_ref(), SCHEDULERS.iter().copied()) {
+                                d = d.help(format!("did you mean `{m}`?"));
+                            }
+                            self.diags.push(d);
+                        }
+                        At::from(&s)
+                    }),
+                }
+            })
+            .collect();
+        let shared_memory = raw
+            .shared_memory
+            .into_iter()
+            .map(|s| {
+                let span = s.span();
+                let s = s.into_inner();
+                if s.id.get_ref().is_empty() || s.id.get_ref().len() > 16 {
+                    self.diags.push(
+                        Diagnostic::error("E0008", "a shared-memory id must be 1 to 16 characters")
+                            .at(s.id.span(), "Xen's xen,shm-id holds at most 16 characters (booting.txt)"),
+                    );
+                }
+                SharedMemory {
+                    span,
+                    id: At::from(&s.id),
+                    size: self.size(&s.size),
+                    host_address: s.host_address.as_ref().map(|a| self.address(a)),
+                    guest_address: self.address(&s.guest_address),
+                    owner: s.owner.as_ref().map(At::from),
+                    borrowers: At::new(s.borrowers.get_ref().iter().map(At::from).collect(), s.borrowers.span()),
+                }
+            })
+            .collect();
+        Manifest { system, dom0, domains, cpupools, shared_memory }
+    }
+
+    fn system(&mut self, raw: Spanned<RawSystem>) -> System {
+        let sys_span = raw.span();
+        let s = raw.into_inner();
+        let xen = match &s.xen {
+            Some(x) => match XenVersion::parse(x.get_ref()) {
+                Some(v) => At::new(v, x.span()),
+                None => {
+                    self.diags.push(
+                        Diagnostic::error("E0009", format!("`{}` is not a Xen version", x.get_ref()))
+                            .at(x.span(), "expected `major.minor`, e.g. \"4.17\""),
+                    );
+                    At::new(XenVersion::V4_17, x.span())
+                }
+            },
+            None => At::new(XenVersion::V4_17, sys_span.start..sys_span.start),
+        };
+        System {
+            name: self.name(&s.name, "system"),
+            board: At::from(&s.board),
+            xen,
+            xen_cmdline: s.xen_cmdline.as_ref().map(At::from),
+            hypervisor: s.hypervisor.as_ref().map(At::from),
+            dom0: s.dom0.as_ref().map(At::from),
+            xen_memory: s.xen_memory.as_ref().map(|m| self.size(m)),
+            xen_features: s.xen_features.iter().map(At::from).collect(),
+        }
+    }
+
+    fn dom0(&mut self, raw: Spanned<RawDom0>) -> Dom0 {
+        let span = raw.span();
+        let d = raw.into_inner();
+        Dom0 {
+            span,
+            kernel: At::from(&d.kernel),
+            ramdisk: d.ramdisk.as_ref().map(At::from),
+            cmdline: d.cmdline.as_ref().map(At::from),
+            memory: d.memory.as_ref().map(|m| self.size(m)),
+            vcpus: d.vcpus.as_ref().map(At::from),
+        }
+    }
+
+    fn domain(&mut self, raw: Spanned<RawDomain>) -> Domain {
+        let span = raw.span();
+        let d = raw.into_inner();
+        let roles = match &d.roles {
+            Some(r) => r
+                .get_ref()
+                .iter()
+                .map(|role| At::new(convert_role(*role.get_ref()), role.span()))
+                .collect(),
+            None => std::vec![At::new(Role::App, d.name.span())],
+        };
+        Domain {
+            span,
+            name: self.name(&d.name, "domain"),
+            kind: At::new(
+                match d.kind.get_ref() {
+                    RawKind::Arm64 => DomainKind::Arm64,
+                    RawKind::Pvh => DomainKind::Pvh,
+                },
+                d.kind.span(),
+            ),
+            roles,
+            vcpus: d.vcpus.as_ref().map_or(At::new(1, d.name.span()), |v| {
+                if *v.get_ref() == 0 {
+                    self.diags.push(
+                        Diagnostic::error("E0010", "a domain needs at least one vCPU").at(v.span(), "zero vCPUs"),
+                    );
+                }
+                At::from(v)
+            }),
+            memory: {
+                let m = self.size(&d.memory);
+                if m.value % PAGE_SIZE != 0 || m.value == 0 {
+                    self.diags.push(
+                        Diagnostic::error("E0011", "domain memory must be a non-zero multiple of 4 KiB")
+                            .at(m.span.clone(), "not a whole number of pages"),
+                    );
+                } else if m.value < crate::units::MIB {
+                    self.diags.push(
+                        Diagnostic::error("E0011", "domain memory must be a non-zero multiple of 4 KiB")
+                            .at(m.span.clone(), "this is under 1 MiB")
+                            .help("sizes are bytes unless they carry a unit: did you mean \"256M\"?"),
+                    );
+                }
+                m
+            },
+            kernel: At::from(&d.kernel),
+            ramdisk: d.ramdisk.as_ref().map(At::from),
+            cmdline: d.cmdline.as_ref().map(At::from),
+            console: d.console.as_ref().map(|c| {
+                At::new(
+                    match c.get_ref() {
+                        RawConsole::Vpl011 => Console::Vpl011,
+                        RawConsole::Hvc => Console::Hvc,
+                        RawConsole::None => Console::None,
+                    },
+                    c.span(),
+                )
+            }),
+            passthrough: d.passthrough.iter().map(|p| self.dt_path(p)).collect(),
+            pci: d.pci.iter().filter_map(|p| self.pci(p)).collect(),
+            iomem: d.iomem.iter().filter_map(|g| self.iomem(g)).collect(),
+            irqs: d.irqs.iter().map(At::from).collect(),
+            static_memory: d
+                .static_memory
+                .iter()
+                .map(|r| {
+                    let base = self.address(&r.get_ref().base);
+                    let size = self.size(&r.get_ref().size);
+                    At::new(Region::new(base.value, size.value), r.span())
+                })
+                .collect(),
+            direct_map: d.direct_map.as_ref().map(At::from),
+            cpupool: d.cpupool.as_ref().map(At::from),
+            vcpu_affinity: d.vcpu_affinity.iter().map(|a| self.cpu_list(a)).collect(),
+            enhanced: d.enhanced.as_ref().map(|e| {
+                At::new(
+                    match e.get_ref() {
+                        RawEnhanced::Enabled => Enhanced::Enabled,
+                        RawEnhanced::Disabled => Enhanced::Disabled,
+                        RawEnhanced::NoXenstore => Enhanced::NoXenstore,
+                        RawEnhanced::Legacy => Enhanced::Legacy,
+                    },
+                    e.span(),
+                )
+            }),
+            depends_on: d.depends_on.iter().map(At::from).collect(),
+            boot_order: d.boot_order.as_ref().map(At::from),
+            on_crash: d.on_crash.as_ref().map(|o| {
+                At::new(
+                    match o.get_ref() {
+                        RawOnCrash::Destroy => OnCrash::Destroy,
+                        RawOnCrash::Restart => OnCrash::Restart,
+                        RawOnCrash::RebootPlatform => OnCrash::RebootPlatform,
+                    },
+                    o.span(),
+                )
+            }),
+            force_without_iommu: d.force_without_iommu.as_ref().map(At::from),
+            drop_device_dependencies: d.drop_device_dependencies.as_ref().map(At::from),
+            builder: d.builder.as_ref().map(|b| {
+                At::new(
+                    match b.get_ref() {
+                        RawBuilder::Xen => Builder::Xen,
+                        RawBuilder::Init => Builder::Init,
+                    },
+                    b.span(),
+                )
+            }),
+            p2m_pool: d.p2m_pool.as_ref().map(|p| self.size(p)),
+            sve: d.sve.as_ref().map(At::from),
+            max_grant_frames: d.max_grant_frames.as_ref().map(At::from),
+            max_maptrack_frames: d.max_maptrack_frames.as_ref().map(At::from),
+            llc_colors: d.llc_colors.as_ref().map(At::from),
+        }
+    }
+
+    /// Domain, pool and system names: DNS-label-like (RFC 1123), because they become DT node names,
+    /// xenstore names and console prefixes.
+    fn name(&mut self, raw: &Spanned<String>, what: &str) -> At<String> {
+        let n = raw.get_ref();
+        let ok = !n.is_empty()
+            && n.len() <= 63
+            && n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !n.starts_with('-')
+            && !n.ends_with('-');
+        if !ok {
+            let suggestion: String = n
+                .to_ascii_lowercase()
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                .collect::<String>()
+                .trim_matches('-')
+                .chars()
+                .take(63)
+                .collect();
+            let mut d = Diagnostic::error("E0012", format!("`{n}` is not a valid {what} name"))
+                .at(raw.span(), "names are 1-63 lowercase letters, digits and '-', not starting or ending with '-'")
+                .note("names become device-tree node names, xenstore names and console prefixes");
+            if !suggestion.is_empty() {
+                d = d.help(format!("try `{suggestion}`"));
+            }
+            self.diags.push(d);
+        }
+        At::from(raw)
+    }
+
+    fn size(&mut self, raw: &Spanned<Quantity>) -> At<u64> {
+        match parse_size(&raw.get_ref().0) {
+            Ok(v) => At::new(v, raw.span()),
+            Err(e) => {
+                self.diags.push(
+                    Diagnostic::error("E0013", format!("invalid size: {e}"))
+                        .at(raw.span(), "expected e.g. \"256M\", \"1G\" or a byte count")
+                        .help("units are binary: K = 1024, M = 1024 K, G = 1024 M"),
+                );
+                At::new(0, raw.span())
+            }
+        }
+    }
+
+    fn address(&mut self, raw: &Spanned<Quantity>) -> At<u64> {
+        match parse_size(&raw.get_ref().0) {
+            Ok(v) => At::new(v, raw.span()),
+            Err(e) => {
+                self.diags.push(
+                    Diagnostic::error("E0014", format!("invalid address: {e}"))
+                        .at(raw.span(), "expected e.g. \"0x60000000\""),
+                );
+                At::new(0, raw.span())
+            }
+        }
+    }
+
+    fn dt_path(&mut self, raw: &Spanned<String>) -> At<String> {
+        let p = raw.get_ref();
+        if !p.starts_with('/') || p.len() > 1 && p.ends_with('/') || p.contains("//") {
+            self.diags.push(
+                Diagnostic::error("E0015", format!("`{p}` is not a device-tree path"))
+                    .at(raw.span(), "expected an absolute path such as \"/pl031@9010000\"")
+                    .help("list the board's devices with `domforge inspect --board <board>`"),
+            );
+        }
+        At::from(raw)
+    }
+
+    fn pci(&mut self, raw: &Spanned<String>) -> Option<At<PciAddress>> {
+        match parse_pci(raw.get_ref()) {
+            Some(a) => Some(At::new(a, raw.span())),
+            None => {
+                self.diags.push(
+                    Diagnostic::error("E0016", format!("`{}` is not a PCI address", raw.get_ref()))
+                        .at(raw.span(), "expected `SSSS:BB:DD.F` or `BB:DD.F` (hexadecimal, function 0-7)"),
+                );
+                None
+            }
+        }
+    }
+
+    fn iomem(&mut self, raw: &Spanned<String>) -> Option<At<IomemGrant>> {
+        match parse_iomem(raw.get_ref()) {
+            Ok(g) => Some(At::new(g, raw.span())),
+            Err(e) => {
+                self.diags.push(
+                    Diagnostic::error("E0017", format!("invalid iomem grant: {e}"))
+                        .at(raw.span(), "expected xl's \"IOMEM_START,NUM_PAGES[@GFN]\" in hex page frames")
+                        .help("e.g. \"9010,1\" grants the page at 0x9010000; prefer `passthrough` with a DT path"),
+                );
+                None
+            }
+        }
+    }
+
+    fn cpu_list(&mut self, raw: &Spanned<String>) -> At<CpuSet> {
+        match parse_cpu_list(raw.get_ref()) {
+            Ok(set) => At::new(set, raw.span()),
+            Err(e) => {
+                self.diags.push(
+                    Diagnostic::error("E0018", format!("invalid cpu list: {e}"))
+                        .at(raw.span(), "expected xl's cpu-list syntax, e.g. \"0-3\" or \"1,4-7\""),
+                );
+                At::new(CpuSet(Vec::new()), raw.span())
+            }
+        }
+    }
+}
+
+fn convert_role(r: RawRole) -> Role {
+    match r {
+        RawRole::App => Role::App,
+        RawRole::Driver => Role::Driver,
+        RawRole::Control => Role::Control,
+        RawRole::Hardware => Role::Hardware,
+        RawRole::Xenstore => Role::Xenstore,
+    }
+}
+
+/// `SSSS:BB:DD.F` or `BB:DD.F`, hexadecimal (the `BDF` notation of xl-pci-configuration(5)).
+pub fn parse_pci(text: &str) -> Option<PciAddress> {
+    let (rest, function) = text.trim().rsplit_once('.')?;
+    let parts: Vec<&str> = rest.split(':').collect();
+    let (segment, bus, device) = match parts.as_slice() {
+        [seg, bus, dev] => (u16::from_str_radix(seg, 16).ok()?, *bus, *dev),
+        [bus, dev] => (0, *bus, *dev),
+        _ => return None,
+    };
+    let bus = u8::from_str_radix(bus, 16).ok()?;
+    let device = u8::from_str_radix(device, 16).ok()?;
+    let function = function.parse::<u8>().ok()?;
+    (device < 32 && function < 8).then_some(PciAddress { segment, bus, device, function })
+}
+
+/// xl.cfg(5) `iomem = [ "IOMEM_START,NUM_PAGES[@GFN]" ]`: hexadecimal page frame numbers.
+pub fn parse_iomem(text: &str) -> Result<IomemGrant, String> {
+    let (start, rest) = text.trim().split_once(',').ok_or("missing `,NUM_PAGES`")?;
+    let (pages, gfn) = match rest.split_once('@') {
+        Some((p, g)) => (p, Some(g)),
+        None => (rest, None),
+    };
+    let hex = |s: &str| {
+        let s = s.trim();
+        let s = s.strip_prefix("0x").unwrap_or(s);
+        u64::from_str_radix(s, 16).map_err(|_| format!("`{s}` is not a hexadecimal number"))
+    };
+    let first_mfn = hex(start)?;
+    let nr_pages = hex(pages)?;
+    if nr_pages == 0 {
+        return Err("NUM_PAGES must be at least 1".to_owned());
+    }
+    let guest_frame = match gfn {
+        Some(g) => hex(g)?,
+        None => first_mfn,
+    };
+    let last = |f: u64| f.checked_add(nr_pages).and_then(|e| e.checked_mul(PAGE_SIZE));
+    if last(first_mfn).is_none() || last(guest_frame).is_none() {
+        return Err("the range does not fit in the 64-bit address space".to_owned());
+    }
+    Ok(IomemGrant { first_mfn, nr_pages, guest_frame })
+}
+
+/// xl's cpu-list: comma-separated CPU numbers and inclusive ranges.
+pub fn parse_cpu_list(text: &str) -> Result<CpuSet, String> {
+    let mut cpus = Vec::new();
+    for part in text.split(',') {
+        let part = part.trim();
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (a, b),
+            None => (part, part),
+        };
+        let a: u32 = a.trim().parse().map_err(|_| format!("`{part}` is not a CPU number or range"))?;
+        let b: u32 = b.trim().parse().map_err(|_| format!("`{part}` is not a CPU number or range"))?;
+        if a > b {
+            return Err(format!("range `{part}` runs backwards"));
+        }
+        if b >= 4096 {
+            return Err(format!("CPU {b} is beyond any board"));
+        }
+        cpus.extend(a..=b);
+    }
+    cpus.sort_unstable();
+    cpus.dedup();
+    Ok(CpuSet(cpus))
+}
+
+#[cfg(test)]
+mod tests;
