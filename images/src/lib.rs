@@ -1,1 +1,20 @@
-//! images: skeleton, filled by its issue.
+//! Guest images for domforge: the real parts the QEMU scenarios boot.
+//!
+//! - [`debian`]: fetches Xen, Linux and busybox for any architecture from Debian's archive
+//!   (private apt state, no root, SHA-256 checked against the signed index) and caches them
+//!   under `${XDG_CACHE_HOME:-$HOME/.cache}/domforge/`.
+//! - [`cpio`]: a deterministic newc cpio writer and gzip'd initramfs builder.
+//! - [`probe`]: the probe guest, an initramfs whose `/init` reports what the guest sees
+//!   (name, CPUs, RAM, hypervisor, devices present/absent) in a line format documented there,
+//!   and the parser for those lines.
+//! - [`formats`]: magic-number checks for the binaries involved (arm64 Image, ELF, Multiboot).
+//! - [`version`]: Debian version ordering (Debian Policy §5.6.12).
+
+pub mod cpio;
+pub mod debian;
+pub mod formats;
+pub mod kmod;
+pub mod probe;
+pub mod version;
+
+pub use debian::{Arch, FetchError, FetchedPackage, Fetcher, KernelFiles, PackageRequest};
