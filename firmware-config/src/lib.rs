@@ -14,10 +14,14 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod artifacts;
 pub mod blob;
 pub mod board;
 pub mod diag;
+pub mod guest_map;
 #[cfg(feature = "std")]
 pub mod manifest;
 pub mod units;
+#[cfg(feature = "std")]
+pub mod validate;
 pub mod xen;

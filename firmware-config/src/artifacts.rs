@@ -1,0 +1,44 @@
+//! What the tool knows about each file the manifest names, handed in by the caller.
+//!
+//! `firmware-config` does no I/O and does not parse kernels (that is `pvh-boot`'s job). The CLI reads
+//! each file the manifest names, asks the image parsers what it is, and passes the answers here as
+//! plain facts keyed by the source string exactly as written in the manifest.
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+
+/// The format of a boot file, as far as validation and planning care.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "format", rename_all = "kebab-case")]
+pub enum ImageFormat {
+    /// arm64 `Image` (magic "ARM\x64" at 0x38), uncompressed.
+    Arm64Image,
+    /// gzip-compressed arm64 `Image` (Xen decompresses gzip only).
+    Arm64ImageGzip,
+    /// An ELF kernel; `pvh_entry` is the `XEN_ELFNOTE_PHYS32_ENTRY` note when present.
+    Elf { machine: String, pvh_entry: Option<u64> },
+    /// An x86 bzImage; `pvh_entry` comes from the ELF inside its payload.
+    BzImage { pvh_entry: Option<u64> },
+    /// A cpio archive (optionally compressed): an initramfs.
+    Initramfs,
+    /// A flattened device tree blob.
+    DeviceTree,
+    /// A Xen hypervisor image.
+    Xen,
+    /// Something else; the string says what was recognised.
+    Unknown(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ArtifactFacts {
+    /// Exact size in bytes (boot-module `reg` sizes must be exact).
+    pub size: u64,
+    pub format: ImageFormat,
+    /// Where the file really is (after resolving `debian:` and `builtin:` sources).
+    pub path: String,
+    /// Hex SHA-256 of the contents, for the digest list of measured boot.
+    pub sha256: String,
+}
+
+/// Facts per source string; an `Err` says why the file could not be read or fetched.
+pub type ArtifactTable = BTreeMap<String, Result<ArtifactFacts, String>>;

@@ -1,0 +1,1001 @@
+//! Whole-system validation: can this manifest work on this board with this Xen?
+//!
+//! Every rule has its own error code (documented in `docs/manifest.md`) and points at the manifest text
+//! that breaks it. All rules run; the caller gets every problem at once. Nothing here panics on any
+//! input: arithmetic is checked and lookups are fallible.
+
+use crate::artifacts::{ArtifactTable, ImageFormat};
+use crate::board::{Arch, Board, DeviceInterrupt, HardwareInventory, InterruptControllerKind, Region};
+use crate::diag::{Diagnostic, Diagnostics, did_you_mean};
+use crate::guest_map;
+use crate::manifest::*;
+use crate::units::{MIB, PAGE_SIZE, human_size};
+use crate::xen::{XenFeature, XenVersion};
+use std::collections::{BTreeMap, BTreeSet};
+use std::format;
+use std::string::{String, ToString};
+use std::vec::Vec;
+
+/// Everything validation looks at. The caller gathers it; validation only reads.
+#[derive(Clone, Copy)]
+pub struct CheckInput<'a> {
+    pub manifest: &'a Manifest,
+    pub board: &'a Board,
+    pub inventory: &'a HardwareInventory,
+    pub artifacts: &'a ArtifactTable,
+}
+
+/// Hypervisor build options a manifest may declare with `xen_features` (Kconfig options that
+/// Debian's build lacks).
+pub const XEN_BUILD_FEATURES: &[&str] = &["static-memory", "boot-cpupools"];
+
+/// Default dom0 memory when `[dom0] memory` is not given.
+pub const DEFAULT_DOM0_MEMORY: u64 = 512 * MIB;
+
+/// Xen's default P2M pool for a dom0less domain: 1 MiB per vCPU, plus 4 KiB per MiB of RAM, plus
+/// 512 KiB (`domain_p2m_pages()` in xen/arch/arm/p2m.c; xen-landscape.md §1.3).
+pub fn default_p2m_pool(vcpus: u32, memory: u64) -> u64 {
+    u64::from(vcpus) * MIB + (memory / MIB) * 4096 + 512 * 1024
+}
+
+/// Whether the system has a dom0, from `[system] dom0` and the `[dom0]` table.
+pub fn has_dom0(m: &Manifest) -> bool {
+    m.system.dom0.as_ref().map_or(m.dom0.is_some(), |d| d.value)
+}
+
+/// Effective console of a domain: explicit, else vpl011 for arm64 guests and hvc for PVH guests.
+pub fn console_of(d: &Domain) -> Console {
+    match (&d.console, d.kind.value) {
+        (Some(c), _) => c.value,
+        (None, DomainKind::Arm64) => Console::Vpl011,
+        (None, DomainKind::Pvh) => Console::Hvc,
+    }
+}
+
+/// Effective `xen,enhanced`: explicit, else enabled when a dom0 can serve xenstore (ImageBuilder's
+/// default), else disabled (Xen panics when xenstore is requested without a xenstore domain).
+pub fn enhanced_of(m: &Manifest, d: &Domain) -> Enhanced {
+    match &d.enhanced {
+        Some(e) => e.value,
+        None if has_dom0(m) || m.domains.iter().any(|o| o.has_role(Role::Xenstore)) => Enhanced::Enabled,
+        None => Enhanced::Disabled,
+    }
+}
+
+/// Runs every rule. Errors and warnings come back together.
+pub fn check(input: CheckInput<'_>) -> Diagnostics {
+    let mut v = Validator { input, d: Diagnostics::default() };
+    v.system();
+    v.names();
+    v.domains();
+    v.roles();
+    v.cpupools();
+    v.dependencies();
+    v.ownership();
+    v.shared_memory();
+    v.memory_fits();
+    v.d
+}
+
+struct Validator<'a> {
+    input: CheckInput<'a>,
+    d: Diagnostics,
+}
+
+impl<'a> Validator<'a> {
+    fn m(&self) -> &'a Manifest {
+        self.input.manifest
+    }
+    fn xen(&self) -> XenVersion {
+        self.input.manifest.system.xen.value
+    }
+    fn cpus(&self) -> u32 {
+        u32::try_from(self.input.inventory.cpus.len()).unwrap_or(u32::MAX)
+    }
+    fn gic_v3(&self) -> bool {
+        matches!(
+            self.input.inventory.interrupt_controller.as_ref().map(|c| c.kind),
+            Some(InterruptControllerKind::GicV3)
+        )
+    }
+
+    fn need(&mut self, feature: XenFeature, span: &Span, what: &str) {
+        let target = self.xen();
+        if !feature.available_in(target) {
+            self.d.push(
+                Diagnostic::error(
+                    "E0218",
+                    format!("{what} needs Xen {} or later; this system targets Xen {target}", feature.since()),
+                )
+                .at(span.clone(), format!("emitted as `{}`, first in Xen {}", feature.binding(), feature.since()))
+                .help(format!("set `xen = \"{}\"` in [system], or remove this", feature.since())),
+            );
+        }
+    }
+
+    fn system(&mut self) {
+        let m = self.m();
+        let xen = &m.system.xen;
+        if !xen.value.is_supported() {
+            self.d.push(
+                Diagnostic::error("E0202", format!("Xen {} is not supported", xen.value))
+                    .at(xen.span.clone(), format!("domforge speaks Xen {} to {}", XenVersion::OLDEST, XenVersion::NEWEST)),
+            );
+        }
+        for f in &m.system.xen_features {
+            if !XEN_BUILD_FEATURES.contains(&f.value.as_str()) {
+                let mut d = Diagnostic::error("E0244", format!("unknown hypervisor build feature `{}`", f.value))
+                    .at(f.span.clone(), format!("known: {}", XEN_BUILD_FEATURES.join(", ")));
+                if let Some(s) = did_you_mean(&f.value, XEN_BUILD_FEATURES.iter().copied()) {
+                    d = d.help(format!("did you mean `{s}`?"));
+                }
+                self.d.push(d);
+            }
+        }
+        match (&m.system.dom0, &m.dom0) {
+            (Some(flag), None) if flag.value => self.d.push(
+                Diagnostic::error("E0227", "`dom0 = true` but there is no [dom0] table")
+                    .at(flag.span.clone(), "dom0 enabled here")
+                    .help("add a [dom0] table with at least `kernel`"),
+            ),
+            (Some(flag), Some(t)) if !flag.value => self.d.push(
+                Diagnostic::error("E0227", "`dom0 = false` but a [dom0] table is present")
+                    .at(flag.span.clone(), "dom0 disabled here")
+                    .also(t.span.clone(), "dom0 described here"),
+            ),
+            _ => {}
+        }
+        let dom0 = has_dom0(m);
+        if self.input.board.arch == Arch::X86_64 && !dom0 {
+            self.d.push(
+                Diagnostic::error("E0237", "an x86 system needs a dom0: it runs domforge-init, which builds the guests")
+                    .at(m.system.board.span.clone(), "this board is x86_64")
+                    .note("upstream Xen has no dom0less on x86 (Hyperlaunch is not merged as of 4.22)")
+                    .help("add `dom0 = true` and a [dom0] table"),
+            );
+        }
+        if let Some(d0) = &m.dom0 {
+            if let Some(v) = &d0.vcpus {
+                if v.value == 0 || v.value > self.cpus() {
+                    self.d.push(
+                        Diagnostic::error("E0206", format!("dom0 asks for {} vCPUs; the board has {} CPUs", v.value, self.cpus()))
+                            .at(v.span.clone(), "here"),
+                    );
+                }
+            }
+            self.artifact(&d0.kernel, &[Accept::Kernel(self.input.board.arch)], "dom0 kernel");
+            if let Some(r) = &d0.ramdisk {
+                self.artifact(r, &[Accept::Ramdisk], "dom0 ramdisk");
+            }
+        }
+    }
+
+    fn names(&mut self) {
+        let mut seen: BTreeMap<&str, &Span> = BTreeMap::new();
+        for d in &self.m().domains {
+            if d.name.value == "dom0" || d.name.value == "xen" {
+                self.d.push(
+                    Diagnostic::error("E0205", format!("`{}` is a reserved name", d.name.value))
+                        .at(d.name.span.clone(), "reserved for the hypervisor and its first domain"),
+                );
+            }
+            if let Some(first) = seen.insert(&d.name.value, &d.name.span) {
+                self.d.push(
+                    Diagnostic::error("E0205", format!("two domains are named `{}`", d.name.value))
+                        .at(d.name.span.clone(), "second use")
+                        .also(first.clone(), "first use"),
+                );
+            }
+        }
+    }
+
+    fn artifact(&mut self, source: &At<String>, accept: &[Accept], what: &str) -> Option<ImageFormat> {
+        match self.input.artifacts.get(&source.value) {
+            None => {
+                self.d.push(
+                    Diagnostic::error("E0216", format!("{what} `{}` was not examined", source.value))
+                        .at(source.span.clone(), "no facts about this file"),
+                );
+                None
+            }
+            Some(Err(why)) => {
+                self.d.push(
+                    Diagnostic::error("E0216", format!("{what} `{}` cannot be used: {why}", source.value))
+                        .at(source.span.clone(), "this file")
+                        .help("paths are relative to the manifest; `debian:PACKAGE` and `builtin:probe` are also accepted"),
+                );
+                None
+            }
+            Some(Ok(f)) => {
+                if !accept.iter().any(|a| a.accepts(&f.format)) {
+                    let expected: Vec<&str> = accept.iter().map(Accept::describe).collect();
+                    let mut d = Diagnostic::error(
+                        "E0217",
+                        format!("{what} `{}` is {}, not {}", source.value, describe_format(&f.format), expected.join(" or ")),
+                    )
+                    .at(source.span.clone(), "wrong kind of file");
+                    if let ImageFormat::Elf { pvh_entry: None, .. } | ImageFormat::BzImage { pvh_entry: None } = f.format {
+                        d = d.help("the kernel has no XEN_ELFNOTE_PHYS32_ENTRY note: build it with CONFIG_PVH=y");
+                    }
+                    self.d.push(d);
+                }
+                Some(f.format.clone())
+            }
+        }
+    }
+
+    fn domains(&mut self) {
+        let m = self.m();
+        let board_arch = self.input.board.arch;
+        let dom0 = has_dom0(m);
+        for d in &m.domains {
+            let kind = d.kind.value;
+            let arch_ok = matches!((kind, board_arch), (DomainKind::Arm64, Arch::Arm64) | (DomainKind::Pvh, Arch::X86_64));
+            if !arch_ok {
+                self.d.push(
+                    Diagnostic::error(
+                        "E0204",
+                        format!("domain `{}` is {} but board `{}` is {}", d.name.value, kind_name(kind), self.input.board.name, board_arch.as_str()),
+                    )
+                    .at(d.kind.span.clone(), "domain kind")
+                    .help(match board_arch {
+                        Arch::Arm64 => "use `kind = \"arm64\"` on an arm64 board",
+                        Arch::X86_64 => "use `kind = \"pvh\"` on an x86_64 board",
+                    }),
+                );
+                continue;
+            }
+            if d.vcpus.value > self.cpus() {
+                self.d.push(
+                    Diagnostic::error(
+                        "E0206",
+                        format!("domain `{}` asks for {} vCPUs; the board has {} CPUs", d.name.value, d.vcpus.value, self.cpus()),
+                    )
+                    .at(d.vcpus.span.clone(), "too many vCPUs")
+                    .help("a dom0less guest's vCPUs should each have a physical CPU; lower `vcpus`"),
+                );
+            }
+            if kind == DomainKind::Arm64 && d.vcpus.value > 128 {
+                self.d.push(Diagnostic::error("E0206", "ARM guests have at most 128 vCPUs (GUEST_MAX_VCPUS)").at(d.vcpus.span.clone(), "here"));
+            }
+            // Who builds it.
+            let builder = d.builder();
+            if let Some(b) = &d.builder {
+                if kind == DomainKind::Pvh && b.value == Builder::Xen {
+                    self.d.push(
+                        Diagnostic::error("E0231", "Xen cannot build x86 guests at boot")
+                            .at(b.span.clone(), "`builder = \"xen\"` is dom0less, which exists only on ARM")
+                            .note("x86 Hyperlaunch is not merged upstream (Xen 4.22)")
+                            .help("use `builder = \"init\"` (the default for PVH): domforge-init builds it from dom0"),
+                    );
+                }
+                if kind == DomainKind::Arm64 && b.value == Builder::Init {
+                    self.d.push(
+                        Diagnostic::error("E0231", "domforge-init cannot build arm64 guests yet")
+                            .at(b.span.clone(), "the ARM domctl builder is not implemented in this release")
+                            .help("use `builder = \"xen\"` (dom0less) for now"),
+                    );
+                }
+            }
+            if builder == Builder::Init && !dom0 {
+                self.d.push(
+                    Diagnostic::error("E0238", format!("domain `{}` is built by domforge-init, which runs in dom0, but there is no dom0", d.name.value))
+                        .at(d.name.span.clone(), "built by domforge-init")
+                        .help("add `dom0 = true` and a [dom0] table"),
+                );
+            }
+            // Kernel and ramdisk formats.
+            let accept_kernel = match (kind, builder) {
+                (DomainKind::Arm64, Builder::Xen) => std::vec![Accept::Arm64Image],
+                (DomainKind::Arm64, Builder::Init) => std::vec![Accept::Arm64Image],
+                (DomainKind::Pvh, _) => std::vec![Accept::PvhKernel],
+            };
+            self.artifact(&d.kernel, &accept_kernel, &format!("kernel of `{}`", d.name.value));
+            if let Some(r) = &d.ramdisk {
+                self.artifact(r, &[Accept::Ramdisk], &format!("ramdisk of `{}`", d.name.value));
+            }
+            // Console.
+            let console = console_of(d);
+            if let Some(c) = &d.console {
+                if kind == DomainKind::Pvh && c.value == Console::Vpl011 {
+                    self.d.push(
+                        Diagnostic::error("E0222", "vpl011 is an ARM console")
+                            .at(c.span.clone(), "not available to x86 guests")
+                            .help("use `console = \"hvc\"`: domforge-init serves the PV console"),
+                    );
+                }
+                if kind == DomainKind::Arm64 && builder == Builder::Xen && c.value == Console::Hvc && !dom0 {
+                    self.d.push(
+                        Diagnostic::error("E0222", "`hvc` needs a console backend, and this system has no dom0")
+                            .at(c.span.clone(), "nothing would read this console")
+                            .note("Xen prints a dom0less guest's vpl011 output on its own serial line")
+                            .help("use `console = \"vpl011\"` and `console=ttyAMA0` on the kernel command line"),
+                    );
+                }
+            }
+            if let (Some(cmd), Console::Vpl011 | Console::Hvc) = (&d.cmdline, console) {
+                if !cmd.value.split_whitespace().any(|w| w.starts_with("console=")) {
+                    let dev = if console == Console::Vpl011 { "ttyAMA0" } else { "hvc0" };
+                    self.d.push(
+                        Diagnostic::warning("W0203", format!("the kernel command line of `{}` names no console", d.name.value))
+                            .at(cmd.span.clone(), format!("add `console={dev}` to see kernel messages")),
+                    );
+                }
+            }
+            // PV interfaces.
+            if let Some(e) = &d.enhanced {
+                if kind == DomainKind::Pvh {
+                    self.d.push(Diagnostic::error("E0242", "`enhanced` is a dom0less (ARM) setting").at(e.span.clone(), "PVH guests always have PV interfaces"));
+                } else {
+                    self.need(XenFeature::Enhanced, &e.span, "`enhanced`");
+                    if e.value == Enhanced::Legacy {
+                        self.need(XenFeature::EnhancedLegacy, &e.span, "`enhanced = \"legacy\"`");
+                    }
+                }
+            }
+            let enhanced = enhanced_of(m, d);
+            let xenstore_domain = dom0 || m.domains.iter().any(|o| o.has_role(Role::Xenstore));
+            if kind == DomainKind::Arm64 && matches!(enhanced, Enhanced::Enabled | Enhanced::Legacy) && !xenstore_domain {
+                let span = d.enhanced.as_ref().map_or(d.name.span.clone(), |e| e.span.clone());
+                self.d.push(
+                    Diagnostic::error("E0223", format!("domain `{}` asks for xenstore, but no domain serves it", d.name.value))
+                        .at(span, "xenstore requested")
+                        .note("Xen panics at boot: \"xenstore requested, but xenstore domain not present\"")
+                        .help("add a dom0, or use `enhanced = \"no-xenstore\"` or `\"disabled\"`"),
+                );
+            }
+            // Static memory and direct map (ARM dom0less).
+            if !d.static_memory.is_empty() {
+                let span = d.static_memory[0].span.clone();
+                if kind == DomainKind::Pvh {
+                    self.d.push(Diagnostic::error("E0242", "static memory is an ARM dom0less feature").at(span.clone(), "not available to PVH guests"));
+                }
+                self.need(XenFeature::StaticMemory, &span, "static memory");
+                if !m.system.xen_features.iter().any(|f| f.value == "static-memory") {
+                    self.d.push(
+                        Diagnostic::error("E0228", "static memory needs a Xen built with CONFIG_STATIC_MEMORY")
+                            .at(span.clone(), "Debian's Xen is built without it")
+                            .help("build Xen with CONFIG_EXPERT=y CONFIG_UNSUPPORTED=y CONFIG_STATIC_MEMORY=y, point `hypervisor` at it and add `xen_features = [\"static-memory\"]` to [system]"),
+                    );
+                }
+                let mut total: u64 = 0;
+                for r in &d.static_memory {
+                    total = total.saturating_add(r.value.size);
+                    if r.value.base % (2 * MIB) != 0 || r.value.size % (2 * MIB) != 0 || r.value.size == 0 {
+                        self.d.push(
+                            Diagnostic::error("E0207", "static memory ranges must be 2 MiB aligned and non-empty")
+                                .at(r.span.clone(), "misaligned range")
+                                .note("Xen maps guest RAM with 2 MiB blocks; booting.txt requires page alignment, domforge requires 2 MiB so direct-mapped guests get block mappings"),
+                        );
+                    }
+                    if !self.input.inventory.memory.iter().any(|bank| bank.contains(&r.value)) {
+                        self.d.push(
+                            Diagnostic::error("E0207", format!("static memory {} is not inside one RAM bank", fmt_region(&r.value)))
+                                .at(r.span.clone(), "outside RAM")
+                                .note(format!("RAM banks: {}", self.input.inventory.memory.iter().map(fmt_region).collect::<Vec<_>>().join(", "))),
+                        );
+                    }
+                    for res in &self.input.inventory.reserved {
+                        if res.region.overlaps(&r.value) {
+                            self.d.push(
+                                Diagnostic::error("E0207", format!("static memory overlaps reserved memory `{}` {}", res.name, fmt_region(&res.region)))
+                                    .at(r.span.clone(), "overlaps a reserved region"),
+                            );
+                        }
+                    }
+                }
+                if total != d.memory.value {
+                    self.d.push(
+                        Diagnostic::error("E0230", format!("static memory adds up to {}, but `memory` is {}", human_size(total), human_size(d.memory.value)))
+                            .at(d.memory.span.clone(), "must equal the static ranges' total")
+                            .note("Xen does not mix static and heap memory in one domain (booting.txt)"),
+                    );
+                }
+                if d.enhanced.as_ref().is_some_and(|e| e.value == Enhanced::Legacy) {
+                    self.d.push(
+                        Diagnostic::error("E0234", "`enhanced = \"legacy\"` cannot be used with static memory")
+                            .at(span, "static memory here")
+                            .note("the legacy xenstore page is allocated late from the heap (booting.txt)"),
+                    );
+                }
+            }
+            if let Some(dm) = &d.direct_map {
+                if dm.value {
+                    self.need(XenFeature::DirectMap, &dm.span, "`direct_map`");
+                    if d.static_memory.is_empty() {
+                        self.d.push(
+                            Diagnostic::error("E0214", "`direct_map` needs static memory")
+                                .at(dm.span.clone(), "guest RAM can only equal host RAM when the host RAM is fixed")
+                                .note("Xen panics on `direct-map` without `xen,static-mem`")
+                                .help("add `static_memory = [{ base = \"0x...\", size = \"...\" }]`"),
+                        );
+                    }
+                }
+            }
+            // Newer per-domain knobs.
+            if let Some(p) = &d.p2m_pool {
+                self.need(XenFeature::P2mPoolSize, &p.span, "`p2m_pool`");
+            }
+            if let Some(s) = &d.sve {
+                self.need(XenFeature::Sve, &s.span, "`sve`");
+                if s.value % 128 != 0 || s.value > 2048 {
+                    self.d.push(Diagnostic::error("E0245", "`sve` is a vector length in bits: a multiple of 128, at most 2048").at(s.span.clone(), "here"));
+                }
+            }
+            for g in [&d.max_grant_frames, &d.max_maptrack_frames].into_iter().flatten() {
+                self.need(XenFeature::GrantLimits, &g.span, "grant limits");
+            }
+            if let Some(c) = &d.llc_colors {
+                self.need(XenFeature::LlcColors, &c.span, "`llc_colors`");
+                if !d.static_memory.is_empty() {
+                    self.d.push(
+                        Diagnostic::error("E0246", "LLC colouring and static memory are incompatible")
+                            .at(c.span.clone(), "colours here")
+                            .note("Xen panics: \"LLC coloring and static memory are incompatible\""),
+                    );
+                }
+            }
+            if !d.vcpu_affinity.is_empty() {
+                self.need(XenFeature::VcpuAffinity, &d.vcpu_affinity[0].span, "vCPU pinning");
+                if d.vcpu_affinity.len() as u64 > u64::from(d.vcpus.value) {
+                    self.d.push(
+                        Diagnostic::error("E0226", format!("{} affinity entries for {} vCPUs", d.vcpu_affinity.len(), d.vcpus.value))
+                            .at(d.vcpu_affinity[d.vcpu_affinity.len() - 1].span.clone(), "one entry per vCPU, in order"),
+                    );
+                }
+                for a in &d.vcpu_affinity {
+                    if let Some(cpu) = a.value.0.iter().find(|c| **c >= self.cpus()) {
+                        self.d.push(
+                            Diagnostic::error("E0226", format!("CPU {cpu} does not exist; the board has {} CPUs", self.cpus()))
+                                .at(a.span.clone(), "pins to a missing CPU"),
+                        );
+                    } else if a.value.0.is_empty() {
+                        self.d.push(Diagnostic::error("E0226", "an affinity must name at least one CPU").at(a.span.clone(), "empty"));
+                    }
+                }
+            }
+            // Crash policy.
+            if let Some(oc) = &d.on_crash {
+                if builder == Builder::Xen && oc.value != OnCrash::Destroy {
+                    self.d.push(
+                        Diagnostic::error("E0235", format!("a dom0less domain cannot be restarted; `on_crash = \"{}\"` needs a supervisor", on_crash_name(oc.value)))
+                            .at(oc.span.clone(), "Xen builds dom0less guests once, at boot")
+                            .note("Xen's dom0less documentation: \"If one of them crashes, the whole platform should be rebooted\"")
+                            .help("use `on_crash = \"destroy\"` here; restartable ARM guests built by domforge-init are planned (`builder = \"init\"`)"),
+                    );
+                }
+            }
+            // Passthrough kinds per architecture.
+            if let Some(p) = d.pci.first() {
+                match kind {
+                    DomainKind::Pvh => self.d.push(
+                        Diagnostic::error("E0219", "Xen cannot pass PCI devices through to PVH guests")
+                            .at(p.span.clone(), format!("PCI device {} requested", p.value))
+                            .note("libxl refuses it: \"passthrough not yet supported for x86 PVH guests\" (tools/libs/light/libxl_x86.c); Xen has no vPCI for x86 domUs")
+                            .help("use a PV driver domain with pciback/pcifront or an HVM guest with QEMU (xl), or grant raw `iomem`/`irqs` if the device needs no DMA remapping"),
+                    ),
+                    DomainKind::Arm64 => self.d.push(
+                        Diagnostic::error("E0220", "PCI passthrough is not available to dom0less guests")
+                            .at(p.span.clone(), "ARM PCI passthrough is a tech preview reachable only through xl")
+                            .help("pass platform devices with `passthrough = [\"/path/in/host/dt\"]`"),
+                    ),
+                }
+            }
+            if kind == DomainKind::Pvh {
+                if let Some(p) = d.passthrough.first() {
+                    self.d.push(
+                        Diagnostic::error("E0220", "device-tree passthrough is ARM-only")
+                            .at(p.span.clone(), "x86 has no device tree")
+                            .help("use `iomem` and `irqs` grants for x86 platform devices"),
+                    );
+                }
+            }
+            for irq in &d.irqs {
+                if irq.value < 32 {
+                    self.d.push(
+                        Diagnostic::error("E0229", format!("interrupt {} is private to a CPU (SGI/PPI) and cannot be granted", irq.value))
+                            .at(irq.span.clone(), "`irqs` takes GIC INTIDs of SPIs (32 and up)"),
+                    );
+                }
+            }
+            for g in &d.iomem {
+                if kind == DomainKind::Arm64 && !d.direct_map() {
+                    for (what, r) in guest_map::fixed_regions(self.gic_v3(), console == Console::Vpl011)
+                        .chain([("guest RAM", guest_map::ram_banks(d.memory.value).0[0])])
+                    {
+                        if r.overlaps(&g.value.guest_region()) {
+                            self.d.push(
+                                Diagnostic::error("E0221", format!("iomem maps onto the guest's {what} at {}", fmt_region(&r)))
+                                    .at(g.span.clone(), "guest frame collides with Xen's guest memory map")
+                                    .help("choose another guest frame with `@GFN`; see xen/include/public/arch-arm.h"),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn roles(&mut self) {
+        let m = self.m();
+        let dom0 = has_dom0(m);
+        for role in [Role::Hardware, Role::Xenstore, Role::Control] {
+            let holders: Vec<&Domain> = m.domains.iter().filter(|d| d.has_role(role)).collect();
+            for d in &holders {
+                let span = d.roles.iter().find(|r| r.value == role).map_or(d.name.span.clone(), |r| r.span.clone());
+                if d.kind.value == DomainKind::Pvh || d.builder() == Builder::Init {
+                    self.d.push(
+                        Diagnostic::error("E0215", format!("domain `{}` cannot be the {} domain", d.name.value, role_name(role)))
+                            .at(span, "only dom0 or a dom0less domain can hold this role")
+                            .help("on x86, dom0 is the hardware, control and xenstore domain"),
+                    );
+                    continue;
+                }
+                self.need(XenFeature::Capabilities, &span, &format!("a {} domain other than dom0", role_name(role)));
+                if dom0 && role != Role::Control {
+                    self.d.push(
+                        Diagnostic::error("E0236", format!("dom0 is already the {} domain", role_name(role)))
+                            .at(span, format!("`{}` cannot take it too", d.name.value))
+                            .help("remove the role, or remove dom0 and let this domain take its place (Xen 4.21+)"),
+                    );
+                }
+            }
+            if role != Role::Control && holders.len() > 1 {
+                let mut diag = Diagnostic::error("E0215", format!("{} domains claim the {} role; Xen allows one", holders.len(), role_name(role)));
+                for (i, d) in holders.iter().enumerate() {
+                    let span = d.roles.iter().find(|r| r.value == role).map_or(d.name.span.clone(), |r| r.span.clone());
+                    diag = if i == 0 { diag.at(span, "first here") } else { diag.also(span, "again here") };
+                }
+                self.d.push(diag);
+            }
+        }
+    }
+
+    fn cpupools(&mut self) {
+        let m = self.m();
+        let cpus = self.cpus();
+        let mut names: BTreeMap<&str, &Cpupool> = BTreeMap::new();
+        let mut cpu_owner: BTreeMap<u32, &str> = BTreeMap::new();
+        for p in &m.cpupools {
+            self.need(XenFeature::Cpupools, &p.name.span, "boot-time cpupools");
+            if names.insert(&p.name.value, p).is_some() {
+                self.d.push(Diagnostic::error("E0225", format!("two cpupools are named `{}`", p.name.value)).at(p.name.span.clone(), "second use"));
+            }
+            if p.cpus.value.is_empty() {
+                self.d.push(Diagnostic::error("E0225", "a cpupool needs at least one CPU").at(p.cpus.span.clone(), "empty"));
+            }
+            for c in &p.cpus.value {
+                if c.value >= cpus {
+                    self.d.push(
+                        Diagnostic::error("E0225", format!("CPU {} does not exist; the board has {cpus} CPUs", c.value)).at(c.span.clone(), "missing CPU"),
+                    );
+                } else if c.value == 0 {
+                    self.d.push(
+                        Diagnostic::error("E0225", "CPU 0 cannot leave Pool-0")
+                            .at(c.span.clone(), "the boot CPU")
+                            .note("the boot CPU's pool becomes Pool-0 (docs/misc/arm/device-tree/cpupools.txt)"),
+                    );
+                } else if let Some(other) = cpu_owner.insert(c.value, &p.name.value) {
+                    self.d.push(
+                        Diagnostic::error("E0225", format!("CPU {} is in cpupools `{other}` and `{}`", c.value, p.name.value))
+                            .at(c.span.clone(), "a CPU belongs to one pool"),
+                    );
+                }
+            }
+        }
+        for d in &m.domains {
+            let Some(pool) = &d.cpupool else { continue };
+            match names.get(pool.value.as_str()) {
+                None => {
+                    let mut diag = Diagnostic::error("E0225", format!("no cpupool is named `{}`", pool.value)).at(pool.span.clone(), "unknown pool");
+                    if let Some(s) = did_you_mean(&pool.value, names.keys().copied()) {
+                        diag = diag.help(format!("did you mean `{s}`?"));
+                    } else {
+                        diag = diag.help("declare it with a [[cpupool]] table");
+                    }
+                    self.d.push(diag);
+                }
+                Some(p) => {
+                    let pool_cpus: BTreeSet<u32> = p.cpus.value.iter().map(|c| c.value).collect();
+                    for a in &d.vcpu_affinity {
+                        if let Some(c) = a.value.0.iter().find(|c| !pool_cpus.contains(c)) {
+                            self.d.push(
+                                Diagnostic::error("E0226", format!("CPU {c} is not in cpupool `{}`", p.name.value))
+                                    .at(a.span.clone(), "pinned outside the domain's pool"),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn dependencies(&mut self) {
+        let m = self.m();
+        let names: Vec<&str> = m.domains.iter().map(|d| d.name.value.as_str()).collect();
+        for d in &m.domains {
+            for dep in &d.depends_on {
+                if dep.value == d.name.value {
+                    self.d.push(Diagnostic::error("E0224", "a domain cannot depend on itself").at(dep.span.clone(), "here"));
+                } else if !names.contains(&dep.value.as_str()) {
+                    let mut diag = Diagnostic::error("E0224", format!("no domain is named `{}`", dep.value)).at(dep.span.clone(), "unknown domain");
+                    if let Some(s) = did_you_mean(&dep.value, names.iter().copied()) {
+                        diag = diag.help(format!("did you mean `{s}`?"));
+                    }
+                    self.d.push(diag);
+                }
+            }
+        }
+        if let Err(cycle) = boot_order(m) {
+            let first = m.domain(&cycle[0]).map(|d| d.name.span.clone()).unwrap_or(0..0);
+            self.d.push(
+                Diagnostic::error("E0224", format!("`depends_on` forms a cycle: {}", cycle.join(" -> ")))
+                    .at(first, "part of the cycle")
+                    .help("remove one of the dependencies"),
+            );
+        }
+    }
+
+    /// Devices, MMIO ranges and interrupts: each belongs to at most one domain.
+    fn ownership(&mut self) {
+        let m = self.m();
+        let inv = self.input.inventory;
+        let xen_uart = self.input.board.console_uart.clone().or_else(|| inv.stdout_path.clone());
+        let mut device_owner: BTreeMap<&str, (&str, Span)> = BTreeMap::new();
+        let mut irq_owner: BTreeMap<u32, (&str, Span)> = BTreeMap::new();
+        // (range, owner, what, span)
+        let mut host_ranges: Vec<(Region, &str, String, Span)> = Vec::new();
+        for d in &m.domains {
+            if d.kind.value != DomainKind::Arm64 {
+                for g in &d.iomem {
+                    host_ranges.push((g.value.host_region(), &d.name.value, "iomem grant".into(), g.span.clone()));
+                }
+                continue;
+            }
+            let vpl011 = console_of(d) == Console::Vpl011;
+            let mut claim_irq = |v: &mut Self, irq: u32, span: &Span, via: &str| {
+                if let Some((other, first)) = irq_owner.get(&irq) {
+                    if *other != d.name.value {
+                        v.d.push(
+                            Diagnostic::error("E0211", format!("interrupt {irq} is given to `{other}` and `{}`", d.name.value))
+                                .at(span.clone(), format!("claimed again {via}"))
+                                .also(first.clone(), "first claimed here")
+                                .note("ARM passthrough interrupts are 1:1 (virtual = physical); one owner each"),
+                        );
+                    }
+                } else {
+                    irq_owner.insert(irq, (&d.name.value, span.clone()));
+                }
+                if vpl011 && irq == guest_map::VPL011_SPI && !d.direct_map() {
+                    v.d.push(
+                        Diagnostic::error("E0212", format!("interrupt 32 of `{}` collides with its vpl011 UART", d.name.value))
+                            .at(span.clone(), "the vpl011 uses SPI 32 (GUEST_VPL011_SPI)")
+                            .help("use `console = \"hvc\"` or `\"none\"` for this domain, or pass another device"),
+                    );
+                }
+            };
+            for irq in &d.irqs {
+                claim_irq(self, irq.value, &irq.span, "in `irqs`");
+            }
+            for g in &d.iomem {
+                host_ranges.push((g.value.host_region(), &d.name.value, "iomem grant".into(), g.span.clone()));
+            }
+            for r in &d.static_memory {
+                host_ranges.push((r.value, &d.name.value, "static memory".into(), r.span.clone()));
+            }
+            for p in &d.passthrough {
+                let Some(dev) = inv.device(&p.value) else {
+                    let mut diag = Diagnostic::error("E0209", format!("the board has no device at `{}`", p.value)).at(p.span.clone(), "not in the board's device tree");
+                    if let Some(s) = did_you_mean(&p.value, inv.devices.iter().map(|d| d.path.as_str())) {
+                        diag = diag.help(format!("did you mean `{s}`?"));
+                    } else {
+                        diag = diag.help("list the board's devices with `domforge inspect --board BOARD`");
+                    }
+                    self.d.push(diag);
+                    continue;
+                };
+                if let Some((other, first)) = device_owner.get(dev.path.as_str()) {
+                    self.d.push(
+                        Diagnostic::error("E0210", format!("device `{}` is given to `{other}` and `{}`", dev.path, d.name.value))
+                            .at(p.span.clone(), "claimed again here")
+                            .also(first.clone(), "first claimed here"),
+                    );
+                    continue;
+                }
+                device_owner.insert(&dev.path, (&d.name.value, p.span.clone()));
+                let is_xen_uart = xen_uart.as_deref() == Some(dev.path.as_str());
+                let is_core = inv.interrupt_controller.as_ref().is_some_and(|c| c.path == dev.path) || inv.iommus.contains(&dev.path);
+                if is_xen_uart || is_core {
+                    self.d.push(
+                        Diagnostic::error("E0232", format!("`{}` belongs to Xen", dev.path))
+                            .at(p.span.clone(), if is_xen_uart { "Xen's own console UART" } else { "an interrupt controller or IOMMU Xen drives" })
+                            .help("pass another device; Xen needs this one itself"),
+                    );
+                    continue;
+                }
+                if !dev.enabled {
+                    self.d.push(
+                        Diagnostic::warning("W0202", format!("`{}` is disabled (`status`) in the board's device tree", dev.path))
+                            .at(p.span.clone(), "the guest will see it disabled too"),
+                    );
+                }
+                if !dev.behind_iommu {
+                    if d.force_without_iommu() {
+                        let span = d.force_without_iommu.as_ref().map_or(p.span.clone(), |f| f.span.clone());
+                        self.d.push(
+                            Diagnostic::warning("W0201", format!("`{}` has no IOMMU: its DMA can reach all of memory", dev.path))
+                                .at(span, "forced without an IOMMU")
+                                .note(if dev.dma_capable { "this device can master DMA: only a trusted, direct-mapped guest should own it" } else { "the device tree shows no DMA capability" }),
+                        );
+                    } else {
+                        self.d.push(
+                            Diagnostic::error("E0213", format!("`{}` has no IOMMU in front of it", dev.path))
+                                .at(p.span.clone(), "passthrough without an IOMMU")
+                                .note("without an IOMMU a device's DMA is not confined to its guest")
+                                .help("if you trust the guest, set `force_without_iommu = true` on this domain (emits xen,force-assign-without-iommu)"),
+                        );
+                    }
+                }
+                for r in &dev.regions {
+                    host_ranges.push((*r, &d.name.value, format!("MMIO of {}", dev.path), p.span.clone()));
+                }
+                for irq in &dev.interrupts {
+                    match irq {
+                        DeviceInterrupt::Spi(n) => claim_irq(self, *n, &p.span, &format!("through `{}`", dev.path)),
+                        DeviceInterrupt::Ppi(n) => self.d.push(
+                            Diagnostic::error("E0241", format!("`{}` uses private interrupt {n}", dev.path))
+                                .at(p.span.clone(), "per-CPU interrupts cannot be passed through"),
+                        ),
+                        DeviceInterrupt::Nested(ph) => self.d.push(
+                            Diagnostic::error("E0243", format!("`{}` raises an interrupt through a secondary controller (phandle {ph})", dev.path))
+                                .at(p.span.clone(), "Xen routes only GIC SPIs to guests")
+                                .help("pass the interrupt's controller as well, or choose a device wired to the GIC"),
+                        ),
+                    }
+                }
+                let drop = d.drop_device_dependencies.as_ref().is_some_and(|x| x.value);
+                for dep in &dev.dependencies {
+                    let provider_is_device = inv.device(&dep.provider).is_some_and(|pd| !pd.regions.is_empty());
+                    let owned_too = d.passthrough.iter().any(|q| q.value == dep.provider);
+                    if provider_is_device && !owned_too && !drop {
+                        self.d.push(
+                            Diagnostic::error("E0240", format!("`{}` needs `{}` ({})", dev.path, dep.provider, dep.property))
+                                .at(p.span.clone(), "the guest would get the device without what it depends on")
+                                .help(format!("pass `{}` to this domain too, or set `drop_device_dependencies = true` if firmware already set it up", dep.provider)),
+                        );
+                    }
+                }
+            }
+        }
+        for sh in &m.shared_memory {
+            if let Some(h) = &sh.host_address {
+                let owner = sh.owner.as_ref().map_or("shared memory", |o| o.value.as_str());
+                host_ranges.push((Region::new(h.value, sh.size.value), owner, format!("shared memory `{}`", sh.id.value), h.span.clone()));
+            }
+        }
+        for (i, a) in host_ranges.iter().enumerate() {
+            for b in &host_ranges[i + 1..] {
+                let same_device = a.2 == b.2 && a.1 == b.1;
+                if a.0.overlaps(&b.0) && !same_device && (a.1 != b.1 || a.2.starts_with("static") || b.2.starts_with("static")) {
+                    self.d.push(
+                        Diagnostic::error("E0208", format!("{} of `{}` overlaps {} of `{}`", a.2, a.1, b.2, b.1))
+                            .at(b.3.clone(), fmt_region(&b.0))
+                            .also(a.3.clone(), fmt_region(&a.0)),
+                    );
+                }
+            }
+        }
+    }
+
+    fn shared_memory(&mut self) {
+        let m = self.m();
+        let mut ids = BTreeSet::new();
+        for sh in &m.shared_memory {
+            self.need(XenFeature::SharedMemory, &sh.id.span, "static shared memory");
+            if sh.host_address.is_none() {
+                self.need(XenFeature::SharedMemoryNoHost, &sh.id.span, "shared memory without `host_address`");
+            }
+            if !ids.insert(&sh.id.value) {
+                self.d.push(Diagnostic::error("E0233", format!("two shared-memory regions use id `{}`", sh.id.value)).at(sh.id.span.clone(), "second use"));
+            }
+            if sh.size.value == 0 || sh.size.value % PAGE_SIZE != 0 || sh.guest_address.value % PAGE_SIZE != 0 {
+                self.d.push(Diagnostic::error("E0233", "shared memory must be a non-empty, page-aligned range").at(sh.size.span.clone(), "here"));
+            }
+            if let Some(h) = &sh.host_address {
+                let r = Region::new(h.value, sh.size.value);
+                if !self.input.inventory.memory.iter().any(|b| b.contains(&r)) {
+                    self.d.push(Diagnostic::error("E0207", format!("shared memory {} is not inside RAM", fmt_region(&r))).at(h.span.clone(), "outside RAM"));
+                }
+            }
+            let guest = Region::new(sh.guest_address.value, sh.size.value);
+            let members = sh.owner.iter().chain(sh.borrowers.value.iter());
+            for who in members {
+                let Some(d) = m.domain(&who.value) else {
+                    self.d.push(Diagnostic::error("E0233", format!("no domain is named `{}`", who.value)).at(who.span.clone(), "unknown domain"));
+                    continue;
+                };
+                if d.kind.value != DomainKind::Arm64 || d.builder() != Builder::Xen {
+                    self.d.push(Diagnostic::error("E0242", "static shared memory is a dom0less (ARM) feature").at(who.span.clone(), "not a dom0less domain"));
+                    continue;
+                }
+                let (banks, n) = guest_map::ram_banks(d.memory.value);
+                let clash = guest_map::fixed_regions(self.gic_v3(), console_of(d) == Console::Vpl011)
+                    .chain(banks[..n].iter().map(|b| ("guest RAM", *b)))
+                    .find(|(_, r)| r.overlaps(&guest));
+                if let Some((what, r)) = clash {
+                    self.d.push(
+                        Diagnostic::error("E0221", format!("shared memory `{}` lands on the guest {what} of `{}` at {}", sh.id.value, d.name.value, fmt_region(&r)))
+                            .at(sh.guest_address.span.clone(), "guest address collides"),
+                    );
+                }
+            }
+        }
+    }
+
+    fn memory_fits(&mut self) {
+        let m = self.m();
+        let inv = self.input.inventory;
+        let ram: u64 = inv.memory.iter().fold(0u64, |a, b| a.saturating_add(b.size));
+        let reserved: u64 = inv
+            .reserved
+            .iter()
+            .filter(|r| inv.memory.iter().any(|b| b.overlaps(&r.region)))
+            .fold(0u64, |a, r| a.saturating_add(r.region.size));
+        let xen = m.system.xen_memory.as_ref().map_or(self.input.board.xen_memory, |x| x.value);
+        let dom0 = if has_dom0(m) {
+            m.dom0.as_ref().and_then(|d| d.memory.as_ref()).map_or(DEFAULT_DOM0_MEMORY, |x| x.value)
+        } else {
+            0
+        };
+        let mut guests: u64 = 0;
+        let mut pools: u64 = 0;
+        let mut statics: u64 = 0;
+        for d in &m.domains {
+            if d.static_memory.is_empty() {
+                guests = guests.saturating_add(d.memory.value);
+            } else {
+                statics = statics.saturating_add(d.memory.value);
+            }
+            pools = pools.saturating_add(d.p2m_pool.as_ref().map_or_else(|| default_p2m_pool(d.vcpus.value, d.memory.value), |p| p.value));
+        }
+        let shm: u64 = m.shared_memory.iter().filter(|s| s.host_address.is_some()).fold(0, |a, s| a.saturating_add(s.size.value));
+        let needed = xen.saturating_add(dom0).saturating_add(guests).saturating_add(pools).saturating_add(statics).saturating_add(shm);
+        let usable = ram.saturating_sub(reserved);
+        if needed > usable {
+            let biggest = m.domains.iter().max_by_key(|d| d.memory.value);
+            let mut diag = Diagnostic::error(
+                "E0203",
+                format!("the system needs {} but board `{}` has {} of usable RAM", human_size(needed), self.input.board.name, human_size(usable)),
+            );
+            if let Some(b) = biggest {
+                diag = diag.at(b.memory.span.clone(), format!("the largest domain, `{}`, asks for {}", b.name.value, human_size(b.memory.value)));
+            }
+            diag = diag
+                .note(format!(
+                    "Xen {} + dom0 {} + domains {} + static memory {} + P2M pools {} + shared memory {}",
+                    human_size(xen),
+                    human_size(dom0),
+                    human_size(guests),
+                    human_size(statics),
+                    human_size(pools),
+                    human_size(shm)
+                ))
+                .note(format!("RAM {} minus reserved {}", human_size(ram), human_size(reserved)))
+                .help(format!("free {} by shrinking domains", human_size(needed - usable)));
+            self.d.push(diag);
+        }
+    }
+}
+
+/// A boot order that honours `depends_on`: dependencies first; ties broken by `boot_order`, then by
+/// manifest order. `Err` holds a cycle.
+pub fn boot_order(m: &Manifest) -> Result<Vec<usize>, Vec<String>> {
+    let n = m.domains.len();
+    let index: BTreeMap<&str, usize> = m.domains.iter().enumerate().map(|(i, d)| (d.name.value.as_str(), i)).collect();
+    let deps: Vec<Vec<usize>> = m
+        .domains
+        .iter()
+        .map(|d| d.depends_on.iter().filter_map(|x| index.get(x.value.as_str()).copied()).filter(|j| m.domains[*j].name.value != d.name.value).collect())
+        .collect();
+    let key = |i: usize| (m.domains[i].boot_order.as_ref().map_or(u32::MAX, |b| b.value), i);
+    let mut done = std::vec![false; n];
+    let mut order = Vec::with_capacity(n);
+    while order.len() < n {
+        let ready = (0..n).filter(|&i| !done[i] && deps[i].iter().all(|&j| done[j])).min_by_key(|&i| key(i));
+        match ready {
+            Some(i) => {
+                done[i] = true;
+                order.push(i);
+            }
+            None => {
+                // Walk from any remaining node along unfinished dependencies until a node repeats.
+                let start = (0..n).find(|&i| !done[i]).unwrap_or(0);
+                let mut path = Vec::new();
+                let mut cur = start;
+                while !path.contains(&cur) {
+                    path.push(cur);
+                    match deps[cur].iter().find(|&&j| !done[j]) {
+                        Some(&j) => cur = j,
+                        None => break,
+                    }
+                }
+                let from = path.iter().position(|&x| x == cur).unwrap_or(0);
+                let mut cycle: Vec<String> = path[from..].iter().map(|&i| m.domains[i].name.value.clone()).collect();
+                if let Some(first) = cycle.first().cloned() {
+                    cycle.push(first);
+                }
+                return Err(cycle);
+            }
+        }
+    }
+    Ok(order)
+}
+
+#[derive(Clone, Copy)]
+enum Accept {
+    Arm64Image,
+    PvhKernel,
+    Kernel(Arch),
+    Ramdisk,
+}
+
+impl Accept {
+    fn accepts(&self, f: &ImageFormat) -> bool {
+        match self {
+            Accept::Arm64Image | Accept::Kernel(Arch::Arm64) => matches!(f, ImageFormat::Arm64Image | ImageFormat::Arm64ImageGzip),
+            Accept::PvhKernel => matches!(f, ImageFormat::Elf { pvh_entry: Some(_), .. } | ImageFormat::BzImage { pvh_entry: Some(_) }),
+            Accept::Kernel(Arch::X86_64) => matches!(f, ImageFormat::Elf { .. } | ImageFormat::BzImage { .. }),
+            Accept::Ramdisk => !matches!(f, ImageFormat::Xen | ImageFormat::DeviceTree | ImageFormat::Arm64Image | ImageFormat::Elf { .. } | ImageFormat::BzImage { .. }),
+        }
+    }
+    fn describe(&self) -> &'static str {
+        match self {
+            Accept::Arm64Image | Accept::Kernel(Arch::Arm64) => "an arm64 Image (optionally gzip'd)",
+            Accept::PvhKernel => "an x86 kernel with a PVH entry (ELF or bzImage with XEN_ELFNOTE_PHYS32_ENTRY)",
+            Accept::Kernel(Arch::X86_64) => "an x86 kernel (ELF or bzImage)",
+            Accept::Ramdisk => "an initramfs",
+        }
+    }
+}
+
+fn describe_format(f: &ImageFormat) -> String {
+    match f {
+        ImageFormat::Arm64Image => "an arm64 Image".into(),
+        ImageFormat::Arm64ImageGzip => "a gzip'd arm64 Image".into(),
+        ImageFormat::Elf { machine, pvh_entry } => format!("an ELF for {machine}{}", if pvh_entry.is_some() { " with a PVH entry" } else { " without a PVH entry" }),
+        ImageFormat::BzImage { pvh_entry } => format!("an x86 bzImage{}", if pvh_entry.is_some() { " with a PVH entry" } else { " without a PVH entry" }),
+        ImageFormat::Initramfs => "an initramfs".into(),
+        ImageFormat::DeviceTree => "a device tree blob".into(),
+        ImageFormat::Xen => "a Xen hypervisor image".into(),
+        ImageFormat::Unknown(what) => what.clone(),
+    }
+}
+
+pub fn fmt_region(r: &Region) -> String {
+    format!("[{:#x}, {:#x})", r.base, r.base.saturating_add(r.size))
+}
+
+fn kind_name(k: DomainKind) -> &'static str {
+    match k {
+        DomainKind::Arm64 => "arm64",
+        DomainKind::Pvh => "pvh (x86_64)",
+    }
+}
+
+fn role_name(r: Role) -> &'static str {
+    match r {
+        Role::App => "app",
+        Role::Driver => "driver",
+        Role::Control => "control",
+        Role::Hardware => "hardware",
+        Role::Xenstore => "xenstore",
+    }
+}
+
+fn on_crash_name(o: OnCrash) -> &'static str {
+    match o {
+        OnCrash::Destroy => "destroy",
+        OnCrash::Restart => "restart",
+        OnCrash::RebootPlatform => "reboot-platform",
+    }
+}
