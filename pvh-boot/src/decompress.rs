@@ -1,0 +1,310 @@
+//! Decompressors for the kernel payload formats Linux uses.
+//!
+//! Linux compresses `vmlinux.bin` with one of gzip, bzip2, lzma, xz, lzo, lz4 or zstd and,
+//! for every format except gzip, appends the uncompressed size as a 4-byte little-endian
+//! word (`size_append` in `scripts/Makefile.lib`, used by the `*_with_size` rules of
+//! `arch/x86/boot/compressed/Makefile`); for gzip the last four bytes are the gzip `ISIZE`,
+//! which is the same number. `arch/x86/boot/compressed/mkpiggy.c` reads the output length
+//! from there, and so do we: the trailer is cut before decoding (xz and lz4 decoders reject
+//! it as garbage otherwise) and the decoded length is checked against it.
+//!
+//! All decoders are pure Rust. gzip (`miniz_oxide`), xz and lzma (`lzma-rust2`'s sans-I/O
+//! streams, which handle the x86 BCJ filter Linux's `xz_wrap.sh` uses), lz4 legacy framing
+//! (`lz4_flex` block API plus ~20 lines of framing) and zstd (`ruzstd`) work without `std`.
+//! bzip2 needs the `std` feature: the only pure-Rust decoder on crates.io, `bzip2-rs`, is
+//! written against `std::io` (and `libbz2-rs-sys` is a C-ABI port needing `unsafe` calls).
+//! LZO has no maintained pure-Rust decoder and is reported as unsupported.
+
+use alloc::format;
+use alloc::vec::Vec;
+
+use crate::kernel::{Compression, ImageError};
+
+/// Default ceiling on a decompressed kernel: Linux x86-64's `KERNEL_IMAGE_SIZE` is 1 GiB,
+/// real vmlinux files are well below 256 MiB.
+pub const DEFAULT_LIMIT: usize = 512 << 20;
+
+/// Memory the xz/lzma dictionaries may take, in KiB. Linux uses a 32 MiB (xz) or up to
+/// 64 MiB (`lzma -9`) dictionary.
+const LZMA_MEM_LIMIT_KB: u32 = 256 * 1024;
+
+/// Growth step of the output buffer.
+const CHUNK: usize = 1 << 20;
+
+/// Identify a compressed payload by its magic, as `Documentation/arch/x86/boot.rst`
+/// (field `payload_offset`) prescribes.
+pub fn detect(payload: &[u8]) -> Option<Compression> {
+    let m = |magic: &[u8]| payload.starts_with(magic);
+    if m(&[0x1f, 0x8b]) || m(&[0x1f, 0x9e]) {
+        Some(Compression::Gzip)
+    } else if m(b"BZh") {
+        Some(Compression::Bzip2)
+    } else if m(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
+        Some(Compression::Xz)
+    } else if m(&[0x5d, 0x00]) {
+        Some(Compression::Lzma)
+    } else if m(&[0x89, b'L', b'Z', b'O']) {
+        Some(Compression::Lzo)
+    } else if m(&[0x02, 0x21, 0x4c, 0x18]) {
+        Some(Compression::Lz4)
+    } else if m(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Some(Compression::Zstd)
+    } else {
+        None
+    }
+}
+
+/// Decompress a Linux kernel payload (with its 4-byte size trailer) of the given format.
+///
+/// Output larger than `limit` bytes is rejected before it is produced.
+pub fn decompress(
+    payload: &[u8],
+    compression: Compression,
+    limit: usize,
+) -> Result<Vec<u8>, ImageError> {
+    let split = payload.len().checked_sub(4).ok_or(ImageError::Truncated {
+        what: "compressed payload size trailer",
+        needed: 4,
+        available: payload.len() as u64,
+    })?;
+    let (body, trailer) = payload.split_at(split);
+    let declared = u32::from_le_bytes(trailer.try_into().map_err(|_| ImageError::Truncated {
+        what: "compressed payload size trailer",
+        needed: 4,
+        available: 0,
+    })?);
+    if compression != Compression::Gzip && declared as usize > limit {
+        return Err(ImageError::DecompressedTooLarge {
+            compression,
+            limit: limit as u64,
+        });
+    }
+    let out = match compression {
+        Compression::Gzip => gzip(payload, limit)?,
+        Compression::Xz => xz(body, limit)?,
+        Compression::Lzma => lzma(body, limit)?,
+        Compression::Lz4 => lz4_legacy(body, limit)?,
+        Compression::Zstd => zstd(body, declared as usize)?,
+        Compression::Bzip2 => bzip2(body, limit)?,
+        Compression::Lzo => {
+            return Err(ImageError::UnsupportedCompression {
+                compression,
+                reason: "no pure-Rust LZO decoder is available; rebuild the kernel with another KERNEL_* compression",
+            });
+        }
+    };
+    // gzip's ISIZE is the size modulo 2^32, the other trailers are plain u32.
+    if out.len() as u64 & 0xffff_ffff != u64::from(declared) {
+        return Err(ImageError::SizeMismatch {
+            compression,
+            declared: u64::from(declared),
+            actual: out.len() as u64,
+        });
+    }
+    Ok(out)
+}
+
+fn fail(compression: Compression, reason: impl core::fmt::Debug) -> ImageError {
+    ImageError::Decompress {
+        compression,
+        reason: format!("{reason:?}"),
+    }
+}
+
+fn grow(out: &mut Vec<u8>, compression: Compression, limit: usize) -> Result<(), ImageError> {
+    let len = out.len();
+    if len >= limit {
+        return Err(ImageError::DecompressedTooLarge {
+            compression,
+            limit: limit as u64,
+        });
+    }
+    let step = CHUNK.min(limit - len);
+    out.try_reserve(step)
+        .map_err(|_| fail(compression, "out of memory"))?;
+    out.resize(len + step, 0);
+    Ok(())
+}
+
+/// gzip (RFC 1952) header, then raw deflate.
+fn gzip(data: &[u8], limit: usize) -> Result<Vec<u8>, ImageError> {
+    const C: Compression = Compression::Gzip;
+    let trunc = || ImageError::Truncated {
+        what: "gzip header",
+        needed: 10,
+        available: data.len() as u64,
+    };
+    let header = data.get(..10).ok_or_else(trunc)?;
+    let (method, flags) = (header.get(2).copied(), header.get(3).copied().unwrap_or(0));
+    if method != Some(8) {
+        return Err(fail(C, "compression method is not deflate"));
+    }
+    let mut pos = 10usize;
+    if flags & 0x04 != 0 {
+        // FEXTRA: 2-byte length, then that many bytes.
+        let xlen = data.get(pos..pos + 2).ok_or_else(trunc)?;
+        pos += 2 + usize::from(u16::from_le_bytes([xlen[0], xlen[1]]));
+    }
+    for bit in [0x08u8, 0x10] {
+        // FNAME, FCOMMENT: NUL-terminated strings.
+        if flags & bit != 0 {
+            let rest = data.get(pos..).ok_or_else(trunc)?;
+            let nul = rest.iter().position(|&b| b == 0).ok_or_else(trunc)?;
+            pos += nul + 1;
+        }
+    }
+    if flags & 0x02 != 0 {
+        pos += 2; // FHCRC
+    }
+    let body = data.get(pos..).ok_or_else(trunc)?;
+    miniz_oxide::inflate::decompress_to_vec_with_limit(body, limit).map_err(|e| match e.status {
+        miniz_oxide::inflate::TINFLStatus::HasMoreOutput => ImageError::DecompressedTooLarge {
+            compression: C,
+            limit: limit as u64,
+        },
+        status => fail(C, status),
+    })
+}
+
+/// xz container (with the x86 BCJ filter for Linux kernels).
+fn xz(body: &[u8], limit: usize) -> Result<Vec<u8>, ImageError> {
+    const C: Compression = Compression::Xz;
+    let mut stream = lzma_rust2::XzStream::new_mem_limit(false, LZMA_MEM_LIMIT_KB);
+    let mut out = Vec::new();
+    let mut consumed = 0usize;
+    let mut produced = 0usize;
+    loop {
+        if produced == out.len() {
+            grow(&mut out, C, limit)?;
+        }
+        let input = body.get(consumed..).unwrap_or(&[]);
+        let dst = out.get_mut(produced..).unwrap_or(&mut []);
+        let r = stream
+            .process(input, dst, lzma_rust2::Action::Finish)
+            .map_err(|e| fail(C, e))?;
+        consumed += r.bytes_consumed;
+        produced += r.bytes_produced;
+        if r.status == lzma_rust2::Status::StreamEnd {
+            break;
+        }
+        if r.bytes_consumed == 0 && r.bytes_produced == 0 && produced < out.len() {
+            return Err(fail(C, "stream ended early"));
+        }
+    }
+    out.truncate(produced);
+    Ok(out)
+}
+
+/// Legacy `.lzma` (LZMA-alone) with its 13-byte header.
+fn lzma(body: &[u8], limit: usize) -> Result<Vec<u8>, ImageError> {
+    const C: Compression = Compression::Lzma;
+    let mut stream = lzma_rust2::LzmaStream::new_mem_limit(LZMA_MEM_LIMIT_KB, None);
+    let mut out = Vec::new();
+    let mut consumed = 0usize;
+    let mut produced = 0usize;
+    loop {
+        if produced == out.len() {
+            grow(&mut out, C, limit)?;
+        }
+        let input = body.get(consumed..).unwrap_or(&[]);
+        let dst = out.get_mut(produced..).unwrap_or(&mut []);
+        let r = stream
+            .process(input, dst, lzma_rust2::Action::Finish)
+            .map_err(|e| fail(C, e))?;
+        consumed += r.bytes_consumed;
+        produced += r.bytes_produced;
+        if r.status == lzma_rust2::Status::StreamEnd {
+            break;
+        }
+        if r.bytes_consumed == 0 && r.bytes_produced == 0 && produced < out.len() {
+            return Err(fail(C, "stream ended early"));
+        }
+    }
+    out.truncate(produced);
+    Ok(out)
+}
+
+/// LZ4 "legacy" framing as written by `lz4 -l` (`lib/decompress_unlz4.c`): magic
+/// 0x184C2102, then blocks of `u32 compressed length` + LZ4 block, each decoding to at most
+/// 8 MiB. A repeated magic starts a concatenated stream.
+fn lz4_legacy(body: &[u8], limit: usize) -> Result<Vec<u8>, ImageError> {
+    const C: Compression = Compression::Lz4;
+    const MAGIC: u32 = 0x184c_2102;
+    const BLOCK_MAX: usize = 8 << 20;
+    let mut rest = body.get(4..).ok_or(ImageError::Truncated {
+        what: "lz4 magic",
+        needed: 4,
+        available: body.len() as u64,
+    })?;
+    let mut out: Vec<u8> = Vec::new();
+    while !rest.is_empty() {
+        let (len_bytes, tail) = rest
+            .split_at_checked(4)
+            .ok_or_else(|| fail(C, "truncated block length"))?;
+        let len = u32::from_le_bytes(
+            len_bytes
+                .try_into()
+                .map_err(|_| fail(C, "truncated block length"))?,
+        );
+        if len == MAGIC {
+            rest = tail;
+            continue;
+        }
+        let (block, tail) = tail
+            .split_at_checked(len as usize)
+            .ok_or_else(|| fail(C, "block extends past the end of the payload"))?;
+        let start = out.len();
+        let room = BLOCK_MAX.min(limit.saturating_sub(start));
+        if room == 0 {
+            return Err(ImageError::DecompressedTooLarge {
+                compression: C,
+                limit: limit as u64,
+            });
+        }
+        out.try_reserve(room)
+            .map_err(|_| fail(C, "out of memory"))?;
+        out.resize(start + room, 0);
+        let dst = out.get_mut(start..).unwrap_or(&mut []);
+        let n = lz4_flex::block::decompress_into(block, dst).map_err(|e| fail(C, e))?;
+        out.truncate(start + n);
+        rest = tail;
+    }
+    Ok(out)
+}
+
+/// zstd frames; the size trailer tells how much output to expect (already capped).
+fn zstd(body: &[u8], declared: usize) -> Result<Vec<u8>, ImageError> {
+    const C: Compression = Compression::Zstd;
+    let mut out = Vec::new();
+    out.try_reserve_exact(declared)
+        .map_err(|_| fail(C, "out of memory"))?;
+    out.resize(declared, 0);
+    let mut decoder = ruzstd::decoding::FrameDecoder::new();
+    let n = decoder.decode_all(body, &mut out).map_err(|e| fail(C, e))?;
+    out.truncate(n);
+    Ok(out)
+}
+
+#[cfg(feature = "std")]
+fn bzip2(body: &[u8], limit: usize) -> Result<Vec<u8>, ImageError> {
+    use std::io::Read;
+    const C: Compression = Compression::Bzip2;
+    let mut reader = bzip2_rs::DecoderReader::new(body).take(limit as u64 + 1);
+    let mut out = Vec::new();
+    reader.read_to_end(&mut out).map_err(|e| fail(C, e))?;
+    if out.len() > limit {
+        return Err(ImageError::DecompressedTooLarge {
+            compression: C,
+            limit: limit as u64,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(not(feature = "std"))]
+fn bzip2(_body: &[u8], _limit: usize) -> Result<Vec<u8>, ImageError> {
+    Err(ImageError::UnsupportedCompression {
+        compression: Compression::Bzip2,
+        reason: "the bzip2 decoder (bzip2-rs) needs the `std` feature of pvh-boot",
+    })
+}
