@@ -46,6 +46,9 @@ use crate::version::compare_versions;
 /// Suite used when a request names none: the Debian release our CI machines run.
 pub const DEFAULT_SUITE: &str = "bookworm";
 
+/// A miss (unknown package, failed download) refreshes an index older than this.
+pub const REFRESH_ON_MISS_AFTER: Duration = Duration::from_secs(3600);
+
 /// Keyring that signs Debian's archive (package `debian-archive-keyring`).
 pub const DEBIAN_ARCHIVE_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 
@@ -209,6 +212,16 @@ pub enum FetchError {
     /// An architecture name we do not know.
     #[error("unknown architecture {0:?}; expected arm64 or amd64")]
     UnknownArch(String),
+    /// Offline mode and the package is not in the cache.
+    #[error("{package} {version} ({arch}) is not in the cache and the fetcher is offline")]
+    NotCached {
+        /// Package name.
+        package: String,
+        /// Version.
+        version: String,
+        /// Architecture.
+        arch: Arch,
+    },
     /// Neither `XDG_CACHE_HOME` nor `HOME` is set.
     #[error("cannot find a cache directory: neither XDG_CACHE_HOME nor HOME is set")]
     NoCacheDir,
@@ -685,6 +698,7 @@ pub struct Fetcher {
     mirrors: Mirrors,
     keyring: PathBuf,
     progress: Progress,
+    offline: bool,
 }
 
 impl Fetcher {
@@ -696,7 +710,16 @@ impl Fetcher {
             mirrors: Mirrors::from_system(),
             keyring: PathBuf::from(DEBIAN_ARCHIVE_KEYRING),
             progress: Progress::Stderr,
+            offline: false,
         }
+    }
+
+    /// Never runs `apt-get` (no index update, no download): only packages already in the
+    /// cache are returned, others fail with [`FetchError::NotCached`].
+    #[must_use]
+    pub fn with_offline(mut self, offline: bool) -> Self {
+        self.offline = offline;
+        self
     }
 
     /// A fetcher caching under [`default_cache_dir`].
@@ -859,6 +882,9 @@ impl Fetcher {
             arch,
         });
         self.run_apt("apt-get", state, arch, &["update"], None)?;
+        // apt sets list mtimes from the server's Last-Modified; keep our own stamp.
+        let stamp = state.join("updated");
+        fs::write(&stamp, b"").map_err(io_err("writing", &stamp))?;
         // Memoised resolutions refer to the old index.
         let resolved = state.join("resolved");
         if let Ok(dir) = fs::read_dir(&resolved) {
@@ -885,6 +911,51 @@ impl Fetcher {
         self.update_locked(&state, suite, arch)
     }
 
+    /// Takes the state lock, writes the private apt configuration and, unless offline,
+    /// downloads the index if there is none yet. Returns the lock guard and whether the
+    /// index was just updated.
+    fn open_state(&self, state: &Path, suite: &str, arch: Arch) -> Result<(fs::File, bool)> {
+        let lock = self.lock(state)?;
+        let sources_changed = self.prepare_state(state, suite, arch)?;
+        if !self.offline && (sources_changed || !Self::index_present(state)) {
+            self.update_locked(state, suite, arch)?;
+            return Ok((lock, true));
+        }
+        Ok((lock, false))
+    }
+
+    /// Whether a miss (unknown package, failed download) justifies refreshing the index:
+    /// not offline, not refreshed during this call, and the index is older than
+    /// [`REFRESH_ON_MISS_AFTER`] (so asking for a package that does not exist does not
+    /// download the index every time).
+    fn may_refresh(&self, state: &Path, updated: bool) -> bool {
+        if self.offline || updated {
+            return false;
+        }
+        fs::metadata(state.join("updated"))
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_none_or(|age| age > REFRESH_ON_MISS_AFTER)
+    }
+
+    /// Resolves a request, refreshing the index once on a miss when [`Self::may_refresh`].
+    fn resolve_refreshing(
+        &self,
+        state: &Path,
+        request: &PackageRequest,
+        updated: &mut bool,
+    ) -> Result<(String, String)> {
+        match self.resolve_locked(state, request) {
+            Err(FetchError::PackageNotFound { .. }) if self.may_refresh(state, *updated) => {
+                self.update_locked(state, &request.suite, request.arch)?;
+                *updated = true;
+                self.resolve_locked(state, request)
+            }
+            other => other,
+        }
+    }
+
     /// Fetches (or finds in the cache) the package a request names.
     pub fn fetch(&self, request: &PackageRequest) -> Result<FetchedPackage> {
         check_suite(&request.suite)?;
@@ -897,31 +968,24 @@ impl Fetcher {
         }
         let (suite, arch) = (request.suite.as_str(), request.arch);
         let state = self.state_dir(suite, arch);
-        let _lock = self.lock(&state)?;
-        let sources_changed = self.prepare_state(&state, suite, arch)?;
-        let mut updated = false;
-        if sources_changed || !Self::index_present(&state) {
-            self.update_locked(&state, suite, arch)?;
-            updated = true;
-        }
+        let (_lock, mut updated) = self.open_state(&state, suite, arch)?;
         loop {
-            let resolved = match self.resolve_locked(&state, request) {
-                Ok(resolved) => resolved,
-                Err(FetchError::PackageNotFound { .. }) if !updated => {
-                    self.update_locked(&state, suite, arch)?;
-                    updated = true;
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            if let Some(done) = self.cached(&resolved.0, &resolved.1, arch) {
+            let (name, version) = self.resolve_refreshing(&state, request, &mut updated)?;
+            if let Some(done) = self.cached(&name, &version, arch) {
                 return Ok(done);
             }
-            let entry = self.index_entry_locked(&state, arch, &resolved.0, &resolved.1)?;
+            if self.offline {
+                return Err(FetchError::NotCached {
+                    package: name,
+                    version,
+                    arch,
+                });
+            }
+            let entry = self.index_entry_locked(&state, arch, &name, &version)?;
             match self.download_locked(&state, arch, &entry) {
                 Ok(done) => return Ok(done),
                 // The version may have left the archive since our index was fetched.
-                Err(FetchError::CommandFailed { .. }) if !updated => {
+                Err(FetchError::CommandFailed { .. }) if self.may_refresh(&state, updated) => {
                     self.update_locked(&state, suite, arch)?;
                     updated = true;
                 }
@@ -1161,6 +1225,12 @@ impl Fetcher {
         });
         let partial_dir = state.join("cache/archives/partial");
         let mut last_report = Instant::now();
+        // A terminal line rewrites itself; logs get a line every few seconds only.
+        let interval = if std::io::stderr().is_terminal() {
+            Duration::from_millis(500)
+        } else {
+            Duration::from_secs(3)
+        };
         let status = loop {
             match child
                 .try_wait()
@@ -1169,7 +1239,7 @@ impl Fetcher {
                 Some(status) => break status,
                 None => {
                     std::thread::sleep(Duration::from_millis(100));
-                    if last_report.elapsed() >= Duration::from_millis(500) {
+                    if last_report.elapsed() >= interval {
                         last_report = Instant::now();
                         let done = dir_bytes(&download_dir).saturating_add(dir_bytes(&partial_dir));
                         self.progress.emit(&ProgressEvent::Downloading {
@@ -1347,25 +1417,13 @@ impl Fetcher {
         let meta = format!("linux-image-{arch}");
         let state = self.state_dir(suite, arch);
         let image_name = {
-            // Make sure the index exists and the metapackage resolves (updates if needed).
             let request = PackageRequest::new(meta.clone(), arch).in_suite(suite);
-            let (name, version) = {
-                let _lock = self.lock(&state)?;
-                let changed = self.prepare_state(&state, suite, arch)?;
-                if changed || !Self::index_present(&state) {
-                    self.update_locked(&state, suite, arch)?;
-                }
-                let resolved = match self.resolve_locked(&state, &request) {
-                    Err(FetchError::PackageNotFound { .. }) => {
-                        self.update_locked(&state, suite, arch)?;
-                        self.resolve_locked(&state, &request)?
-                    }
-                    other => other?,
-                };
-                let entry = self.index_entry_locked(&state, arch, &resolved.0, &resolved.1)?;
-                (entry.depends, resolved.1)
-            };
-            name.split([',', '|'])
+            let (_lock, mut updated) = self.open_state(&state, suite, arch)?;
+            let (name, version) = self.resolve_refreshing(&state, &request, &mut updated)?;
+            let entry = self.index_entry_locked(&state, arch, &name, &version)?;
+            entry
+                .depends
+                .split([',', '|'])
                 .filter_map(|dep| dep.split_whitespace().next())
                 .find(|dep| dep.starts_with("linux-image-") && *dep != meta)
                 .map(str::to_owned)
