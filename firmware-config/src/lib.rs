@@ -23,5 +23,7 @@ pub mod guest_map;
 pub mod manifest;
 pub mod units;
 #[cfg(feature = "std")]
+pub mod plan;
+#[cfg(feature = "std")]
 pub mod validate;
 pub mod xen;

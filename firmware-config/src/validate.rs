@@ -13,7 +13,7 @@ use crate::units::{MIB, PAGE_SIZE, human_size};
 use crate::xen::{XenFeature, XenVersion};
 use std::collections::{BTreeMap, BTreeSet};
 use std::format;
-use std::string::{String, ToString};
+use std::string::String;
 use std::vec::Vec;
 
 /// Everything validation looks at. The caller gathers it; validation only reads.
@@ -736,8 +736,12 @@ impl<'a> Validator<'a> {
                         );
                     }
                 }
+                // Xen maps whole pages (`xen,reg` must be page aligned), so two devices that share a
+                // page (virtio-mmio slots are 0x200 apart) cannot go to different domains.
                 for r in &dev.regions {
-                    host_ranges.push((*r, &d.name.value, format!("MMIO of {}", dev.path), p.span.clone()));
+                    let base = r.base & !(PAGE_SIZE - 1);
+                    let end = crate::units::align_up(r.base.saturating_add(r.size), PAGE_SIZE).unwrap_or(u64::MAX);
+                    host_ranges.push((Region::new(base, end - base), &d.name.value, format!("MMIO of {}", dev.path), p.span.clone()));
                 }
                 for irq in &dev.interrupts {
                     match irq {

@@ -1,0 +1,573 @@
+//! The plan: the resolved system, with every address decided.
+//!
+//! Planning is pure and deterministic: the same manifest, board, inventory and artifact facts give a
+//! byte-identical plan (ordered collections only, no hashing, no clocks). Emitters (`device-tree` for
+//! ARM dom0less, the dom0 initramfs for x86) and the QEMU runner read only the plan.
+
+use crate::artifacts::{ArtifactTable, ImageFormat};
+use crate::board::{Arch, BootMethod, Region};
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::guest_map;
+use crate::manifest::*;
+use crate::units::{GIB, MIB, PAGE_SIZE, align_up, human_size};
+use crate::validate::{self, CheckInput, DEFAULT_DOM0_MEMORY, console_of, enhanced_of, has_dom0};
+use crate::xen::XenVersion;
+use std::format;
+use std::string::{String, ToString};
+use std::vec::Vec;
+
+/// Boot modules are 2 MiB aligned, as ImageBuilder does, so Xen can map them with block mappings.
+pub const MODULE_ALIGN: u64 = 2 * MIB;
+/// Slot kept for a generated device tree (host DTB or passthrough fragment) whose size is known only
+/// when it is written; Xen's own limit for a guest DTB is 2 MiB.
+pub const DTB_SLOT: u64 = 2 * MIB;
+/// Where device mappings go when the host address collides with the guest map: the hole between the
+/// GICv3 redistributors (end 0x04020000) and GUEST_VPCI_ECAM_BASE (0x10000000) in arch-arm.h.
+pub const GUEST_DEVICE_HOLE: Region = Region::new(0x0500_0000, 0x0B00_0000);
+/// Start of the x86 PVH MMIO hole (ACPI_INFO_PHYSICAL_ADDRESS 0xFC000000; libxl_dom.c).
+pub const PVH_MMIO_HOLE: u64 = 0xFC00_0000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModuleKind {
+    Xen,
+    HostDtb,
+    Dom0Kernel,
+    Dom0Ramdisk,
+    Kernel,
+    Ramdisk,
+    PassthroughDtb,
+}
+
+/// One file the boot loader places in memory.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ModulePlan {
+    /// Stable identifier, e.g. `kernel-0` (modules with the same source are shared by domains).
+    pub id: String,
+    pub kind: ModuleKind,
+    /// The source as written in the manifest (or `generated`).
+    pub source: String,
+    /// Exact size in bytes; `None` for files generated at build time (they get a slot).
+    pub size: Option<u64>,
+    /// Physical load range; `None` when the loader chooses (QEMU `-kernel`, multiboot modules).
+    pub load: Option<Region>,
+    /// Domains that use it.
+    pub users: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Mapping {
+    pub host: u64,
+    pub guest: u64,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DevicePlan {
+    pub path: String,
+    pub compatible: Vec<String>,
+    /// Page-aligned MMIO mappings (`xen,reg`).
+    pub mappings: Vec<Mapping>,
+    /// GIC INTIDs, routed 1:1.
+    pub irqs: Vec<u32>,
+    pub behind_iommu: bool,
+    /// `xen,force-assign-without-iommu`.
+    pub forced: bool,
+    /// Guest address differs from host address because the host address collides with the guest map.
+    pub relocated: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DomainPlan {
+    pub name: String,
+    pub kind: DomainKind,
+    pub builder: Builder,
+    pub roles: Vec<Role>,
+    pub vcpus: u32,
+    pub memory: u64,
+    /// Position in boot order (0 first).
+    pub boot_index: usize,
+    /// Guest-physical RAM banks.
+    pub guest_ram: Vec<Region>,
+    pub static_memory: Vec<Region>,
+    pub direct_map: bool,
+    pub devices: Vec<DevicePlan>,
+    pub iomem: Vec<Mapping>,
+    /// Every interrupt the domain owns (devices and `irqs`), sorted.
+    pub irqs: Vec<u32>,
+    pub console: Console,
+    /// `xen,enhanced` for dom0less domains.
+    pub enhanced: Option<Enhanced>,
+    pub cpupool: Option<String>,
+    pub vcpu_affinity: Vec<Vec<u32>>,
+    pub on_crash: OnCrash,
+    pub depends_on: Vec<String>,
+    pub kernel: String,
+    pub ramdisk: Option<String>,
+    pub passthrough_dtb: Option<String>,
+    pub cmdline: String,
+    pub p2m_pool: u64,
+    pub sve: Option<u32>,
+    pub max_grant_frames: Option<u32>,
+    pub max_maptrack_frames: Option<u32>,
+    pub llc_colors: Option<String>,
+    pub drop_device_dependencies: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Dom0Plan {
+    pub memory: u64,
+    pub vcpus: u32,
+    pub kernel: String,
+    pub ramdisk: Option<String>,
+    pub cmdline: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CpupoolPlan {
+    pub name: String,
+    pub cpus: Vec<u32>,
+    /// Device-tree paths of the CPUs (for `cpupool-cpus` phandles).
+    pub cpu_paths: Vec<String>,
+    pub scheduler: String,
+    pub domains: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SharedMemoryPlan {
+    pub id: String,
+    pub size: u64,
+    pub host: Option<u64>,
+    pub guest: u64,
+    pub owner: Option<String>,
+    pub borrowers: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MemoryBudget {
+    pub ram: u64,
+    pub reserved: u64,
+    pub xen: u64,
+    pub dom0: u64,
+    pub domains: u64,
+    pub static_memory: u64,
+    pub p2m_pools: u64,
+    pub shared_memory: u64,
+    pub modules: u64,
+    pub free: u64,
+}
+
+/// The resolved system.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SystemPlan {
+    pub name: String,
+    pub board: String,
+    pub arch: Arch,
+    pub boot: BootMethod,
+    pub xen: XenVersion,
+    /// `XEN_DOMCTL_INTERFACE_VERSION` domforge-init will speak.
+    pub domctl_interface: u32,
+    pub xen_cmdline: String,
+    pub ram: Vec<Region>,
+    pub reserved: Vec<Region>,
+    pub memory: MemoryBudget,
+    pub modules: Vec<ModulePlan>,
+    pub dom0: Option<Dom0Plan>,
+    /// In boot order.
+    pub domains: Vec<DomainPlan>,
+    pub cpupools: Vec<CpupoolPlan>,
+    pub shared_memory: Vec<SharedMemoryPlan>,
+}
+
+impl SystemPlan {
+    pub fn module(&self, id: &str) -> Option<&ModulePlan> {
+        self.modules.iter().find(|m| m.id == id)
+    }
+    pub fn domain(&self, name: &str) -> Option<&DomainPlan> {
+        self.domains.iter().find(|d| d.name == name)
+    }
+}
+
+/// Validates, then plans. Warnings come back with the plan; any error stops before planning.
+pub fn plan(input: CheckInput<'_>) -> Result<(SystemPlan, Diagnostics), Diagnostics> {
+    let diags = validate::check(input);
+    if diags.has_errors() {
+        return Err(diags);
+    }
+    match build_plan(input) {
+        Ok(p) => Ok((p, diags)),
+        Err(e) => {
+            let mut all = diags;
+            all.push(e);
+            Err(all)
+        }
+    }
+}
+
+fn build_plan(input: CheckInput<'_>) -> Result<SystemPlan, Diagnostic> {
+    let m = input.manifest;
+    let board = input.board;
+    let inv = input.inventory;
+    let xen = m.system.xen.value;
+    let order = validate::boot_order(m).map_err(|c| Diagnostic::error("E0224", format!("dependency cycle {}", c.join(" -> "))))?;
+    let gic_v3 = matches!(inv.interrupt_controller.as_ref().map(|c| c.kind), Some(crate::board::InterruptControllerKind::GicV3));
+
+    // Modules: one per distinct source, in a fixed order (Xen, dom0, then domains in boot order).
+    let mut modules: Vec<ModulePlan> = Vec::new();
+    let size_of = |src: &str| input.artifacts.get(src).and_then(|r| r.as_ref().ok()).map(|f| f.size);
+    let add_module = |modules: &mut Vec<ModulePlan>, kind: ModuleKind, source: &str, user: &str| -> String {
+        if let Some(existing) = modules.iter_mut().find(|x| x.kind == kind && x.source == source && kind != ModuleKind::PassthroughDtb) {
+            if !existing.users.iter().any(|u| u == user) {
+                existing.users.push(user.to_string());
+            }
+            return existing.id.clone();
+        }
+        let n = modules.iter().filter(|x| x.kind == kind).count();
+        let prefix = match kind {
+            ModuleKind::Xen => "xen",
+            ModuleKind::HostDtb => "host-dtb",
+            ModuleKind::Dom0Kernel => "dom0-kernel",
+            ModuleKind::Dom0Ramdisk => "dom0-ramdisk",
+            ModuleKind::Kernel => "kernel",
+            ModuleKind::Ramdisk => "ramdisk",
+            ModuleKind::PassthroughDtb => "passthrough",
+        };
+        let id = match kind {
+            ModuleKind::PassthroughDtb => format!("{prefix}-{user}"),
+            ModuleKind::Xen | ModuleKind::HostDtb | ModuleKind::Dom0Kernel | ModuleKind::Dom0Ramdisk => prefix.to_string(),
+            _ => format!("{prefix}-{n}"),
+        };
+        let size = match kind {
+            ModuleKind::HostDtb | ModuleKind::PassthroughDtb => None,
+            _ => size_of(source),
+        };
+        modules.push(ModulePlan { id: id.clone(), kind, source: source.to_string(), size, load: None, users: std::vec![user.to_string()] });
+        id
+    };
+    let xen_source = m.system.hypervisor.as_ref().map_or_else(|| format!("debian:xen-hypervisor-{xen}"), |h| h.value.clone());
+    add_module(&mut modules, ModuleKind::Xen, &xen_source, "xen");
+    if board.arch == Arch::Arm64 && board.boot != BootMethod::QemuDirect {
+        add_module(&mut modules, ModuleKind::HostDtb, "generated", "xen");
+    }
+    let dom0_plan = if has_dom0(m) {
+        m.dom0.as_ref().map(|d0| {
+            let kernel = add_module(&mut modules, ModuleKind::Dom0Kernel, &d0.kernel.value, "dom0");
+            let ramdisk = d0.ramdisk.as_ref().map(|r| add_module(&mut modules, ModuleKind::Dom0Ramdisk, &r.value, "dom0"));
+            let console = if board.arch == Arch::Arm64 { "hvc0" } else { "hvc0 earlyprintk=xen" };
+            Dom0Plan {
+                memory: d0.memory.as_ref().map_or(DEFAULT_DOM0_MEMORY, |x| x.value),
+                vcpus: d0.vcpus.as_ref().map_or(1, |v| v.value),
+                kernel,
+                ramdisk,
+                cmdline: d0.cmdline.as_ref().map_or_else(|| format!("console={console}"), |c| c.value.clone()),
+            }
+        })
+    } else {
+        None
+    };
+
+    let mut domains = Vec::new();
+    let mut relocation_cursor = GUEST_DEVICE_HOLE.base;
+    for (boot_index, &i) in order.iter().enumerate() {
+        let d = &m.domains[i];
+        let name = d.name.value.clone();
+        let builder = d.builder();
+        // Domains built by domforge-init are files inside the dom0 initramfs, not boot modules, on x86.
+        let kernel = add_module(&mut modules, ModuleKind::Kernel, &d.kernel.value, &name);
+        let ramdisk = d.ramdisk.as_ref().map(|r| add_module(&mut modules, ModuleKind::Ramdisk, &r.value, &name));
+        let console = console_of(d);
+        let guest_ram: Vec<Region> = match d.kind.value {
+            DomainKind::Arm64 if d.direct_map() => d.static_memory.iter().map(|r| r.value).collect(),
+            DomainKind::Arm64 => {
+                let (banks, n) = guest_map::ram_banks(d.memory.value);
+                banks[..n].to_vec()
+            }
+            DomainKind::Pvh => {
+                let low = d.memory.value.min(PVH_MMIO_HOLE);
+                let mut v = std::vec![Region::new(0, low)];
+                if d.memory.value > low {
+                    v.push(Region::new(4 * GIB, d.memory.value - low));
+                }
+                v
+            }
+        };
+        let mut occupied: Vec<Region> = guest_ram.clone();
+        if d.kind.value == DomainKind::Arm64 {
+            occupied.extend(guest_map::fixed_regions(gic_v3, console == Console::Vpl011).map(|(_, r)| r));
+        }
+        let mut devices = Vec::new();
+        let mut irqs: Vec<u32> = d.irqs.iter().map(|i| i.value).collect();
+        for p in &d.passthrough {
+            let Some(dev) = inv.device(&p.value) else { continue };
+            let mut mappings = Vec::new();
+            let mut relocated = false;
+            for r in &dev.regions {
+                let host = r.base & !(PAGE_SIZE - 1);
+                let end = align_up(r.base.saturating_add(r.size), PAGE_SIZE).unwrap_or(u64::MAX);
+                let size = end - host;
+                let wanted = Region::new(host, size);
+                let guest = if d.direct_map() || !occupied.iter().any(|o| o.overlaps(&wanted)) {
+                    host
+                } else {
+                    relocated = true;
+                    let g = relocation_cursor;
+                    relocation_cursor = align_up(g.saturating_add(size), PAGE_SIZE).unwrap_or(u64::MAX);
+                    if !GUEST_DEVICE_HOLE.contains(&Region::new(g, size)) {
+                        return Err(Diagnostic::error("E0301", format!("no room in the guest address map of `{name}` for {}", dev.path))
+                            .at(p.span.clone(), "too many relocated devices")
+                            .note(format!("relocated devices go into {}", validate::fmt_region(&GUEST_DEVICE_HOLE))));
+                    }
+                    g
+                };
+                occupied.push(Region::new(guest, size));
+                mappings.push(Mapping { host, guest, size });
+            }
+            let dev_irqs: Vec<u32> = dev
+                .interrupts
+                .iter()
+                .filter_map(|i| match i {
+                    crate::board::DeviceInterrupt::Spi(n) => Some(*n),
+                    _ => None,
+                })
+                .collect();
+            irqs.extend(dev_irqs.iter().copied());
+            devices.push(DevicePlan {
+                path: dev.path.clone(),
+                compatible: dev.compatible.clone(),
+                mappings,
+                irqs: dev_irqs,
+                behind_iommu: dev.behind_iommu,
+                forced: !dev.behind_iommu && d.force_without_iommu(),
+                relocated,
+            });
+        }
+        irqs.sort_unstable();
+        irqs.dedup();
+        let passthrough_dtb = (!devices.is_empty() && builder == Builder::Xen)
+            .then(|| add_module(&mut modules, ModuleKind::PassthroughDtb, "generated", &name));
+        let cmdline = match &d.cmdline {
+            Some(c) => c.value.clone(),
+            None => match console {
+                Console::Vpl011 => "console=ttyAMA0".to_string(),
+                Console::Hvc => "console=hvc0".to_string(),
+                Console::None => String::new(),
+            },
+        };
+        domains.push(DomainPlan {
+            name: name.clone(),
+            kind: d.kind.value,
+            builder,
+            roles: d.roles.iter().map(|r| r.value).collect(),
+            vcpus: d.vcpus.value,
+            memory: d.memory.value,
+            boot_index,
+            guest_ram,
+            static_memory: d.static_memory.iter().map(|r| r.value).collect(),
+            direct_map: d.direct_map(),
+            devices,
+            iomem: d.iomem.iter().map(|g| Mapping { host: g.value.first_mfn * PAGE_SIZE, guest: g.value.guest_frame * PAGE_SIZE, size: g.value.nr_pages * PAGE_SIZE }).collect(),
+            irqs,
+            console,
+            enhanced: (d.kind.value == DomainKind::Arm64 && builder == Builder::Xen).then(|| enhanced_of(m, d)),
+            cpupool: d.cpupool.as_ref().map(|c| c.value.clone()),
+            vcpu_affinity: d.vcpu_affinity.iter().map(|a| a.value.0.clone()).collect(),
+            on_crash: d.on_crash(),
+            depends_on: d.depends_on.iter().map(|x| x.value.clone()).collect(),
+            kernel,
+            ramdisk,
+            passthrough_dtb,
+            cmdline,
+            p2m_pool: d.p2m_pool.as_ref().map_or_else(|| validate::default_p2m_pool(d.vcpus.value, d.memory.value), |p| p.value),
+            sve: d.sve.as_ref().map(|x| x.value),
+            max_grant_frames: d.max_grant_frames.as_ref().map(|x| x.value),
+            max_maptrack_frames: d.max_maptrack_frames.as_ref().map(|x| x.value),
+            llc_colors: d.llc_colors.as_ref().map(|x| x.value.clone()),
+            drop_device_dependencies: d.drop_device_dependencies.as_ref().is_some_and(|x| x.value),
+        });
+    }
+
+    // Place the modules the boot loader loads at addresses we choose (ARM; x86 multiboot decides).
+    if board.arch == Arch::Arm64 {
+        place_modules(&mut modules, input, &domains)?;
+    }
+
+    let cpupools = m
+        .cpupools
+        .iter()
+        .map(|p| CpupoolPlan {
+            name: p.name.value.clone(),
+            cpus: p.cpus.value.iter().map(|c| c.value).collect(),
+            cpu_paths: p.cpus.value.iter().filter_map(|c| inv.cpus.get(c.value as usize).map(|n| n.path.clone())).collect(),
+            scheduler: p.scheduler.as_ref().map_or_else(|| "credit2".to_string(), |s| s.value.clone()),
+            domains: m.domains.iter().filter(|d| d.cpupool.as_ref().is_some_and(|c| c.value == p.name.value)).map(|d| d.name.value.clone()).collect(),
+        })
+        .collect();
+    let shared_memory = m
+        .shared_memory
+        .iter()
+        .map(|s| SharedMemoryPlan {
+            id: s.id.value.clone(),
+            size: s.size.value,
+            host: s.host_address.as_ref().map(|h| h.value),
+            guest: s.guest_address.value,
+            owner: s.owner.as_ref().map(|o| o.value.clone()),
+            borrowers: s.borrowers.value.iter().map(|b| b.value.clone()).collect(),
+        })
+        .collect();
+
+    let xen_cmdline = xen_cmdline(input, dom0_plan.as_ref());
+    let memory = budget(input, &domains, dom0_plan.as_ref(), &modules);
+    let mut reserved: Vec<Region> = inv.reserved.iter().map(|r| r.region).collect();
+    reserved.sort();
+    Ok(SystemPlan {
+        name: m.system.name.value.clone(),
+        board: board.name.clone(),
+        arch: board.arch,
+        boot: board.boot,
+        xen,
+        domctl_interface: xen.domctl_interface_version().unwrap_or(0),
+        xen_cmdline,
+        ram: inv.memory.clone(),
+        reserved,
+        memory,
+        modules,
+        dom0: dom0_plan,
+        domains,
+        cpupools,
+        shared_memory,
+    })
+}
+
+/// Xen's command line: the board's console first, then the board's own options, dom0 sizing, and last
+/// the manifest's options (so a person can override anything).
+fn xen_cmdline(input: CheckInput<'_>, dom0: Option<&Dom0Plan>) -> String {
+    let board = input.board;
+    let mut parts: Vec<String> = Vec::new();
+    parts.push(format!("console={}", board.xen_console));
+    if board.xen_console == "dtuart" {
+        let uart = board.console_uart.clone().or_else(|| input.inventory.stdout_path.clone());
+        if let Some(u) = uart {
+            parts.push(format!("dtuart={u}"));
+        }
+    }
+    if !board.xen_cmdline.is_empty() {
+        parts.push(board.xen_cmdline.clone());
+    }
+    if let Some(d0) = dom0 {
+        parts.push(format!("dom0_mem={}M dom0_max_vcpus={}", d0.memory / MIB, d0.vcpus));
+    }
+    if let Some(extra) = &input.manifest.system.xen_cmdline {
+        if !extra.value.trim().is_empty() {
+            parts.push(extra.value.trim().to_string());
+        }
+    }
+    parts.join(" ")
+}
+
+fn budget(input: CheckInput<'_>, domains: &[DomainPlan], dom0: Option<&Dom0Plan>, modules: &[ModulePlan]) -> MemoryBudget {
+    let inv = input.inventory;
+    let ram = inv.memory.iter().fold(0u64, |a, b| a.saturating_add(b.size));
+    let reserved = inv.reserved.iter().filter(|r| inv.memory.iter().any(|b| b.overlaps(&r.region))).fold(0u64, |a, r| a.saturating_add(r.region.size));
+    let xen = input.manifest.system.xen_memory.as_ref().map_or(input.board.xen_memory, |x| x.value);
+    let dom0 = dom0.map_or(0, |d| d.memory);
+    let sum = |f: &dyn Fn(&DomainPlan) -> u64| domains.iter().fold(0u64, |a, d| a.saturating_add(f(d)));
+    let heap_domains = sum(&|d| if d.static_memory.is_empty() { d.memory } else { 0 });
+    let static_memory = sum(&|d| if d.static_memory.is_empty() { 0 } else { d.memory });
+    let p2m_pools = sum(&|d| d.p2m_pool);
+    let shared_memory = input.manifest.shared_memory.iter().filter(|s| s.host_address.is_some()).fold(0u64, |a, s| a.saturating_add(s.size.value));
+    let modules_total = modules.iter().filter_map(|m| m.load.map(|l| l.size)).fold(0u64, |a, s| a.saturating_add(s));
+    let used = xen.saturating_add(dom0).saturating_add(heap_domains).saturating_add(static_memory).saturating_add(p2m_pools).saturating_add(shared_memory);
+    MemoryBudget {
+        ram,
+        reserved,
+        xen,
+        dom0,
+        domains: heap_domains,
+        static_memory,
+        p2m_pools,
+        shared_memory,
+        modules: modules_total,
+        free: ram.saturating_sub(reserved).saturating_sub(used),
+    }
+}
+
+/// First-fit placement, 2 MiB aligned, inside the board's module window and RAM, clear of reserved
+/// memory, static memory, shared memory, Xen's own load region and each other.
+fn place_modules(modules: &mut [ModulePlan], input: CheckInput<'_>, domains: &[DomainPlan]) -> Result<(), Diagnostic> {
+    let inv = input.inventory;
+    let board = input.board;
+    let mut obstacles: Vec<Region> = inv.reserved.iter().map(|r| r.region).collect();
+    obstacles.extend(domains.iter().flat_map(|d| d.static_memory.iter().copied()));
+    obstacles.extend(input.manifest.shared_memory.iter().filter_map(|s| s.host_address.as_ref().map(|h| Region::new(h.value, s.size.value))));
+    if let Some(x) = board.xen_load {
+        obstacles.push(x);
+    }
+    let windows: Vec<Region> = inv
+        .memory
+        .iter()
+        .filter_map(|bank| match board.module_window {
+            Some(w) => intersect(bank, &w),
+            None => Some(*bank),
+        })
+        .collect();
+    for module in modules.iter_mut() {
+        let size = match (module.kind, module.size) {
+            (ModuleKind::Xen, _) => {
+                // The boot loader puts Xen in the board's Xen region (QEMU -kernel, or U-Boot's script).
+                module.load = board.xen_load.map(|x| Region::new(x.base, module.size.unwrap_or(x.size).min(x.size)));
+                continue;
+            }
+            (ModuleKind::HostDtb | ModuleKind::PassthroughDtb, _) => DTB_SLOT,
+            (_, Some(s)) => s,
+            (_, None) => {
+                return Err(Diagnostic::error("E0302", format!("the size of `{}` is unknown", module.source)));
+            }
+        };
+        let slot_size = align_up(size.max(1), MODULE_ALIGN).unwrap_or(u64::MAX);
+        let mut placed = None;
+        'windows: for w in &windows {
+            let Some(mut at) = align_up(w.base, MODULE_ALIGN) else { continue };
+            while let Some(end) = at.checked_add(slot_size) {
+                if end > w.end().unwrap_or(u64::MAX) {
+                    break;
+                }
+                let candidate = Region::new(at, slot_size);
+                match obstacles.iter().filter(|o| o.overlaps(&candidate)).filter_map(|o| o.end()).max() {
+                    Some(block_end) => match align_up(block_end, MODULE_ALIGN) {
+                        Some(next) => at = next,
+                        None => break,
+                    },
+                    None => {
+                        placed = Some(candidate);
+                        break 'windows;
+                    }
+                }
+            }
+        }
+        let Some(slot) = placed else {
+            return Err(Diagnostic::error("E0303", format!("no room to load `{}` ({})", module.source, human_size(size)))
+                .note(format!(
+                    "modules go into {} in 2 MiB steps, clear of reserved, static and shared memory",
+                    board.module_window.as_ref().map_or("RAM".to_string(), validate::fmt_region)
+                ))
+                .help("make the kernels or ramdisks smaller, or share one kernel between domains"));
+        };
+        obstacles.push(slot);
+        module.load = Some(Region::new(slot.base, module.size.unwrap_or(DTB_SLOT)));
+    }
+    Ok(())
+}
+
+fn intersect(a: &Region, b: &Region) -> Option<Region> {
+    let start = a.base.max(b.base);
+    let end = a.end()?.min(b.end()?);
+    (end > start).then(|| Region::new(start, end - start))
+}
+
+/// The facts a kernel's format implies for PVH: its entry point (when known).
+pub fn pvh_entry(artifacts: &ArtifactTable, source: &str) -> Option<u64> {
+    match artifacts.get(source)?.as_ref().ok()?.format {
+        ImageFormat::Elf { pvh_entry, .. } | ImageFormat::BzImage { pvh_entry } => pvh_entry,
+        _ => None,
+    }
+}
