@@ -1,0 +1,234 @@
+//! A board DTB read into `firmware_config::board::HardwareInventory`.
+//!
+//! Rules, with their sources:
+//! - CPUs: children of `/cpus` with `device_type = "cpu"`; `reg` in `/cpus`' `#address-cells`
+//!   (Devicetree Specification v0.4 §3.7, `arm/cpus.yaml`: the MPIDR affinity bits).
+//! - RAM: every node with `device_type = "memory"` (§3.4), translated, sorted, zero sizes dropped.
+//! - Reservations: children of `/reserved-memory` with a `reg` (`reserved-memory.yaml`; dynamic ones
+//!   with only `size` have no fixed address and are skipped) and the header's `/memreserve/` entries.
+//! - Devices: every other node whose `reg` translates to the CPU address space ([`crate::resolve`]);
+//!   nodes under a bus without `ranges` (I2C, SPI, MDIO children) are not CPU-addressable and skipped.
+//! - `stdout-path` (`chosen.yaml`): options after `:` dropped, an alias resolved through `/aliases`.
+
+use firmware_config::board::{
+    CpuNode, DeviceDependency, DeviceNode, HardwareInventory, InterruptController,
+    InterruptControllerKind, Region, ReservedRegion,
+};
+
+use crate::DtError;
+use crate::resolve::{GICV2_COMPATIBLES, GICV3_COMPATIBLES, Resolver, dependency_kind};
+use crate::tree::DeviceTree;
+
+/// `compatible` strings of IOMMUs Xen drives on ARM (Xen `xen/drivers/passthrough/arm/smmu.c`,
+/// `smmu-v3.c`, `ipmmu-vmsa.c`).
+pub const IOMMU_COMPATIBLES: &[&str] = &[
+    "arm,smmu-v3",
+    "arm,mmu-500",
+    "arm,smmu-v2",
+    "arm,smmu-v1",
+    "arm,mmu-400",
+    "arm,mmu-401",
+    "renesas,ipmmu-vmsa",
+];
+
+/// Compatibles of devices known to master DMA, for warnings only (the tree has no general "this device
+/// does DMA" property).
+const DMA_COMPATIBLE_HINTS: &[&str] = &[
+    "virtio,mmio",
+    "gem",
+    "sdhci",
+    "emmc",
+    "dwc3",
+    "xhci",
+    "ehci",
+    "ohci",
+    "ahci",
+    "genet",
+    "dma",
+    "nvme",
+    "pcie",
+];
+
+/// Reads the hardware inventory of a board device tree.
+pub fn read_inventory(tree: &DeviceTree) -> Result<HardwareInventory, DtError> {
+    let r = Resolver::new(tree);
+    let root = &tree.root;
+    let mut inv = HardwareInventory {
+        model: root.prop_str("model").unwrap_or_default().to_owned(),
+        compatible: strings(root.prop_strings("compatible")),
+        ..HardwareInventory::default()
+    };
+    let addr_err = |e: crate::resolve::AddressError| DtError::BadProperty {
+        path: String::new(),
+        property: "reg".into(),
+        reason: e.to_string(),
+    };
+
+    // CPUs.
+    if let Some(cpus) = tree.node("/cpus") {
+        let ac = cpus.prop_u32("#address-cells").unwrap_or(1);
+        for c in &cpus.children {
+            if c.prop_str("device_type") != Some("cpu") {
+                continue;
+            }
+            let path = format!("/cpus/{}", c.name);
+            let reg = c.prop("reg").unwrap_or_default();
+            let hw_id = match (ac, reg.len()) {
+                (1, 4) | (2, 8) => crate::resolve::be_uint(reg) as u64,
+                _ => {
+                    return Err(DtError::BadProperty {
+                        path,
+                        property: "reg".into(),
+                        reason: format!("{} bytes with /cpus #address-cells = {ac}", reg.len()),
+                    });
+                }
+            };
+            inv.cpus.push(CpuNode {
+                path,
+                hw_id,
+                phandle: c.phandle(),
+            });
+        }
+    }
+
+    // Interrupt controller: the first GIC in tree order.
+    let mut gic_path = None;
+    for p in r.paths() {
+        if r.is_gic(p) {
+            let n = r.node(p).unwrap_or(&tree.root);
+            let kind = if GICV3_COMPATIBLES.iter().any(|c| n.is_compatible(c)) {
+                InterruptControllerKind::GicV3
+            } else if GICV2_COMPATIBLES.iter().any(|c| n.is_compatible(c)) {
+                InterruptControllerKind::GicV2
+            } else {
+                InterruptControllerKind::Other
+            };
+            let regions = r.regions(p).map_err(addr_err)?.unwrap_or_default();
+            inv.interrupt_controller = Some(InterruptController {
+                path: p.clone(),
+                kind,
+                compatible: strings(n.prop_strings("compatible")),
+                regions,
+            });
+            gic_path = Some(p.clone());
+            break;
+        }
+    }
+
+    // Memory, reserved memory, IOMMUs and devices in one walk.
+    let mut memory = Vec::new();
+    for p in r.paths() {
+        let Some(n) = r.node(p) else { continue };
+        if n.prop_str("device_type") == Some("memory") {
+            if let Ok(Some(regs)) = r.regions(p) {
+                memory.extend(regs.into_iter().filter(|g| g.size > 0));
+            }
+            continue;
+        }
+        let parent = r.parent(p).unwrap_or("/");
+        if parent == "/reserved-memory" {
+            if let Ok(Some(regs)) = r.regions(p) {
+                for region in regs {
+                    inv.reserved.push(ReservedRegion {
+                        name: n.name.clone(),
+                        region,
+                        no_map: n.has_prop("no-map"),
+                    });
+                }
+            }
+            continue;
+        }
+        if IOMMU_COMPATIBLES.iter().any(|c| n.is_compatible(c)) {
+            inv.iommus.push(p.clone());
+        }
+        if p == "/"
+            || parent == "/cpus"
+            || p.starts_with("/cpus/")
+            || gic_path
+                .as_ref()
+                .is_some_and(|g| p == g || p.starts_with(&format!("{g}/")))
+        {
+            continue;
+        }
+        // Not CPU-addressable (or malformed): not a device we can hand to a domain.
+        let Ok(Some(regions)) = r.regions(p) else {
+            continue;
+        };
+        let interrupts = match r.interrupts(p) {
+            Ok(list) => list.into_iter().map(|d| d.interrupt).collect(),
+            Err(_) => Vec::new(),
+        };
+        let mut dependencies = Vec::new();
+        for prop in &n.properties {
+            if dependency_kind(&prop.name).is_none() {
+                continue;
+            }
+            // Best effort: a malformed list still names the providers it could parse.
+            if let Ok(refs) = r.phandle_refs(p, &prop.name) {
+                for rf in refs {
+                    if let Some(provider) = rf.provider {
+                        let dep = DeviceDependency {
+                            property: prop.name.clone(),
+                            provider,
+                        };
+                        if !dependencies.contains(&dep) {
+                            dependencies.push(dep);
+                        }
+                    }
+                }
+            }
+        }
+        let compatible = strings(n.prop_strings("compatible"));
+        let behind_iommu = n.has_prop("iommus");
+        let dma_capable = behind_iommu
+            || n.has_prop("dma-coherent")
+            || compatible
+                .iter()
+                .any(|c| DMA_COMPATIBLE_HINTS.iter().any(|h| c.contains(h)));
+        inv.devices.push(DeviceNode {
+            path: p.clone(),
+            compatible,
+            enabled: n.is_enabled(),
+            regions,
+            interrupts,
+            behind_iommu,
+            dma_capable,
+            dependencies,
+            phandle: n.phandle(),
+        });
+    }
+    memory.sort();
+    inv.memory = memory;
+    for m in &tree.reservations {
+        inv.reserved.push(ReservedRegion {
+            name: "/memreserve/".into(),
+            region: Region::new(m.address, m.size),
+            no_map: false,
+        });
+    }
+
+    inv.stdout_path = stdout_path(tree);
+    Ok(inv)
+}
+
+/// `/chosen/stdout-path` (or the legacy `linux,stdout-path`) resolved to a node path.
+pub fn stdout_path(tree: &DeviceTree) -> Option<String> {
+    let chosen = tree.node("/chosen")?;
+    let raw = chosen
+        .prop_str("stdout-path")
+        .or_else(|| chosen.prop_str("linux,stdout-path"))?;
+    let target = raw.split(':').next().unwrap_or(raw);
+    let path = if target.starts_with('/') {
+        target.to_owned()
+    } else {
+        tree.node("/aliases")?.prop_str(target)?.to_owned()
+    };
+    tree.canonical_path(&path)
+}
+
+fn strings(v: Option<Vec<&str>>) -> Vec<String> {
+    v.unwrap_or_default()
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
+}
