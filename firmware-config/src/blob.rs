@@ -1,0 +1,340 @@
+//! The boot blob: the validated system as domforge-init needs it at boot, in a few hundred bytes.
+//!
+//! Layout (all little-endian):
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 4 | magic `b"DFBC"` (domforge boot config) |
+//! | 4 | 2 | format version ([`FORMAT_VERSION`]) |
+//! | 6 | 2 | reserved, zero |
+//! | 8 | 4 | payload length in bytes |
+//! | 12 | 4 | CRC-32C (Castagnoli, as iSCSI/ext4) of the payload |
+//! | 16 | n | payload: [`BootConfig`] in postcard encoding |
+//!
+//! We frame the blob ourselves instead of using postcard's `embedded-io`/COBS flavours: those cover
+//! embedded-io 0.4/0.6 only and carry no version or checksum (see `shared/notes/crates.md`). Every
+//! collection is a bounded `heapless` type, so a boot-time binary decodes the blob on the stack with no
+//! allocator; the bounds are checked when the blob is built, so a manifest that exceeds them is refused
+//! at `domforge compile` time, never truncated.
+
+use crc::{CRC_32_ISCSI, Crc};
+use heapless::{String, Vec};
+use serde::{Deserialize, Serialize};
+
+pub const MAGIC: [u8; 4] = *b"DFBC";
+/// Bumped on any incompatible change of [`BootConfig`].
+pub const FORMAT_VERSION: u16 = 1;
+pub const HEADER_LEN: usize = 16;
+/// Largest payload a blob may carry; more means the blob is not ours or is corrupt.
+pub const MAX_PAYLOAD: usize = 256 * 1024;
+
+pub const MAX_DOMAINS: usize = 16;
+pub const MAX_NAME: usize = 63;
+pub const MAX_PATH: usize = 128;
+pub const MAX_CMDLINE: usize = 1024;
+pub const MAX_DEVICES: usize = 8;
+pub const MAX_IRQS: usize = 32;
+pub const MAX_IOMEM: usize = 16;
+pub const MAX_DEPS: usize = 8;
+pub const MAX_VCPUS: usize = 128;
+
+const CRC32C: Crc<u32> = Crc::<u32>::new(&CRC_32_ISCSI);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BootKind {
+    Arm64,
+    Pvh,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BootBuilder {
+    Xen,
+    Init,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BootConsole {
+    Vpl011,
+    Hvc,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BootOnCrash {
+    Destroy,
+    Restart,
+    RebootPlatform,
+}
+
+/// An MMIO grant: `nr_pages` host frames from `first_mfn`, mapped at guest frame `gfn`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootIomem {
+    pub first_mfn: u64,
+    pub nr_pages: u64,
+    pub gfn: u64,
+}
+
+/// One domain as domforge-init builds or supervises it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootDomain {
+    pub name: String<MAX_NAME>,
+    pub kind: BootKind,
+    pub builder: BootBuilder,
+    pub vcpus: u32,
+    pub memory_kib: u64,
+    /// Path of the kernel inside the control domain's initramfs.
+    pub kernel: String<MAX_PATH>,
+    pub ramdisk: Option<String<MAX_PATH>>,
+    pub cmdline: String<MAX_CMDLINE>,
+    pub console: BootConsole,
+    pub on_crash: BootOnCrash,
+    /// Indices into [`BootConfig::domains`] that must be running first.
+    pub depends_on: Vec<u8, MAX_DEPS>,
+    pub iomem: Vec<BootIomem, MAX_IOMEM>,
+    pub irqs: Vec<u32, MAX_IRQS>,
+    /// Host device-tree paths assigned to the domain (ARM).
+    pub dt_devices: Vec<String<MAX_PATH>, MAX_DEVICES>,
+    pub p2m_pool_kib: u64,
+}
+
+/// The whole system, in boot order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootConfig {
+    pub system: String<MAX_NAME>,
+    pub xen_major: u8,
+    pub xen_minor: u8,
+    /// `XEN_DOMCTL_INTERFACE_VERSION` the manifest targets; the running Xen is probed at boot.
+    pub domctl_interface: u32,
+    pub domains: Vec<BootDomain, MAX_DOMAINS>,
+}
+
+/// Why a blob was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BlobError {
+    #[error("the blob is {len} bytes, shorter than its {HEADER_LEN}-byte header")]
+    TooShort { len: usize },
+    #[error("not a domforge boot blob: magic is {found:02x?}, expected \"DFBC\"")]
+    BadMagic { found: [u8; 4] },
+    #[error("blob format {found} is newer than this build understands (up to {supported}); rebuild domforge-init")]
+    NewerFormat { found: u16, supported: u16 },
+    #[error("blob format {found} is not a valid format version")]
+    BadFormat { found: u16 },
+    #[error("reserved header field is {found:#x}, expected 0")]
+    Reserved { found: u16 },
+    #[error("header says the payload is {declared} bytes, but {actual} bytes follow (truncated or padded)")]
+    LengthMismatch { declared: usize, actual: usize },
+    #[error("payload of {len} bytes is over the {MAX_PAYLOAD}-byte limit")]
+    TooLarge { len: usize },
+    #[error("checksum mismatch: header says {expected:#010x}, payload hashes to {actual:#010x} (corrupt blob)")]
+    Checksum { expected: u32, actual: u32 },
+    #[error("payload does not decode: {0}")]
+    Decode(postcard::Error),
+    #[error("payload has {0} unused trailing bytes")]
+    Trailing(usize),
+    #[error("invalid content: {0}")]
+    Invalid(&'static str),
+    #[error("the blob needs {needed} bytes, the buffer has {available}")]
+    BufferTooSmall { needed: usize, available: usize },
+}
+
+/// Writes the framed blob into `out`, returning its length. No allocation.
+pub fn encode_into(config: &BootConfig, out: &mut [u8]) -> Result<usize, BlobError> {
+    if out.len() < HEADER_LEN {
+        return Err(BlobError::BufferTooSmall { needed: HEADER_LEN, available: out.len() });
+    }
+    let (header, body) = out.split_at_mut(HEADER_LEN);
+    let available = body.len();
+    let payload = postcard::to_slice(config, body).map_err(|e| match e {
+        postcard::Error::SerializeBufferFull => BlobError::BufferTooSmall { needed: available + 1, available },
+        other => BlobError::Decode(other),
+    })?;
+    let len = payload.len();
+    let crc = CRC32C.checksum(payload);
+    header[0..4].copy_from_slice(&MAGIC);
+    header[4..6].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    header[6..8].copy_from_slice(&0u16.to_le_bytes());
+    header[8..12].copy_from_slice(&(len as u32).to_le_bytes());
+    header[12..16].copy_from_slice(&crc.to_le_bytes());
+    Ok(HEADER_LEN + len)
+}
+
+/// Encodes into a fresh vector.
+pub fn encode(config: &BootConfig) -> Result<alloc::vec::Vec<u8>, BlobError> {
+    let mut buf = alloc::vec![0u8; HEADER_LEN + MAX_PAYLOAD];
+    let n = encode_into(config, &mut buf)?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    let mut x = [0u8; 2];
+    x.copy_from_slice(&b[at..at + 2]);
+    u16::from_le_bytes(x)
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    let mut x = [0u8; 4];
+    x.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(x)
+}
+
+/// Checks the frame and returns the payload, without decoding it.
+pub fn payload(blob: &[u8]) -> Result<&[u8], BlobError> {
+    if blob.len() < HEADER_LEN {
+        return Err(BlobError::TooShort { len: blob.len() });
+    }
+    let mut magic = [0u8; 4];
+    magic.copy_from_slice(&blob[0..4]);
+    if magic != MAGIC {
+        return Err(BlobError::BadMagic { found: magic });
+    }
+    let version = u16_at(blob, 4);
+    if version == 0 {
+        return Err(BlobError::BadFormat { found: version });
+    }
+    if version > FORMAT_VERSION {
+        return Err(BlobError::NewerFormat { found: version, supported: FORMAT_VERSION });
+    }
+    let reserved = u16_at(blob, 6);
+    if reserved != 0 {
+        return Err(BlobError::Reserved { found: reserved });
+    }
+    let declared = u32_at(blob, 8) as usize;
+    if declared > MAX_PAYLOAD {
+        return Err(BlobError::TooLarge { len: declared });
+    }
+    let body = &blob[HEADER_LEN..];
+    if body.len() != declared {
+        return Err(BlobError::LengthMismatch { declared, actual: body.len() });
+    }
+    let expected = u32_at(blob, 12);
+    let actual = CRC32C.checksum(body);
+    if expected != actual {
+        return Err(BlobError::Checksum { expected, actual });
+    }
+    Ok(body)
+}
+
+/// Verifies and decodes a blob. No allocation: everything lands in bounded `heapless` fields.
+pub fn decode(blob: &[u8]) -> Result<BootConfig, BlobError> {
+    let body = payload(blob)?;
+    let (config, rest): (BootConfig, &[u8]) = postcard::take_from_bytes(body).map_err(BlobError::Decode)?;
+    if !rest.is_empty() {
+        return Err(BlobError::Trailing(rest.len()));
+    }
+    config.check()?;
+    Ok(config)
+}
+
+impl BootConfig {
+    /// Invariants a decoded blob must hold, so that domforge-init can trust it without re-checking.
+    pub fn check(&self) -> Result<(), BlobError> {
+        let n = self.domains.len();
+        for (i, d) in self.domains.iter().enumerate() {
+            if d.name.is_empty() {
+                return Err(BlobError::Invalid("a domain has an empty name"));
+            }
+            if d.vcpus == 0 || d.vcpus as usize > MAX_VCPUS {
+                return Err(BlobError::Invalid("a domain has 0 or more than 128 vCPUs"));
+            }
+            if d.memory_kib == 0 || d.memory_kib % 4 != 0 {
+                return Err(BlobError::Invalid("a domain's memory is not a whole number of pages"));
+            }
+            if d.kernel.is_empty() {
+                return Err(BlobError::Invalid("a domain has no kernel"));
+            }
+            if d.depends_on.iter().any(|&j| j as usize >= n || j as usize >= i) {
+                return Err(BlobError::Invalid("a dependency points at a later or missing domain"));
+            }
+            if self.domains[..i].iter().any(|o| o.name == d.name) {
+                return Err(BlobError::Invalid("two domains share a name"));
+            }
+            for g in &d.iomem {
+                if g.nr_pages == 0 || g.first_mfn.checked_add(g.nr_pages).is_none() || g.gfn.checked_add(g.nr_pages).is_none() {
+                    return Err(BlobError::Invalid("an iomem grant is empty or wraps"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> BootConfig {
+        let mut domains = Vec::new();
+        for (i, name) in ["guest-a", "guest-b"].iter().enumerate() {
+            let mut deps = Vec::new();
+            if i == 1 {
+                deps.push(0).unwrap();
+            }
+            domains
+                .push(BootDomain {
+                    name: String::try_from(*name).unwrap(),
+                    kind: BootKind::Pvh,
+                    builder: BootBuilder::Init,
+                    vcpus: 2,
+                    memory_kib: 256 * 1024,
+                    kernel: String::try_from("/guests/vmlinuz").unwrap(),
+                    ramdisk: Some(String::try_from("/guests/probe.cpio.gz").unwrap()),
+                    cmdline: String::try_from("console=hvc0").unwrap(),
+                    console: BootConsole::Hvc,
+                    on_crash: BootOnCrash::Restart,
+                    depends_on: deps,
+                    iomem: Vec::new(),
+                    irqs: Vec::new(),
+                    dt_devices: Vec::new(),
+                    p2m_pool_kib: 2048,
+                })
+                .unwrap();
+        }
+        BootConfig { system: String::try_from("demo").unwrap(), xen_major: 4, xen_minor: 17, domctl_interface: 0x15, domains }
+    }
+
+    #[test]
+    fn round_trips() {
+        let blob = encode(&sample()).unwrap();
+        assert_eq!(&blob[..4], b"DFBC");
+        assert_eq!(decode(&blob).unwrap(), sample());
+    }
+
+    #[test]
+    fn header_fields_are_where_the_docs_say() {
+        let blob = encode(&sample()).unwrap();
+        assert_eq!(u16::from_le_bytes([blob[4], blob[5]]), FORMAT_VERSION);
+        let len = u32::from_le_bytes([blob[8], blob[9], blob[10], blob[11]]) as usize;
+        assert_eq!(len, blob.len() - HEADER_LEN);
+        // CRC-32C check value of "123456789" is 0xE3069283 (RFC 3720 / the Rocksoft catalogue).
+        assert_eq!(CRC32C.checksum(b"123456789"), 0xE306_9283);
+    }
+
+    #[test]
+    fn every_corruption_is_named() {
+        let good = encode(&sample()).unwrap();
+        assert!(matches!(decode(&good[..10]), Err(BlobError::TooShort { len: 10 })));
+        assert!(matches!(decode(&good[..good.len() - 1]), Err(BlobError::LengthMismatch { .. })));
+        let mut b = good.clone();
+        b[0] = b'X';
+        assert!(matches!(decode(&b), Err(BlobError::BadMagic { .. })));
+        let mut b = good.clone();
+        b[4] = 9;
+        assert!(matches!(decode(&b), Err(BlobError::NewerFormat { found: 9, supported: 1 })));
+        let mut b = good.clone();
+        let last = b.len() - 1;
+        b[last] ^= 0x40;
+        assert!(matches!(decode(&b), Err(BlobError::Checksum { .. })));
+        let mut b = good.clone();
+        b.push(0);
+        assert!(matches!(decode(&b), Err(BlobError::LengthMismatch { .. })));
+    }
+
+    #[test]
+    fn semantic_checks_run_after_decoding() {
+        let mut c = sample();
+        c.domains[0].depends_on.push(1).unwrap();
+        let blob = encode(&c).unwrap();
+        assert_eq!(decode(&blob), Err(BlobError::Invalid("a dependency points at a later or missing domain")));
+    }
+}

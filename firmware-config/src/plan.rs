@@ -571,3 +571,89 @@ pub fn pvh_entry(artifacts: &ArtifactTable, source: &str) -> Option<u64> {
         _ => None,
     }
 }
+
+/// Where domforge-init finds a module inside the control domain's initramfs.
+pub fn initramfs_module_path(module_id: &str) -> String {
+    format!("/domforge/modules/{module_id}")
+}
+
+/// Turns the plan into the bounded boot-time view domforge-init decodes. Every bound is checked here,
+/// so a system that does not fit is refused at compile time with the reason, never truncated.
+pub fn boot_config(plan: &SystemPlan) -> Result<crate::blob::BootConfig, Diagnostic> {
+    use crate::blob::*;
+    fn text<const N: usize>(s: &str, what: &str) -> Result<heapless::String<N>, Diagnostic> {
+        heapless::String::try_from(s).map_err(|_| Diagnostic::error("E0304", format!("{what} is longer than the boot blob's {N}-byte limit")))
+    }
+    fn push<T, const N: usize>(v: &mut heapless::Vec<T, N>, x: T, what: &str) -> Result<(), Diagnostic> {
+        v.push(x).map_err(|_| Diagnostic::error("E0304", format!("more than {N} {what} in one boot blob")))
+    }
+    let mut domains = heapless::Vec::new();
+    for d in &plan.domains {
+        let mut depends_on = heapless::Vec::new();
+        for dep in &d.depends_on {
+            let idx = plan.domains.iter().position(|o| &o.name == dep).unwrap_or(0);
+            push(&mut depends_on, u8::try_from(idx).unwrap_or(u8::MAX), "dependencies of a domain")?;
+        }
+        let mut iomem = heapless::Vec::new();
+        for m in &d.iomem {
+            push(&mut iomem, BootIomem { first_mfn: m.host / PAGE_SIZE, nr_pages: m.size / PAGE_SIZE, gfn: m.guest / PAGE_SIZE }, "iomem grants")?;
+        }
+        for dev in &d.devices {
+            for m in &dev.mappings {
+                push(&mut iomem, BootIomem { first_mfn: m.host / PAGE_SIZE, nr_pages: m.size / PAGE_SIZE, gfn: m.guest / PAGE_SIZE }, "iomem grants")?;
+            }
+        }
+        let mut irqs = heapless::Vec::new();
+        for &i in &d.irqs {
+            push(&mut irqs, i, "interrupts")?;
+        }
+        let mut dt_devices = heapless::Vec::new();
+        for dev in &d.devices {
+            push(&mut dt_devices, text(&dev.path, "a device path")?, "devices")?;
+        }
+        push(
+            &mut domains,
+            BootDomain {
+                name: text(&d.name, "a domain name")?,
+                kind: match d.kind {
+                    DomainKind::Arm64 => BootKind::Arm64,
+                    DomainKind::Pvh => BootKind::Pvh,
+                },
+                builder: match d.builder {
+                    Builder::Xen => BootBuilder::Xen,
+                    Builder::Init => BootBuilder::Init,
+                },
+                vcpus: d.vcpus,
+                memory_kib: d.memory / 1024,
+                kernel: text(&initramfs_module_path(&d.kernel), "a kernel path")?,
+                ramdisk: d.ramdisk.as_deref().map(|r| text(&initramfs_module_path(r), "a ramdisk path")).transpose()?,
+                cmdline: text(&d.cmdline, "a kernel command line")?,
+                console: match d.console {
+                    Console::Vpl011 => BootConsole::Vpl011,
+                    Console::Hvc => BootConsole::Hvc,
+                    Console::None => BootConsole::None,
+                },
+                on_crash: match d.on_crash {
+                    OnCrash::Destroy => BootOnCrash::Destroy,
+                    OnCrash::Restart => BootOnCrash::Restart,
+                    OnCrash::RebootPlatform => BootOnCrash::RebootPlatform,
+                },
+                depends_on,
+                iomem,
+                irqs,
+                dt_devices,
+                p2m_pool_kib: d.p2m_pool.div_ceil(1024),
+            },
+            "domains",
+        )?;
+    }
+    let config = BootConfig {
+        system: text(&plan.name, "the system name")?,
+        xen_major: plan.xen.major,
+        xen_minor: plan.xen.minor,
+        domctl_interface: plan.domctl_interface,
+        domains,
+    };
+    config.check().map_err(|e| Diagnostic::error("E0304", format!("the boot blob would be invalid: {e}")))?;
+    Ok(config)
+}
