@@ -155,7 +155,6 @@ pub struct ModuleSet {
 
 fn walk_modules(
     dir: &Path,
-    root: &Path,
     found: &mut BTreeMap<String, PathBuf>,
     compressed: &mut BTreeMap<String, PathBuf>,
 ) -> Result<(), KmodError> {
@@ -167,7 +166,7 @@ fn walk_modules(
     paths.sort();
     for path in paths {
         if path.is_dir() {
-            walk_modules(&path, root, found, compressed)?;
+            walk_modules(&path, found, compressed)?;
             continue;
         }
         let file_name = path
@@ -183,7 +182,6 @@ fn walk_modules(
             compressed.entry(canonical(stem)).or_insert(path);
         }
     }
-    let _ = root;
     Ok(())
 }
 
@@ -203,7 +201,7 @@ pub fn resolve_modules(modules_dir: &Path, names: &[&str]) -> Result<ModuleSet, 
     let mut compressed = BTreeMap::new();
     let kernel_dir = modules_dir.join("kernel");
     if kernel_dir.is_dir() {
-        walk_modules(&kernel_dir, modules_dir, &mut files, &mut compressed)?;
+        walk_modules(&kernel_dir, &mut files, &mut compressed)?;
     }
 
     let mut set = ModuleSet {

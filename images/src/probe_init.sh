@@ -116,16 +116,19 @@ fi
 
 # --- Devices -----------------------------------------------------------------------------
 # A device is named <kind>@<hex guest-physical address>, e.g. pl031@9010000.
-# platform_dev ADDR: the platform device directory Linux made for a DT node at ADDR
-# (named "<unit-address>.<node-name>", drivers/of/platform.c: of_device_make_bus_id()).
+# platform_dev ADDR: the device directory Linux made for a DT node at ADDR, named
+# "<unit-address>.<node-name>" (drivers/of/platform.c: of_device_make_bus_id()); ARM
+# PrimeCells (PL011, PL031, PL061) sit on the amba bus, everything else on platform.
 platform_dev() {
-    for d in /sys/bus/platform/devices/"$1".*; do
+    for d in /sys/bus/platform/devices/"$1".* /sys/bus/amba/devices/"$1".*; do
         [ -e "$d" ] && { echo "$d"; return 0; }
     done
     return 1
 }
+# dt_node ADDR: a device-tree node with unit address ADDR, at most 3 levels deep (the
+# trailing "/" follows the /proc/device-tree symlink).
 dt_node() {
-    find /proc/device-tree -maxdepth 3 -name "*@$1" 2>/dev/null | head -n 1
+    find /proc/device-tree/ -maxdepth 3 -name "*@$1" 2>/dev/null | head -n 1
 }
 
 # functional_check KIND ADDR PLATFORM_DIR: sets CHECK (ok|fail|skip) and VALUE.
@@ -189,7 +192,9 @@ report_device() {
     pd=$(platform_dev "$addr")
     if [ -n "$node" ] || [ -n "$pd" ]; then present=yes; else present=no; fi
     emit "$id.present" "$present"
-    emit "$id.dt" "${node#/proc/device-tree}"
+    dtpath=
+    [ -n "$node" ] && dtpath="/${node#/proc/device-tree/}"
+    emit "$id.dt" "$dtpath"
     drv=none
     [ -n "$pd" ] && [ -e "$pd/driver" ] && drv=$(basename "$(readlink "$pd/driver")")
     emit "$id.driver" "$drv"
