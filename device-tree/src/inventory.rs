@@ -179,8 +179,8 @@ pub fn read_inventory(tree: &DeviceTree) -> Result<HardwareInventory, DtError> {
             }
         }
         let compatible = strings(n.prop_strings("compatible"));
-        let behind_iommu = n.has_prop("iommus");
-        let dma_capable = behind_iommu
+        let behind_iommu = behind_enabled_iommu(&r, p);
+        let dma_capable = n.has_prop("iommus")
             || n.has_prop("dma-coherent")
             || compatible
                 .iter()
@@ -209,6 +209,21 @@ pub fn read_inventory(tree: &DeviceTree) -> Result<HardwareInventory, DtError> {
 
     inv.stdout_path = stdout_path(tree);
     Ok(inv)
+}
+
+/// Whether `path` has an `iommus` link to an IOMMU that is enabled (`status` okay): Xen's SMMU drivers
+/// skip disabled nodes, so a link to a disabled SMMU protects nothing (ZCU102's Linux 6.1 tree ships
+/// `iommu@fd800000` disabled).
+pub fn behind_enabled_iommu(r: &Resolver<'_>, path: &str) -> bool {
+    r.phandle_refs(path, "iommus").is_ok_and(|refs| {
+        !refs.is_empty()
+            && refs.iter().all(|rf| {
+                rf.provider
+                    .as_deref()
+                    .and_then(|p| r.node(p))
+                    .is_some_and(|n| n.is_enabled())
+            })
+    })
 }
 
 /// `/chosen/stdout-path` (or the legacy `linux,stdout-path`) resolved to a node path.

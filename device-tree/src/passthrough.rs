@@ -150,7 +150,7 @@ pub enum PassthroughError {
         reason: String,
     },
     #[error(
-        "{path} is not behind an IOMMU, so Xen refuses to assign it; set force_without_iommu to assign it anyway (unsafe if it masters DMA)"
+        "{path} is not behind an enabled IOMMU (no `iommus`, or its SMMU is disabled), so Xen refuses to assign it; set force_without_iommu to assign it anyway (unsafe if it masters DMA)"
     )]
     NoIommu { path: String },
     #[error("{path}: guest address {guest:#x} is not page aligned")]
@@ -455,7 +455,7 @@ pub fn fragment(
     let mut guest_ranges: Vec<(String, OwnedRegion)> = Vec::new();
 
     for (req, path) in requests.iter().zip(&paths) {
-        let node = r
+        let _node = r
             .node(path)
             .ok_or_else(|| PassthroughError::NotFound(path.clone()))?;
 
@@ -591,7 +591,7 @@ pub fn fragment(
             }
         }
 
-        if !node.has_prop("iommus") && !req.force_without_iommu {
+        if !crate::inventory::behind_enabled_iommu(&r, path) && !req.force_without_iommu {
             return Err(PassthroughError::NoIommu { path: path.clone() });
         }
 
