@@ -128,7 +128,7 @@ pub fn read_inventory(tree: &DeviceTree) -> Result<HardwareInventory, DtError> {
         let parent = r.parent(p).unwrap_or("/");
         if parent == "/reserved-memory" {
             if let Ok(Some(regs)) = r.regions(p) {
-                for region in regs {
+                for region in regs.into_iter().filter(|g| g.size > 0) {
                     inv.reserved.push(ReservedRegion {
                         name: n.name.clone(),
                         region,
