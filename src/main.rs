@@ -1,1 +1,377 @@
-fn main() {}
+//! `domforge`: one manifest describes a whole Xen system; this tool validates it against its board,
+//! plans it, and produces what boots it.
+
+use clap::{Parser, Subcommand};
+use domforge::pipeline::{self, Options, PipelineError};
+use domforge::render::{Sources, render};
+use firmware_config::blob;
+use firmware_config::diag::{Diagnostics, SourceFile};
+use firmware_config::plan::SystemPlan;
+use firmware_config::units::human_size;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "domforge", version, about = "A static Xen toolstack: one manifest, validated, planned and booted")]
+struct Cli {
+    /// Never use the network; fail if something is not cached yet.
+    #[arg(long, global = true)]
+    offline: bool,
+    /// Cache directory (default: ${XDG_CACHE_HOME:-~/.cache}/domforge).
+    #[arg(long, global = true)]
+    cache_dir: Option<PathBuf>,
+    /// Less progress output.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a manifest against its board: every whole-system rule, every error at once.
+    Check {
+        manifest: PathBuf,
+        /// Machine-readable diagnostics.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the resolved system: guest RAM, devices, interrupts, boot-module addresses.
+    Plan {
+        manifest: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compile the validated manifest into a boot blob for domforge-init.
+    Compile {
+        manifest: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Tell what an artifact is: a boot blob, a kernel image or a device tree.
+    Inspect {
+        /// The file to inspect.
+        file: Option<PathBuf>,
+        /// Instead of a file, list a board's hardware (CPUs, RAM, devices and their IOMMU wiring).
+        #[arg(long, conflicts_with = "file")]
+        board: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the built-in boards.
+    Boards,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut opts = match Options::from_env() {
+        Ok(o) => o,
+        Err(e) => return fail(&e),
+    };
+    opts.offline = cli.offline;
+    opts.quiet = cli.quiet;
+    if let Some(dir) = cli.cache_dir {
+        opts.cache_dir = dir;
+    }
+    let result = match cli.command {
+        Command::Check { manifest, json } => check(&manifest, &opts, json),
+        Command::Plan { manifest, json } => plan(&manifest, &opts, json),
+        Command::Compile { manifest, output } => compile(&manifest, &output, &opts),
+        Command::Inspect { file: Some(file), json, .. } => inspect(&file, json),
+        Command::Inspect { board: Some(board), json, .. } => inspect_board(&board, &opts, json),
+        Command::Inspect { .. } => Err(PipelineError::Other("inspect needs a FILE or --board NAME".into())),
+        Command::Boards => {
+            for (name, text) in firmware_config::board::BUILTIN_BOARDS {
+                let desc = firmware_config::board::Board::parse(text).map(|b| b.description).unwrap_or_default();
+                println!("{name:<24} {desc}");
+            }
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+fn color() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+fn print_diags(diags: &Diagnostics, manifest: &SourceFile, board: Option<&SourceFile>) {
+    let sources = Sources { manifest, board };
+    for d in &diags.0 {
+        eprintln!("{}", render(d, &sources, color()));
+    }
+}
+
+fn fail(e: &PipelineError) -> ExitCode {
+    match e {
+        PipelineError::Diagnostics { diags, manifest, board } => {
+            print_diags(diags, manifest, board.as_ref());
+            let n = diags.errors().count();
+            eprintln!("error: {} failed validation with {n} error{}", manifest.name, if n == 1 { "" } else { "s" });
+        }
+        PipelineError::Other(msg) => eprintln!("error: {msg}"),
+    }
+    ExitCode::FAILURE
+}
+
+/// The JSON form of diagnostics: code, severity, message, file, line, column, help.
+fn diags_json(diags: &Diagnostics, manifest: &SourceFile, board: Option<&SourceFile>) -> serde_json::Value {
+    serde_json::Value::Array(
+        diags
+            .0
+            .iter()
+            .map(|d| {
+                let loc = d.primary.as_ref().and_then(|l| {
+                    let f = match l.source {
+                        firmware_config::diag::SourceId::Manifest => Some(manifest),
+                        firmware_config::diag::SourceId::Board => board,
+                    }?;
+                    let (line, col) = f.line_col(l.span.start);
+                    Some(serde_json::json!({ "file": f.name, "line": line, "column": col, "text": f.text.get(l.span.clone()).unwrap_or("") }))
+                });
+                serde_json::json!({
+                    "severity": d.severity, "code": d.code, "message": d.message,
+                    "location": loc, "help": d.help, "notes": d.notes,
+                })
+            })
+            .collect(),
+    )
+}
+
+fn check(manifest: &Path, opts: &Options, json: bool) -> Result<(), PipelineError> {
+    let loaded = match pipeline::load(manifest, opts) {
+        Err(PipelineError::Diagnostics { diags, manifest: m, board }) if json => {
+            println!("{}", serde_json::json!({ "ok": false, "diagnostics": diags_json(&diags, &m, board.as_ref()) }));
+            return Err(PipelineError::Diagnostics { diags: Diagnostics::default(), manifest: m, board });
+        }
+        other => other?,
+    };
+    match loaded.check() {
+        Ok(warnings) => {
+            if json {
+                println!("{}", serde_json::json!({ "ok": true, "diagnostics": diags_json(&warnings, &loaded.manifest_file, Some(&loaded.board_file)) }));
+            } else {
+                print_diags(&warnings, &loaded.manifest_file, Some(&loaded.board_file));
+                println!(
+                    "{}: ok — {} domain{} on {} (Xen {}){}",
+                    loaded.manifest_file.name,
+                    loaded.manifest.domains.len(),
+                    if loaded.manifest.domains.len() == 1 { "" } else { "s" },
+                    loaded.board.name,
+                    loaded.manifest.system.xen.value,
+                    match warnings.warnings().count() {
+                        0 => String::new(),
+                        n => format!(", {n} warning{}", if n == 1 { "" } else { "s" }),
+                    }
+                );
+            }
+            Ok(())
+        }
+        Err(PipelineError::Diagnostics { diags, manifest: m, board }) if json => {
+            println!("{}", serde_json::json!({ "ok": false, "diagnostics": diags_json(&diags, &m, board.as_ref()) }));
+            Err(PipelineError::Diagnostics { diags: Diagnostics::default(), manifest: m, board })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn plan(manifest: &Path, opts: &Options, json: bool) -> Result<(), PipelineError> {
+    let loaded = pipeline::load(manifest, opts)?;
+    let (plan, warnings) = loaded.plan()?;
+    print_diags(&warnings, &loaded.manifest_file, Some(&loaded.board_file));
+    if json {
+        let text = serde_json::to_string_pretty(&plan).map_err(|e| PipelineError::Other(e.to_string()))?;
+        println!("{text}");
+    } else {
+        print!("{}", plan_table(&plan));
+    }
+    Ok(())
+}
+
+fn region(r: &firmware_config::board::Region) -> String {
+    format!("{:#011x}-{:#011x}", r.base, r.base.saturating_add(r.size))
+}
+
+/// The human table of `domforge plan`.
+fn plan_table(p: &SystemPlan) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(s, "system {} on {} ({}), Xen {} (domctl interface {:#x}), boot: {:?}", p.name, p.board, p.arch.as_str(), p.xen, p.domctl_interface, p.boot);
+    let _ = writeln!(s, "xen cmdline: {}", p.xen_cmdline);
+    let m = &p.memory;
+    let _ = writeln!(
+        s,
+        "memory: RAM {} (reserved {}) = Xen {} + dom0 {} + domains {} + static {} + P2M {} + shm {}; free {}",
+        human_size(m.ram),
+        human_size(m.reserved),
+        human_size(m.xen),
+        human_size(m.dom0),
+        human_size(m.domains),
+        human_size(m.static_memory),
+        human_size(m.p2m_pools),
+        human_size(m.shared_memory),
+        human_size(m.free)
+    );
+    let _ = writeln!(s, "\nboot modules:");
+    let _ = writeln!(s, "  {:<22} {:<16} {:>10}  {:<25} source", "id", "kind", "size", "load");
+    for md in &p.modules {
+        let size = md.size.map_or("(built)".to_string(), |x| x.to_string());
+        let load = md.load.as_ref().map_or("(loader decides)".to_string(), region);
+        let _ = writeln!(s, "  {:<22} {:<16} {:>10}  {:<25} {}", md.id, format!("{:?}", md.kind), size, load, md.source);
+    }
+    if let Some(d0) = &p.dom0 {
+        let _ = writeln!(s, "\ndom0: {} vCPU, {}, kernel {}, cmdline \"{}\"", d0.vcpus, human_size(d0.memory), d0.kernel, d0.cmdline);
+    }
+    let _ = writeln!(s, "\ndomains (boot order):");
+    for d in &p.domains {
+        let _ = writeln!(
+            s,
+            "  {}. {} [{:?}, built by {:?}] {} vCPU, {}, console {:?}, on_crash {:?}",
+            d.boot_index,
+            d.name,
+            d.kind,
+            d.builder,
+            d.vcpus,
+            human_size(d.memory),
+            d.console,
+            d.on_crash
+        );
+        let _ = writeln!(s, "     guest RAM: {}", d.guest_ram.iter().map(region).collect::<Vec<_>>().join(", "));
+        if !d.static_memory.is_empty() {
+            let _ = writeln!(s, "     static memory: {}{}", d.static_memory.iter().map(region).collect::<Vec<_>>().join(", "), if d.direct_map { " (direct-mapped)" } else { "" });
+        }
+        for dev in &d.devices {
+            let maps: Vec<String> = dev.mappings.iter().map(|m| format!("{:#x}->{:#x} ({:#x})", m.host, m.guest, m.size)).collect();
+            let _ = writeln!(
+                s,
+                "     device {}: {} irqs {:?}{}{}",
+                dev.path,
+                maps.join(", "),
+                dev.irqs,
+                if dev.behind_iommu { " [iommu]" } else if dev.forced { " [forced, no iommu]" } else { "" },
+                if dev.relocated { " [relocated]" } else { "" }
+            );
+        }
+        if !d.irqs.is_empty() {
+            let _ = writeln!(s, "     interrupts: {:?}", d.irqs);
+        }
+        let _ = writeln!(
+            s,
+            "     kernel {}{}{}, cmdline \"{}\"",
+            d.kernel,
+            d.ramdisk.as_ref().map_or(String::new(), |r| format!(", ramdisk {r}")),
+            d.passthrough_dtb.as_ref().map_or(String::new(), |r| format!(", device tree {r}")),
+            d.cmdline
+        );
+    }
+    for c in &p.cpupools {
+        let _ = writeln!(s, "cpupool {}: cpus {:?}, scheduler {}, domains {:?}", c.name, c.cpus, c.scheduler, c.domains);
+    }
+    s
+}
+
+fn compile(manifest: &Path, output: &Path, opts: &Options) -> Result<(), PipelineError> {
+    let loaded = pipeline::load(manifest, opts)?;
+    let (plan, warnings) = loaded.plan()?;
+    print_diags(&warnings, &loaded.manifest_file, Some(&loaded.board_file));
+    let config = firmware_config::plan::boot_config(&plan).map_err(|d| PipelineError::Diagnostics {
+        diags: Diagnostics(vec![d]),
+        manifest: loaded.manifest_file.clone(),
+        board: Some(loaded.board_file.clone()),
+    })?;
+    let bytes = blob::encode(&config).map_err(|e| PipelineError::Other(e.to_string()))?;
+    std::fs::write(output, &bytes).map_err(|e| PipelineError::Other(format!("writing {}: {e}", output.display())))?;
+    eprintln!("wrote {} ({} bytes, {} domains, format {})", output.display(), bytes.len(), config.domains.len(), blob::FORMAT_VERSION);
+    Ok(())
+}
+
+fn inspect(file: &Path, json: bool) -> Result<(), PipelineError> {
+    let bytes = std::fs::read(file).map_err(|e| PipelineError::Other(format!("cannot read {}: {e}", file.display())))?;
+    if bytes.starts_with(&blob::MAGIC) {
+        let config = blob::decode(&bytes).map_err(|e| PipelineError::Other(format!("{}: domforge boot blob, but {e}", file.display())))?;
+        if json {
+            println!("{}", serde_json::json!({ "kind": "boot-blob", "format_version": blob::FORMAT_VERSION, "size": bytes.len(), "config": config }));
+        } else {
+            println!("{}: domforge boot blob, format {}, {} bytes", file.display(), blob::FORMAT_VERSION, bytes.len());
+            println!("  system {} for Xen {}.{} (domctl {:#x})", config.system, config.xen_major, config.xen_minor, config.domctl_interface);
+            for (i, d) in config.domains.iter().enumerate() {
+                println!(
+                    "  {i}. {} {:?} by {:?}: {} vCPU, {} KiB, kernel {}, console {:?}, on_crash {:?}, depends on {:?}",
+                    d.name, d.kind, d.builder, d.vcpus, d.memory_kib, d.kernel, d.console, d.on_crash, d.depends_on
+                );
+            }
+        }
+        return Ok(());
+    }
+    if bytes.starts_with(&[0xd0, 0x0d, 0xfe, 0xed]) {
+        let tree = device_tree::DeviceTree::from_dtb(&bytes).map_err(|e| PipelineError::Other(format!("{}: device tree blob, but {e}", file.display())))?;
+        let inv = device_tree::inventory::read_inventory(&tree).map_err(|e| PipelineError::Other(e.to_string()))?;
+        return print_inventory(&file.display().to_string(), &inv, json);
+    }
+    match pvh_boot::inspect::inspect_kernel(&bytes) {
+        Ok(report) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report).map_err(|e| PipelineError::Other(e.to_string()))?);
+            } else {
+                println!("{}:\n{report}", file.display());
+            }
+            Ok(())
+        }
+        Err(e) => Err(PipelineError::Other(format!("{}: not a boot blob, device tree or kernel image: {e}", file.display()))),
+    }
+}
+
+fn inspect_board(name: &str, opts: &Options, json: bool) -> Result<(), PipelineError> {
+    let text = firmware_config::board::builtin_board(name)
+        .map(str::to_string)
+        .or_else(|| std::fs::read_to_string(name).ok())
+        .ok_or_else(|| PipelineError::Other(format!("no built-in board or board file `{name}`")))?;
+    let board = firmware_config::board::Board::parse(&text).map_err(|e| PipelineError::Other(format!("board `{name}`: {}", e.first().map_or(String::new(), |d| d.message.clone()))))?;
+    let dir = Path::new(name).parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let dtb = pipeline::board_dtb(&board, &dir, opts)?;
+    let from_dtb = match &dtb {
+        Some(b) => Some(
+            device_tree::DeviceTree::from_dtb(b)
+                .and_then(|t| device_tree::inventory::read_inventory(&t))
+                .map_err(|e| PipelineError::Other(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let inv = board.resolve_inventory(from_dtb).map_err(|d| PipelineError::Other(d.message))?;
+    print_inventory(&board.name, &inv, json)
+}
+
+fn print_inventory(what: &str, inv: &firmware_config::board::HardwareInventory, json: bool) -> Result<(), PipelineError> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(inv).map_err(|e| PipelineError::Other(e.to_string()))?);
+        return Ok(());
+    }
+    println!("{what}: {} ({})", inv.model, inv.compatible.join(", "));
+    println!("  cpus: {}", inv.cpus.iter().map(|c| c.path.as_str()).collect::<Vec<_>>().join(", "));
+    println!("  ram: {}", inv.memory.iter().map(region).collect::<Vec<_>>().join(", "));
+    for r in &inv.reserved {
+        println!("  reserved {}: {}", r.name, region(&r.region));
+    }
+    if let Some(ic) = &inv.interrupt_controller {
+        println!("  interrupt controller: {} {:?}", ic.path, ic.kind);
+    }
+    if let Some(s) = &inv.stdout_path {
+        println!("  console: {s}");
+    }
+    println!("  devices:");
+    for d in &inv.devices {
+        println!(
+            "    {:<40} {:<28} irqs {:?}{}{}",
+            d.path,
+            d.regions.iter().map(region).collect::<Vec<_>>().join(" "),
+            d.interrupts,
+            if d.behind_iommu { " [iommu]" } else { "" },
+            if d.enabled { "" } else { " [disabled]" }
+        );
+    }
+    Ok(())
+}

@@ -244,7 +244,7 @@ fn build_plan(input: CheckInput<'_>) -> Result<SystemPlan, Diagnostic> {
         modules.push(ModulePlan { id: id.clone(), kind, source: source.to_string(), size, load: None, users: std::vec![user.to_string()] });
         id
     };
-    let xen_source = m.system.hypervisor.as_ref().map_or_else(|| format!("debian:xen-hypervisor-{xen}"), |h| h.value.clone());
+    let xen_source = m.system.hypervisor.as_ref().map_or_else(|| "debian:xen".to_string(), |h| h.value.clone());
     add_module(&mut modules, ModuleKind::Xen, &xen_source, "xen");
     if board.arch == Arch::Arm64 && board.boot != BootMethod::QemuDirect {
         add_module(&mut modules, ModuleKind::HostDtb, "generated", "xen");

@@ -723,7 +723,7 @@ impl<'a> Validator<'a> {
                     if d.force_without_iommu() {
                         let span = d.force_without_iommu.as_ref().map_or(p.span.clone(), |f| f.span.clone());
                         self.d.push(
-                            Diagnostic::warning("W0201", format!("`{}` has no IOMMU: its DMA can reach all of memory", dev.path))
+                            Diagnostic::warning("W0201", format!("`{}` has no IOMMU: any DMA it does is not confined to its guest", dev.path))
                                 .at(span, "forced without an IOMMU")
                                 .note(if dev.dma_capable { "this device can master DMA: only a trusted, direct-mapped guest should own it" } else { "the device tree shows no DMA capability" }),
                         );

@@ -1,0 +1,6 @@
+//! The `domforge` command-line tool, as a library so tests can drive it without a subprocess.
+//!
+//! The binary (`src/main.rs`) is thin: argument parsing and output. [`pipeline`] gathers what the
+//! libraries need (files, DTBs, artifact facts); [`render`] shows diagnostics to people.
+pub mod pipeline;
+pub mod render;
