@@ -198,8 +198,16 @@ fn push_module(parent: &mut Node, m: &ModuleSpec) -> Result<(), DtError> {
 }
 
 /// Writes `spec` into the host tree's `/chosen` (replacing earlier Xen content) and marks the
-/// passed-through host nodes with `xen,passthrough` (clearing stale marks).
+/// passed-through host nodes with `xen,passthrough` (clearing stale marks). On error the tree is left
+/// unchanged.
 pub fn apply_chosen(tree: &mut DeviceTree, spec: &ChosenSpec) -> Result<(), DtError> {
+    let mut work = tree.clone();
+    apply_to(&mut work, spec)?;
+    *tree = work;
+    Ok(())
+}
+
+fn apply_to(tree: &mut DeviceTree, spec: &ChosenSpec) -> Result<(), DtError> {
     // Validate everything before touching the tree.
     for p in &spec.passthrough_host_paths {
         if tree.node(p).is_none() {
@@ -257,6 +265,29 @@ pub fn apply_chosen(tree: &mut DeviceTree, spec: &ChosenSpec) -> Result<(), DtEr
             return Err(invalid(format!("{}: no cpupool {p}", d.node_name)));
         }
     }
+    // Modules: sizes, wrap-around and kinds, before anything is written.
+    if let Some(d0) = &spec.dom0 {
+        if d0.kernel.kind != ModuleKind::Kernel {
+            return Err(invalid("dom0 kernel module must be of kind Kernel".into()));
+        }
+        for m in std::iter::once(&d0.kernel)
+            .chain(&d0.ramdisk)
+            .chain(&d0.xsm_policy)
+        {
+            module_node(m)?;
+        }
+    }
+    for d in &spec.domains {
+        for m in &d.modules {
+            if m.kind == ModuleKind::XsmPolicy {
+                return Err(invalid(format!(
+                    "{}: an XSM policy is a dom0 module",
+                    d.node_name
+                )));
+            }
+            module_node(m)?;
+        }
+    }
     for c in &spec.cpupools {
         if !valid_node_name(&c.node_name) || names.contains(&c.node_name) {
             return Err(invalid(format!(
@@ -268,6 +299,20 @@ pub fn apply_chosen(tree: &mut DeviceTree, spec: &ChosenSpec) -> Result<(), DtEr
         for cpu in &c.cpus {
             if tree.node(cpu).is_none() {
                 return Err(DtError::NodeNotFound(cpu.clone()));
+            }
+        }
+    }
+
+    // Drop earlier Xen content first, so phandles of replaced cpupools are not counted.
+    if let Some(chosen) = tree.node_mut("/chosen") {
+        chosen
+            .children
+            .retain(|c| !OWNED_COMPATIBLES.iter().any(|x| c.is_compatible(x)));
+        chosen.remove_prop("xen,xen-bootargs");
+        chosen.remove_prop("xen,dom0-bootargs");
+        for n in &names {
+            if chosen.child(n).is_some() {
+                return Err(invalid(format!("/chosen already has a node named {n}")));
             }
         }
     }
@@ -326,11 +371,6 @@ pub fn apply_chosen(tree: &mut DeviceTree, spec: &ChosenSpec) -> Result<(), DtEr
     chosen.set_prop("#address-cells", value::u32(2));
     chosen.set_prop("#size-cells", value::u32(2));
     chosen.set_prop("xen,xen-bootargs", value::string(&spec.xen_bootargs));
-    for n in &names {
-        if chosen.child(n).is_some() {
-            return Err(invalid(format!("/chosen already has a node named {n}")));
-        }
-    }
 
     if let Some(d0) = &spec.dom0 {
         if d0.kernel.kind != ModuleKind::Kernel {

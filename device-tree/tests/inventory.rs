@@ -11,11 +11,16 @@ use firmware_config::board::{DeviceInterrupt, InterruptControllerKind, Region};
 
 #[test]
 fn qemu_virt_gicv3() {
-    let Some(blob) = support::qemu_virt_dtb(3) else { return };
+    let Some(blob) = support::qemu_virt_dtb(3) else {
+        return;
+    };
     let inv = read_inventory(&DeviceTree::from_dtb(&blob).expect("parse")).expect("inventory");
     assert_eq!(inv.compatible, vec!["linux,dummy-virt"]);
     // cpu@0 { reg = <0x00>; }  cpu@1 { reg = <0x01>; }  (-smp 2)
-    assert_eq!(inv.cpus.iter().map(|c| c.hw_id).collect::<Vec<_>>(), vec![0, 1]);
+    assert_eq!(
+        inv.cpus.iter().map(|c| c.hw_id).collect::<Vec<_>>(),
+        vec![0, 1]
+    );
     assert_eq!(inv.cpus[0].path, "/cpus/cpu@0");
     // memory@40000000 { reg = <0x00 0x40000000 0x00 0x80000000>; }  (-m 2G)
     assert_eq!(inv.memory, vec![Region::new(0x4000_0000, 0x8000_0000)]);
@@ -25,10 +30,17 @@ fn qemu_virt_gicv3() {
     assert_eq!(gic.path, "/intc@8000000");
     assert_eq!(
         gic.regions,
-        vec![Region::new(0x800_0000, 0x1_0000), Region::new(0x80a_0000, 0xf6_0000)]
+        vec![
+            Region::new(0x800_0000, 0x1_0000),
+            Region::new(0x80a_0000, 0xf6_0000)
+        ]
     );
     // The ITS (its@8080000) belongs to the GIC, not to the device list.
-    assert!(inv.devices.iter().all(|d| !d.path.starts_with("/intc@8000000")));
+    assert!(
+        inv.devices
+            .iter()
+            .all(|d| !d.path.starts_with("/intc@8000000"))
+    );
     // pl031@9010000 { interrupts = <0x00 0x02 0x04>; reg = <0x00 0x9010000 0x00 0x1000>; clocks = <0x8000>; }
     // apb-pclk { phandle = <0x8000>; }  SPI 2 -> INTID 34.
     let rtc = inv.device("/pl031@9010000").expect("pl031");
@@ -52,7 +64,9 @@ fn qemu_virt_gicv3() {
 
 #[test]
 fn qemu_virt_gicv2() {
-    let Some(blob) = support::qemu_virt_dtb(2) else { return };
+    let Some(blob) = support::qemu_virt_dtb(2) else {
+        return;
+    };
     let inv = read_inventory(&DeviceTree::from_dtb(&blob).expect("parse")).expect("inventory");
     // intc@8000000 { compatible = "arm,cortex-a15-gic";
     //   reg = <0x00 0x8000000 0x00 0x10000 0x00 0x8010000 0x00 0x10000 0x00 0x8030000 0x00 0x10000 0x00 0x8040000 0x00 0x10000>; }
@@ -75,11 +89,18 @@ fn raspberry_pi_4() {
     let inv = read_inventory(&DeviceTree::from_dtb(&blob).expect("parse")).expect("inventory");
     assert_eq!(inv.model, "Raspberry Pi 4 Model B");
     // cpus { #address-cells = <0x01>; cpu@0 .. cpu@3 }
-    assert_eq!(inv.cpus.iter().map(|c| c.hw_id).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
+    assert_eq!(
+        inv.cpus.iter().map(|c| c.hw_id).collect::<Vec<_>>(),
+        vec![0, 1, 2, 3]
+    );
     // memory@0 { reg = <0x00 0x00 0x00>; } is filled in by the firmware: zero-sized, dropped.
     assert!(inv.memory.is_empty());
     // /memreserve/ 0x0000000000000000 0x0000000000001000;
-    assert!(inv.reserved.iter().any(|r| r.name == "/memreserve/" && r.region == Region::new(0, 0x1000)));
+    assert!(
+        inv.reserved
+            .iter()
+            .any(|r| r.name == "/memreserve/" && r.region == Region::new(0, 0x1000))
+    );
     // soc/interrupt-controller@40041000 { compatible = "arm,gic-400";
     //   reg = <0x40041000 0x1000 0x40042000 0x2000 0x40044000 0x2000 0x40046000 0x2000>; }
     // soc ranges = <... 0x40000000 0x00 0xff800000 0x800000> -> 0x40041000 maps to 0xff841000.
@@ -101,7 +122,11 @@ fn raspberry_pi_4() {
     let uart = inv.device("/soc/serial@7e201000").expect("uart0");
     assert_eq!(uart.regions, vec![Region::new(0xfe20_1000, 0x200)]);
     assert_eq!(uart.interrupts, vec![DeviceInterrupt::Spi(153)]);
-    assert!(uart.dependencies.iter().any(|d| d.property == "clocks" && d.provider == "/soc/cprman@7e101000"));
+    assert!(
+        uart.dependencies
+            .iter()
+            .any(|d| d.property == "clocks" && d.provider == "/soc/cprman@7e101000")
+    );
     assert!(uart.dependencies.iter().any(|d| d.property == "pinctrl-0"));
     // watchdog@7e100000 { reg = <0x7e100000 0x114 0x7e00a000 0x24 0x7ec11000 0x20>; } : three regions.
     let wdt = inv.device("/soc/watchdog@7e100000").expect("pm");
@@ -122,7 +147,10 @@ fn raspberry_pi_4() {
     //   ethernet@7d580000 { reg = <0x00 0x7d580000 0x10000>; interrupts = <0x00 0x9d 0x04 0x00 0x9e 0x04>; }
     let genet = inv.device("/scb/ethernet@7d580000").expect("genet");
     assert_eq!(genet.regions, vec![Region::new(0xfd58_0000, 0x1_0000)]);
-    assert_eq!(genet.interrupts, vec![DeviceInterrupt::Spi(189), DeviceInterrupt::Spi(190)]);
+    assert_eq!(
+        genet.interrupts,
+        vec![DeviceInterrupt::Spi(189), DeviceInterrupt::Spi(190)]
+    );
     // Its mdio@e14 child sits on a bus without `ranges`: not CPU-addressable.
     assert!(inv.device("/scb/ethernet@7d580000/mdio@e14").is_none());
     // PCI config-space children (space code 0) are not in the CPU map.
@@ -140,14 +168,19 @@ fn raspberry_pi_4() {
 
 #[test]
 fn zcu102() {
-    let Some(blob) = support::zcu102() else { return };
+    let Some(blob) = support::zcu102() else {
+        return;
+    };
     let inv = read_inventory(&DeviceTree::from_dtb(&blob).expect("parse")).expect("inventory");
     assert_eq!(inv.model, "ZynqMP ZCU102 Rev1.0");
     assert_eq!(inv.cpus.len(), 4);
     // memory@0 { reg = <0x00 0x00 0x00 0x80000000 0x08 0x00 0x00 0x80000000>; }
     assert_eq!(
         inv.memory,
-        vec![Region::new(0, 0x8000_0000), Region::new(0x8_0000_0000, 0x8000_0000)]
+        vec![
+            Region::new(0, 0x8000_0000),
+            Region::new(0x8_0000_0000, 0x8000_0000)
+        ]
     );
     // axi/interrupt-controller@f9010000 { compatible = "arm,gic-400"; reg = <0x00 0xf9010000 0x00 0x10000 ...>; }
     let gic = inv.interrupt_controller.as_ref().expect("gic");
@@ -159,7 +192,10 @@ fn zcu102() {
     //   iommus = <0x0e 0x877>; power-domains = <0x0c 0x20>; resets = <0x0f 0x20>; clocks = <0x03 0x1f ...>; }
     let gem = inv.device("/axi/ethernet@ff0e0000").expect("gem3");
     assert_eq!(gem.regions, vec![Region::new(0xff0e_0000, 0x1000)]);
-    assert_eq!(gem.interrupts, vec![DeviceInterrupt::Spi(95), DeviceInterrupt::Spi(95)]);
+    assert_eq!(
+        gem.interrupts,
+        vec![DeviceInterrupt::Spi(95), DeviceInterrupt::Spi(95)]
+    );
     // The SMMU it points at is disabled in this tree: Xen cannot protect it.
     assert!(!gem.behind_iommu);
     assert!(gem.dma_capable);
@@ -174,7 +210,10 @@ fn zcu102() {
     assert!(deps.contains(&("phy-handle", "/axi/ethernet@ff0e0000/ethernet-phy@c")));
     // rtc@ffa60000 { reg = <0x00 0xffa60000 0x00 0x100>; interrupts = <0x00 0x1a 0x04 0x00 0x1b 0x04>; }
     let rtc = inv.device("/axi/rtc@ffa60000").expect("rtc");
-    assert_eq!(rtc.interrupts, vec![DeviceInterrupt::Spi(58), DeviceInterrupt::Spi(59)]);
+    assert_eq!(
+        rtc.interrupts,
+        vec![DeviceInterrupt::Spi(58), DeviceInterrupt::Spi(59)]
+    );
     // chosen { stdout-path = "serial0:115200n8"; }  aliases { serial0 = "/axi/serial@ff000000"; }
     assert_eq!(inv.stdout_path.as_deref(), Some("/axi/serial@ff000000"));
     // gpio@ff0a0000 is an interrupt controller with #interrupt-cells = 2; children of GPIO-interrupt

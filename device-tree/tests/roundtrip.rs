@@ -54,16 +54,23 @@ fn dts_is_accepted_by_dtc_and_means_the_same() {
 #[test]
 fn dts_escapes_and_types() {
     let mut t = DeviceTree::new();
-    t.root.set_prop("s", device_tree::value::string("a \"quoted\" \\ path"));
-    t.root.set_prop("list", device_tree::value::strings(&["one", "two"]));
-    t.root.set_prop("cells", device_tree::value::cells(&[1, 0xdead_beef]));
+    t.root
+        .set_prop("s", device_tree::value::string("a \"quoted\" \\ path"));
+    t.root
+        .set_prop("list", device_tree::value::strings(&["one", "two"]));
+    t.root
+        .set_prop("cells", device_tree::value::cells(&[1, 0xdead_beef]));
     t.root.set_prop("bytes", vec![1u8, 2, 3]);
     t.root.set_prop("empty", Vec::new());
     t.root.set_prop("nul-only", vec![0u8]);
     t.root.set_prop("binary", vec![0xffu8, 0, 0x10, 0]);
-    t.reservations.push(device_tree::MemReservation { address: 0x1000, size: 0x2000 });
+    t.reservations.push(device_tree::MemReservation {
+        address: 0x1000,
+        size: 0x2000,
+    });
     let dts = t.to_dts();
-    let compiled = support::dtc_compile(&dts, "escapes.dts").unwrap_or_else(|e| panic!("{e}\n{dts}"));
+    let compiled =
+        support::dtc_compile(&dts, "escapes.dts").unwrap_or_else(|e| panic!("{e}\n{dts}"));
     // dtc's blob must hold exactly our bytes.
     assert_eq!(DeviceTree::from_dtb(&compiled), Ok(t));
 }
@@ -75,15 +82,26 @@ fn reservations_are_read() {
     let t = DeviceTree::from_dtb(&blob).expect("parse");
     assert_eq!(
         t.reservations,
-        vec![device_tree::MemReservation { address: 0, size: 0x1000 }]
+        vec![device_tree::MemReservation {
+            address: 0,
+            size: 0x1000
+        }]
     );
 }
 
 #[test]
 fn malformed_blobs_are_typed_errors() {
-    assert!(matches!(DeviceTree::from_dtb(&[]), Err(DtError::Truncated { .. })));
-    assert!(matches!(DeviceTree::from_dtb(&[0u8; 64]), Err(DtError::BadMagic(0))));
-    let Some(blob) = support::qemu_virt_dtb(3) else { return };
+    assert!(matches!(
+        DeviceTree::from_dtb(&[]),
+        Err(DtError::Truncated { .. })
+    ));
+    assert!(matches!(
+        DeviceTree::from_dtb(&[0u8; 64]),
+        Err(DtError::BadMagic(0))
+    ));
+    let Some(blob) = support::qemu_virt_dtb(3) else {
+        return;
+    };
     let tree = DeviceTree::from_dtb(&blob).expect("parse");
     let good = tree.to_dtb();
     // Every truncation fails cleanly (the header's totalsize no longer fits).
@@ -101,7 +119,10 @@ fn malformed_blobs_are_typed_errors() {
     b[20..24].copy_from_slice(&15u32.to_be_bytes());
     assert_eq!(
         DeviceTree::from_dtb(&b),
-        Err(DtError::UnsupportedVersion { version: 15, last_comp: 16 })
+        Err(DtError::UnsupportedVersion {
+            version: 15,
+            last_comp: 16
+        })
     );
 }
 
@@ -118,21 +139,33 @@ fn deep_nesting_is_bounded() {
     let blob = t.to_dtb();
     assert_eq!(
         DeviceTree::from_dtb(&blob),
-        Err(DtError::TooDeep { max: device_tree::tree::MAX_DEPTH })
+        Err(DtError::TooDeep {
+            max: device_tree::tree::MAX_DEPTH
+        })
     );
 }
 
 #[test]
 fn lookup_and_edit() {
-    let Some(blob) = support::qemu_virt_dtb(2) else { return };
+    let Some(blob) = support::qemu_virt_dtb(2) else {
+        return;
+    };
     let mut t = DeviceTree::from_dtb(&blob).expect("parse");
     // Unit-less lookup as in libfdt.
-    assert_eq!(t.canonical_path("/pl031").as_deref(), Some("/pl031@9010000"));
+    assert_eq!(
+        t.canonical_path("/pl031").as_deref(),
+        Some("/pl031@9010000")
+    );
     assert!(t.node("/no-such-node").is_none());
-    t.set_prop("/pl031@9010000", "xen,passthrough", Vec::new()).expect("set");
-    t.add_node("/chosen", device_tree::Node::new("extra")).expect("add");
+    t.set_prop("/pl031@9010000", "xen,passthrough", Vec::new())
+        .expect("set");
+    t.add_node("/chosen", device_tree::Node::new("extra"))
+        .expect("add");
     let out = t.to_dtb();
-    assert_eq!(support::fdtget(&out, "/pl031@9010000", "xen,passthrough", "x").as_deref(), Some(""));
+    assert_eq!(
+        support::fdtget(&out, "/pl031@9010000", "xen,passthrough", "x").as_deref(),
+        Some("")
+    );
     assert!(support::fdt_subnodes(&out, "/chosen").contains(&"extra".to_owned()));
     assert_eq!(
         t.set_prop("/missing", "x", Vec::new()),

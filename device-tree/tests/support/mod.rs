@@ -33,9 +33,22 @@ fn scratch(name: &str) -> PathBuf {
 /// QEMU virt's DTB for GIC version 2 or 3, with the machine options of qemu-recipes.md.
 pub fn qemu_virt_dtb(gic: u8) -> Option<Vec<u8>> {
     let out = scratch(&format!("virt-gic{gic}.dtb"));
-    let machine = format!("virt,virtualization=on,gic-version={gic},dumpdtb={}", out.display());
+    let machine = format!(
+        "virt,virtualization=on,gic-version={gic},dumpdtb={}",
+        out.display()
+    );
     let status = Command::new("qemu-system-aarch64")
-        .args(["-machine", &machine, "-cpu", "cortex-a57", "-m", "2G", "-smp", "2", "-nographic"])
+        .args([
+            "-machine",
+            &machine,
+            "-cpu",
+            "cortex-a57",
+            "-m",
+            "2G",
+            "-smp",
+            "2",
+            "-nographic",
+        ])
         .output();
     match status {
         Ok(o) if o.status.success() => std::fs::read(&out).ok(),
@@ -43,7 +56,9 @@ pub fn qemu_virt_dtb(gic: u8) -> Option<Vec<u8>> {
             "qemu-system-aarch64 dumpdtb failed: {}",
             String::from_utf8_lossy(&o.stderr)
         )),
-        Err(e) => missing(&format!("qemu-system-aarch64 not runnable ({e}); apt-get install qemu-system-arm")),
+        Err(e) => missing(&format!(
+            "qemu-system-aarch64 not runnable ({e}); apt-get install qemu-system-arm"
+        )),
     }
 }
 
@@ -56,7 +71,8 @@ pub fn debian_dtb(rel: &str) -> Option<Vec<u8>> {
         let k = fetcher
             .linux_kernel(images::debian::Arch::Arm64)
             .map_err(|e| e.to_string())?;
-        k.dtbs_dir.ok_or_else(|| "arm64 kernel package has no DTB directory".to_owned())
+        k.dtbs_dir
+            .ok_or_else(|| "arm64 kernel package has no DTB directory".to_owned())
     });
     match dir {
         Ok(d) => match std::fs::read(d.join(rel)) {
@@ -115,7 +131,13 @@ pub fn dtc_compile(dts: &str, name: &str) -> Result<Vec<u8>, String> {
 /// `fdtget -t <ty> FILE NODE PROP`, the libfdt reading of one property (ty: `x` hex cells, `s`
 /// strings, `bx` hex bytes). `None` when fdtget reports the property missing.
 pub fn fdtget(dtb: &[u8], node: &str, prop: &str, ty: &str) -> Option<String> {
-    let f = scratch(&format!("fdtget-{}.dtb", std::thread::current().name().unwrap_or("t").replace("::", "-")));
+    let f = scratch(&format!(
+        "fdtget-{}.dtb",
+        std::thread::current()
+            .name()
+            .unwrap_or("t")
+            .replace("::", "-")
+    ));
     std::fs::write(&f, dtb).expect("write scratch blob");
     let o = Command::new("fdtget")
         .args(["-t", ty])
@@ -130,16 +152,44 @@ pub fn fdtget(dtb: &[u8], node: &str, prop: &str, ty: &str) -> Option<String> {
 
 /// `fdtget -l`: subnode names.
 pub fn fdt_subnodes(dtb: &[u8], node: &str) -> Vec<String> {
-    let f = scratch(&format!("fdtls-{}.dtb", std::thread::current().name().unwrap_or("t").replace("::", "-")));
+    let f = scratch(&format!(
+        "fdtls-{}.dtb",
+        std::thread::current()
+            .name()
+            .unwrap_or("t")
+            .replace("::", "-")
+    ));
     std::fs::write(&f, dtb).expect("write scratch blob");
-    let o = Command::new("fdtget").arg("-l").arg(&f).arg(node).output().expect("fdtget");
-    String::from_utf8_lossy(&o.stdout).lines().map(str::to_owned).collect()
+    let o = Command::new("fdtget")
+        .arg("-l")
+        .arg(&f)
+        .arg(node)
+        .output()
+        .expect("fdtget");
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 /// `fdtget -p`: property names.
 pub fn fdt_props(dtb: &[u8], node: &str) -> Vec<String> {
-    let f = scratch(&format!("fdtp-{}.dtb", std::thread::current().name().unwrap_or("t").replace("::", "-")));
+    let f = scratch(&format!(
+        "fdtp-{}.dtb",
+        std::thread::current()
+            .name()
+            .unwrap_or("t")
+            .replace("::", "-")
+    ));
     std::fs::write(&f, dtb).expect("write scratch blob");
-    let o = Command::new("fdtget").arg("-p").arg(&f).arg(node).output().expect("fdtget");
-    String::from_utf8_lossy(&o.stdout).lines().map(str::to_owned).collect()
+    let o = Command::new("fdtget")
+        .arg("-p")
+        .arg(&f)
+        .arg(node)
+        .output()
+        .expect("fdtget");
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
