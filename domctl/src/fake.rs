@@ -212,6 +212,13 @@ pub struct DomainConfig {
     pub arch: ArchConfig,
 }
 
+/// CPU bitmaps given to `XEN_DOMCTL_setvcpuaffinity`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VcpuAffinity {
+    pub hard: Option<Vec<u8>>,
+    pub soft: Option<Vec<u8>>,
+}
+
 /// One domain's state in the fake.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FakeDomain {
@@ -229,7 +236,7 @@ pub struct FakeDomain {
     pub hvm_cpu: BTreeMap<u16, x86::HvmHwCpu>,
     pub hvm_mtrr: BTreeMap<u16, x86::HvmHwMtrr>,
     pub arm_vcpu: BTreeMap<u32, arm::VcpuGuestContext>,
-    pub affinity: BTreeMap<u32, (Option<Vec<u8>>, Option<Vec<u8>>)>,
+    pub affinity: BTreeMap<u32, VcpuAffinity>,
     /// Paused by the toolstack (domains start paused).
     pub paused: bool,
     pub iomem: Vec<(u64, u64, bool)>,
@@ -289,7 +296,10 @@ struct Failure {
 
 struct State {
     arch: XenArch,
+    /// The layout the fake decodes with.
     version: InterfaceVersion,
+    /// The `interface_version` it accepts (normally `version.value()`).
+    speaks: u32,
     release: (u16, u16),
     domains: BTreeMap<u16, FakeDomain>,
     destroyed: BTreeMap<u16, FakeDomain>,
@@ -355,6 +365,7 @@ impl FakeXen {
             state: Rc::new(RefCell::new(State {
                 arch,
                 version,
+                speaks: version.value(),
                 release: default_release(version),
                 domains,
                 destroyed: BTreeMap::new(),
@@ -374,6 +385,12 @@ impl FakeXen {
     /// Makes `XENVER_version` report `release` (e.g. to tell 4.19 from 4.21, which share 0x17).
     pub fn set_release(&self, major: u16, minor: u16) {
         self.state.borrow_mut().release = (major, minor);
+    }
+
+    /// Makes the fake accept only domctl interface version `raw` (e.g. 0x19 to play a Xen newer than
+    /// this crate), still decoding with its layout version.
+    pub fn speak_raw_interface_version(&self, raw: u32) {
+        self.state.borrow_mut().speaks = raw;
     }
 
     /// Declares a host device tree node that can be passed through (`xen,passthrough` in the host DT).
@@ -626,7 +643,7 @@ impl State {
 
     fn domctl(&mut self, addr: u64) -> Result<u64, Errno> {
         let d: XenDomctl = self.read_struct(addr)?;
-        if d.interface_version != self.version.value() {
+        if d.interface_version != self.speaks {
             self.record(
                 Call::DomctlVersionMismatch {
                     cmd: d.cmd,
@@ -941,7 +958,7 @@ impl State {
             }
             Call::SetPagingMempoolSize { domid, bytes } => {
                 let dom = self.dom(*domid)?;
-                if bytes % XEN_PAGE_SIZE as u64 != 0 {
+                if !bytes.is_multiple_of(XEN_PAGE_SIZE as u64) {
                     return Err(Errno::EINVAL);
                 }
                 dom.paging_mempool_bytes = Some(*bytes);
@@ -957,7 +974,13 @@ impl State {
                 if *vcpu >= dom.vcpus.unwrap_or(0) || (hard.is_none() && soft.is_none()) {
                     return Err(Errno::EINVAL);
                 }
-                dom.affinity.insert(*vcpu, (hard.clone(), soft.clone()));
+                dom.affinity.insert(
+                    *vcpu,
+                    VcpuAffinity {
+                        hard: hard.clone(),
+                        soft: soft.clone(),
+                    },
+                );
                 Ok((0, None))
             }
             Call::GetHvmContext { domid, .. } => {

@@ -166,6 +166,9 @@ pub fn errno_meaning(op: Op, errno: Errno) -> &'static str {
         }
         (Op::AssignDevice, Errno::EBUSY) => "the device is already assigned to another domain",
         (Op::AssignDevice, Errno::ENODEV) => "Xen has no IOMMU for this device",
+        (Op::AssignDevice, Errno::EOPNOTSUPP) => {
+            "the domain was created without XEN_DOMCTL_CDF_iommu (or Xen runs without an IOMMU)"
+        }
         (Op::GetHvmContext | Op::SetHvmContext, Errno::ENOSYS) => {
             "HVM context is x86-only (not on this hypervisor)"
         }
@@ -641,7 +644,10 @@ impl<H: Hypercalls> Xen<H> {
         domain: u16,
         payload: &T,
     ) -> Result<XenDomctl, XenError> {
-        let domid = Some(domain).filter(|d| *d < abi::domid::FIRST_RESERVED);
+        // createdomain's auto-allocation value (0 before 4.22) names no domain.
+        let auto =
+            command == cmd::CREATEDOMAIN && domain == 0 && !self.version.can_request_domid_zero();
+        let domid = Some(domain).filter(|d| *d < abi::domid::FIRST_RESERVED && !auto);
         let d = XenDomctl::new(command, self.version.value(), domain, payload).map_err(|e| {
             XenError::BadAnswer {
                 op,
@@ -930,8 +936,7 @@ impl<H: Hypercalls> Xen<H> {
                     detail: e.to_string(),
                 })?;
                 // Bytes past the 12-byte 4.17–4.20 arch config are not Xen's to fill there.
-                if self.version < InterfaceVersion::V18
-                    && !self.release.is_some_and(|r| r >= (4, 21))
+                if self.version < InterfaceVersion::V18 && self.release.is_none_or(|r| r < (4, 21))
                 {
                     i.arch_config.arm_sci_type = 0;
                 }
@@ -1016,7 +1021,7 @@ impl<H: Hypercalls> Xen<H> {
     /// in bytes, a whole number of pages.
     pub fn set_paging_mempool_size(&mut self, domid: DomId, bytes: u64) -> Result<(), XenError> {
         let op = Op::SetPagingMempoolSize;
-        if bytes % abi::XEN_PAGE_SIZE as u64 != 0 {
+        if !bytes.is_multiple_of(abi::XEN_PAGE_SIZE as u64) {
             return Err(Self::invalid(
                 op,
                 Some(domid.get()),
