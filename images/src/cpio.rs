@@ -106,7 +106,8 @@ fn normalise_path(path: &str) -> Result<String, CpioError> {
             _ => {}
         }
     }
-    if trimmed == TRAILER_NAME {
+    // Also refuse it as a parent: the builder would create it as an implicit directory.
+    if trimmed.split('/').next() == Some(TRAILER_NAME) {
         return Err(invalid("the name is reserved for the archive trailer"));
     }
     Ok(trimmed.to_owned())
@@ -577,7 +578,17 @@ mod tests {
     #[test]
     fn rejects_bad_paths() {
         let mut initramfs = Initramfs::new();
-        for bad in ["", "/", "a//b", "a/../b", "./a", "a/", "TRAILER!!!", "a\0b"] {
+        for bad in [
+            "",
+            "/",
+            "a//b",
+            "a/../b",
+            "./a",
+            "a/",
+            "TRAILER!!!",
+            "TRAILER!!!/x",
+            "a\0b",
+        ] {
             assert!(
                 initramfs.add_file(bad, 0o644, b"x".to_vec()).is_err(),
                 "{bad:?} accepted"
