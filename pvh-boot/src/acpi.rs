@@ -142,7 +142,7 @@ fn finish(mut t: Vec<u8>) -> Vec<u8> {
 /// AML `PkgLength` (ACPI §20.2.4) for a package whose content (after the PkgLength) is
 /// `content` bytes long.
 fn pkg_length(content: usize) -> Vec<u8> {
-    if content + 1 <= 0x3f {
+    if content < 0x3f {
         return alloc::vec![(content + 1) as u8];
     }
     for extra in 1..=3usize {
@@ -296,7 +296,7 @@ pub fn build_tables(vcpus: u32, base: u64) -> Result<AcpiTables, AcpiError> {
             max: MAX_VCPUS,
         });
     }
-    if base % 16 != 0
+    if !base.is_multiple_of(16)
         || base
             .checked_add(ACPI_PAGES * PAGE_SIZE)
             .is_none_or(|e| e > 1 << 32)

@@ -250,7 +250,7 @@ impl PvhLayout {
     /// Place a kernel (its `PT_LOAD` segments) and the request's objects.
     pub fn plan(segments: &[LoadSegment], req: &LayoutRequest<'_>) -> Result<Self, LayoutError> {
         let mem = req.memory_bytes;
-        if mem % PAGE_SIZE != 0 {
+        if !mem.is_multiple_of(PAGE_SIZE) {
             return Err(LayoutError::MemoryNotPageAligned { memory_bytes: mem });
         }
         if mem > MAX_MEMORY {
@@ -328,7 +328,7 @@ impl PvhLayout {
         let mut cursor = kend_page;
         let mut take = |what: &'static str, len: u64| -> Result<Region, LayoutError> {
             let gpa = cursor;
-            let end = gpa.checked_add(len).unwrap_or(u64::MAX);
+            let end = gpa.saturating_add(len);
             let next = page_up(end).unwrap_or(u64::MAX);
             if next > low_ram_end {
                 return Err(LayoutError::DoesNotFit {
@@ -460,17 +460,17 @@ impl PvhLayout {
 fn check_disjoint(placed: &mut [(&'static str, u64, u64)]) -> Result<(), LayoutError> {
     placed.sort_by_key(|&(_, s, e)| (s, e));
     for pair in placed.windows(2) {
-        if let [(an, as_, ae), (bn, bs, be)] = pair {
-            if bs < ae {
-                return Err(LayoutError::Overlap {
-                    first: an,
-                    first_start: *as_,
-                    first_end: *ae,
-                    second: bn,
-                    second_start: *bs,
-                    second_end: *be,
-                });
-            }
+        if let [(an, as_, ae), (bn, bs, be)] = pair
+            && bs < ae
+        {
+            return Err(LayoutError::Overlap {
+                first: an,
+                first_start: *as_,
+                first_end: *ae,
+                second: bn,
+                second_start: *bs,
+                second_end: *be,
+            });
         }
     }
     Ok(())

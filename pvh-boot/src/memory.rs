@@ -120,10 +120,9 @@ impl VecGuestMemory {
             let off = (addr % PAGE_SIZE) as usize;
             let chunk = (len - done).min(PAGE_SIZE as usize - off);
             if let (Some(page), Some(dst)) = (self.pages.get(&pfn), out.get_mut(done..done + chunk))
+                && let Some(src) = page.get(off..off + chunk)
             {
-                if let Some(src) = page.get(off..off + chunk) {
-                    dst.copy_from_slice(src);
-                }
+                dst.copy_from_slice(src);
             }
             done += chunk;
         }
@@ -195,10 +194,10 @@ impl GuestMemoryWriter for VecGuestMemory {
             let pfn = addr / PAGE_SIZE;
             let off = (addr % PAGE_SIZE) as usize;
             let chunk = (end - addr).min(PAGE_SIZE - off as u64) as usize;
-            if let Some(page) = self.pages.get_mut(&pfn) {
-                if let Some(dst) = page.get_mut(off..off + chunk) {
-                    dst.fill(0);
-                }
+            if let Some(page) = self.pages.get_mut(&pfn)
+                && let Some(dst) = page.get_mut(off..off + chunk)
+            {
+                dst.fill(0);
             }
             addr += chunk as u64;
         }

@@ -10,9 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use pvh_boot::inspect::{ImageFormat, inspect_kernel};
-use pvh_boot::kernel::{
-    Arch, Compression, ElfKernel, ImageError, KernelImage, XenNoteValue, pvh_elf_bytes,
-};
+use pvh_boot::kernel::{Arch, Compression, ElfKernel, ImageError, KernelImage, pvh_elf_bytes};
 
 /// A tiny kernel with the Xen notes Linux emits (GUEST_OS, PHYS32_ENTRY) and optionally
 /// PHYS32_RELOC, a BSS, and text at 16 MiB.
@@ -178,6 +176,13 @@ fn every_linux_compression_round_trips_through_a_bzimage() {
         };
         assert_eq!(bz.compression, Some(c));
         assert_eq!(bz.kernel_version.as_deref(), Some("6.1.0-test"));
+        if cfg!(not(feature = "std")) && c == Compression::Bzip2 {
+            assert!(matches!(
+                bz.vmlinux(),
+                Err(ImageError::UnsupportedCompression { .. })
+            ));
+            continue;
+        }
         let out = bz.vmlinux().unwrap_or_else(|e| panic!("{c}: {e}"));
         assert!(
             *out == *elf,
@@ -403,5 +408,8 @@ fn inspect_json_has_the_documented_fields() {
     assert_eq!(v["arch"], "x86_64");
     assert_eq!(v["pvh_entry"], report.pvh_entry.unwrap());
     let reloc = report.xen_notes.iter().find(|n| n.kind == 19).unwrap();
-    assert!(matches!(reloc.value, XenNoteValue::Phys32Reloc(_)));
+    assert!(matches!(
+        reloc.value,
+        pvh_boot::kernel::XenNoteValue::Phys32Reloc(_)
+    ));
 }

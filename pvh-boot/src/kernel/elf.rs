@@ -424,7 +424,7 @@ fn decode_value(kind: u32, desc: &[u8], endian: Endianness) -> XenNoteValue {
                 String::from_utf8_lossy(desc.get(..end).unwrap_or(&[])).into_owned(),
             )
         }
-        PHYS32_RELOC if desc.len() <= 12 && desc.len() % 4 == 0 => {
+        PHYS32_RELOC if desc.len() <= 12 && desc.len().is_multiple_of(4) => {
             let word = |i: usize| {
                 desc.get(i * 4..i * 4 + 4)
                     .and_then(|b| read_uint(b, endian))
