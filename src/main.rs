@@ -13,7 +13,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "domforge", version, about = "A static Xen toolstack: one manifest, validated, planned and booted")]
+#[command(
+    name = "domforge",
+    version,
+    about = "A static Xen toolstack: one manifest, validated, planned and booted"
+)]
 struct Cli {
     /// Never use the network; fail if something is not cached yet.
     #[arg(long, global = true)]
@@ -78,12 +82,24 @@ fn main() -> ExitCode {
         Command::Check { manifest, json } => check(&manifest, &opts, json),
         Command::Plan { manifest, json } => plan(&manifest, &opts, json),
         Command::Compile { manifest, output } => compile(&manifest, &output, &opts),
-        Command::Inspect { file: Some(file), json, .. } => inspect(&file, json),
-        Command::Inspect { board: Some(board), json, .. } => inspect_board(&board, &opts, json),
-        Command::Inspect { .. } => Err(PipelineError::Other("inspect needs a FILE or --board NAME".into())),
+        Command::Inspect {
+            file: Some(file),
+            json,
+            ..
+        } => inspect(&file, json),
+        Command::Inspect {
+            board: Some(board),
+            json,
+            ..
+        } => inspect_board(&board, &opts, json),
+        Command::Inspect { .. } => Err(PipelineError::Other(
+            "inspect needs a FILE or --board NAME".into(),
+        )),
         Command::Boards => {
             for (name, text) in firmware_config::board::BUILTIN_BOARDS {
-                let desc = firmware_config::board::Board::parse(text).map(|b| b.description).unwrap_or_default();
+                let desc = firmware_config::board::Board::parse(text)
+                    .map(|b| b.description)
+                    .unwrap_or_default();
                 println!("{name:<24} {desc}");
             }
             Ok(())
@@ -108,10 +124,18 @@ fn print_diags(diags: &Diagnostics, manifest: &SourceFile, board: Option<&Source
 
 fn fail(e: &PipelineError) -> ExitCode {
     match e {
-        PipelineError::Diagnostics { diags, manifest, board } => {
+        PipelineError::Diagnostics {
+            diags,
+            manifest,
+            board,
+        } => {
             print_diags(diags, manifest, board.as_ref());
             let n = diags.errors().count();
-            eprintln!("error: {} failed validation with {n} error{}", manifest.name, if n == 1 { "" } else { "s" });
+            eprintln!(
+                "error: {} failed validation with {n} error{}",
+                manifest.name,
+                if n == 1 { "" } else { "s" }
+            );
         }
         PipelineError::Other(msg) => eprintln!("error: {msg}"),
     }
@@ -119,7 +143,11 @@ fn fail(e: &PipelineError) -> ExitCode {
 }
 
 /// The JSON form of diagnostics: code, severity, message, file, line, column, help.
-fn diags_json(diags: &Diagnostics, manifest: &SourceFile, board: Option<&SourceFile>) -> serde_json::Value {
+fn diags_json(
+    diags: &Diagnostics,
+    manifest: &SourceFile,
+    board: Option<&SourceFile>,
+) -> serde_json::Value {
     serde_json::Value::Array(
         diags
             .0
@@ -144,23 +172,41 @@ fn diags_json(diags: &Diagnostics, manifest: &SourceFile, board: Option<&SourceF
 
 fn check(manifest: &Path, opts: &Options, json: bool) -> Result<(), PipelineError> {
     let loaded = match pipeline::load(manifest, opts) {
-        Err(PipelineError::Diagnostics { diags, manifest: m, board }) if json => {
-            println!("{}", serde_json::json!({ "ok": false, "diagnostics": diags_json(&diags, &m, board.as_ref()) }));
-            return Err(PipelineError::Diagnostics { diags: Diagnostics::default(), manifest: m, board });
+        Err(PipelineError::Diagnostics {
+            diags,
+            manifest: m,
+            board,
+        }) if json => {
+            println!(
+                "{}",
+                serde_json::json!({ "ok": false, "diagnostics": diags_json(&diags, &m, board.as_ref()) })
+            );
+            return Err(PipelineError::Diagnostics {
+                diags: Diagnostics::default(),
+                manifest: m,
+                board,
+            });
         }
         other => other?,
     };
     match loaded.check() {
         Ok(warnings) => {
             if json {
-                println!("{}", serde_json::json!({ "ok": true, "diagnostics": diags_json(&warnings, &loaded.manifest_file, Some(&loaded.board_file)) }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "ok": true, "diagnostics": diags_json(&warnings, &loaded.manifest_file, Some(&loaded.board_file)) })
+                );
             } else {
                 print_diags(&warnings, &loaded.manifest_file, Some(&loaded.board_file));
                 println!(
                     "{}: ok — {} domain{} on {} (Xen {}){}",
                     loaded.manifest_file.name,
                     loaded.manifest.domains.len(),
-                    if loaded.manifest.domains.len() == 1 { "" } else { "s" },
+                    if loaded.manifest.domains.len() == 1 {
+                        ""
+                    } else {
+                        "s"
+                    },
                     loaded.board.name,
                     loaded.manifest.system.xen.value,
                     match warnings.warnings().count() {
@@ -171,9 +217,20 @@ fn check(manifest: &Path, opts: &Options, json: bool) -> Result<(), PipelineErro
             }
             Ok(())
         }
-        Err(PipelineError::Diagnostics { diags, manifest: m, board }) if json => {
-            println!("{}", serde_json::json!({ "ok": false, "diagnostics": diags_json(&diags, &m, board.as_ref()) }));
-            Err(PipelineError::Diagnostics { diags: Diagnostics::default(), manifest: m, board })
+        Err(PipelineError::Diagnostics {
+            diags,
+            manifest: m,
+            board,
+        }) if json => {
+            println!(
+                "{}",
+                serde_json::json!({ "ok": false, "diagnostics": diags_json(&diags, &m, board.as_ref()) })
+            );
+            Err(PipelineError::Diagnostics {
+                diags: Diagnostics::default(),
+                manifest: m,
+                board,
+            })
         }
         Err(e) => Err(e),
     }
@@ -184,7 +241,8 @@ fn plan(manifest: &Path, opts: &Options, json: bool) -> Result<(), PipelineError
     let (plan, warnings) = loaded.plan()?;
     print_diags(&warnings, &loaded.manifest_file, Some(&loaded.board_file));
     if json {
-        let text = serde_json::to_string_pretty(&plan).map_err(|e| PipelineError::Other(e.to_string()))?;
+        let text =
+            serde_json::to_string_pretty(&plan).map_err(|e| PipelineError::Other(e.to_string()))?;
         println!("{text}");
     } else {
         print!("{}", plan_table(&plan));
@@ -200,7 +258,16 @@ fn region(r: &firmware_config::board::Region) -> String {
 fn plan_table(p: &SystemPlan) -> String {
     use std::fmt::Write;
     let mut s = String::new();
-    let _ = writeln!(s, "system {} on {} ({}), Xen {} (domctl interface {:#x}), boot: {:?}", p.name, p.board, p.arch.as_str(), p.xen, p.domctl_interface, p.boot);
+    let _ = writeln!(
+        s,
+        "system {} on {} ({}), Xen {} (domctl interface {:#x}), boot: {:?}",
+        p.name,
+        p.board,
+        p.arch.as_str(),
+        p.xen,
+        p.domctl_interface,
+        p.boot
+    );
     let _ = writeln!(s, "xen cmdline: {}", p.xen_cmdline);
     let m = &p.memory;
     let _ = writeln!(
@@ -217,14 +284,36 @@ fn plan_table(p: &SystemPlan) -> String {
         human_size(m.free)
     );
     let _ = writeln!(s, "\nboot modules:");
-    let _ = writeln!(s, "  {:<22} {:<16} {:>10}  {:<25} source", "id", "kind", "size", "load");
+    let _ = writeln!(
+        s,
+        "  {:<22} {:<16} {:>10}  {:<25} source",
+        "id", "kind", "size", "load"
+    );
     for md in &p.modules {
         let size = md.size.map_or("(built)".to_string(), |x| x.to_string());
-        let load = md.load.as_ref().map_or("(loader decides)".to_string(), region);
-        let _ = writeln!(s, "  {:<22} {:<16} {:>10}  {:<25} {}", md.id, format!("{:?}", md.kind), size, load, md.source);
+        let load = md
+            .load
+            .as_ref()
+            .map_or("(loader decides)".to_string(), region);
+        let _ = writeln!(
+            s,
+            "  {:<22} {:<16} {:>10}  {:<25} {}",
+            md.id,
+            format!("{:?}", md.kind),
+            size,
+            load,
+            md.source
+        );
     }
     if let Some(d0) = &p.dom0 {
-        let _ = writeln!(s, "\ndom0: {} vCPU, {}, kernel {}, cmdline \"{}\"", d0.vcpus, human_size(d0.memory), d0.kernel, d0.cmdline);
+        let _ = writeln!(
+            s,
+            "\ndom0: {} vCPU, {}, kernel {}, cmdline \"{}\"",
+            d0.vcpus,
+            human_size(d0.memory),
+            d0.kernel,
+            d0.cmdline
+        );
     }
     let _ = writeln!(s, "\ndomains (boot order):");
     for d in &p.domains {
@@ -240,19 +329,46 @@ fn plan_table(p: &SystemPlan) -> String {
             d.console,
             d.on_crash
         );
-        let _ = writeln!(s, "     guest RAM: {}", d.guest_ram.iter().map(region).collect::<Vec<_>>().join(", "));
+        let _ = writeln!(
+            s,
+            "     guest RAM: {}",
+            d.guest_ram
+                .iter()
+                .map(region)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         if !d.static_memory.is_empty() {
-            let _ = writeln!(s, "     static memory: {}{}", d.static_memory.iter().map(region).collect::<Vec<_>>().join(", "), if d.direct_map { " (direct-mapped)" } else { "" });
+            let _ = writeln!(
+                s,
+                "     static memory: {}{}",
+                d.static_memory
+                    .iter()
+                    .map(region)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if d.direct_map { " (direct-mapped)" } else { "" }
+            );
         }
         for dev in &d.devices {
-            let maps: Vec<String> = dev.mappings.iter().map(|m| format!("{:#x}->{:#x} ({:#x})", m.host, m.guest, m.size)).collect();
+            let maps: Vec<String> = dev
+                .mappings
+                .iter()
+                .map(|m| format!("{:#x}->{:#x} ({:#x})", m.host, m.guest, m.size))
+                .collect();
             let _ = writeln!(
                 s,
                 "     device {}: {} irqs {:?}{}{}",
                 dev.path,
                 maps.join(", "),
                 dev.irqs,
-                if dev.behind_iommu { " [iommu]" } else if dev.forced { " [forced, no iommu]" } else { "" },
+                if dev.behind_iommu {
+                    " [iommu]"
+                } else if dev.forced {
+                    " [forced, no iommu]"
+                } else {
+                    ""
+                },
                 if dev.relocated { " [relocated]" } else { "" }
             );
         }
@@ -263,13 +379,21 @@ fn plan_table(p: &SystemPlan) -> String {
             s,
             "     kernel {}{}{}, cmdline \"{}\"",
             d.kernel,
-            d.ramdisk.as_ref().map_or(String::new(), |r| format!(", ramdisk {r}")),
-            d.passthrough_dtb.as_ref().map_or(String::new(), |r| format!(", device tree {r}")),
+            d.ramdisk
+                .as_ref()
+                .map_or(String::new(), |r| format!(", ramdisk {r}")),
+            d.passthrough_dtb
+                .as_ref()
+                .map_or(String::new(), |r| format!(", device tree {r}")),
             d.cmdline
         );
     }
     for c in &p.cpupools {
-        let _ = writeln!(s, "cpupool {}: cpus {:?}, scheduler {}, domains {:?}", c.name, c.cpus, c.scheduler, c.domains);
+        let _ = writeln!(
+            s,
+            "cpupool {}: cpus {:?}, scheduler {}, domains {:?}",
+            c.name, c.cpus, c.scheduler, c.domains
+        );
     }
     s
 }
@@ -278,50 +402,90 @@ fn compile(manifest: &Path, output: &Path, opts: &Options) -> Result<(), Pipelin
     let loaded = pipeline::load(manifest, opts)?;
     let (plan, warnings) = loaded.plan()?;
     print_diags(&warnings, &loaded.manifest_file, Some(&loaded.board_file));
-    let config = firmware_config::plan::boot_config(&plan).map_err(|d| PipelineError::Diagnostics {
-        diags: Diagnostics(vec![d]),
-        manifest: loaded.manifest_file.clone(),
-        board: Some(loaded.board_file.clone()),
-    })?;
+    let config =
+        firmware_config::plan::boot_config(&plan).map_err(|d| PipelineError::Diagnostics {
+            diags: Diagnostics(vec![d]),
+            manifest: loaded.manifest_file.clone(),
+            board: Some(loaded.board_file.clone()),
+        })?;
     let bytes = blob::encode(&config).map_err(|e| PipelineError::Other(e.to_string()))?;
-    std::fs::write(output, &bytes).map_err(|e| PipelineError::Other(format!("writing {}: {e}", output.display())))?;
-    eprintln!("wrote {} ({} bytes, {} domains, format {})", output.display(), bytes.len(), config.domains.len(), blob::FORMAT_VERSION);
+    std::fs::write(output, &bytes)
+        .map_err(|e| PipelineError::Other(format!("writing {}: {e}", output.display())))?;
+    eprintln!(
+        "wrote {} ({} bytes, {} domains, format {})",
+        output.display(),
+        bytes.len(),
+        config.domains.len(),
+        blob::FORMAT_VERSION
+    );
     Ok(())
 }
 
 fn inspect(file: &Path, json: bool) -> Result<(), PipelineError> {
-    let bytes = std::fs::read(file).map_err(|e| PipelineError::Other(format!("cannot read {}: {e}", file.display())))?;
+    let bytes = std::fs::read(file)
+        .map_err(|e| PipelineError::Other(format!("cannot read {}: {e}", file.display())))?;
     if bytes.starts_with(&blob::MAGIC) {
-        let config = blob::decode(&bytes).map_err(|e| PipelineError::Other(format!("{}: domforge boot blob, but {e}", file.display())))?;
+        let config = blob::decode(&bytes).map_err(|e| {
+            PipelineError::Other(format!("{}: domforge boot blob, but {e}", file.display()))
+        })?;
         if json {
-            println!("{}", serde_json::json!({ "kind": "boot-blob", "format_version": blob::FORMAT_VERSION, "size": bytes.len(), "config": config }));
+            println!(
+                "{}",
+                serde_json::json!({ "kind": "boot-blob", "format_version": blob::FORMAT_VERSION, "size": bytes.len(), "config": config })
+            );
         } else {
-            println!("{}: domforge boot blob, format {}, {} bytes", file.display(), blob::FORMAT_VERSION, bytes.len());
-            println!("  system {} for Xen {}.{} (domctl {:#x})", config.system, config.xen_major, config.xen_minor, config.domctl_interface);
+            println!(
+                "{}: domforge boot blob, format {}, {} bytes",
+                file.display(),
+                blob::FORMAT_VERSION,
+                bytes.len()
+            );
+            println!(
+                "  system {} for Xen {}.{} (domctl {:#x})",
+                config.system, config.xen_major, config.xen_minor, config.domctl_interface
+            );
             for (i, d) in config.domains.iter().enumerate() {
                 println!(
                     "  {i}. {} {:?} by {:?}: {} vCPU, {} KiB, kernel {}, console {:?}, on_crash {:?}, depends on {:?}",
-                    d.name, d.kind, d.builder, d.vcpus, d.memory_kib, d.kernel, d.console, d.on_crash, d.depends_on
+                    d.name,
+                    d.kind,
+                    d.builder,
+                    d.vcpus,
+                    d.memory_kib,
+                    d.kernel,
+                    d.console,
+                    d.on_crash,
+                    d.depends_on
                 );
             }
         }
         return Ok(());
     }
     if bytes.starts_with(&[0xd0, 0x0d, 0xfe, 0xed]) {
-        let tree = device_tree::DeviceTree::from_dtb(&bytes).map_err(|e| PipelineError::Other(format!("{}: device tree blob, but {e}", file.display())))?;
-        let inv = device_tree::inventory::read_inventory(&tree).map_err(|e| PipelineError::Other(e.to_string()))?;
+        let tree = device_tree::DeviceTree::from_dtb(&bytes).map_err(|e| {
+            PipelineError::Other(format!("{}: device tree blob, but {e}", file.display()))
+        })?;
+        let inv = device_tree::inventory::read_inventory(&tree)
+            .map_err(|e| PipelineError::Other(e.to_string()))?;
         return print_inventory(&file.display().to_string(), &inv, json);
     }
     match pvh_boot::inspect::inspect_kernel(&bytes) {
         Ok(report) => {
             if json {
-                println!("{}", serde_json::to_string_pretty(&report).map_err(|e| PipelineError::Other(e.to_string()))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report)
+                        .map_err(|e| PipelineError::Other(e.to_string()))?
+                );
             } else {
                 println!("{}:\n{report}", file.display());
             }
             Ok(())
         }
-        Err(e) => Err(PipelineError::Other(format!("{}: not a boot blob, device tree or kernel image: {e}", file.display()))),
+        Err(e) => Err(PipelineError::Other(format!(
+            "{}: not a boot blob, device tree or kernel image: {e}",
+            file.display()
+        ))),
     }
 }
 
@@ -330,8 +494,15 @@ fn inspect_board(name: &str, opts: &Options, json: bool) -> Result<(), PipelineE
         .map(str::to_string)
         .or_else(|| std::fs::read_to_string(name).ok())
         .ok_or_else(|| PipelineError::Other(format!("no built-in board or board file `{name}`")))?;
-    let board = firmware_config::board::Board::parse(&text).map_err(|e| PipelineError::Other(format!("board `{name}`: {}", e.first().map_or(String::new(), |d| d.message.clone()))))?;
-    let dir = Path::new(name).parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let board = firmware_config::board::Board::parse(&text).map_err(|e| {
+        PipelineError::Other(format!(
+            "board `{name}`: {}",
+            e.first().map_or(String::new(), |d| d.message.clone())
+        ))
+    })?;
+    let dir = Path::new(name)
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     let dtb = pipeline::board_dtb(&board, &dir, opts)?;
     let from_dtb = match &dtb {
         Some(b) => Some(
@@ -341,18 +512,37 @@ fn inspect_board(name: &str, opts: &Options, json: bool) -> Result<(), PipelineE
         ),
         None => None,
     };
-    let inv = board.resolve_inventory(from_dtb).map_err(|d| PipelineError::Other(d.message))?;
+    let inv = board
+        .resolve_inventory(from_dtb)
+        .map_err(|d| PipelineError::Other(d.message))?;
     print_inventory(&board.name, &inv, json)
 }
 
-fn print_inventory(what: &str, inv: &firmware_config::board::HardwareInventory, json: bool) -> Result<(), PipelineError> {
+fn print_inventory(
+    what: &str,
+    inv: &firmware_config::board::HardwareInventory,
+    json: bool,
+) -> Result<(), PipelineError> {
     if json {
-        println!("{}", serde_json::to_string_pretty(inv).map_err(|e| PipelineError::Other(e.to_string()))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(inv).map_err(|e| PipelineError::Other(e.to_string()))?
+        );
         return Ok(());
     }
     println!("{what}: {} ({})", inv.model, inv.compatible.join(", "));
-    println!("  cpus: {}", inv.cpus.iter().map(|c| c.path.as_str()).collect::<Vec<_>>().join(", "));
-    println!("  ram: {}", inv.memory.iter().map(region).collect::<Vec<_>>().join(", "));
+    println!(
+        "  cpus: {}",
+        inv.cpus
+            .iter()
+            .map(|c| c.path.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "  ram: {}",
+        inv.memory.iter().map(region).collect::<Vec<_>>().join(", ")
+    );
     for r in &inv.reserved {
         println!("  reserved {}: {}", r.name, region(&r.region));
     }

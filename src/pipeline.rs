@@ -5,7 +5,9 @@
 //! and examines every kernel and ramdisk the manifest names. Everything after that is pure library code.
 
 use firmware_config::artifacts::{ArtifactFacts, ArtifactTable, ImageFormat};
-use firmware_config::board::{Arch, Board, DtbSource, HardwareInventory, builtin_board, suggest_builtin};
+use firmware_config::board::{
+    Arch, Board, DtbSource, HardwareInventory, builtin_board, suggest_builtin,
+};
 use firmware_config::diag::{Diagnostic, Diagnostics, SourceFile};
 use firmware_config::manifest::Manifest;
 use firmware_config::plan::{self, SystemPlan};
@@ -19,7 +21,11 @@ use std::process::Command;
 pub enum PipelineError {
     /// Problems in the files a person wrote, with spans to render.
     #[error("{} error(s) in the manifest or board", .diags.errors().count())]
-    Diagnostics { diags: Diagnostics, manifest: SourceFile, board: Option<SourceFile> },
+    Diagnostics {
+        diags: Diagnostics,
+        manifest: SourceFile,
+        board: Option<SourceFile>,
+    },
     /// Anything else (I/O, tools, downloads), with a message for people.
     #[error("{0}")]
     Other(String),
@@ -41,13 +47,24 @@ pub struct Options {
 
 impl Options {
     pub fn from_env() -> Result<Self, PipelineError> {
-        let cache_dir = images::debian::default_cache_dir().map_err(|e| PipelineError::other(e.to_string()))?;
-        Ok(Self { cache_dir, offline: false, quiet: false })
+        let cache_dir =
+            images::debian::default_cache_dir().map_err(|e| PipelineError::other(e.to_string()))?;
+        Ok(Self {
+            cache_dir,
+            offline: false,
+            quiet: false,
+        })
     }
 
     pub fn fetcher(&self) -> images::Fetcher {
-        let progress = if self.quiet { images::debian::Progress::Quiet } else { images::debian::Progress::Stderr };
-        images::Fetcher::new(&self.cache_dir).with_offline(self.offline).with_progress(progress)
+        let progress = if self.quiet {
+            images::debian::Progress::Quiet
+        } else {
+            images::debian::Progress::Stderr
+        };
+        images::Fetcher::new(&self.cache_dir)
+            .with_offline(self.offline)
+            .with_progress(progress)
     }
 }
 
@@ -66,17 +83,30 @@ pub struct Loaded {
 
 impl Loaded {
     pub fn input(&self) -> CheckInput<'_> {
-        CheckInput { manifest: &self.manifest, board: &self.board, inventory: &self.inventory, artifacts: &self.artifacts }
+        CheckInput {
+            manifest: &self.manifest,
+            board: &self.board,
+            inventory: &self.inventory,
+            artifacts: &self.artifacts,
+        }
     }
 
     fn fail(&self, diags: Diagnostics) -> PipelineError {
-        PipelineError::Diagnostics { diags, manifest: self.manifest_file.clone(), board: Some(self.board_file.clone()) }
+        PipelineError::Diagnostics {
+            diags,
+            manifest: self.manifest_file.clone(),
+            board: Some(self.board_file.clone()),
+        }
     }
 
     /// All checks. `Ok` carries the warnings.
     pub fn check(&self) -> Result<Diagnostics, PipelineError> {
         let diags = validate::check(self.input());
-        if diags.has_errors() { Err(self.fail(diags)) } else { Ok(diags) }
+        if diags.has_errors() {
+            Err(self.fail(diags))
+        } else {
+            Ok(diags)
+        }
     }
 
     /// Checks and plans.
@@ -91,15 +121,22 @@ impl Loaded {
 
 /// Reads the manifest, its board and the board's hardware, and examines every file it names.
 pub fn load(manifest_path: &Path, opts: &Options) -> Result<Loaded, PipelineError> {
-    let text = std::fs::read_to_string(manifest_path)
-        .map_err(|e| PipelineError::other(format!("cannot read manifest {}: {e}", manifest_path.display())))?;
-    let manifest_file = SourceFile::new(manifest_path.display().to_string(), text);
-    let manifest = Manifest::parse(&manifest_file.text).map_err(|diags| PipelineError::Diagnostics {
-        diags,
-        manifest: manifest_file.clone(),
-        board: None,
+    let text = std::fs::read_to_string(manifest_path).map_err(|e| {
+        PipelineError::other(format!(
+            "cannot read manifest {}: {e}",
+            manifest_path.display()
+        ))
     })?;
-    let manifest_dir = manifest_path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let manifest_file = SourceFile::new(manifest_path.display().to_string(), text);
+    let manifest =
+        Manifest::parse(&manifest_file.text).map_err(|diags| PipelineError::Diagnostics {
+            diags,
+            manifest: manifest_file.clone(),
+            board: None,
+        })?;
+    let manifest_dir = manifest_path
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     let (board_file, board_dir) = board_source(&manifest, &manifest_file, &manifest_dir)?;
     let board = Board::parse(&board_file.text).map_err(|errs| PipelineError::Diagnostics {
         diags: Diagnostics(errs),
@@ -109,20 +146,26 @@ pub fn load(manifest_path: &Path, opts: &Options) -> Result<Loaded, PipelineErro
     let board_dtb = board_dtb(&board, &board_dir, opts)?;
     let dtb_inventory = match &board_dtb {
         Some(bytes) => {
-            let tree = device_tree::DeviceTree::from_dtb(bytes)
-                .map_err(|e| PipelineError::other(format!("the DTB of board `{}` is not usable: {e}", board.name)))?;
-            Some(
-                device_tree::inventory::read_inventory(&tree)
-                    .map_err(|e| PipelineError::other(format!("reading board `{}`'s DTB: {e}", board.name)))?,
-            )
+            let tree = device_tree::DeviceTree::from_dtb(bytes).map_err(|e| {
+                PipelineError::other(format!(
+                    "the DTB of board `{}` is not usable: {e}",
+                    board.name
+                ))
+            })?;
+            Some(device_tree::inventory::read_inventory(&tree).map_err(|e| {
+                PipelineError::other(format!("reading board `{}`'s DTB: {e}", board.name))
+            })?)
         }
         None => None,
     };
-    let inventory = board.resolve_inventory(dtb_inventory).map_err(|d| PipelineError::Diagnostics {
-        diags: Diagnostics(vec![d]),
-        manifest: manifest_file.clone(),
-        board: Some(board_file.clone()),
-    })?;
+    let inventory =
+        board
+            .resolve_inventory(dtb_inventory)
+            .map_err(|d| PipelineError::Diagnostics {
+                diags: Diagnostics(vec![d]),
+                manifest: manifest_file.clone(),
+                board: Some(board_file.clone()),
+            })?;
     let mut artifacts = ArtifactTable::new();
     let xen_source = xen_source(&manifest);
     let mut sources: Vec<&str> = vec![xen_source.as_str()];
@@ -136,37 +179,75 @@ pub fn load(manifest_path: &Path, opts: &Options) -> Result<Loaded, PipelineErro
     }
     for s in sources {
         if !artifacts.contains_key(s) {
-            let facts = examine(s, &manifest_dir, board.arch, &manifest.system.xen.value.to_string(), opts);
+            let facts = examine(
+                s,
+                &manifest_dir,
+                board.arch,
+                &manifest.system.xen.value.to_string(),
+                opts,
+            );
             artifacts.insert(s.to_string(), facts);
         }
     }
-    Ok(Loaded { manifest_file, manifest_dir, manifest, board_file, board, board_dtb, inventory, artifacts })
+    Ok(Loaded {
+        manifest_file,
+        manifest_dir,
+        manifest,
+        board_file,
+        board,
+        board_dtb,
+        inventory,
+        artifacts,
+    })
 }
 
 /// The board named by `[system] board`: a built-in name, or a path relative to the manifest.
-fn board_source(m: &Manifest, mf: &SourceFile, dir: &Path) -> Result<(SourceFile, PathBuf), PipelineError> {
+fn board_source(
+    m: &Manifest,
+    mf: &SourceFile,
+    dir: &Path,
+) -> Result<(SourceFile, PathBuf), PipelineError> {
     let name = &m.system.board.value;
     if let Some(text) = builtin_board(name) {
-        return Ok((SourceFile::new(format!("<built-in board {name}>"), text), dir.to_path_buf()));
+        return Ok((
+            SourceFile::new(format!("<built-in board {name}>"), text),
+            dir.to_path_buf(),
+        ));
     }
     let looks_like_path = name.contains('/') || name.ends_with(".toml");
     let path = dir.join(name);
     if looks_like_path {
         if let Ok(text) = std::fs::read_to_string(&path) {
-            let board_dir = path.parent().map_or_else(|| dir.to_path_buf(), Path::to_path_buf);
+            let board_dir = path
+                .parent()
+                .map_or_else(|| dir.to_path_buf(), Path::to_path_buf);
             return Ok((SourceFile::new(path.display().to_string(), text), board_dir));
         }
     }
-    let mut d = Diagnostic::error("E0201", format!("no board named `{name}`"))
-        .at(m.system.board.span.clone(), if looks_like_path { "no such board file" } else { "not a built-in board" });
+    let mut d = Diagnostic::error("E0201", format!("no board named `{name}`")).at(
+        m.system.board.span.clone(),
+        if looks_like_path {
+            "no such board file"
+        } else {
+            "not a built-in board"
+        },
+    );
     d = match suggest_builtin(name) {
         Some(s) => d.help(format!("did you mean `{s}`?")),
         None => d.help(format!(
             "built-in boards: {}; or give a path to a board file",
-            firmware_config::board::BUILTIN_BOARDS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+            firmware_config::board::BUILTIN_BOARDS
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", ")
         )),
     };
-    Err(PipelineError::Diagnostics { diags: Diagnostics(vec![d]), manifest: mf.clone(), board: None })
+    Err(PipelineError::Diagnostics {
+        diags: Diagnostics(vec![d]),
+        manifest: mf.clone(),
+        board: None,
+    })
 }
 
 /// The QEMU command-line arguments that select the board's machine (shared with the runner, so the
@@ -187,32 +268,50 @@ pub fn qemu_machine_args(q: &firmware_config::board::QemuMachine) -> Vec<String>
 }
 
 /// Obtains the board's DTB bytes (cached).
-pub fn board_dtb(board: &Board, board_dir: &Path, opts: &Options) -> Result<Option<Vec<u8>>, PipelineError> {
+pub fn board_dtb(
+    board: &Board,
+    board_dir: &Path,
+    opts: &Options,
+) -> Result<Option<Vec<u8>>, PipelineError> {
     match &board.dtb {
         DtbSource::None => Ok(None),
         DtbSource::File(f) => {
             let p = board_dir.join(f);
-            std::fs::read(&p).map(Some).map_err(|e| PipelineError::other(format!("cannot read DTB {}: {e}", p.display())))
+            std::fs::read(&p)
+                .map(Some)
+                .map_err(|e| PipelineError::other(format!("cannot read DTB {}: {e}", p.display())))
         }
         DtbSource::QemuDump => {
-            let q = board.qemu.as_ref().ok_or_else(|| PipelineError::other("board has no [qemu] table"))?;
+            let q = board
+                .qemu
+                .as_ref()
+                .ok_or_else(|| PipelineError::other("board has no [qemu] table"))?;
             let args = qemu_machine_args(q);
-            let key = hex(&Sha256::digest(format!("{} {}", q.binary, args.join(" ")).as_bytes()))[..16].to_string();
+            let key = hex(&Sha256::digest(
+                format!("{} {}", q.binary, args.join(" ")).as_bytes(),
+            ))[..16]
+                .to_string();
             let dir = opts.cache_dir.join("dtb");
             let out = dir.join(format!("{}-{key}.dtb", board.name));
             if let Ok(bytes) = std::fs::read(&out) {
                 return Ok(Some(bytes));
             }
-            std::fs::create_dir_all(&dir).map_err(|e| PipelineError::other(format!("creating {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| PipelineError::other(format!("creating {}: {e}", dir.display())))?;
             let tmp = dir.join(format!("{}-{key}.dtb.tmp", board.name));
             let mut margs = args.clone();
             margs[1] = format!("{},dumpdtb={}", q.machine, tmp.display());
-            let result = Command::new(&q.binary).args(&margs).args(["-nographic", "-nodefaults"]).output();
+            let result = Command::new(&q.binary)
+                .args(&margs)
+                .args(["-nographic", "-nodefaults"])
+                .output();
             match result {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(PipelineError::other(format!(
-                    "board `{}` reads its device tree from QEMU, but `{}` is not installed\n  help: apt-get install {}",
-                    board.name, q.binary, q.package
-                ))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    Err(PipelineError::other(format!(
+                        "board `{}` reads its device tree from QEMU, but `{}` is not installed\n  help: apt-get install {}",
+                        board.name, q.binary, q.package
+                    )))
+                }
                 Err(e) => Err(PipelineError::other(format!("running {}: {e}", q.binary))),
                 Ok(o) if !tmp.exists() => Err(PipelineError::other(format!(
                     "{} did not dump a DTB: {}",
@@ -221,7 +320,9 @@ pub fn board_dtb(board: &Board, board_dir: &Path, opts: &Options) -> Result<Opti
                 ))),
                 Ok(_) => {
                     std::fs::rename(&tmp, &out).map_err(|e| PipelineError::other(e.to_string()))?;
-                    std::fs::read(&out).map(Some).map_err(|e| PipelineError::other(e.to_string()))
+                    std::fs::read(&out)
+                        .map(Some)
+                        .map_err(|e| PipelineError::other(e.to_string()))
                 }
             }
         }
@@ -231,12 +332,20 @@ pub fn board_dtb(board: &Board, board_dir: &Path, opts: &Options) -> Result<Opti
             let kernel = if package == "linux-image-arm64" || package.starts_with("linux-image") {
                 fetcher.linux_kernel(arch)
             } else {
-                return Err(PipelineError::other(format!("board DTBs come from a linux-image package, not `{package}`")));
+                return Err(PipelineError::other(format!(
+                    "board DTBs come from a linux-image package, not `{package}`"
+                )));
             }
-            .map_err(|e| PipelineError::other(format!("fetching the DTB of board `{}`: {e}", board.name)))?;
-            let dir = kernel.dtbs_dir.ok_or_else(|| PipelineError::other(format!("{} ships no DTBs", kernel.package.name)))?;
+            .map_err(|e| {
+                PipelineError::other(format!("fetching the DTB of board `{}`: {e}", board.name))
+            })?;
+            let dir = kernel.dtbs_dir.ok_or_else(|| {
+                PipelineError::other(format!("{} ships no DTBs", kernel.package.name))
+            })?;
             let p = dir.join(path);
-            std::fs::read(&p).map(Some).map_err(|e| PipelineError::other(format!("reading {}: {e}", p.display())))
+            std::fs::read(&p)
+                .map(Some)
+                .map_err(|e| PipelineError::other(format!("reading {}: {e}", p.display())))
         }
     }
 }
@@ -254,19 +363,39 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// Turns a manifest source string into a local file: a path relative to the manifest, `debian:kernel`
 /// (the board architecture's Debian kernel), or `builtin:probe` (the probe-guest initramfs).
-pub fn resolve_source(source: &str, manifest_dir: &Path, arch: Arch, xen: &str, opts: &Options) -> Result<PathBuf, String> {
+pub fn resolve_source(
+    source: &str,
+    manifest_dir: &Path,
+    arch: Arch,
+    xen: &str,
+    opts: &Options,
+) -> Result<PathBuf, String> {
     match source.split_once(':') {
-        Some(("debian", "xen")) => opts.fetcher().xen_hypervisor(images_arch(arch), xen).map_err(|e| e.to_string()),
+        Some(("debian", "xen")) => opts
+            .fetcher()
+            .xen_hypervisor(images_arch(arch), xen)
+            .map_err(|e| e.to_string()),
         Some(("debian", "kernel")) => {
-            let k = opts.fetcher().linux_kernel(images_arch(arch)).map_err(|e| e.to_string())?;
+            let k = opts
+                .fetcher()
+                .linux_kernel(images_arch(arch))
+                .map_err(|e| e.to_string())?;
             Ok(k.image)
         }
-        Some(("debian", other)) => Err(format!("unknown Debian source `{other}`; `debian:kernel` and `debian:xen` are supported")),
+        Some(("debian", other)) => Err(format!(
+            "unknown Debian source `{other}`; `debian:kernel` and `debian:xen` are supported"
+        )),
         Some(("builtin", "probe")) => build_probe(arch, opts),
-        Some(("builtin", other)) => Err(format!("unknown built-in `{other}`; `builtin:probe` is supported")),
+        Some(("builtin", other)) => Err(format!(
+            "unknown built-in `{other}`; `builtin:probe` is supported"
+        )),
         _ => {
             let p = manifest_dir.join(source);
-            if p.is_file() { Ok(p) } else { Err(format!("no file at {}", p.display())) }
+            if p.is_file() {
+                Ok(p)
+            } else {
+                Err(format!("no file at {}", p.display()))
+            }
         }
     }
 }
@@ -274,12 +403,19 @@ pub fn resolve_source(source: &str, manifest_dir: &Path, arch: Arch, xen: &str, 
 /// Builds (and caches) the probe initramfs for `arch` from Debian's busybox-static.
 pub fn build_probe(arch: Arch, opts: &Options) -> Result<PathBuf, String> {
     let fetcher = opts.fetcher();
-    let busybox = fetcher.busybox_static(images_arch(arch)).map_err(|e| e.to_string())?;
-    let image = images::probe::ProbeImage::from_busybox_file(&busybox).map_err(|e| e.to_string())?;
+    let busybox = fetcher
+        .busybox_static(images_arch(arch))
+        .map_err(|e| e.to_string())?;
+    let image =
+        images::probe::ProbeImage::from_busybox_file(&busybox).map_err(|e| e.to_string())?;
     let bytes = image.to_cpio_gz().map_err(|e| e.to_string())?;
     let dir = opts.cache_dir.join("probe");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let path = dir.join(format!("probe-{}-{}.cpio.gz", arch.as_str(), &hex(&Sha256::digest(&bytes))[..12]));
+    let path = dir.join(format!(
+        "probe-{}-{}.cpio.gz",
+        arch.as_str(),
+        &hex(&Sha256::digest(&bytes))[..12]
+    ));
     if !path.exists() {
         std::fs::write(&path, &bytes).map_err(|e| e.to_string())?;
     }
@@ -288,11 +424,20 @@ pub fn build_probe(arch: Arch, opts: &Options) -> Result<PathBuf, String> {
 
 /// The hypervisor the manifest boots: `[system] hypervisor`, else Debian's package for `xen`.
 pub fn xen_source(m: &Manifest) -> String {
-    m.system.hypervisor.as_ref().map_or_else(|| "debian:xen".to_string(), |h| h.value.clone())
+    m.system
+        .hypervisor
+        .as_ref()
+        .map_or_else(|| "debian:xen".to_string(), |h| h.value.clone())
 }
 
 /// Reads a file and says what it is.
-pub fn examine(source: &str, manifest_dir: &Path, arch: Arch, xen: &str, opts: &Options) -> Result<ArtifactFacts, String> {
+pub fn examine(
+    source: &str,
+    manifest_dir: &Path,
+    arch: Arch,
+    xen: &str,
+    opts: &Options,
+) -> Result<ArtifactFacts, String> {
     let path = resolve_source(source, manifest_dir, arch, xen, opts)?;
     let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     Ok(ArtifactFacts {
@@ -317,8 +462,13 @@ pub fn classify(bytes: &[u8]) -> ImageFormat {
             match r.format {
                 F::Arm64Image if r.compression.is_some() => ImageFormat::Arm64ImageGzip,
                 F::Arm64Image => ImageFormat::Arm64Image,
-                F::BzImage => ImageFormat::BzImage { pvh_entry: r.pvh_entry },
-                F::Elf64 | F::Elf32 => ImageFormat::Elf { machine: r.arch.to_string(), pvh_entry: r.pvh_entry },
+                F::BzImage => ImageFormat::BzImage {
+                    pvh_entry: r.pvh_entry,
+                },
+                F::Elf64 | F::Elf32 => ImageFormat::Elf {
+                    machine: r.arch.to_string(),
+                    pvh_entry: r.pvh_entry,
+                },
             }
         }
         Err(e) => {
@@ -327,7 +477,11 @@ pub fn classify(bytes: &[u8]) -> ImageFormat {
                 || bytes.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0])
                 || bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
                 || bytes.starts_with(&[0x02, 0x21, 0x4c, 0x18]);
-            if compressed { ImageFormat::Initramfs } else { ImageFormat::Unknown(format!("not a recognised image ({e})")) }
+            if compressed {
+                ImageFormat::Initramfs
+            } else {
+                ImageFormat::Unknown(format!("not a recognised image ({e})"))
+            }
         }
     }
 }

@@ -29,23 +29,36 @@ impl Sources<'_> {
 }
 
 pub fn render(d: &Diagnostic, sources: &Sources<'_>, color: bool) -> String {
-    let (red, yellow, blue, bold, reset) =
-        if color { ("\x1b[31m", "\x1b[33m", "\x1b[34m", "\x1b[1m", "\x1b[0m") } else { ("", "", "", "", "") };
+    let (red, yellow, blue, bold, reset) = if color {
+        ("\x1b[31m", "\x1b[33m", "\x1b[34m", "\x1b[1m", "\x1b[0m")
+    } else {
+        ("", "", "", "", "")
+    };
     let (kind, kc) = match d.severity {
         Severity::Error => ("error", red),
         Severity::Warning => ("warning", yellow),
     };
     let mut out = String::new();
-    let _ = writeln!(out, "{bold}{kc}{kind}[{}]{reset}{bold}: {}{reset}", d.code, d.message);
+    let _ = writeln!(
+        out,
+        "{bold}{kc}{kind}[{}]{reset}{bold}: {}{reset}",
+        d.code, d.message
+    );
     let labels: Vec<&Label> = d.primary.iter().chain(d.secondary.iter()).collect();
     let width = labels
         .iter()
-        .filter_map(|l| sources.file(l.source).map(|f| f.line_col(l.span.start).0.to_string().len()))
+        .filter_map(|l| {
+            sources
+                .file(l.source)
+                .map(|f| f.line_col(l.span.start).0.to_string().len())
+        })
         .max()
         .unwrap_or(1);
     let pad = " ".repeat(width);
     for (i, l) in labels.iter().enumerate() {
-        let Some(file) = sources.file(l.source) else { continue };
+        let Some(file) = sources.file(l.source) else {
+            continue;
+        };
         let (line, col) = file.line_col(l.span.start);
         let arrow = if i == 0 { "-->" } else { ":::" };
         let _ = writeln!(out, "{pad}{blue}{arrow}{reset} {}:{line}:{col}", file.name);
@@ -54,7 +67,11 @@ pub fn render(d: &Diagnostic, sources: &Sources<'_>, color: bool) -> String {
         let _ = writeln!(out, "{blue}{line:>width$} |{reset} {text}");
         // Underline the span's part on this line (at least one caret).
         let (end_line, end_col) = file.line_col(l.span.end.max(l.span.start));
-        let carets = if end_line == line { end_col.saturating_sub(col).max(1) } else { text.chars().count().saturating_sub(col - 1).max(1) };
+        let carets = if end_line == line {
+            end_col.saturating_sub(col).max(1)
+        } else {
+            text.chars().count().saturating_sub(col - 1).max(1)
+        };
         let mark = if i == 0 { '^' } else { '-' };
         let color_mark = if i == 0 { kc } else { blue };
         let _ = writeln!(
@@ -86,8 +103,17 @@ mod tests {
     #[test]
     fn points_at_line_and_column() {
         let f = SourceFile::new("m.toml", "[system]\nname = \"Bad Name\"\n");
-        let d = Diagnostic::error("E0012", "bad").at(16..26, "here").help("try `bad-name`");
-        let s = render(&d, &Sources { manifest: &f, board: None }, false);
+        let d = Diagnostic::error("E0012", "bad")
+            .at(16..26, "here")
+            .help("try `bad-name`");
+        let s = render(
+            &d,
+            &Sources {
+                manifest: &f,
+                board: None,
+            },
+            false,
+        );
         assert!(s.contains("--> m.toml:2:8"), "{s}");
         assert!(s.contains("2 | name = \"Bad Name\""), "{s}");
         assert!(s.contains("  |        ^^^^^^^^^^ here"), "{s}");

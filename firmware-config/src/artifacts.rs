@@ -16,7 +16,10 @@ pub enum ImageFormat {
     /// gzip-compressed arm64 `Image` (Xen decompresses gzip only).
     Arm64ImageGzip,
     /// An ELF kernel; `pvh_entry` is the `XEN_ELFNOTE_PHYS32_ENTRY` note when present.
-    Elf { machine: String, pvh_entry: Option<u64> },
+    Elf {
+        machine: String,
+        pvh_entry: Option<u64>,
+    },
     /// An x86 bzImage; `pvh_entry` comes from the ELF inside its payload.
     BzImage { pvh_entry: Option<u64> },
     /// A cpio archive (optionally compressed): an initramfs.

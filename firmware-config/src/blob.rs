@@ -115,17 +115,23 @@ pub enum BlobError {
     TooShort { len: usize },
     #[error("not a domforge boot blob: magic is {found:02x?}, expected \"DFBC\"")]
     BadMagic { found: [u8; 4] },
-    #[error("blob format {found} is newer than this build understands (up to {supported}); rebuild domforge-init")]
+    #[error(
+        "blob format {found} is newer than this build understands (up to {supported}); rebuild domforge-init"
+    )]
     NewerFormat { found: u16, supported: u16 },
     #[error("blob format {found} is not a valid format version")]
     BadFormat { found: u16 },
     #[error("reserved header field is {found:#x}, expected 0")]
     Reserved { found: u16 },
-    #[error("header says the payload is {declared} bytes, but {actual} bytes follow (truncated or padded)")]
+    #[error(
+        "header says the payload is {declared} bytes, but {actual} bytes follow (truncated or padded)"
+    )]
     LengthMismatch { declared: usize, actual: usize },
     #[error("payload of {len} bytes is over the {MAX_PAYLOAD}-byte limit")]
     TooLarge { len: usize },
-    #[error("checksum mismatch: header says {expected:#010x}, payload hashes to {actual:#010x} (corrupt blob)")]
+    #[error(
+        "checksum mismatch: header says {expected:#010x}, payload hashes to {actual:#010x} (corrupt blob)"
+    )]
     Checksum { expected: u32, actual: u32 },
     #[error("payload does not decode: {0}")]
     Decode(postcard::Error),
@@ -140,12 +146,18 @@ pub enum BlobError {
 /// Writes the framed blob into `out`, returning its length. No allocation.
 pub fn encode_into(config: &BootConfig, out: &mut [u8]) -> Result<usize, BlobError> {
     if out.len() < HEADER_LEN {
-        return Err(BlobError::BufferTooSmall { needed: HEADER_LEN, available: out.len() });
+        return Err(BlobError::BufferTooSmall {
+            needed: HEADER_LEN,
+            available: out.len(),
+        });
     }
     let (header, body) = out.split_at_mut(HEADER_LEN);
     let available = body.len();
     let payload = postcard::to_slice(config, body).map_err(|e| match e {
-        postcard::Error::SerializeBufferFull => BlobError::BufferTooSmall { needed: available + 1, available },
+        postcard::Error::SerializeBufferFull => BlobError::BufferTooSmall {
+            needed: available + 1,
+            available,
+        },
         other => BlobError::Decode(other),
     })?;
     let len = payload.len();
@@ -193,7 +205,10 @@ pub fn payload(blob: &[u8]) -> Result<&[u8], BlobError> {
         return Err(BlobError::BadFormat { found: version });
     }
     if version > FORMAT_VERSION {
-        return Err(BlobError::NewerFormat { found: version, supported: FORMAT_VERSION });
+        return Err(BlobError::NewerFormat {
+            found: version,
+            supported: FORMAT_VERSION,
+        });
     }
     let reserved = u16_at(blob, 6);
     if reserved != 0 {
@@ -205,7 +220,10 @@ pub fn payload(blob: &[u8]) -> Result<&[u8], BlobError> {
     }
     let body = &blob[HEADER_LEN..];
     if body.len() != declared {
-        return Err(BlobError::LengthMismatch { declared, actual: body.len() });
+        return Err(BlobError::LengthMismatch {
+            declared,
+            actual: body.len(),
+        });
     }
     let expected = u32_at(blob, 12);
     let actual = CRC32C.checksum(body);
@@ -218,7 +236,8 @@ pub fn payload(blob: &[u8]) -> Result<&[u8], BlobError> {
 /// Verifies and decodes a blob. No allocation: everything lands in bounded `heapless` fields.
 pub fn decode(blob: &[u8]) -> Result<BootConfig, BlobError> {
     let body = payload(blob)?;
-    let (config, rest): (BootConfig, &[u8]) = postcard::take_from_bytes(body).map_err(BlobError::Decode)?;
+    let (config, rest): (BootConfig, &[u8]) =
+        postcard::take_from_bytes(body).map_err(BlobError::Decode)?;
     if !rest.is_empty() {
         return Err(BlobError::Trailing(rest.len()));
     }
@@ -238,19 +257,29 @@ impl BootConfig {
                 return Err(BlobError::Invalid("a domain has 0 or more than 128 vCPUs"));
             }
             if d.memory_kib == 0 || d.memory_kib % 4 != 0 {
-                return Err(BlobError::Invalid("a domain's memory is not a whole number of pages"));
+                return Err(BlobError::Invalid(
+                    "a domain's memory is not a whole number of pages",
+                ));
             }
             if d.kernel.is_empty() {
                 return Err(BlobError::Invalid("a domain has no kernel"));
             }
-            if d.depends_on.iter().any(|&j| j as usize >= n || j as usize >= i) {
-                return Err(BlobError::Invalid("a dependency points at a later or missing domain"));
+            if d.depends_on
+                .iter()
+                .any(|&j| j as usize >= n || j as usize >= i)
+            {
+                return Err(BlobError::Invalid(
+                    "a dependency points at a later or missing domain",
+                ));
             }
             if self.domains[..i].iter().any(|o| o.name == d.name) {
                 return Err(BlobError::Invalid("two domains share a name"));
             }
             for g in &d.iomem {
-                if g.nr_pages == 0 || g.first_mfn.checked_add(g.nr_pages).is_none() || g.gfn.checked_add(g.nr_pages).is_none() {
+                if g.nr_pages == 0
+                    || g.first_mfn.checked_add(g.nr_pages).is_none()
+                    || g.gfn.checked_add(g.nr_pages).is_none()
+                {
                     return Err(BlobError::Invalid("an iomem grant is empty or wraps"));
                 }
             }
@@ -290,7 +319,13 @@ mod tests {
                 })
                 .unwrap();
         }
-        BootConfig { system: String::try_from("demo").unwrap(), xen_major: 4, xen_minor: 17, domctl_interface: 0x15, domains }
+        BootConfig {
+            system: String::try_from("demo").unwrap(),
+            xen_major: 4,
+            xen_minor: 17,
+            domctl_interface: 0x15,
+            domains,
+        }
     }
 
     #[test]
@@ -313,14 +348,26 @@ mod tests {
     #[test]
     fn every_corruption_is_named() {
         let good = encode(&sample()).unwrap();
-        assert!(matches!(decode(&good[..10]), Err(BlobError::TooShort { len: 10 })));
-        assert!(matches!(decode(&good[..good.len() - 1]), Err(BlobError::LengthMismatch { .. })));
+        assert!(matches!(
+            decode(&good[..10]),
+            Err(BlobError::TooShort { len: 10 })
+        ));
+        assert!(matches!(
+            decode(&good[..good.len() - 1]),
+            Err(BlobError::LengthMismatch { .. })
+        ));
         let mut b = good.clone();
         b[0] = b'X';
         assert!(matches!(decode(&b), Err(BlobError::BadMagic { .. })));
         let mut b = good.clone();
         b[4] = 9;
-        assert!(matches!(decode(&b), Err(BlobError::NewerFormat { found: 9, supported: 1 })));
+        assert!(matches!(
+            decode(&b),
+            Err(BlobError::NewerFormat {
+                found: 9,
+                supported: 1
+            })
+        ));
         let mut b = good.clone();
         let last = b.len() - 1;
         b[last] ^= 0x40;
@@ -335,6 +382,11 @@ mod tests {
         let mut c = sample();
         c.domains[0].depends_on.push(1).unwrap();
         let blob = encode(&c).unwrap();
-        assert_eq!(decode(&blob), Err(BlobError::Invalid("a dependency points at a later or missing domain")));
+        assert_eq!(
+            decode(&blob),
+            Err(BlobError::Invalid(
+                "a dependency points at a later or missing domain"
+            ))
+        );
     }
 }

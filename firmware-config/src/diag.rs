@@ -25,7 +25,10 @@ pub struct SourceFile {
 
 impl SourceFile {
     pub fn new(name: impl Into<String>, text: impl Into<String>) -> Self {
-        Self { name: name.into(), text: text.into() }
+        Self {
+            name: name.into(),
+            text: text.into(),
+        }
     }
 
     /// 1-based line and column (in characters) of a byte offset; offsets past the end clamp to it.
@@ -40,7 +43,11 @@ impl SourceFile {
 
     /// The full text of a 1-based line, without its newline.
     pub fn line_text(&self, line: usize) -> &str {
-        self.text.split('\n').nth(line.saturating_sub(1)).unwrap_or("").trim_end_matches('\r')
+        self.text
+            .split('\n')
+            .nth(line.saturating_sub(1))
+            .unwrap_or("")
+            .trim_end_matches('\r')
     }
 }
 
@@ -94,24 +101,39 @@ impl Diagnostic {
     }
 
     pub fn warning(code: &'static str, message: impl Into<String>) -> Self {
-        Self { severity: Severity::Warning, ..Self::error(code, message) }
+        Self {
+            severity: Severity::Warning,
+            ..Self::error(code, message)
+        }
     }
 
     /// Points the diagnostic at a span of the manifest.
     pub fn at(mut self, span: Range<usize>, label: impl Into<String>) -> Self {
-        self.primary = Some(Label { source: SourceId::Manifest, span, message: label.into() });
+        self.primary = Some(Label {
+            source: SourceId::Manifest,
+            span,
+            message: label.into(),
+        });
         self
     }
 
     /// Points the diagnostic at a span of the board file.
     pub fn at_board(mut self, span: Range<usize>, label: impl Into<String>) -> Self {
-        self.primary = Some(Label { source: SourceId::Board, span, message: label.into() });
+        self.primary = Some(Label {
+            source: SourceId::Board,
+            span,
+            message: label.into(),
+        });
         self
     }
 
     /// Adds a secondary label in the manifest ("first used here").
     pub fn also(mut self, span: Range<usize>, label: impl Into<String>) -> Self {
-        self.secondary.push(Label { source: SourceId::Manifest, span, message: label.into() });
+        self.secondary.push(Label {
+            source: SourceId::Manifest,
+            span,
+            message: label.into(),
+        });
         self
     }
 
@@ -167,15 +189,30 @@ impl Diagnostics {
     }
 }
 
-/// "Did you mean" for a misspelt name, using Jaro-Winkler similarity like cargo does.
+/// "Did you mean" for a misspelt name: the closest candidate by Jaro-Winkler similarity (as cargo
+/// does), or failing that one within a small edit distance that counts swapped letters as one edit
+/// (`tow` → `two`).
 #[cfg(feature = "std")]
-pub fn did_you_mean<'a>(given: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    candidates
-        .into_iter()
-        .map(|c| (strsim::jaro_winkler(given, c), c))
+pub fn did_you_mean<'a>(
+    given: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let candidates: alloc::vec::Vec<&'a str> = candidates.into_iter().collect();
+    let by_similarity = candidates
+        .iter()
+        .map(|c| (strsim::jaro_winkler(given, c), *c))
         .filter(|(score, _)| *score > 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| c)
+        .map(|(_, c)| c);
+    by_similarity.or_else(|| {
+        let limit = (given.chars().count() / 3).max(1);
+        candidates
+            .iter()
+            .map(|c| (strsim::osa_distance(given, c), *c))
+            .filter(|(d, _)| *d <= limit)
+            .min_by_key(|(d, _)| *d)
+            .map(|(_, c)| c)
+    })
 }
 
 #[cfg(test)]
@@ -196,7 +233,11 @@ mod tests {
 
     #[test]
     fn suggests_close_names_only() {
-        assert_eq!(did_you_mean("memroy", ["memory", "vcpus", "kernel"]), Some("memory"));
+        assert_eq!(
+            did_you_mean("memroy", ["memory", "vcpus", "kernel"]),
+            Some("memory")
+        );
         assert_eq!(did_you_mean("zzz", ["memory", "vcpus"]), None);
+        assert_eq!(did_you_mean("tow", ["app", "two"]), Some("two"));
     }
 }

@@ -32,9 +32,15 @@ pub const PHANDLE_GIC: u32 = 65000;
 /// Regions of the guest map that Xen always occupies for a guest with this GIC and console.
 pub fn fixed_regions(gic_v3: bool, vpl011: bool) -> impl Iterator<Item = (&'static str, Region)> {
     let gic: [(&'static str, Region); 2] = if gic_v3 {
-        [("GICv3 distributor", GICV3_DIST), ("GICv3 redistributors", GICV3_REDIST)]
+        [
+            ("GICv3 distributor", GICV3_DIST),
+            ("GICv3 redistributors", GICV3_REDIST),
+        ]
     } else {
-        [("GICv2 distributor", GICV2_DIST), ("GICv2 CPU interface", GICV2_CPU)]
+        [
+            ("GICv2 distributor", GICV2_DIST),
+            ("GICv2 CPU interface", GICV2_CPU),
+        ]
     };
     gic.into_iter()
         .chain([("grant table", GNTTAB), ("magic pages", MAGIC)])
@@ -46,7 +52,10 @@ pub fn fixed_regions(gic_v3: bool, vpl011: bool) -> impl Iterator<Item = (&'stat
 pub fn ram_banks(bytes: u64) -> ([Region; 2], usize) {
     let first = bytes.min(RAM0.size);
     let second = bytes - first;
-    let banks = [Region::new(RAM0.base, first), Region::new(RAM1.base, second)];
+    let banks = [
+        Region::new(RAM0.base, first),
+        Region::new(RAM1.base, second),
+    ];
     (banks, if second > 0 { 2 } else { 1 })
 }
 

@@ -21,9 +21,9 @@ pub mod diag;
 pub mod guest_map;
 #[cfg(feature = "std")]
 pub mod manifest;
-pub mod units;
 #[cfg(feature = "std")]
 pub mod plan;
+pub mod units;
 #[cfg(feature = "std")]
 pub mod validate;
 pub mod xen;

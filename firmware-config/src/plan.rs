@@ -209,57 +209,99 @@ fn build_plan(input: CheckInput<'_>) -> Result<SystemPlan, Diagnostic> {
     let board = input.board;
     let inv = input.inventory;
     let xen = m.system.xen.value;
-    let order = validate::boot_order(m).map_err(|c| Diagnostic::error("E0224", format!("dependency cycle {}", c.join(" -> "))))?;
-    let gic_v3 = matches!(inv.interrupt_controller.as_ref().map(|c| c.kind), Some(crate::board::InterruptControllerKind::GicV3));
+    let order = validate::boot_order(m)
+        .map_err(|c| Diagnostic::error("E0224", format!("dependency cycle {}", c.join(" -> "))))?;
+    let gic_v3 = matches!(
+        inv.interrupt_controller.as_ref().map(|c| c.kind),
+        Some(crate::board::InterruptControllerKind::GicV3)
+    );
 
     // Modules: one per distinct source, in a fixed order (Xen, dom0, then domains in boot order).
     let mut modules: Vec<ModulePlan> = Vec::new();
-    let size_of = |src: &str| input.artifacts.get(src).and_then(|r| r.as_ref().ok()).map(|f| f.size);
-    let add_module = |modules: &mut Vec<ModulePlan>, kind: ModuleKind, source: &str, user: &str| -> String {
-        if let Some(existing) = modules.iter_mut().find(|x| x.kind == kind && x.source == source && kind != ModuleKind::PassthroughDtb) {
-            if !existing.users.iter().any(|u| u == user) {
-                existing.users.push(user.to_string());
-            }
-            return existing.id.clone();
-        }
-        let n = modules.iter().filter(|x| x.kind == kind).count();
-        let prefix = match kind {
-            ModuleKind::Xen => "xen",
-            ModuleKind::HostDtb => "host-dtb",
-            ModuleKind::Dom0Kernel => "dom0-kernel",
-            ModuleKind::Dom0Ramdisk => "dom0-ramdisk",
-            ModuleKind::Kernel => "kernel",
-            ModuleKind::Ramdisk => "ramdisk",
-            ModuleKind::PassthroughDtb => "passthrough",
-        };
-        let id = match kind {
-            ModuleKind::PassthroughDtb => format!("{prefix}-{user}"),
-            ModuleKind::Xen | ModuleKind::HostDtb | ModuleKind::Dom0Kernel | ModuleKind::Dom0Ramdisk => prefix.to_string(),
-            _ => format!("{prefix}-{n}"),
-        };
-        let size = match kind {
-            ModuleKind::HostDtb | ModuleKind::PassthroughDtb => None,
-            _ => size_of(source),
-        };
-        modules.push(ModulePlan { id: id.clone(), kind, source: source.to_string(), size, load: None, users: std::vec![user.to_string()] });
-        id
+    let size_of = |src: &str| {
+        input
+            .artifacts
+            .get(src)
+            .and_then(|r| r.as_ref().ok())
+            .map(|f| f.size)
     };
-    let xen_source = m.system.hypervisor.as_ref().map_or_else(|| "debian:xen".to_string(), |h| h.value.clone());
+    let add_module =
+        |modules: &mut Vec<ModulePlan>, kind: ModuleKind, source: &str, user: &str| -> String {
+            if let Some(existing) = modules.iter_mut().find(|x| {
+                x.kind == kind && x.source == source && kind != ModuleKind::PassthroughDtb
+            }) {
+                if !existing.users.iter().any(|u| u == user) {
+                    existing.users.push(user.to_string());
+                }
+                return existing.id.clone();
+            }
+            let n = modules.iter().filter(|x| x.kind == kind).count();
+            let prefix = match kind {
+                ModuleKind::Xen => "xen",
+                ModuleKind::HostDtb => "host-dtb",
+                ModuleKind::Dom0Kernel => "dom0-kernel",
+                ModuleKind::Dom0Ramdisk => "dom0-ramdisk",
+                ModuleKind::Kernel => "kernel",
+                ModuleKind::Ramdisk => "ramdisk",
+                ModuleKind::PassthroughDtb => "passthrough",
+            };
+            let id = match kind {
+                ModuleKind::PassthroughDtb => format!("{prefix}-{user}"),
+                ModuleKind::Xen
+                | ModuleKind::HostDtb
+                | ModuleKind::Dom0Kernel
+                | ModuleKind::Dom0Ramdisk => prefix.to_string(),
+                _ => format!("{prefix}-{n}"),
+            };
+            let size = match kind {
+                ModuleKind::HostDtb | ModuleKind::PassthroughDtb => None,
+                _ => size_of(source),
+            };
+            modules.push(ModulePlan {
+                id: id.clone(),
+                kind,
+                source: source.to_string(),
+                size,
+                load: None,
+                users: std::vec![user.to_string()],
+            });
+            id
+        };
+    let xen_source = m
+        .system
+        .hypervisor
+        .as_ref()
+        .map_or_else(|| "debian:xen".to_string(), |h| h.value.clone());
     add_module(&mut modules, ModuleKind::Xen, &xen_source, "xen");
     if board.arch == Arch::Arm64 && board.boot != BootMethod::QemuDirect {
         add_module(&mut modules, ModuleKind::HostDtb, "generated", "xen");
     }
     let dom0_plan = if has_dom0(m) {
         m.dom0.as_ref().map(|d0| {
-            let kernel = add_module(&mut modules, ModuleKind::Dom0Kernel, &d0.kernel.value, "dom0");
-            let ramdisk = d0.ramdisk.as_ref().map(|r| add_module(&mut modules, ModuleKind::Dom0Ramdisk, &r.value, "dom0"));
-            let console = if board.arch == Arch::Arm64 { "hvc0" } else { "hvc0 earlyprintk=xen" };
+            let kernel = add_module(
+                &mut modules,
+                ModuleKind::Dom0Kernel,
+                &d0.kernel.value,
+                "dom0",
+            );
+            let ramdisk = d0
+                .ramdisk
+                .as_ref()
+                .map(|r| add_module(&mut modules, ModuleKind::Dom0Ramdisk, &r.value, "dom0"));
+            let console = if board.arch == Arch::Arm64 {
+                "hvc0"
+            } else {
+                "hvc0 earlyprintk=xen"
+            };
             Dom0Plan {
                 memory: d0.memory.as_ref().map_or(DEFAULT_DOM0_MEMORY, |x| x.value),
                 vcpus: d0.vcpus.as_ref().map_or(1, |v| v.value),
                 kernel,
                 ramdisk,
-                cmdline: d0.cmdline.as_ref().map_or_else(|| format!("console={console}"), |c| c.value.clone()),
+                cmdline: d0
+                    .cmdline
+                    .as_ref()
+                    .map_or_else(|| format!("console={console}"), |c| c.value.clone()),
             }
         })
     } else {
@@ -274,10 +316,15 @@ fn build_plan(input: CheckInput<'_>) -> Result<SystemPlan, Diagnostic> {
         let builder = d.builder();
         // Domains built by domforge-init are files inside the dom0 initramfs, not boot modules, on x86.
         let kernel = add_module(&mut modules, ModuleKind::Kernel, &d.kernel.value, &name);
-        let ramdisk = d.ramdisk.as_ref().map(|r| add_module(&mut modules, ModuleKind::Ramdisk, &r.value, &name));
+        let ramdisk = d
+            .ramdisk
+            .as_ref()
+            .map(|r| add_module(&mut modules, ModuleKind::Ramdisk, &r.value, &name));
         let console = console_of(d);
         let guest_ram: Vec<Region> = match d.kind.value {
-            DomainKind::Arm64 if d.direct_map() => d.static_memory.iter().map(|r| r.value).collect(),
+            DomainKind::Arm64 if d.direct_map() => {
+                d.static_memory.iter().map(|r| r.value).collect()
+            }
             DomainKind::Arm64 => {
                 let (banks, n) = guest_map::ram_banks(d.memory.value);
                 banks[..n].to_vec()
@@ -293,12 +340,16 @@ fn build_plan(input: CheckInput<'_>) -> Result<SystemPlan, Diagnostic> {
         };
         let mut occupied: Vec<Region> = guest_ram.clone();
         if d.kind.value == DomainKind::Arm64 {
-            occupied.extend(guest_map::fixed_regions(gic_v3, console == Console::Vpl011).map(|(_, r)| r));
+            occupied.extend(
+                guest_map::fixed_regions(gic_v3, console == Console::Vpl011).map(|(_, r)| r),
+            );
         }
         let mut devices = Vec::new();
         let mut irqs: Vec<u32> = d.irqs.iter().map(|i| i.value).collect();
         for p in &d.passthrough {
-            let Some(dev) = inv.device(&p.value) else { continue };
+            let Some(dev) = inv.device(&p.value) else {
+                continue;
+            };
             let mut mappings = Vec::new();
             let mut relocated = false;
             for r in &dev.regions {
@@ -311,11 +362,21 @@ fn build_plan(input: CheckInput<'_>) -> Result<SystemPlan, Diagnostic> {
                 } else {
                     relocated = true;
                     let g = relocation_cursor;
-                    relocation_cursor = align_up(g.saturating_add(size), PAGE_SIZE).unwrap_or(u64::MAX);
+                    relocation_cursor =
+                        align_up(g.saturating_add(size), PAGE_SIZE).unwrap_or(u64::MAX);
                     if !GUEST_DEVICE_HOLE.contains(&Region::new(g, size)) {
-                        return Err(Diagnostic::error("E0301", format!("no room in the guest address map of `{name}` for {}", dev.path))
-                            .at(p.span.clone(), "too many relocated devices")
-                            .note(format!("relocated devices go into {}", validate::fmt_region(&GUEST_DEVICE_HOLE))));
+                        return Err(Diagnostic::error(
+                            "E0301",
+                            format!(
+                                "no room in the guest address map of `{name}` for {}",
+                                dev.path
+                            ),
+                        )
+                        .at(p.span.clone(), "too many relocated devices")
+                        .note(format!(
+                            "relocated devices go into {}",
+                            validate::fmt_region(&GUEST_DEVICE_HOLE)
+                        )));
                     }
                     g
                 };
@@ -365,10 +426,19 @@ fn build_plan(input: CheckInput<'_>) -> Result<SystemPlan, Diagnostic> {
             static_memory: d.static_memory.iter().map(|r| r.value).collect(),
             direct_map: d.direct_map(),
             devices,
-            iomem: d.iomem.iter().map(|g| Mapping { host: g.value.first_mfn * PAGE_SIZE, guest: g.value.guest_frame * PAGE_SIZE, size: g.value.nr_pages * PAGE_SIZE }).collect(),
+            iomem: d
+                .iomem
+                .iter()
+                .map(|g| Mapping {
+                    host: g.value.first_mfn * PAGE_SIZE,
+                    guest: g.value.guest_frame * PAGE_SIZE,
+                    size: g.value.nr_pages * PAGE_SIZE,
+                })
+                .collect(),
             irqs,
             console,
-            enhanced: (d.kind.value == DomainKind::Arm64 && builder == Builder::Xen).then(|| enhanced_of(m, d)),
+            enhanced: (d.kind.value == DomainKind::Arm64 && builder == Builder::Xen)
+                .then(|| enhanced_of(m, d)),
             cpupool: d.cpupool.as_ref().map(|c| c.value.clone()),
             vcpu_affinity: d.vcpu_affinity.iter().map(|a| a.value.0.clone()).collect(),
             on_crash: d.on_crash(),
@@ -377,7 +447,10 @@ fn build_plan(input: CheckInput<'_>) -> Result<SystemPlan, Diagnostic> {
             ramdisk,
             passthrough_dtb,
             cmdline,
-            p2m_pool: d.p2m_pool.as_ref().map_or_else(|| validate::default_p2m_pool(d.vcpus.value, d.memory.value), |p| p.value),
+            p2m_pool: d.p2m_pool.as_ref().map_or_else(
+                || validate::default_p2m_pool(d.vcpus.value, d.memory.value),
+                |p| p.value,
+            ),
             sve: d.sve.as_ref().map(|x| x.value),
             max_grant_frames: d.max_grant_frames.as_ref().map(|x| x.value),
             max_maptrack_frames: d.max_maptrack_frames.as_ref().map(|x| x.value),
@@ -397,9 +470,22 @@ fn build_plan(input: CheckInput<'_>) -> Result<SystemPlan, Diagnostic> {
         .map(|p| CpupoolPlan {
             name: p.name.value.clone(),
             cpus: p.cpus.value.iter().map(|c| c.value).collect(),
-            cpu_paths: p.cpus.value.iter().filter_map(|c| inv.cpus.get(c.value as usize).map(|n| n.path.clone())).collect(),
-            scheduler: p.scheduler.as_ref().map_or_else(|| "credit2".to_string(), |s| s.value.clone()),
-            domains: m.domains.iter().filter(|d| d.cpupool.as_ref().is_some_and(|c| c.value == p.name.value)).map(|d| d.name.value.clone()).collect(),
+            cpu_paths: p
+                .cpus
+                .value
+                .iter()
+                .filter_map(|c| inv.cpus.get(c.value as usize).map(|n| n.path.clone()))
+                .collect(),
+            scheduler: p
+                .scheduler
+                .as_ref()
+                .map_or_else(|| "credit2".to_string(), |s| s.value.clone()),
+            domains: m
+                .domains
+                .iter()
+                .filter(|d| d.cpupool.as_ref().is_some_and(|c| c.value == p.name.value))
+                .map(|d| d.name.value.clone())
+                .collect(),
         })
         .collect();
     let shared_memory = m
@@ -445,7 +531,10 @@ fn xen_cmdline(input: CheckInput<'_>, dom0: Option<&Dom0Plan>) -> String {
     let mut parts: Vec<String> = Vec::new();
     parts.push(format!("console={}", board.xen_console));
     if board.xen_console == "dtuart" {
-        let uart = board.console_uart.clone().or_else(|| input.inventory.stdout_path.clone());
+        let uart = board
+            .console_uart
+            .clone()
+            .or_else(|| input.inventory.stdout_path.clone());
         if let Some(u) = uart {
             parts.push(format!("dtuart={u}"));
         }
@@ -454,7 +543,11 @@ fn xen_cmdline(input: CheckInput<'_>, dom0: Option<&Dom0Plan>) -> String {
         parts.push(board.xen_cmdline.clone());
     }
     if let Some(d0) = dom0 {
-        parts.push(format!("dom0_mem={}M dom0_max_vcpus={}", d0.memory / MIB, d0.vcpus));
+        parts.push(format!(
+            "dom0_mem={}M dom0_max_vcpus={}",
+            d0.memory / MIB,
+            d0.vcpus
+        ));
     }
     if let Some(extra) = &input.manifest.system.xen_cmdline {
         if !extra.value.trim().is_empty() {
@@ -464,19 +557,62 @@ fn xen_cmdline(input: CheckInput<'_>, dom0: Option<&Dom0Plan>) -> String {
     parts.join(" ")
 }
 
-fn budget(input: CheckInput<'_>, domains: &[DomainPlan], dom0: Option<&Dom0Plan>, modules: &[ModulePlan]) -> MemoryBudget {
+fn budget(
+    input: CheckInput<'_>,
+    domains: &[DomainPlan],
+    dom0: Option<&Dom0Plan>,
+    modules: &[ModulePlan],
+) -> MemoryBudget {
     let inv = input.inventory;
-    let ram = inv.memory.iter().fold(0u64, |a, b| a.saturating_add(b.size));
-    let reserved = inv.reserved.iter().filter(|r| inv.memory.iter().any(|b| b.overlaps(&r.region))).fold(0u64, |a, r| a.saturating_add(r.region.size));
-    let xen = input.manifest.system.xen_memory.as_ref().map_or(input.board.xen_memory, |x| x.value);
+    let ram = inv
+        .memory
+        .iter()
+        .fold(0u64, |a, b| a.saturating_add(b.size));
+    let reserved = inv
+        .reserved
+        .iter()
+        .filter(|r| inv.memory.iter().any(|b| b.overlaps(&r.region)))
+        .fold(0u64, |a, r| a.saturating_add(r.region.size));
+    let xen = input
+        .manifest
+        .system
+        .xen_memory
+        .as_ref()
+        .map_or(input.board.xen_memory, |x| x.value);
     let dom0 = dom0.map_or(0, |d| d.memory);
-    let sum = |f: &dyn Fn(&DomainPlan) -> u64| domains.iter().fold(0u64, |a, d| a.saturating_add(f(d)));
-    let heap_domains = sum(&|d| if d.static_memory.is_empty() { d.memory } else { 0 });
-    let static_memory = sum(&|d| if d.static_memory.is_empty() { 0 } else { d.memory });
+    let sum =
+        |f: &dyn Fn(&DomainPlan) -> u64| domains.iter().fold(0u64, |a, d| a.saturating_add(f(d)));
+    let heap_domains = sum(&|d| {
+        if d.static_memory.is_empty() {
+            d.memory
+        } else {
+            0
+        }
+    });
+    let static_memory = sum(&|d| {
+        if d.static_memory.is_empty() {
+            0
+        } else {
+            d.memory
+        }
+    });
     let p2m_pools = sum(&|d| d.p2m_pool);
-    let shared_memory = input.manifest.shared_memory.iter().filter(|s| s.host_address.is_some()).fold(0u64, |a, s| a.saturating_add(s.size.value));
-    let modules_total = modules.iter().filter_map(|m| m.load.map(|l| l.size)).fold(0u64, |a, s| a.saturating_add(s));
-    let used = xen.saturating_add(dom0).saturating_add(heap_domains).saturating_add(static_memory).saturating_add(p2m_pools).saturating_add(shared_memory);
+    let shared_memory = input
+        .manifest
+        .shared_memory
+        .iter()
+        .filter(|s| s.host_address.is_some())
+        .fold(0u64, |a, s| a.saturating_add(s.size.value));
+    let modules_total = modules
+        .iter()
+        .filter_map(|m| m.load.map(|l| l.size))
+        .fold(0u64, |a, s| a.saturating_add(s));
+    let used = xen
+        .saturating_add(dom0)
+        .saturating_add(heap_domains)
+        .saturating_add(static_memory)
+        .saturating_add(p2m_pools)
+        .saturating_add(shared_memory);
     MemoryBudget {
         ram,
         reserved,
@@ -493,12 +629,20 @@ fn budget(input: CheckInput<'_>, domains: &[DomainPlan], dom0: Option<&Dom0Plan>
 
 /// First-fit placement, 2 MiB aligned, inside the board's module window and RAM, clear of reserved
 /// memory, static memory, shared memory, Xen's own load region and each other.
-fn place_modules(modules: &mut [ModulePlan], input: CheckInput<'_>, domains: &[DomainPlan]) -> Result<(), Diagnostic> {
+fn place_modules(
+    modules: &mut [ModulePlan],
+    input: CheckInput<'_>,
+    domains: &[DomainPlan],
+) -> Result<(), Diagnostic> {
     let inv = input.inventory;
     let board = input.board;
     let mut obstacles: Vec<Region> = inv.reserved.iter().map(|r| r.region).collect();
     obstacles.extend(domains.iter().flat_map(|d| d.static_memory.iter().copied()));
-    obstacles.extend(input.manifest.shared_memory.iter().filter_map(|s| s.host_address.as_ref().map(|h| Region::new(h.value, s.size.value))));
+    obstacles.extend(input.manifest.shared_memory.iter().filter_map(|s| {
+        s.host_address
+            .as_ref()
+            .map(|h| Region::new(h.value, s.size.value))
+    }));
     if let Some(x) = board.xen_load {
         obstacles.push(x);
     }
@@ -514,25 +658,37 @@ fn place_modules(modules: &mut [ModulePlan], input: CheckInput<'_>, domains: &[D
         let size = match (module.kind, module.size) {
             (ModuleKind::Xen, _) => {
                 // The boot loader puts Xen in the board's Xen region (QEMU -kernel, or U-Boot's script).
-                module.load = board.xen_load.map(|x| Region::new(x.base, module.size.unwrap_or(x.size).min(x.size)));
+                module.load = board
+                    .xen_load
+                    .map(|x| Region::new(x.base, module.size.unwrap_or(x.size).min(x.size)));
                 continue;
             }
             (ModuleKind::HostDtb | ModuleKind::PassthroughDtb, _) => DTB_SLOT,
             (_, Some(s)) => s,
             (_, None) => {
-                return Err(Diagnostic::error("E0302", format!("the size of `{}` is unknown", module.source)));
+                return Err(Diagnostic::error(
+                    "E0302",
+                    format!("the size of `{}` is unknown", module.source),
+                ));
             }
         };
         let slot_size = align_up(size.max(1), MODULE_ALIGN).unwrap_or(u64::MAX);
         let mut placed = None;
         'windows: for w in &windows {
-            let Some(mut at) = align_up(w.base, MODULE_ALIGN) else { continue };
+            let Some(mut at) = align_up(w.base, MODULE_ALIGN) else {
+                continue;
+            };
             while let Some(end) = at.checked_add(slot_size) {
                 if end > w.end().unwrap_or(u64::MAX) {
                     break;
                 }
                 let candidate = Region::new(at, slot_size);
-                match obstacles.iter().filter(|o| o.overlaps(&candidate)).filter_map(|o| o.end()).max() {
+                match obstacles
+                    .iter()
+                    .filter(|o| o.overlaps(&candidate))
+                    .filter_map(|o| o.end())
+                    .max()
+                {
                     Some(block_end) => match align_up(block_end, MODULE_ALIGN) {
                         Some(next) => at = next,
                         None => break,
@@ -545,12 +701,18 @@ fn place_modules(modules: &mut [ModulePlan], input: CheckInput<'_>, domains: &[D
             }
         }
         let Some(slot) = placed else {
-            return Err(Diagnostic::error("E0303", format!("no room to load `{}` ({})", module.source, human_size(size)))
-                .note(format!(
-                    "modules go into {} in 2 MiB steps, clear of reserved, static and shared memory",
-                    board.module_window.as_ref().map_or("RAM".to_string(), validate::fmt_region)
-                ))
-                .help("make the kernels or ramdisks smaller, or share one kernel between domains"));
+            return Err(Diagnostic::error(
+                "E0303",
+                format!("no room to load `{}` ({})", module.source, human_size(size)),
+            )
+            .note(format!(
+                "modules go into {} in 2 MiB steps, clear of reserved, static and shared memory",
+                board
+                    .module_window
+                    .as_ref()
+                    .map_or("RAM".to_string(), validate::fmt_region)
+            ))
+            .help("make the kernels or ramdisks smaller, or share one kernel between domains"));
         };
         obstacles.push(slot);
         module.load = Some(Region::new(slot.base, module.size.unwrap_or(DTB_SLOT)));
@@ -582,25 +744,60 @@ pub fn initramfs_module_path(module_id: &str) -> String {
 pub fn boot_config(plan: &SystemPlan) -> Result<crate::blob::BootConfig, Diagnostic> {
     use crate::blob::*;
     fn text<const N: usize>(s: &str, what: &str) -> Result<heapless::String<N>, Diagnostic> {
-        heapless::String::try_from(s).map_err(|_| Diagnostic::error("E0304", format!("{what} is longer than the boot blob's {N}-byte limit")))
+        heapless::String::try_from(s).map_err(|_| {
+            Diagnostic::error(
+                "E0304",
+                format!("{what} is longer than the boot blob's {N}-byte limit"),
+            )
+        })
     }
-    fn push<T, const N: usize>(v: &mut heapless::Vec<T, N>, x: T, what: &str) -> Result<(), Diagnostic> {
-        v.push(x).map_err(|_| Diagnostic::error("E0304", format!("more than {N} {what} in one boot blob")))
+    fn push<T, const N: usize>(
+        v: &mut heapless::Vec<T, N>,
+        x: T,
+        what: &str,
+    ) -> Result<(), Diagnostic> {
+        v.push(x).map_err(|_| {
+            Diagnostic::error("E0304", format!("more than {N} {what} in one boot blob"))
+        })
     }
     let mut domains = heapless::Vec::new();
     for d in &plan.domains {
         let mut depends_on = heapless::Vec::new();
         for dep in &d.depends_on {
-            let idx = plan.domains.iter().position(|o| &o.name == dep).unwrap_or(0);
-            push(&mut depends_on, u8::try_from(idx).unwrap_or(u8::MAX), "dependencies of a domain")?;
+            let idx = plan
+                .domains
+                .iter()
+                .position(|o| &o.name == dep)
+                .unwrap_or(0);
+            push(
+                &mut depends_on,
+                u8::try_from(idx).unwrap_or(u8::MAX),
+                "dependencies of a domain",
+            )?;
         }
         let mut iomem = heapless::Vec::new();
         for m in &d.iomem {
-            push(&mut iomem, BootIomem { first_mfn: m.host / PAGE_SIZE, nr_pages: m.size / PAGE_SIZE, gfn: m.guest / PAGE_SIZE }, "iomem grants")?;
+            push(
+                &mut iomem,
+                BootIomem {
+                    first_mfn: m.host / PAGE_SIZE,
+                    nr_pages: m.size / PAGE_SIZE,
+                    gfn: m.guest / PAGE_SIZE,
+                },
+                "iomem grants",
+            )?;
         }
         for dev in &d.devices {
             for m in &dev.mappings {
-                push(&mut iomem, BootIomem { first_mfn: m.host / PAGE_SIZE, nr_pages: m.size / PAGE_SIZE, gfn: m.guest / PAGE_SIZE }, "iomem grants")?;
+                push(
+                    &mut iomem,
+                    BootIomem {
+                        first_mfn: m.host / PAGE_SIZE,
+                        nr_pages: m.size / PAGE_SIZE,
+                        gfn: m.guest / PAGE_SIZE,
+                    },
+                    "iomem grants",
+                )?;
             }
         }
         let mut irqs = heapless::Vec::new();
@@ -609,7 +806,11 @@ pub fn boot_config(plan: &SystemPlan) -> Result<crate::blob::BootConfig, Diagnos
         }
         let mut dt_devices = heapless::Vec::new();
         for dev in &d.devices {
-            push(&mut dt_devices, text(&dev.path, "a device path")?, "devices")?;
+            push(
+                &mut dt_devices,
+                text(&dev.path, "a device path")?,
+                "devices",
+            )?;
         }
         push(
             &mut domains,
@@ -626,7 +827,11 @@ pub fn boot_config(plan: &SystemPlan) -> Result<crate::blob::BootConfig, Diagnos
                 vcpus: d.vcpus,
                 memory_kib: d.memory / 1024,
                 kernel: text(&initramfs_module_path(&d.kernel), "a kernel path")?,
-                ramdisk: d.ramdisk.as_deref().map(|r| text(&initramfs_module_path(r), "a ramdisk path")).transpose()?,
+                ramdisk: d
+                    .ramdisk
+                    .as_deref()
+                    .map(|r| text(&initramfs_module_path(r), "a ramdisk path"))
+                    .transpose()?,
                 cmdline: text(&d.cmdline, "a kernel command line")?,
                 console: match d.console {
                     Console::Vpl011 => BootConsole::Vpl011,
@@ -654,6 +859,8 @@ pub fn boot_config(plan: &SystemPlan) -> Result<crate::blob::BootConfig, Diagnos
         domctl_interface: plan.domctl_interface,
         domains,
     };
-    config.check().map_err(|e| Diagnostic::error("E0304", format!("the boot blob would be invalid: {e}")))?;
+    config
+        .check()
+        .map_err(|e| Diagnostic::error("E0304", format!("the boot blob would be invalid: {e}")))?;
     Ok(config)
 }

@@ -20,7 +20,9 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     }
     let (digits, mult) = split_suffix(t)?;
     let value = parse_u64(digits)?;
-    value.checked_mul(mult).ok_or_else(|| format!("`{t}` does not fit in 64 bits"))
+    value
+        .checked_mul(mult)
+        .ok_or_else(|| format!("`{t}` does not fit in 64 bits"))
 }
 
 fn split_suffix(t: &str) -> Result<(&str, u64), String> {
@@ -38,7 +40,11 @@ fn split_suffix(t: &str) -> Result<(&str, u64), String> {
         'G' => GIB,
         'T' => 1024 * GIB,
         c if c.is_ascii_digit() => return Ok((lower_end, 1)),
-        _ => return Err(format!("`{t}` has an unknown unit; use K, M, G or T (binary units)")),
+        _ => {
+            return Err(format!(
+                "`{t}` has an unknown unit; use K, M, G or T (binary units)"
+            ));
+        }
     };
     Ok((&lower_end[..lower_end.len() - 1], mult))
 }
@@ -51,12 +57,22 @@ pub fn parse_u64(text: &str) -> Result<u64, String> {
     } else {
         t.parse::<u64>()
     };
-    parsed.map_err(|_| format!("`{}` is not a number (decimal, or hexadecimal with 0x)", text.trim()))
+    parsed.map_err(|_| {
+        format!(
+            "`{}` is not a number (decimal, or hexadecimal with 0x)",
+            text.trim()
+        )
+    })
 }
 
 /// Renders a byte count the way a person reads it: `256 MiB`, `1.5 GiB`, `4 KiB`, `123 B`.
 pub fn human_size(bytes: u64) -> String {
-    const UNITS: [(u64, &str); 4] = [(1024 * GIB, "TiB"), (GIB, "GiB"), (MIB, "MiB"), (KIB, "KiB")];
+    const UNITS: [(u64, &str); 4] = [
+        (1024 * GIB, "TiB"),
+        (GIB, "GiB"),
+        (MIB, "MiB"),
+        (KIB, "KiB"),
+    ];
     for (unit, name) in UNITS {
         if bytes >= unit {
             if bytes % unit == 0 {

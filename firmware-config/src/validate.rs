@@ -5,7 +5,9 @@
 //! input: arithmetic is checked and lookups are fallible.
 
 use crate::artifacts::{ArtifactTable, ImageFormat};
-use crate::board::{Arch, Board, DeviceInterrupt, HardwareInventory, InterruptControllerKind, Region};
+use crate::board::{
+    Arch, Board, DeviceInterrupt, HardwareInventory, InterruptControllerKind, Region,
+};
 use crate::diag::{Diagnostic, Diagnostics, did_you_mean};
 use crate::guest_map;
 use crate::manifest::*;
@@ -57,14 +59,19 @@ pub fn console_of(d: &Domain) -> Console {
 pub fn enhanced_of(m: &Manifest, d: &Domain) -> Enhanced {
     match &d.enhanced {
         Some(e) => e.value,
-        None if has_dom0(m) || m.domains.iter().any(|o| o.has_role(Role::Xenstore)) => Enhanced::Enabled,
+        None if has_dom0(m) || m.domains.iter().any(|o| o.has_role(Role::Xenstore)) => {
+            Enhanced::Enabled
+        }
         None => Enhanced::Disabled,
     }
 }
 
 /// Runs every rule. Errors and warnings come back together.
 pub fn check(input: CheckInput<'_>) -> Diagnostics {
-    let mut v = Validator { input, d: Diagnostics::default() };
+    let mut v = Validator {
+        input,
+        d: Diagnostics::default(),
+    };
     v.system();
     v.names();
     v.domains();
@@ -94,7 +101,11 @@ impl<'a> Validator<'a> {
     }
     fn gic_v3(&self) -> bool {
         matches!(
-            self.input.inventory.interrupt_controller.as_ref().map(|c| c.kind),
+            self.input
+                .inventory
+                .interrupt_controller
+                .as_ref()
+                .map(|c| c.kind),
             Some(InterruptControllerKind::GicV3)
         )
     }
@@ -105,10 +116,23 @@ impl<'a> Validator<'a> {
             self.d.push(
                 Diagnostic::error(
                     "E0218",
-                    format!("{what} needs Xen {} or later; this system targets Xen {target}", feature.since()),
+                    format!(
+                        "{what} needs Xen {} or later; this system targets Xen {target}",
+                        feature.since()
+                    ),
                 )
-                .at(span.clone(), format!("emitted as `{}`, first in Xen {}", feature.binding(), feature.since()))
-                .help(format!("set `xen = \"{}\"` in [system], or remove this", feature.since())),
+                .at(
+                    span.clone(),
+                    format!(
+                        "emitted as `{}`, first in Xen {}",
+                        feature.binding(),
+                        feature.since()
+                    ),
+                )
+                .help(format!(
+                    "set `xen = \"{}\"` in [system], or remove this",
+                    feature.since()
+                )),
             );
         }
     }
@@ -118,14 +142,26 @@ impl<'a> Validator<'a> {
         let xen = &m.system.xen;
         if !xen.value.is_supported() {
             self.d.push(
-                Diagnostic::error("E0202", format!("Xen {} is not supported", xen.value))
-                    .at(xen.span.clone(), format!("domforge speaks Xen {} to {}", XenVersion::OLDEST, XenVersion::NEWEST)),
+                Diagnostic::error("E0202", format!("Xen {} is not supported", xen.value)).at(
+                    xen.span.clone(),
+                    format!(
+                        "domforge speaks Xen {} to {}",
+                        XenVersion::OLDEST,
+                        XenVersion::NEWEST
+                    ),
+                ),
             );
         }
         for f in &m.system.xen_features {
             if !XEN_BUILD_FEATURES.contains(&f.value.as_str()) {
-                let mut d = Diagnostic::error("E0244", format!("unknown hypervisor build feature `{}`", f.value))
-                    .at(f.span.clone(), format!("known: {}", XEN_BUILD_FEATURES.join(", ")));
+                let mut d = Diagnostic::error(
+                    "E0244",
+                    format!("unknown hypervisor build feature `{}`", f.value),
+                )
+                .at(
+                    f.span.clone(),
+                    format!("known: {}", XEN_BUILD_FEATURES.join(", ")),
+                );
                 if let Some(s) = did_you_mean(&f.value, XEN_BUILD_FEATURES.iter().copied()) {
                     d = d.help(format!("did you mean `{s}`?"));
                 }
@@ -148,22 +184,36 @@ impl<'a> Validator<'a> {
         let dom0 = has_dom0(m);
         if self.input.board.arch == Arch::X86_64 && !dom0 {
             self.d.push(
-                Diagnostic::error("E0237", "an x86 system needs a dom0: it runs domforge-init, which builds the guests")
-                    .at(m.system.board.span.clone(), "this board is x86_64")
-                    .note("upstream Xen has no dom0less on x86 (Hyperlaunch is not merged as of 4.22)")
-                    .help("add `dom0 = true` and a [dom0] table"),
+                Diagnostic::error(
+                    "E0237",
+                    "an x86 system needs a dom0: it runs domforge-init, which builds the guests",
+                )
+                .at(m.system.board.span.clone(), "this board is x86_64")
+                .note("upstream Xen has no dom0less on x86 (Hyperlaunch is not merged as of 4.22)")
+                .help("add `dom0 = true` and a [dom0] table"),
             );
         }
         if let Some(d0) = &m.dom0 {
             if let Some(v) = &d0.vcpus {
                 if v.value == 0 || v.value > self.cpus() {
                     self.d.push(
-                        Diagnostic::error("E0206", format!("dom0 asks for {} vCPUs; the board has {} CPUs", v.value, self.cpus()))
-                            .at(v.span.clone(), "here"),
+                        Diagnostic::error(
+                            "E0206",
+                            format!(
+                                "dom0 asks for {} vCPUs; the board has {} CPUs",
+                                v.value,
+                                self.cpus()
+                            ),
+                        )
+                        .at(v.span.clone(), "here"),
                     );
                 }
             }
-            self.artifact(&d0.kernel, &[Accept::Kernel(self.input.board.arch)], "dom0 kernel");
+            self.artifact(
+                &d0.kernel,
+                &[Accept::Kernel(self.input.board.arch)],
+                "dom0 kernel",
+            );
             if let Some(r) = &d0.ramdisk {
                 self.artifact(r, &[Accept::Ramdisk], "dom0 ramdisk");
             }
@@ -176,7 +226,10 @@ impl<'a> Validator<'a> {
             if d.name.value == "dom0" || d.name.value == "xen" {
                 self.d.push(
                     Diagnostic::error("E0205", format!("`{}` is a reserved name", d.name.value))
-                        .at(d.name.span.clone(), "reserved for the hypervisor and its first domain"),
+                        .at(
+                            d.name.span.clone(),
+                            "reserved for the hypervisor and its first domain",
+                        ),
                 );
             }
             if let Some(first) = seen.insert(&d.name.value, &d.name.span) {
@@ -189,12 +242,20 @@ impl<'a> Validator<'a> {
         }
     }
 
-    fn artifact(&mut self, source: &At<String>, accept: &[Accept], what: &str) -> Option<ImageFormat> {
+    fn artifact(
+        &mut self,
+        source: &At<String>,
+        accept: &[Accept],
+        what: &str,
+    ) -> Option<ImageFormat> {
         match self.input.artifacts.get(&source.value) {
             None => {
                 self.d.push(
-                    Diagnostic::error("E0216", format!("{what} `{}` was not examined", source.value))
-                        .at(source.span.clone(), "no facts about this file"),
+                    Diagnostic::error(
+                        "E0216",
+                        format!("{what} `{}` was not examined", source.value),
+                    )
+                    .at(source.span.clone(), "no facts about this file"),
                 );
                 None
             }
@@ -211,10 +272,19 @@ impl<'a> Validator<'a> {
                     let expected: Vec<&str> = accept.iter().map(Accept::describe).collect();
                     let mut d = Diagnostic::error(
                         "E0217",
-                        format!("{what} `{}` is {}, not {}", source.value, describe_format(&f.format), expected.join(" or ")),
+                        format!(
+                            "{what} `{}` is {}, not {}",
+                            source.value,
+                            describe_format(&f.format),
+                            expected.join(" or ")
+                        ),
                     )
                     .at(source.span.clone(), "wrong kind of file");
-                    if let ImageFormat::Elf { pvh_entry: None, .. } | ImageFormat::BzImage { pvh_entry: None } = f.format {
+                    if let ImageFormat::Elf {
+                        pvh_entry: None, ..
+                    }
+                    | ImageFormat::BzImage { pvh_entry: None } = f.format
+                    {
                         d = d.help("the kernel has no XEN_ELFNOTE_PHYS32_ENTRY note: build it with CONFIG_PVH=y");
                     }
                     self.d.push(d);
@@ -230,12 +300,21 @@ impl<'a> Validator<'a> {
         let dom0 = has_dom0(m);
         for d in &m.domains {
             let kind = d.kind.value;
-            let arch_ok = matches!((kind, board_arch), (DomainKind::Arm64, Arch::Arm64) | (DomainKind::Pvh, Arch::X86_64));
+            let arch_ok = matches!(
+                (kind, board_arch),
+                (DomainKind::Arm64, Arch::Arm64) | (DomainKind::Pvh, Arch::X86_64)
+            );
             if !arch_ok {
                 self.d.push(
                     Diagnostic::error(
                         "E0204",
-                        format!("domain `{}` is {} but board `{}` is {}", d.name.value, kind_name(kind), self.input.board.name, board_arch.as_str()),
+                        format!(
+                            "domain `{}` is {} but board `{}` is {}",
+                            d.name.value,
+                            kind_name(kind),
+                            self.input.board.name,
+                            board_arch.as_str()
+                        ),
                     )
                     .at(d.kind.span.clone(), "domain kind")
                     .help(match board_arch {
@@ -249,14 +328,27 @@ impl<'a> Validator<'a> {
                 self.d.push(
                     Diagnostic::error(
                         "E0206",
-                        format!("domain `{}` asks for {} vCPUs; the board has {} CPUs", d.name.value, d.vcpus.value, self.cpus()),
+                        format!(
+                            "domain `{}` asks for {} vCPUs; the board has {} CPUs",
+                            d.name.value,
+                            d.vcpus.value,
+                            self.cpus()
+                        ),
                     )
                     .at(d.vcpus.span.clone(), "too many vCPUs")
-                    .help("a dom0less guest's vCPUs should each have a physical CPU; lower `vcpus`"),
+                    .help(
+                        "a dom0less guest's vCPUs should each have a physical CPU; lower `vcpus`",
+                    ),
                 );
             }
             if kind == DomainKind::Arm64 && d.vcpus.value > 128 {
-                self.d.push(Diagnostic::error("E0206", "ARM guests have at most 128 vCPUs (GUEST_MAX_VCPUS)").at(d.vcpus.span.clone(), "here"));
+                self.d.push(
+                    Diagnostic::error(
+                        "E0206",
+                        "ARM guests have at most 128 vCPUs (GUEST_MAX_VCPUS)",
+                    )
+                    .at(d.vcpus.span.clone(), "here"),
+                );
             }
             // Who builds it.
             let builder = d.builder();
@@ -272,12 +364,16 @@ impl<'a> Validator<'a> {
                 if kind == DomainKind::Arm64 && b.value == Builder::Init {
                     self.d.push(
                         Diagnostic::error("E0231", "domforge-init cannot build arm64 guests yet")
-                            .at(b.span.clone(), "the ARM domctl builder is not implemented in this release")
+                            .at(
+                                b.span.clone(),
+                                "the ARM domctl builder is not implemented in this release",
+                            )
                             .help("use `builder = \"xen\"` (dom0less) for now"),
                     );
                 }
             }
-            if builder == Builder::Init && !dom0 {
+            // On x86 the missing dom0 is already reported once for the whole system (E0237).
+            if builder == Builder::Init && !dom0 && board_arch != Arch::X86_64 {
                 self.d.push(
                     Diagnostic::error("E0238", format!("domain `{}` is built by domforge-init, which runs in dom0, but there is no dom0", d.name.value))
                         .at(d.name.span.clone(), "built by domforge-init")
@@ -290,9 +386,17 @@ impl<'a> Validator<'a> {
                 (DomainKind::Arm64, Builder::Init) => std::vec![Accept::Arm64Image],
                 (DomainKind::Pvh, _) => std::vec![Accept::PvhKernel],
             };
-            self.artifact(&d.kernel, &accept_kernel, &format!("kernel of `{}`", d.name.value));
+            self.artifact(
+                &d.kernel,
+                &accept_kernel,
+                &format!("kernel of `{}`", d.name.value),
+            );
             if let Some(r) = &d.ramdisk {
-                self.artifact(r, &[Accept::Ramdisk], &format!("ramdisk of `{}`", d.name.value));
+                self.artifact(
+                    r,
+                    &[Accept::Ramdisk],
+                    &format!("ramdisk of `{}`", d.name.value),
+                );
             }
             // Console.
             let console = console_of(d);
@@ -304,7 +408,11 @@ impl<'a> Validator<'a> {
                             .help("use `console = \"hvc\"`: domforge-init serves the PV console"),
                     );
                 }
-                if kind == DomainKind::Arm64 && builder == Builder::Xen && c.value == Console::Hvc && !dom0 {
+                if kind == DomainKind::Arm64
+                    && builder == Builder::Xen
+                    && c.value == Console::Hvc
+                    && !dom0
+                {
                     self.d.push(
                         Diagnostic::error("E0222", "`hvc` needs a console backend, and this system has no dom0")
                             .at(c.span.clone(), "nothing would read this console")
@@ -314,29 +422,59 @@ impl<'a> Validator<'a> {
                 }
             }
             if let (Some(cmd), Console::Vpl011 | Console::Hvc) = (&d.cmdline, console) {
-                if !cmd.value.split_whitespace().any(|w| w.starts_with("console=")) {
-                    let dev = if console == Console::Vpl011 { "ttyAMA0" } else { "hvc0" };
+                if !cmd
+                    .value
+                    .split_whitespace()
+                    .any(|w| w.starts_with("console="))
+                {
+                    let dev = if console == Console::Vpl011 {
+                        "ttyAMA0"
+                    } else {
+                        "hvc0"
+                    };
                     self.d.push(
-                        Diagnostic::warning("W0203", format!("the kernel command line of `{}` names no console", d.name.value))
-                            .at(cmd.span.clone(), format!("add `console={dev}` to see kernel messages")),
+                        Diagnostic::warning(
+                            "W0203",
+                            format!(
+                                "the kernel command line of `{}` names no console",
+                                d.name.value
+                            ),
+                        )
+                        .at(
+                            cmd.span.clone(),
+                            format!("add `console={dev}` to see kernel messages"),
+                        ),
                     );
                 }
             }
             // PV interfaces.
             if let Some(e) = &d.enhanced {
                 if kind == DomainKind::Pvh {
-                    self.d.push(Diagnostic::error("E0242", "`enhanced` is a dom0less (ARM) setting").at(e.span.clone(), "PVH guests always have PV interfaces"));
+                    self.d.push(
+                        Diagnostic::error("E0242", "`enhanced` is a dom0less (ARM) setting")
+                            .at(e.span.clone(), "PVH guests always have PV interfaces"),
+                    );
                 } else {
                     self.need(XenFeature::Enhanced, &e.span, "`enhanced`");
                     if e.value == Enhanced::Legacy {
-                        self.need(XenFeature::EnhancedLegacy, &e.span, "`enhanced = \"legacy\"`");
+                        self.need(
+                            XenFeature::EnhancedLegacy,
+                            &e.span,
+                            "`enhanced = \"legacy\"`",
+                        );
                     }
                 }
             }
             let enhanced = enhanced_of(m, d);
             let xenstore_domain = dom0 || m.domains.iter().any(|o| o.has_role(Role::Xenstore));
-            if kind == DomainKind::Arm64 && matches!(enhanced, Enhanced::Enabled | Enhanced::Legacy) && !xenstore_domain {
-                let span = d.enhanced.as_ref().map_or(d.name.span.clone(), |e| e.span.clone());
+            if kind == DomainKind::Arm64
+                && matches!(enhanced, Enhanced::Enabled | Enhanced::Legacy)
+                && !xenstore_domain
+            {
+                let span = d
+                    .enhanced
+                    .as_ref()
+                    .map_or(d.name.span.clone(), |e| e.span.clone());
                 self.d.push(
                     Diagnostic::error("E0223", format!("domain `{}` asks for xenstore, but no domain serves it", d.name.value))
                         .at(span, "xenstore requested")
@@ -348,10 +486,18 @@ impl<'a> Validator<'a> {
             if !d.static_memory.is_empty() {
                 let span = d.static_memory[0].span.clone();
                 if kind == DomainKind::Pvh {
-                    self.d.push(Diagnostic::error("E0242", "static memory is an ARM dom0less feature").at(span.clone(), "not available to PVH guests"));
+                    self.d.push(
+                        Diagnostic::error("E0242", "static memory is an ARM dom0less feature")
+                            .at(span.clone(), "not available to PVH guests"),
+                    );
                 }
                 self.need(XenFeature::StaticMemory, &span, "static memory");
-                if !m.system.xen_features.iter().any(|f| f.value == "static-memory") {
+                if !m
+                    .system
+                    .xen_features
+                    .iter()
+                    .any(|f| f.value == "static-memory")
+                {
                     self.d.push(
                         Diagnostic::error("E0228", "static memory needs a Xen built with CONFIG_STATIC_MEMORY")
                             .at(span.clone(), "Debian's Xen is built without it")
@@ -361,37 +507,80 @@ impl<'a> Validator<'a> {
                 let mut total: u64 = 0;
                 for r in &d.static_memory {
                     total = total.saturating_add(r.value.size);
-                    if r.value.base % (2 * MIB) != 0 || r.value.size % (2 * MIB) != 0 || r.value.size == 0 {
+                    if r.value.base % (2 * MIB) != 0
+                        || r.value.size % (2 * MIB) != 0
+                        || r.value.size == 0
+                    {
                         self.d.push(
                             Diagnostic::error("E0207", "static memory ranges must be 2 MiB aligned and non-empty")
                                 .at(r.span.clone(), "misaligned range")
                                 .note("Xen maps guest RAM with 2 MiB blocks; booting.txt requires page alignment, domforge requires 2 MiB so direct-mapped guests get block mappings"),
                         );
                     }
-                    if !self.input.inventory.memory.iter().any(|bank| bank.contains(&r.value)) {
+                    if !self
+                        .input
+                        .inventory
+                        .memory
+                        .iter()
+                        .any(|bank| bank.contains(&r.value))
+                    {
                         self.d.push(
-                            Diagnostic::error("E0207", format!("static memory {} is not inside one RAM bank", fmt_region(&r.value)))
-                                .at(r.span.clone(), "outside RAM")
-                                .note(format!("RAM banks: {}", self.input.inventory.memory.iter().map(fmt_region).collect::<Vec<_>>().join(", "))),
+                            Diagnostic::error(
+                                "E0207",
+                                format!(
+                                    "static memory {} is not inside one RAM bank",
+                                    fmt_region(&r.value)
+                                ),
+                            )
+                            .at(r.span.clone(), "outside RAM")
+                            .note(format!(
+                                "RAM banks: {}",
+                                self.input
+                                    .inventory
+                                    .memory
+                                    .iter()
+                                    .map(fmt_region)
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            )),
                         );
                     }
                     for res in &self.input.inventory.reserved {
                         if res.region.overlaps(&r.value) {
                             self.d.push(
-                                Diagnostic::error("E0207", format!("static memory overlaps reserved memory `{}` {}", res.name, fmt_region(&res.region)))
-                                    .at(r.span.clone(), "overlaps a reserved region"),
+                                Diagnostic::error(
+                                    "E0207",
+                                    format!(
+                                        "static memory overlaps reserved memory `{}` {}",
+                                        res.name,
+                                        fmt_region(&res.region)
+                                    ),
+                                )
+                                .at(r.span.clone(), "overlaps a reserved region"),
                             );
                         }
                     }
                 }
                 if total != d.memory.value {
                     self.d.push(
-                        Diagnostic::error("E0230", format!("static memory adds up to {}, but `memory` is {}", human_size(total), human_size(d.memory.value)))
-                            .at(d.memory.span.clone(), "must equal the static ranges' total")
-                            .note("Xen does not mix static and heap memory in one domain (booting.txt)"),
+                        Diagnostic::error(
+                            "E0230",
+                            format!(
+                                "static memory adds up to {}, but `memory` is {}",
+                                human_size(total),
+                                human_size(d.memory.value)
+                            ),
+                        )
+                        .at(d.memory.span.clone(), "must equal the static ranges' total")
+                        .note(
+                            "Xen does not mix static and heap memory in one domain (booting.txt)",
+                        ),
                     );
                 }
-                if d.enhanced.as_ref().is_some_and(|e| e.value == Enhanced::Legacy) {
+                if d.enhanced
+                    .as_ref()
+                    .is_some_and(|e| e.value == Enhanced::Legacy)
+                {
                     self.d.push(
                         Diagnostic::error("E0234", "`enhanced = \"legacy\"` cannot be used with static memory")
                             .at(span, "static memory here")
@@ -405,9 +594,14 @@ impl<'a> Validator<'a> {
                     if d.static_memory.is_empty() {
                         self.d.push(
                             Diagnostic::error("E0214", "`direct_map` needs static memory")
-                                .at(dm.span.clone(), "guest RAM can only equal host RAM when the host RAM is fixed")
+                                .at(
+                                    dm.span.clone(),
+                                    "guest RAM can only equal host RAM when the host RAM is fixed",
+                                )
                                 .note("Xen panics on `direct-map` without `xen,static-mem`")
-                                .help("add `static_memory = [{ base = \"0x...\", size = \"...\" }]`"),
+                                .help(
+                                    "add `static_memory = [{ base = \"0x...\", size = \"...\" }]`",
+                                ),
                         );
                     }
                 }
@@ -419,38 +613,73 @@ impl<'a> Validator<'a> {
             if let Some(s) = &d.sve {
                 self.need(XenFeature::Sve, &s.span, "`sve`");
                 if s.value % 128 != 0 || s.value > 2048 {
-                    self.d.push(Diagnostic::error("E0245", "`sve` is a vector length in bits: a multiple of 128, at most 2048").at(s.span.clone(), "here"));
+                    self.d.push(
+                        Diagnostic::error(
+                            "E0245",
+                            "`sve` is a vector length in bits: a multiple of 128, at most 2048",
+                        )
+                        .at(s.span.clone(), "here"),
+                    );
                 }
             }
-            for g in [&d.max_grant_frames, &d.max_maptrack_frames].into_iter().flatten() {
+            for g in [&d.max_grant_frames, &d.max_maptrack_frames]
+                .into_iter()
+                .flatten()
+            {
                 self.need(XenFeature::GrantLimits, &g.span, "grant limits");
             }
             if let Some(c) = &d.llc_colors {
                 self.need(XenFeature::LlcColors, &c.span, "`llc_colors`");
                 if !d.static_memory.is_empty() {
                     self.d.push(
-                        Diagnostic::error("E0246", "LLC colouring and static memory are incompatible")
-                            .at(c.span.clone(), "colours here")
-                            .note("Xen panics: \"LLC coloring and static memory are incompatible\""),
+                        Diagnostic::error(
+                            "E0246",
+                            "LLC colouring and static memory are incompatible",
+                        )
+                        .at(c.span.clone(), "colours here")
+                        .note("Xen panics: \"LLC coloring and static memory are incompatible\""),
                     );
                 }
             }
             if !d.vcpu_affinity.is_empty() {
-                self.need(XenFeature::VcpuAffinity, &d.vcpu_affinity[0].span, "vCPU pinning");
+                self.need(
+                    XenFeature::VcpuAffinity,
+                    &d.vcpu_affinity[0].span,
+                    "vCPU pinning",
+                );
                 if d.vcpu_affinity.len() as u64 > u64::from(d.vcpus.value) {
                     self.d.push(
-                        Diagnostic::error("E0226", format!("{} affinity entries for {} vCPUs", d.vcpu_affinity.len(), d.vcpus.value))
-                            .at(d.vcpu_affinity[d.vcpu_affinity.len() - 1].span.clone(), "one entry per vCPU, in order"),
+                        Diagnostic::error(
+                            "E0226",
+                            format!(
+                                "{} affinity entries for {} vCPUs",
+                                d.vcpu_affinity.len(),
+                                d.vcpus.value
+                            ),
+                        )
+                        .at(
+                            d.vcpu_affinity[d.vcpu_affinity.len() - 1].span.clone(),
+                            "one entry per vCPU, in order",
+                        ),
                     );
                 }
                 for a in &d.vcpu_affinity {
                     if let Some(cpu) = a.value.0.iter().find(|c| **c >= self.cpus()) {
                         self.d.push(
-                            Diagnostic::error("E0226", format!("CPU {cpu} does not exist; the board has {} CPUs", self.cpus()))
-                                .at(a.span.clone(), "pins to a missing CPU"),
+                            Diagnostic::error(
+                                "E0226",
+                                format!(
+                                    "CPU {cpu} does not exist; the board has {} CPUs",
+                                    self.cpus()
+                                ),
+                            )
+                            .at(a.span.clone(), "pins to a missing CPU"),
                         );
                     } else if a.value.0.is_empty() {
-                        self.d.push(Diagnostic::error("E0226", "an affinity must name at least one CPU").at(a.span.clone(), "empty"));
+                        self.d.push(
+                            Diagnostic::error("E0226", "an affinity must name at least one CPU")
+                                .at(a.span.clone(), "empty"),
+                        );
                     }
                 }
             }
@@ -493,15 +722,25 @@ impl<'a> Validator<'a> {
             for irq in &d.irqs {
                 if irq.value < 32 {
                     self.d.push(
-                        Diagnostic::error("E0229", format!("interrupt {} is private to a CPU (SGI/PPI) and cannot be granted", irq.value))
-                            .at(irq.span.clone(), "`irqs` takes GIC INTIDs of SPIs (32 and up)"),
+                        Diagnostic::error(
+                            "E0229",
+                            format!(
+                                "interrupt {} is private to a CPU (SGI/PPI) and cannot be granted",
+                                irq.value
+                            ),
+                        )
+                        .at(
+                            irq.span.clone(),
+                            "`irqs` takes GIC INTIDs of SPIs (32 and up)",
+                        ),
                     );
                 }
             }
             for g in &d.iomem {
                 if kind == DomainKind::Arm64 && !d.direct_map() {
-                    for (what, r) in guest_map::fixed_regions(self.gic_v3(), console == Console::Vpl011)
-                        .chain([("guest RAM", guest_map::ram_banks(d.memory.value).0[0])])
+                    for (what, r) in
+                        guest_map::fixed_regions(self.gic_v3(), console == Console::Vpl011)
+                            .chain([("guest RAM", guest_map::ram_banks(d.memory.value).0[0])])
                     {
                         if r.overlaps(&g.value.guest_region()) {
                             self.d.push(
@@ -522,16 +761,31 @@ impl<'a> Validator<'a> {
         for role in [Role::Hardware, Role::Xenstore, Role::Control] {
             let holders: Vec<&Domain> = m.domains.iter().filter(|d| d.has_role(role)).collect();
             for d in &holders {
-                let span = d.roles.iter().find(|r| r.value == role).map_or(d.name.span.clone(), |r| r.span.clone());
+                let span = d
+                    .roles
+                    .iter()
+                    .find(|r| r.value == role)
+                    .map_or(d.name.span.clone(), |r| r.span.clone());
                 if d.kind.value == DomainKind::Pvh || d.builder() == Builder::Init {
                     self.d.push(
-                        Diagnostic::error("E0215", format!("domain `{}` cannot be the {} domain", d.name.value, role_name(role)))
-                            .at(span, "only dom0 or a dom0less domain can hold this role")
-                            .help("on x86, dom0 is the hardware, control and xenstore domain"),
+                        Diagnostic::error(
+                            "E0215",
+                            format!(
+                                "domain `{}` cannot be the {} domain",
+                                d.name.value,
+                                role_name(role)
+                            ),
+                        )
+                        .at(span, "only dom0 or a dom0less domain can hold this role")
+                        .help("on x86, dom0 is the hardware, control and xenstore domain"),
                     );
                     continue;
                 }
-                self.need(XenFeature::Capabilities, &span, &format!("a {} domain other than dom0", role_name(role)));
+                self.need(
+                    XenFeature::Capabilities,
+                    &span,
+                    &format!("a {} domain other than dom0", role_name(role)),
+                );
                 if dom0 && role != Role::Control {
                     self.d.push(
                         Diagnostic::error("E0236", format!("dom0 is already the {} domain", role_name(role)))
@@ -541,10 +795,25 @@ impl<'a> Validator<'a> {
                 }
             }
             if role != Role::Control && holders.len() > 1 {
-                let mut diag = Diagnostic::error("E0215", format!("{} domains claim the {} role; Xen allows one", holders.len(), role_name(role)));
+                let mut diag = Diagnostic::error(
+                    "E0215",
+                    format!(
+                        "{} domains claim the {} role; Xen allows one",
+                        holders.len(),
+                        role_name(role)
+                    ),
+                );
                 for (i, d) in holders.iter().enumerate() {
-                    let span = d.roles.iter().find(|r| r.value == role).map_or(d.name.span.clone(), |r| r.span.clone());
-                    diag = if i == 0 { diag.at(span, "first here") } else { diag.also(span, "again here") };
+                    let span = d
+                        .roles
+                        .iter()
+                        .find(|r| r.value == role)
+                        .map_or(d.name.span.clone(), |r| r.span.clone());
+                    diag = if i == 0 {
+                        diag.at(span, "first here")
+                    } else {
+                        diag.also(span, "again here")
+                    };
                 }
                 self.d.push(diag);
             }
@@ -559,15 +828,28 @@ impl<'a> Validator<'a> {
         for p in &m.cpupools {
             self.need(XenFeature::Cpupools, &p.name.span, "boot-time cpupools");
             if names.insert(&p.name.value, p).is_some() {
-                self.d.push(Diagnostic::error("E0225", format!("two cpupools are named `{}`", p.name.value)).at(p.name.span.clone(), "second use"));
+                self.d.push(
+                    Diagnostic::error(
+                        "E0225",
+                        format!("two cpupools are named `{}`", p.name.value),
+                    )
+                    .at(p.name.span.clone(), "second use"),
+                );
             }
             if p.cpus.value.is_empty() {
-                self.d.push(Diagnostic::error("E0225", "a cpupool needs at least one CPU").at(p.cpus.span.clone(), "empty"));
+                self.d.push(
+                    Diagnostic::error("E0225", "a cpupool needs at least one CPU")
+                        .at(p.cpus.span.clone(), "empty"),
+                );
             }
             for c in &p.cpus.value {
                 if c.value >= cpus {
                     self.d.push(
-                        Diagnostic::error("E0225", format!("CPU {} does not exist; the board has {cpus} CPUs", c.value)).at(c.span.clone(), "missing CPU"),
+                        Diagnostic::error(
+                            "E0225",
+                            format!("CPU {} does not exist; the board has {cpus} CPUs", c.value),
+                        )
+                        .at(c.span.clone(), "missing CPU"),
                     );
                 } else if c.value == 0 {
                     self.d.push(
@@ -577,8 +859,14 @@ impl<'a> Validator<'a> {
                     );
                 } else if let Some(other) = cpu_owner.insert(c.value, &p.name.value) {
                     self.d.push(
-                        Diagnostic::error("E0225", format!("CPU {} is in cpupools `{other}` and `{}`", c.value, p.name.value))
-                            .at(c.span.clone(), "a CPU belongs to one pool"),
+                        Diagnostic::error(
+                            "E0225",
+                            format!(
+                                "CPU {} is in cpupools `{other}` and `{}`",
+                                c.value, p.name.value
+                            ),
+                        )
+                        .at(c.span.clone(), "a CPU belongs to one pool"),
                     );
                 }
             }
@@ -587,7 +875,9 @@ impl<'a> Validator<'a> {
             let Some(pool) = &d.cpupool else { continue };
             match names.get(pool.value.as_str()) {
                 None => {
-                    let mut diag = Diagnostic::error("E0225", format!("no cpupool is named `{}`", pool.value)).at(pool.span.clone(), "unknown pool");
+                    let mut diag =
+                        Diagnostic::error("E0225", format!("no cpupool is named `{}`", pool.value))
+                            .at(pool.span.clone(), "unknown pool");
                     if let Some(s) = did_you_mean(&pool.value, names.keys().copied()) {
                         diag = diag.help(format!("did you mean `{s}`?"));
                     } else {
@@ -600,8 +890,11 @@ impl<'a> Validator<'a> {
                     for a in &d.vcpu_affinity {
                         if let Some(c) = a.value.0.iter().find(|c| !pool_cpus.contains(c)) {
                             self.d.push(
-                                Diagnostic::error("E0226", format!("CPU {c} is not in cpupool `{}`", p.name.value))
-                                    .at(a.span.clone(), "pinned outside the domain's pool"),
+                                Diagnostic::error(
+                                    "E0226",
+                                    format!("CPU {c} is not in cpupool `{}`", p.name.value),
+                                )
+                                .at(a.span.clone(), "pinned outside the domain's pool"),
                             );
                         }
                     }
@@ -616,9 +909,14 @@ impl<'a> Validator<'a> {
         for d in &m.domains {
             for dep in &d.depends_on {
                 if dep.value == d.name.value {
-                    self.d.push(Diagnostic::error("E0224", "a domain cannot depend on itself").at(dep.span.clone(), "here"));
+                    self.d.push(
+                        Diagnostic::error("E0224", "a domain cannot depend on itself")
+                            .at(dep.span.clone(), "here"),
+                    );
                 } else if !names.contains(&dep.value.as_str()) {
-                    let mut diag = Diagnostic::error("E0224", format!("no domain is named `{}`", dep.value)).at(dep.span.clone(), "unknown domain");
+                    let mut diag =
+                        Diagnostic::error("E0224", format!("no domain is named `{}`", dep.value))
+                            .at(dep.span.clone(), "unknown domain");
                     if let Some(s) = did_you_mean(&dep.value, names.iter().copied()) {
                         diag = diag.help(format!("did you mean `{s}`?"));
                     }
@@ -627,11 +925,17 @@ impl<'a> Validator<'a> {
             }
         }
         if let Err(cycle) = boot_order(m) {
-            let first = m.domain(&cycle[0]).map(|d| d.name.span.clone()).unwrap_or(0..0);
+            let first = m
+                .domain(&cycle[0])
+                .map(|d| d.name.span.clone())
+                .unwrap_or(0..0);
             self.d.push(
-                Diagnostic::error("E0224", format!("`depends_on` forms a cycle: {}", cycle.join(" -> ")))
-                    .at(first, "part of the cycle")
-                    .help("remove one of the dependencies"),
+                Diagnostic::error(
+                    "E0224",
+                    format!("`depends_on` forms a cycle: {}", cycle.join(" -> ")),
+                )
+                .at(first, "part of the cycle")
+                .help("remove one of the dependencies"),
             );
         }
     }
@@ -640,7 +944,12 @@ impl<'a> Validator<'a> {
     fn ownership(&mut self) {
         let m = self.m();
         let inv = self.input.inventory;
-        let xen_uart = self.input.board.console_uart.clone().or_else(|| inv.stdout_path.clone());
+        let xen_uart = self
+            .input
+            .board
+            .console_uart
+            .clone()
+            .or_else(|| inv.stdout_path.clone());
         let mut device_owner: BTreeMap<&str, (&str, Span)> = BTreeMap::new();
         let mut irq_owner: BTreeMap<u32, (&str, Span)> = BTreeMap::new();
         // (range, owner, what, span)
@@ -648,7 +957,12 @@ impl<'a> Validator<'a> {
         for d in &m.domains {
             if d.kind.value != DomainKind::Arm64 {
                 for g in &d.iomem {
-                    host_ranges.push((g.value.host_region(), &d.name.value, "iomem grant".into(), g.span.clone()));
+                    host_ranges.push((
+                        g.value.host_region(),
+                        &d.name.value,
+                        "iomem grant".into(),
+                        g.span.clone(),
+                    ));
                 }
                 continue;
             }
@@ -678,50 +992,93 @@ impl<'a> Validator<'a> {
                 claim_irq(self, irq.value, &irq.span, "in `irqs`");
             }
             for g in &d.iomem {
-                host_ranges.push((g.value.host_region(), &d.name.value, "iomem grant".into(), g.span.clone()));
+                host_ranges.push((
+                    g.value.host_region(),
+                    &d.name.value,
+                    "iomem grant".into(),
+                    g.span.clone(),
+                ));
             }
             for r in &d.static_memory {
-                host_ranges.push((r.value, &d.name.value, "static memory".into(), r.span.clone()));
+                host_ranges.push((
+                    r.value,
+                    &d.name.value,
+                    "static memory".into(),
+                    r.span.clone(),
+                ));
             }
             for p in &d.passthrough {
                 let Some(dev) = inv.device(&p.value) else {
-                    let mut diag = Diagnostic::error("E0209", format!("the board has no device at `{}`", p.value)).at(p.span.clone(), "not in the board's device tree");
-                    if let Some(s) = did_you_mean(&p.value, inv.devices.iter().map(|d| d.path.as_str())) {
+                    let mut diag = Diagnostic::error(
+                        "E0209",
+                        format!("the board has no device at `{}`", p.value),
+                    )
+                    .at(p.span.clone(), "not in the board's device tree");
+                    if let Some(s) =
+                        did_you_mean(&p.value, inv.devices.iter().map(|d| d.path.as_str()))
+                    {
                         diag = diag.help(format!("did you mean `{s}`?"));
                     } else {
-                        diag = diag.help("list the board's devices with `domforge inspect --board BOARD`");
+                        diag = diag
+                            .help("list the board's devices with `domforge inspect --board BOARD`");
                     }
                     self.d.push(diag);
                     continue;
                 };
                 if let Some((other, first)) = device_owner.get(dev.path.as_str()) {
                     self.d.push(
-                        Diagnostic::error("E0210", format!("device `{}` is given to `{other}` and `{}`", dev.path, d.name.value))
-                            .at(p.span.clone(), "claimed again here")
-                            .also(first.clone(), "first claimed here"),
+                        Diagnostic::error(
+                            "E0210",
+                            format!(
+                                "device `{}` is given to `{other}` and `{}`",
+                                dev.path, d.name.value
+                            ),
+                        )
+                        .at(p.span.clone(), "claimed again here")
+                        .also(first.clone(), "first claimed here"),
                     );
                     continue;
                 }
                 device_owner.insert(&dev.path, (&d.name.value, p.span.clone()));
                 let is_xen_uart = xen_uart.as_deref() == Some(dev.path.as_str());
-                let is_core = inv.interrupt_controller.as_ref().is_some_and(|c| c.path == dev.path) || inv.iommus.contains(&dev.path);
+                let is_core = inv
+                    .interrupt_controller
+                    .as_ref()
+                    .is_some_and(|c| c.path == dev.path)
+                    || inv.iommus.contains(&dev.path);
                 if is_xen_uart || is_core {
                     self.d.push(
                         Diagnostic::error("E0232", format!("`{}` belongs to Xen", dev.path))
-                            .at(p.span.clone(), if is_xen_uart { "Xen's own console UART" } else { "an interrupt controller or IOMMU Xen drives" })
+                            .at(
+                                p.span.clone(),
+                                if is_xen_uart {
+                                    "Xen's own console UART"
+                                } else {
+                                    "an interrupt controller or IOMMU Xen drives"
+                                },
+                            )
                             .help("pass another device; Xen needs this one itself"),
                     );
                     continue;
                 }
                 if !dev.enabled {
                     self.d.push(
-                        Diagnostic::warning("W0202", format!("`{}` is disabled (`status`) in the board's device tree", dev.path))
-                            .at(p.span.clone(), "the guest will see it disabled too"),
+                        Diagnostic::warning(
+                            "W0202",
+                            format!(
+                                "`{}` is disabled (`status`) in the board's device tree",
+                                dev.path
+                            ),
+                        )
+                        .at(p.span.clone(), "the guest will see it disabled too"),
                     );
                 }
                 if !dev.behind_iommu {
                     if d.force_without_iommu() {
-                        let span = d.force_without_iommu.as_ref().map_or(p.span.clone(), |f| f.span.clone());
+                        let span = d
+                            .force_without_iommu
+                            .as_ref()
+                            .map_or(p.span.clone(), |f| f.span.clone());
                         self.d.push(
                             Diagnostic::warning("W0201", format!("`{}` has no IOMMU: any DMA it does is not confined to its guest", dev.path))
                                 .at(span, "forced without an IOMMU")
@@ -740,8 +1097,14 @@ impl<'a> Validator<'a> {
                 // page (virtio-mmio slots are 0x200 apart) cannot go to different domains.
                 for r in &dev.regions {
                     let base = r.base & !(PAGE_SIZE - 1);
-                    let end = crate::units::align_up(r.base.saturating_add(r.size), PAGE_SIZE).unwrap_or(u64::MAX);
-                    host_ranges.push((Region::new(base, end - base), &d.name.value, format!("MMIO of {}", dev.path), p.span.clone()));
+                    let end = crate::units::align_up(r.base.saturating_add(r.size), PAGE_SIZE)
+                        .unwrap_or(u64::MAX);
+                    host_ranges.push((
+                        Region::new(base, end - base),
+                        &d.name.value,
+                        format!("MMIO of {}", dev.path),
+                        p.span.clone(),
+                    ));
                 }
                 for irq in &dev.interrupts {
                     match irq {
@@ -759,7 +1122,9 @@ impl<'a> Validator<'a> {
                 }
                 let drop = d.drop_device_dependencies.as_ref().is_some_and(|x| x.value);
                 for dep in &dev.dependencies {
-                    let provider_is_device = inv.device(&dep.provider).is_some_and(|pd| !pd.regions.is_empty());
+                    let provider_is_device = inv
+                        .device(&dep.provider)
+                        .is_some_and(|pd| !pd.regions.is_empty());
                     let owned_too = d.passthrough.iter().any(|q| q.value == dep.provider);
                     if provider_is_device && !owned_too && !drop {
                         self.d.push(
@@ -773,18 +1138,32 @@ impl<'a> Validator<'a> {
         }
         for sh in &m.shared_memory {
             if let Some(h) = &sh.host_address {
-                let owner = sh.owner.as_ref().map_or("shared memory", |o| o.value.as_str());
-                host_ranges.push((Region::new(h.value, sh.size.value), owner, format!("shared memory `{}`", sh.id.value), h.span.clone()));
+                let owner = sh
+                    .owner
+                    .as_ref()
+                    .map_or("shared memory", |o| o.value.as_str());
+                host_ranges.push((
+                    Region::new(h.value, sh.size.value),
+                    owner,
+                    format!("shared memory `{}`", sh.id.value),
+                    h.span.clone(),
+                ));
             }
         }
         for (i, a) in host_ranges.iter().enumerate() {
             for b in &host_ranges[i + 1..] {
                 let same_device = a.2 == b.2 && a.1 == b.1;
-                if a.0.overlaps(&b.0) && !same_device && (a.1 != b.1 || a.2.starts_with("static") || b.2.starts_with("static")) {
+                if a.0.overlaps(&b.0)
+                    && !same_device
+                    && (a.1 != b.1 || a.2.starts_with("static") || b.2.starts_with("static"))
+                {
                     self.d.push(
-                        Diagnostic::error("E0208", format!("{} of `{}` overlaps {} of `{}`", a.2, a.1, b.2, b.1))
-                            .at(b.3.clone(), fmt_region(&b.0))
-                            .also(a.3.clone(), fmt_region(&a.0)),
+                        Diagnostic::error(
+                            "E0208",
+                            format!("{} of `{}` overlaps {} of `{}`", a.2, a.1, b.2, b.1),
+                        )
+                        .at(b.3.clone(), fmt_region(&b.0))
+                        .also(a.3.clone(), fmt_region(&a.0)),
                     );
                 }
             }
@@ -795,41 +1174,88 @@ impl<'a> Validator<'a> {
         let m = self.m();
         let mut ids = BTreeSet::new();
         for sh in &m.shared_memory {
-            self.need(XenFeature::SharedMemory, &sh.id.span, "static shared memory");
+            self.need(
+                XenFeature::SharedMemory,
+                &sh.id.span,
+                "static shared memory",
+            );
             if sh.host_address.is_none() {
-                self.need(XenFeature::SharedMemoryNoHost, &sh.id.span, "shared memory without `host_address`");
+                self.need(
+                    XenFeature::SharedMemoryNoHost,
+                    &sh.id.span,
+                    "shared memory without `host_address`",
+                );
             }
             if !ids.insert(&sh.id.value) {
-                self.d.push(Diagnostic::error("E0233", format!("two shared-memory regions use id `{}`", sh.id.value)).at(sh.id.span.clone(), "second use"));
+                self.d.push(
+                    Diagnostic::error(
+                        "E0233",
+                        format!("two shared-memory regions use id `{}`", sh.id.value),
+                    )
+                    .at(sh.id.span.clone(), "second use"),
+                );
             }
-            if sh.size.value == 0 || sh.size.value % PAGE_SIZE != 0 || sh.guest_address.value % PAGE_SIZE != 0 {
-                self.d.push(Diagnostic::error("E0233", "shared memory must be a non-empty, page-aligned range").at(sh.size.span.clone(), "here"));
+            if sh.size.value == 0
+                || sh.size.value % PAGE_SIZE != 0
+                || sh.guest_address.value % PAGE_SIZE != 0
+            {
+                self.d.push(
+                    Diagnostic::error(
+                        "E0233",
+                        "shared memory must be a non-empty, page-aligned range",
+                    )
+                    .at(sh.size.span.clone(), "here"),
+                );
             }
             if let Some(h) = &sh.host_address {
                 let r = Region::new(h.value, sh.size.value);
                 if !self.input.inventory.memory.iter().any(|b| b.contains(&r)) {
-                    self.d.push(Diagnostic::error("E0207", format!("shared memory {} is not inside RAM", fmt_region(&r))).at(h.span.clone(), "outside RAM"));
+                    self.d.push(
+                        Diagnostic::error(
+                            "E0207",
+                            format!("shared memory {} is not inside RAM", fmt_region(&r)),
+                        )
+                        .at(h.span.clone(), "outside RAM"),
+                    );
                 }
             }
             let guest = Region::new(sh.guest_address.value, sh.size.value);
             let members = sh.owner.iter().chain(sh.borrowers.value.iter());
             for who in members {
                 let Some(d) = m.domain(&who.value) else {
-                    self.d.push(Diagnostic::error("E0233", format!("no domain is named `{}`", who.value)).at(who.span.clone(), "unknown domain"));
+                    self.d.push(
+                        Diagnostic::error("E0233", format!("no domain is named `{}`", who.value))
+                            .at(who.span.clone(), "unknown domain"),
+                    );
                     continue;
                 };
                 if d.kind.value != DomainKind::Arm64 || d.builder() != Builder::Xen {
-                    self.d.push(Diagnostic::error("E0242", "static shared memory is a dom0less (ARM) feature").at(who.span.clone(), "not a dom0less domain"));
+                    self.d.push(
+                        Diagnostic::error(
+                            "E0242",
+                            "static shared memory is a dom0less (ARM) feature",
+                        )
+                        .at(who.span.clone(), "not a dom0less domain"),
+                    );
                     continue;
                 }
                 let (banks, n) = guest_map::ram_banks(d.memory.value);
-                let clash = guest_map::fixed_regions(self.gic_v3(), console_of(d) == Console::Vpl011)
-                    .chain(banks[..n].iter().map(|b| ("guest RAM", *b)))
-                    .find(|(_, r)| r.overlaps(&guest));
+                let clash =
+                    guest_map::fixed_regions(self.gic_v3(), console_of(d) == Console::Vpl011)
+                        .chain(banks[..n].iter().map(|b| ("guest RAM", *b)))
+                        .find(|(_, r)| r.overlaps(&guest));
                 if let Some((what, r)) = clash {
                     self.d.push(
-                        Diagnostic::error("E0221", format!("shared memory `{}` lands on the guest {what} of `{}` at {}", sh.id.value, d.name.value, fmt_region(&r)))
-                            .at(sh.guest_address.span.clone(), "guest address collides"),
+                        Diagnostic::error(
+                            "E0221",
+                            format!(
+                                "shared memory `{}` lands on the guest {what} of `{}` at {}",
+                                sh.id.value,
+                                d.name.value,
+                                fmt_region(&r)
+                            ),
+                        )
+                        .at(sh.guest_address.span.clone(), "guest address collides"),
                     );
                 }
             }
@@ -839,15 +1265,25 @@ impl<'a> Validator<'a> {
     fn memory_fits(&mut self) {
         let m = self.m();
         let inv = self.input.inventory;
-        let ram: u64 = inv.memory.iter().fold(0u64, |a, b| a.saturating_add(b.size));
+        let ram: u64 = inv
+            .memory
+            .iter()
+            .fold(0u64, |a, b| a.saturating_add(b.size));
         let reserved: u64 = inv
             .reserved
             .iter()
             .filter(|r| inv.memory.iter().any(|b| b.overlaps(&r.region)))
             .fold(0u64, |a, r| a.saturating_add(r.region.size));
-        let xen = m.system.xen_memory.as_ref().map_or(self.input.board.xen_memory, |x| x.value);
+        let xen = m
+            .system
+            .xen_memory
+            .as_ref()
+            .map_or(self.input.board.xen_memory, |x| x.value);
         let dom0 = if has_dom0(m) {
-            m.dom0.as_ref().and_then(|d| d.memory.as_ref()).map_or(DEFAULT_DOM0_MEMORY, |x| x.value)
+            m.dom0
+                .as_ref()
+                .and_then(|d| d.memory.as_ref())
+                .map_or(DEFAULT_DOM0_MEMORY, |x| x.value)
         } else {
             0
         };
@@ -860,19 +1296,43 @@ impl<'a> Validator<'a> {
             } else {
                 statics = statics.saturating_add(d.memory.value);
             }
-            pools = pools.saturating_add(d.p2m_pool.as_ref().map_or_else(|| default_p2m_pool(d.vcpus.value, d.memory.value), |p| p.value));
+            pools = pools.saturating_add(d.p2m_pool.as_ref().map_or_else(
+                || default_p2m_pool(d.vcpus.value, d.memory.value),
+                |p| p.value,
+            ));
         }
-        let shm: u64 = m.shared_memory.iter().filter(|s| s.host_address.is_some()).fold(0, |a, s| a.saturating_add(s.size.value));
-        let needed = xen.saturating_add(dom0).saturating_add(guests).saturating_add(pools).saturating_add(statics).saturating_add(shm);
+        let shm: u64 = m
+            .shared_memory
+            .iter()
+            .filter(|s| s.host_address.is_some())
+            .fold(0, |a, s| a.saturating_add(s.size.value));
+        let needed = xen
+            .saturating_add(dom0)
+            .saturating_add(guests)
+            .saturating_add(pools)
+            .saturating_add(statics)
+            .saturating_add(shm);
         let usable = ram.saturating_sub(reserved);
         if needed > usable {
             let biggest = m.domains.iter().max_by_key(|d| d.memory.value);
             let mut diag = Diagnostic::error(
                 "E0203",
-                format!("the system needs {} but board `{}` has {} of usable RAM", human_size(needed), self.input.board.name, human_size(usable)),
+                format!(
+                    "the system needs {} but board `{}` has {} of usable RAM",
+                    human_size(needed),
+                    self.input.board.name,
+                    human_size(usable)
+                ),
             );
             if let Some(b) = biggest {
-                diag = diag.at(b.memory.span.clone(), format!("the largest domain, `{}`, asks for {}", b.name.value, human_size(b.memory.value)));
+                diag = diag.at(
+                    b.memory.span.clone(),
+                    format!(
+                        "the largest domain, `{}`, asks for {}",
+                        b.name.value,
+                        human_size(b.memory.value)
+                    ),
+                );
             }
             diag = diag
                 .note(format!(
@@ -895,17 +1355,38 @@ impl<'a> Validator<'a> {
 /// manifest order. `Err` holds a cycle.
 pub fn boot_order(m: &Manifest) -> Result<Vec<usize>, Vec<String>> {
     let n = m.domains.len();
-    let index: BTreeMap<&str, usize> = m.domains.iter().enumerate().map(|(i, d)| (d.name.value.as_str(), i)).collect();
+    let index: BTreeMap<&str, usize> = m
+        .domains
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.name.value.as_str(), i))
+        .collect();
     let deps: Vec<Vec<usize>> = m
         .domains
         .iter()
-        .map(|d| d.depends_on.iter().filter_map(|x| index.get(x.value.as_str()).copied()).filter(|j| m.domains[*j].name.value != d.name.value).collect())
+        .map(|d| {
+            d.depends_on
+                .iter()
+                .filter_map(|x| index.get(x.value.as_str()).copied())
+                .filter(|j| m.domains[*j].name.value != d.name.value)
+                .collect()
+        })
         .collect();
-    let key = |i: usize| (m.domains[i].boot_order.as_ref().map_or(u32::MAX, |b| b.value), i);
+    let key = |i: usize| {
+        (
+            m.domains[i]
+                .boot_order
+                .as_ref()
+                .map_or(u32::MAX, |b| b.value),
+            i,
+        )
+    };
     let mut done = std::vec![false; n];
     let mut order = Vec::with_capacity(n);
     while order.len() < n {
-        let ready = (0..n).filter(|&i| !done[i] && deps[i].iter().all(|&j| done[j])).min_by_key(|&i| key(i));
+        let ready = (0..n)
+            .filter(|&i| !done[i] && deps[i].iter().all(|&j| done[j]))
+            .min_by_key(|&i| key(i));
         match ready {
             Some(i) => {
                 done[i] = true;
@@ -924,7 +1405,10 @@ pub fn boot_order(m: &Manifest) -> Result<Vec<usize>, Vec<String>> {
                     }
                 }
                 let from = path.iter().position(|&x| x == cur).unwrap_or(0);
-                let mut cycle: Vec<String> = path[from..].iter().map(|&i| m.domains[i].name.value.clone()).collect();
+                let mut cycle: Vec<String> = path[from..]
+                    .iter()
+                    .map(|&i| m.domains[i].name.value.clone())
+                    .collect();
                 if let Some(first) = cycle.first().cloned() {
                     cycle.push(first);
                 }
@@ -946,16 +1430,37 @@ enum Accept {
 impl Accept {
     fn accepts(&self, f: &ImageFormat) -> bool {
         match self {
-            Accept::Arm64Image | Accept::Kernel(Arch::Arm64) => matches!(f, ImageFormat::Arm64Image | ImageFormat::Arm64ImageGzip),
-            Accept::PvhKernel => matches!(f, ImageFormat::Elf { pvh_entry: Some(_), .. } | ImageFormat::BzImage { pvh_entry: Some(_) }),
-            Accept::Kernel(Arch::X86_64) => matches!(f, ImageFormat::Elf { .. } | ImageFormat::BzImage { .. }),
-            Accept::Ramdisk => !matches!(f, ImageFormat::Xen | ImageFormat::DeviceTree | ImageFormat::Arm64Image | ImageFormat::Elf { .. } | ImageFormat::BzImage { .. }),
+            Accept::Arm64Image | Accept::Kernel(Arch::Arm64) => {
+                matches!(f, ImageFormat::Arm64Image | ImageFormat::Arm64ImageGzip)
+            }
+            Accept::PvhKernel => matches!(
+                f,
+                ImageFormat::Elf {
+                    pvh_entry: Some(_),
+                    ..
+                } | ImageFormat::BzImage { pvh_entry: Some(_) }
+            ),
+            Accept::Kernel(Arch::X86_64) => {
+                matches!(f, ImageFormat::Elf { .. } | ImageFormat::BzImage { .. })
+            }
+            Accept::Ramdisk => !matches!(
+                f,
+                ImageFormat::Xen
+                    | ImageFormat::DeviceTree
+                    | ImageFormat::Arm64Image
+                    | ImageFormat::Elf { .. }
+                    | ImageFormat::BzImage { .. }
+            ),
         }
     }
     fn describe(&self) -> &'static str {
         match self {
-            Accept::Arm64Image | Accept::Kernel(Arch::Arm64) => "an arm64 Image (optionally gzip'd)",
-            Accept::PvhKernel => "an x86 kernel with a PVH entry (ELF or bzImage with XEN_ELFNOTE_PHYS32_ENTRY)",
+            Accept::Arm64Image | Accept::Kernel(Arch::Arm64) => {
+                "an arm64 Image (optionally gzip'd)"
+            }
+            Accept::PvhKernel => {
+                "an x86 kernel with a PVH entry (ELF or bzImage with XEN_ELFNOTE_PHYS32_ENTRY)"
+            }
             Accept::Kernel(Arch::X86_64) => "an x86 kernel (ELF or bzImage)",
             Accept::Ramdisk => "an initramfs",
         }
@@ -966,8 +1471,22 @@ fn describe_format(f: &ImageFormat) -> String {
     match f {
         ImageFormat::Arm64Image => "an arm64 Image".into(),
         ImageFormat::Arm64ImageGzip => "a gzip'd arm64 Image".into(),
-        ImageFormat::Elf { machine, pvh_entry } => format!("an ELF for {machine}{}", if pvh_entry.is_some() { " with a PVH entry" } else { " without a PVH entry" }),
-        ImageFormat::BzImage { pvh_entry } => format!("an x86 bzImage{}", if pvh_entry.is_some() { " with a PVH entry" } else { " without a PVH entry" }),
+        ImageFormat::Elf { machine, pvh_entry } => format!(
+            "an ELF for {machine}{}",
+            if pvh_entry.is_some() {
+                " with a PVH entry"
+            } else {
+                " without a PVH entry"
+            }
+        ),
+        ImageFormat::BzImage { pvh_entry } => format!(
+            "an x86 bzImage{}",
+            if pvh_entry.is_some() {
+                " with a PVH entry"
+            } else {
+                " without a PVH entry"
+            }
+        ),
         ImageFormat::Initramfs => "an initramfs".into(),
         ImageFormat::DeviceTree => "a device tree blob".into(),
         ImageFormat::Xen => "a Xen hypervisor image".into(),

@@ -8,7 +8,9 @@
 use core::fmt;
 
 /// A Xen release, `major.minor`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct XenVersion {
     pub major: u8,
     pub minor: u8,

@@ -8,7 +8,9 @@
 //! Values the DTB cannot carry (RAM that firmware fills in at boot, as on the Raspberry Pi) may be given
 //! here, and are refused when the DTB has them too, so nothing is typed twice.
 
-use super::inventory::{CpuNode, HardwareInventory, InterruptController, InterruptControllerKind, Region};
+use super::inventory::{
+    CpuNode, HardwareInventory, InterruptController, InterruptControllerKind, Region,
+};
 use crate::diag::{Diagnostic, did_you_mean};
 use crate::manifest::raw::Quantity;
 use crate::units::{MIB, parse_size};
@@ -184,15 +186,27 @@ struct RawHardware {
 
 /// Built-in boards, compiled into the binary from `boards/`.
 pub const BUILTIN_BOARDS: &[(&str, &str)] = &[
-    ("qemu-virt-arm64", include_str!("../../../boards/qemu-virt-arm64.toml")),
-    ("qemu-virt-arm64-gicv2", include_str!("../../../boards/qemu-virt-arm64-gicv2.toml")),
-    ("qemu-x86_64", include_str!("../../../boards/qemu-x86_64.toml")),
+    (
+        "qemu-virt-arm64",
+        include_str!("../../../boards/qemu-virt-arm64.toml"),
+    ),
+    (
+        "qemu-virt-arm64-gicv2",
+        include_str!("../../../boards/qemu-virt-arm64-gicv2.toml"),
+    ),
+    (
+        "qemu-x86_64",
+        include_str!("../../../boards/qemu-x86_64.toml"),
+    ),
     ("rpi4", include_str!("../../../boards/rpi4.toml")),
     ("zcu102", include_str!("../../../boards/zcu102.toml")),
 ];
 
 pub fn builtin_board(name: &str) -> Option<&'static str> {
-    BUILTIN_BOARDS.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
+    BUILTIN_BOARDS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, t)| *t)
 }
 
 /// The closest built-in board name, for "did you mean".
@@ -209,7 +223,10 @@ fn region(raw: &Spanned<RawRegion>, what: &str) -> Result<Region, Diagnostic> {
     };
     let region = Region::new(parse(&r.base)?, parse(&r.size)?);
     if region.end().is_none() {
-        return Err(Diagnostic::error("E0101", format!("{what} wraps the address space")).at_board(raw.span(), "here"));
+        return Err(
+            Diagnostic::error("E0101", format!("{what} wraps the address space"))
+                .at_board(raw.span(), "here"),
+        );
     }
     Ok(region)
 }
@@ -232,7 +249,10 @@ impl Board {
             Some((d, span)) => match (d.qemu_dump, &d.file, &d.debian_package, &d.debian_path) {
                 (true, None, None, None) => DtbSource::QemuDump,
                 (false, Some(f), None, None) => DtbSource::File(f.clone()),
-                (false, None, Some(p), Some(path)) => DtbSource::Debian { package: p.clone(), path: path.clone() },
+                (false, None, Some(p), Some(path)) => DtbSource::Debian {
+                    package: p.clone(),
+                    path: path.clone(),
+                },
                 _ => {
                     errors.push(
                         Diagnostic::error("E0102", "a board's [dtb] names exactly one source")
@@ -245,11 +265,17 @@ impl Board {
         };
         if dtb == DtbSource::QemuDump && raw.qemu.is_none() {
             errors.push(
-                Diagnostic::error("E0103", "`qemu_dump = true` needs a [qemu] table to know the machine")
-                    .at_board(raw.board.span(), "this board"),
+                Diagnostic::error(
+                    "E0103",
+                    "`qemu_dump = true` needs a [qemu] table to know the machine",
+                )
+                .at_board(raw.board.span(), "this board"),
             );
         }
-        let hardware = raw.hardware.as_ref().map(|h| StaticHardware { cpus: h.get_ref().cpus, memory: Vec::new() });
+        let hardware = raw.hardware.as_ref().map(|h| StaticHardware {
+            cpus: h.get_ref().cpus,
+            memory: Vec::new(),
+        });
         if arch == Arch::Arm64 && matches!(dtb, DtbSource::None) {
             errors.push(
                 Diagnostic::error("E0104", "an arm64 board needs a device tree")
@@ -259,17 +285,28 @@ impl Board {
         }
         if matches!(dtb, DtbSource::None) && hardware.is_none() {
             errors.push(
-                Diagnostic::error("E0105", "a board without a device tree must describe its [hardware]")
-                    .at_board(raw.board.span(), "this board"),
+                Diagnostic::error(
+                    "E0105",
+                    "a board without a device tree must describe its [hardware]",
+                )
+                .at_board(raw.board.span(), "this board"),
             );
         }
         let (console_uart, xen_console, xen_cmdline, linux_console) = match &raw.console {
             Some(c) => {
                 let c = c.get_ref();
-                (c.uart.clone(), c.xen.clone(), c.xen_cmdline.clone(), c.linux.clone())
+                (
+                    c.uart.clone(),
+                    c.xen.clone(),
+                    c.xen_cmdline.clone(),
+                    c.linux.clone(),
+                )
             }
             None => {
-                errors.push(Diagnostic::error("E0106", "a board needs a [console] table").at_board(raw.board.span(), "this board"));
+                errors.push(
+                    Diagnostic::error("E0106", "a board needs a [console] table")
+                        .at_board(raw.board.span(), "this board"),
+                );
                 (None, String::new(), String::new(), String::new())
             }
         };
@@ -293,12 +330,18 @@ impl Board {
                 }
                 match parse_size(&m.xen.get_ref().0) {
                     Ok(v) => xen_memory = v,
-                    Err(e) => errors.push(Diagnostic::error("E0101", format!("invalid memory.xen: {e}")).at_board(m.xen.span(), "here")),
+                    Err(e) => errors.push(
+                        Diagnostic::error("E0101", format!("invalid memory.xen: {e}"))
+                            .at_board(m.xen.span(), "here"),
+                    ),
                 }
             }
             None => errors.push(
-                Diagnostic::error("E0107", "a board needs a [memory] table (at least `xen`, the memory Xen keeps)")
-                    .at_board(raw.board.span(), "this board"),
+                Diagnostic::error(
+                    "E0107",
+                    "a board needs a [memory] table (at least `xen`, the memory Xen keeps)",
+                )
+                .at_board(raw.board.span(), "this board"),
             ),
         }
         let load = raw.load.as_ref().map(|l| l.get_ref());
@@ -349,14 +392,21 @@ impl Board {
     ///
     /// RAM banks given in the board file are used only when the DTB has none (firmware fills them at
     /// boot); giving them in both places is refused so the two cannot drift apart.
-    pub fn resolve_inventory(&self, from_dtb: Option<HardwareInventory>) -> Result<HardwareInventory, Diagnostic> {
+    pub fn resolve_inventory(
+        &self,
+        from_dtb: Option<HardwareInventory>,
+    ) -> Result<HardwareInventory, Diagnostic> {
         let mut inv = match (from_dtb, &self.hardware) {
             (Some(inv), _) => inv,
             (None, Some(hw)) => HardwareInventory {
                 model: self.description.clone(),
                 compatible: Vec::new(),
                 cpus: (0..hw.cpus)
-                    .map(|i| CpuNode { path: format!("cpu{i}"), hw_id: u64::from(i), phandle: None })
+                    .map(|i| CpuNode {
+                        path: format!("cpu{i}"),
+                        hw_id: u64::from(i),
+                        phandle: None,
+                    })
                     .collect(),
                 memory: hw.memory.clone(),
                 interrupt_controller: Some(InterruptController {
@@ -378,22 +428,34 @@ impl Board {
             if !inv.memory.is_empty() {
                 return Err(Diagnostic::error(
                     "E0109",
-                    format!("board `{}` lists RAM banks, but its device tree has them too", self.name),
+                    format!(
+                        "board `{}` lists RAM banks, but its device tree has them too",
+                        self.name
+                    ),
                 )
-                .help("remove [memory] banks from the board file: what the DTB says is read from it"));
+                .help(
+                    "remove [memory] banks from the board file: what the DTB says is read from it",
+                ));
             }
             inv.memory = self.memory_banks.clone();
         }
         inv.memory.sort();
         for r in &self.extra_reserved {
-            inv.reserved.push(super::ReservedRegion { name: "board file".to_string(), region: *r, no_map: true });
+            inv.reserved.push(super::ReservedRegion {
+                name: "board file".to_string(),
+                region: *r,
+                no_map: true,
+            });
         }
         if inv.memory.is_empty() {
             return Err(Diagnostic::error("E0110", format!("board `{}` has no RAM banks", self.name))
                 .help("the DTB's /memory is empty (firmware fills it at boot): list [memory] banks in the board file"));
         }
         if inv.cpus.is_empty() {
-            return Err(Diagnostic::error("E0111", format!("board `{}` has no CPUs in its device tree", self.name)));
+            return Err(Diagnostic::error(
+                "E0111",
+                format!("board `{}` has no CPUs in its device tree", self.name),
+            ));
         }
         Ok(inv)
     }
@@ -415,7 +477,11 @@ mod tests {
     fn board_banks_only_when_the_dtb_has_none() {
         let b = Board::parse(builtin_board("rpi4").unwrap()).unwrap();
         let mut dtb = HardwareInventory {
-            cpus: std::vec![CpuNode { path: "/cpus/cpu@0".into(), hw_id: 0, phandle: None }],
+            cpus: std::vec![CpuNode {
+                path: "/cpus/cpu@0".into(),
+                hw_id: 0,
+                phandle: None
+            }],
             ..Default::default()
         };
         let inv = b.resolve_inventory(Some(dtb.clone())).unwrap();
@@ -427,9 +493,14 @@ mod tests {
 
     #[test]
     fn unknown_board_keys_point_into_the_board_file() {
-        let text = builtin_board("qemu-virt-arm64").unwrap().replace("[console]", "[console]\nbaud = 1");
+        let text = builtin_board("qemu-virt-arm64")
+            .unwrap()
+            .replace("[console]", "[console]\nbaud = 1");
         let errs = Board::parse(&text).unwrap_err();
         assert_eq!(errs[0].code, "E0002");
-        assert_eq!(errs[0].primary.as_ref().unwrap().source, crate::diag::SourceId::Board);
+        assert_eq!(
+            errs[0].primary.as_ref().unwrap().source,
+            crate::diag::SourceId::Board
+        );
     }
 }

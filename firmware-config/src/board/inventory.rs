@@ -12,7 +12,9 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 /// A contiguous physical address range `[base, base + size)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Region {
     pub base: u64,
     pub size: u64,
@@ -90,7 +92,9 @@ pub struct ReservedRegion {
 }
 
 /// One interrupt a device raises, decoded against its interrupt parent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum DeviceInterrupt {
     /// A GIC shared peripheral interrupt, as its **INTID** (SPI number + 32), which is what Xen's
     /// `irqs` grants and `XEN_DOMCTL_bind_pt_irq` use.

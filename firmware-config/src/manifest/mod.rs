@@ -8,10 +8,10 @@
 
 pub mod raw;
 
+use crate::board::Region;
 use crate::diag::{Diagnostic, Diagnostics, did_you_mean};
 use crate::units::{PAGE_SIZE, parse_size};
 use crate::xen::XenVersion;
-use crate::board::Region;
 use core::ops::Range;
 use raw::*;
 use std::borrow::ToOwned;
@@ -54,7 +54,9 @@ pub enum DomainKind {
     Pvh,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     App,
@@ -113,7 +115,11 @@ pub struct PciAddress {
 
 impl core::fmt::Display for PciAddress {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "{:04x}:{:02x}:{:02x}.{}", self.segment, self.bus, self.device, self.function)
+        write!(
+            f,
+            "{:04x}:{:02x}:{:02x}.{}",
+            self.segment, self.bus, self.device, self.function
+        )
     }
 }
 
@@ -265,8 +271,11 @@ impl Manifest {
         if text.len() > MAX_MANIFEST_BYTES {
             let mut d = Diagnostics::default();
             d.push(
-                Diagnostic::error("E0001", format!("the manifest is {} bytes, over the 1 MiB limit", text.len()))
-                    .help("is this the right file? A manifest is a small TOML document"),
+                Diagnostic::error(
+                    "E0001",
+                    format!("the manifest is {} bytes, over the 1 MiB limit", text.len()),
+                )
+                .help("is this the right file? A manifest is a small TOML document"),
             );
             return Err(d);
         }
@@ -277,7 +286,11 @@ impl Manifest {
         })?;
         let mut cx = Convert::default();
         let manifest = cx.manifest(raw);
-        if cx.diags.has_errors() { Err(cx.diags) } else { Ok(manifest) }
+        if cx.diags.has_errors() {
+            Err(cx.diags)
+        } else {
+            Ok(manifest)
+        }
     }
 
     pub fn domain(&self, name: &str) -> Option<&Domain> {
@@ -303,7 +316,9 @@ pub(crate) fn toml_error(e: &toml::de::Error, text: &str) -> Diagnostic {
         if let Some(s) = did_you_mean(field, candidates.iter().copied()) {
             d = d.help(format!("did you mean `{s}`?"));
         } else if let Some(s) = did_you_mean(field, everywhere) {
-            d = d.help(format!("`{s}` exists, but in another table; see docs/manifest.md"));
+            d = d.help(format!(
+                "`{s}` exists, but in another table; see docs/manifest.md"
+            ));
         } else if !candidates.is_empty() {
             d = d.help(format!("keys allowed here: {}", candidates.join(", ")));
         }
@@ -324,7 +339,14 @@ pub(crate) fn toml_error(e: &toml::de::Error, text: &str) -> Diagnostic {
         let table = offending.lines().next().unwrap_or("").trim().to_string();
         return Diagnostic::error("E0004", format!("missing required key `{field}`"))
             .at(span, format!("`{field}` must be set in this table"))
-            .help(format!("add `{field} = ...` to {}; see docs/manifest.md", if table.starts_with('[') { table } else { "this table".into() }));
+            .help(format!(
+                "add `{field} = ...` to {}; see docs/manifest.md",
+                if table.starts_with('[') {
+                    table
+                } else {
+                    "this table".into()
+                }
+            ));
     }
     if message.starts_with("invalid type") {
         return Diagnostic::error("E0005", format!("wrong type: {message}")).at(span, "this value");
@@ -351,11 +373,20 @@ impl Convert {
                 Cpupool {
                     span,
                     name: self.name(&p.name, "cpupool"),
-                    cpus: At::new(p.cpus.get_ref().iter().map(At::from).collect(), p.cpus.span()),
+                    cpus: At::new(
+                        p.cpus.get_ref().iter().map(At::from).collect(),
+                        p.cpus.span(),
+                    ),
                     scheduler: p.scheduler.map(|s| {
                         if !SCHEDULERS.contains(&s.get_ref().as_str()) {
-                            let mut d = Diagnostic::error("E0007", format!("unknown scheduler `{}`", s.get_ref()))
-                                .at(s.span(), format!("Xen schedulers: {}", SCHEDULERS.join(", ")));
+                            let mut d = Diagnostic::error(
+                                "E0007",
+                                format!("unknown scheduler `{}`", s.get_ref()),
+                            )
+                            .at(
+                                s.span(),
+                                format!("Xen schedulers: {}", SCHEDULERS.join(", ")),
+                            );
                             if let Some(m) = did_you_mean(s.get_ref(), SCHEDULERS.iter().copied()) {
                                 d = d.help(format!("did you mean `{m}`?"));
                             }
@@ -375,7 +406,10 @@ impl Convert {
                 if s.id.get_ref().is_empty() || s.id.get_ref().len() > 16 {
                     self.diags.push(
                         Diagnostic::error("E0008", "a shared-memory id must be 1 to 16 characters")
-                            .at(s.id.span(), "Xen's xen,shm-id holds at most 16 characters (booting.txt)"),
+                            .at(
+                                s.id.span(),
+                                "Xen's xen,shm-id holds at most 16 characters (booting.txt)",
+                            ),
                     );
                 }
                 SharedMemory {
@@ -385,11 +419,20 @@ impl Convert {
                     host_address: s.host_address.as_ref().map(|a| self.address(a)),
                     guest_address: self.address(&s.guest_address),
                     owner: s.owner.as_ref().map(At::from),
-                    borrowers: At::new(s.borrowers.get_ref().iter().map(At::from).collect(), s.borrowers.span()),
+                    borrowers: At::new(
+                        s.borrowers.get_ref().iter().map(At::from).collect(),
+                        s.borrowers.span(),
+                    ),
                 }
             })
             .collect();
-        Manifest { system, dom0, domains, cpupools, shared_memory }
+        Manifest {
+            system,
+            dom0,
+            domains,
+            cpupools,
+            shared_memory,
+        }
     }
 
     fn system(&mut self, raw: Spanned<RawSystem>) -> System {
@@ -400,8 +443,11 @@ impl Convert {
                 Some(v) => At::new(v, x.span()),
                 None => {
                     self.diags.push(
-                        Diagnostic::error("E0009", format!("`{}` is not a Xen version", x.get_ref()))
-                            .at(x.span(), "expected `major.minor`, e.g. \"4.17\""),
+                        Diagnostic::error(
+                            "E0009",
+                            format!("`{}` is not a Xen version", x.get_ref()),
+                        )
+                        .at(x.span(), "expected `major.minor`, e.g. \"4.17\""),
                     );
                     At::new(XenVersion::V4_17, x.span())
                 }
@@ -458,23 +504,34 @@ impl Convert {
             vcpus: d.vcpus.as_ref().map_or(At::new(1, d.name.span()), |v| {
                 if *v.get_ref() == 0 {
                     self.diags.push(
-                        Diagnostic::error("E0010", "a domain needs at least one vCPU").at(v.span(), "zero vCPUs"),
+                        Diagnostic::error("E0010", "a domain needs at least one vCPU")
+                            .at(v.span(), "zero vCPUs"),
                     );
                 }
                 At::from(v)
             }),
             memory: {
+                let before = self.diags.0.len();
                 let m = self.size(&d.memory);
-                if m.value % PAGE_SIZE != 0 || m.value == 0 {
+                let parsed = self.diags.0.len() == before;
+                if !parsed {
+                    // The size itself is wrong; it was reported, and its value means nothing.
+                } else if m.value % PAGE_SIZE != 0 || m.value == 0 {
                     self.diags.push(
-                        Diagnostic::error("E0011", "domain memory must be a non-zero multiple of 4 KiB")
-                            .at(m.span.clone(), "not a whole number of pages"),
+                        Diagnostic::error(
+                            "E0011",
+                            "domain memory must be a non-zero multiple of 4 KiB",
+                        )
+                        .at(m.span.clone(), "not a whole number of pages"),
                     );
                 } else if m.value < crate::units::MIB {
                     self.diags.push(
-                        Diagnostic::error("E0011", "domain memory must be a non-zero multiple of 4 KiB")
-                            .at(m.span.clone(), "this is under 1 MiB")
-                            .help("sizes are bytes unless they carry a unit: did you mean \"256M\"?"),
+                        Diagnostic::error(
+                            "E0011",
+                            "domain memory must be a non-zero multiple of 4 KiB",
+                        )
+                        .at(m.span.clone(), "this is under 1 MiB")
+                        .help("sizes are bytes unless they carry a unit: did you mean \"256M\"?"),
                     );
                 }
                 m
@@ -556,7 +613,8 @@ impl Convert {
         let n = raw.get_ref();
         let ok = !n.is_empty()
             && n.len() <= 63
-            && n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && n.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !n.starts_with('-')
             && !n.ends_with('-');
         if !ok {
@@ -612,7 +670,10 @@ impl Convert {
         if !p.starts_with('/') || p.len() > 1 && p.ends_with('/') || p.contains("//") {
             self.diags.push(
                 Diagnostic::error("E0015", format!("`{p}` is not a device-tree path"))
-                    .at(raw.span(), "expected an absolute path such as \"/pl031@9010000\"")
+                    .at(
+                        raw.span(),
+                        "expected an absolute path such as \"/pl031@9010000\"",
+                    )
                     .help("list the board's devices with `domforge inspect --board <board>`"),
             );
         }
@@ -625,7 +686,10 @@ impl Convert {
             None => {
                 self.diags.push(
                     Diagnostic::error("E0016", format!("`{}` is not a PCI address", raw.get_ref()))
-                        .at(raw.span(), "expected `SSSS:BB:DD.F` or `BB:DD.F` (hexadecimal, function 0-7)"),
+                        .at(
+                            raw.span(),
+                            "expected `SSSS:BB:DD.F` or `BB:DD.F` (hexadecimal, function 0-7)",
+                        ),
                 );
                 None
             }
@@ -651,8 +715,10 @@ impl Convert {
             Ok(set) => At::new(set, raw.span()),
             Err(e) => {
                 self.diags.push(
-                    Diagnostic::error("E0018", format!("invalid cpu list: {e}"))
-                        .at(raw.span(), "expected xl's cpu-list syntax, e.g. \"0-3\" or \"1,4-7\""),
+                    Diagnostic::error("E0018", format!("invalid cpu list: {e}")).at(
+                        raw.span(),
+                        "expected xl's cpu-list syntax, e.g. \"0-3\" or \"1,4-7\"",
+                    ),
                 );
                 At::new(CpuSet(Vec::new()), raw.span())
             }
@@ -682,7 +748,12 @@ pub fn parse_pci(text: &str) -> Option<PciAddress> {
     let bus = u8::from_str_radix(bus, 16).ok()?;
     let device = u8::from_str_radix(device, 16).ok()?;
     let function = function.parse::<u8>().ok()?;
-    (device < 32 && function < 8).then_some(PciAddress { segment, bus, device, function })
+    (device < 32 && function < 8).then_some(PciAddress {
+        segment,
+        bus,
+        device,
+        function,
+    })
 }
 
 /// xl.cfg(5) `iomem = [ "IOMEM_START,NUM_PAGES[@GFN]" ]`: hexadecimal page frame numbers.
@@ -706,11 +777,18 @@ pub fn parse_iomem(text: &str) -> Result<IomemGrant, String> {
         Some(g) => hex(g)?,
         None => first_mfn,
     };
-    let last = |f: u64| f.checked_add(nr_pages).and_then(|e| e.checked_mul(PAGE_SIZE));
+    let last = |f: u64| {
+        f.checked_add(nr_pages)
+            .and_then(|e| e.checked_mul(PAGE_SIZE))
+    };
     if last(first_mfn).is_none() || last(guest_frame).is_none() {
         return Err("the range does not fit in the 64-bit address space".to_owned());
     }
-    Ok(IomemGrant { first_mfn, nr_pages, guest_frame })
+    Ok(IomemGrant {
+        first_mfn,
+        nr_pages,
+        guest_frame,
+    })
 }
 
 /// xl's cpu-list: comma-separated CPU numbers and inclusive ranges.
@@ -722,8 +800,14 @@ pub fn parse_cpu_list(text: &str) -> Result<CpuSet, String> {
             Some((a, b)) => (a, b),
             None => (part, part),
         };
-        let a: u32 = a.trim().parse().map_err(|_| format!("`{part}` is not a CPU number or range"))?;
-        let b: u32 = b.trim().parse().map_err(|_| format!("`{part}` is not a CPU number or range"))?;
+        let a: u32 = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{part}` is not a CPU number or range"))?;
+        let b: u32 = b
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{part}` is not a CPU number or range"))?;
         if a > b {
             return Err(format!("range `{part}` runs backwards"));
         }

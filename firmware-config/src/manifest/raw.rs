@@ -70,8 +70,16 @@ pub struct RawSystem {
     pub xen_features: Vec<Spanned<String>>,
 }
 
-pub const SYSTEM_KEYS: &[&str] =
-    &["name", "board", "xen", "xen_cmdline", "hypervisor", "dom0", "xen_memory", "xen_features"];
+pub const SYSTEM_KEYS: &[&str] = &[
+    "name",
+    "board",
+    "xen",
+    "xen_cmdline",
+    "hypervisor",
+    "dom0",
+    "xen_memory",
+    "xen_features",
+];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -245,8 +253,21 @@ pub struct RawSharedMemory {
     pub borrowers: Spanned<Vec<Spanned<String>>>,
 }
 
-pub const SHARED_MEMORY_KEYS: &[&str] = &["id", "size", "host_address", "guest_address", "owner", "borrowers"];
+pub const SHARED_MEMORY_KEYS: &[&str] = &[
+    "id",
+    "size",
+    "host_address",
+    "guest_address",
+    "owner",
+    "borrowers",
+];
 
 /// Every key list, for "did you mean" across tables.
-pub const ALL_KEY_LISTS: &[&[&str]] =
-    &[MANIFEST_KEYS, SYSTEM_KEYS, DOM0_KEYS, DOMAIN_KEYS, CPUPOOL_KEYS, SHARED_MEMORY_KEYS];
+pub const ALL_KEY_LISTS: &[&[&str]] = &[
+    MANIFEST_KEYS,
+    SYSTEM_KEYS,
+    DOM0_KEYS,
+    DOMAIN_KEYS,
+    CPUPOOL_KEYS,
+    SHARED_MEMORY_KEYS,
+];

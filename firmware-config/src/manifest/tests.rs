@@ -28,8 +28,19 @@ fn parses_a_good_manifest() {
     let d = &m.domains[0];
     assert_eq!(d.memory.value, 256 << 20);
     assert_eq!(d.vcpus.value, 2);
-    assert_eq!(d.cmdline.as_ref().unwrap().value, "console=ttyAMA0", "`extra` is xl's name for cmdline");
-    assert_eq!(d.iomem[0].value, IomemGrant { first_mfn: 0x9030, nr_pages: 1, guest_frame: 0x9030 });
+    assert_eq!(
+        d.cmdline.as_ref().unwrap().value,
+        "console=ttyAMA0",
+        "`extra` is xl's name for cmdline"
+    );
+    assert_eq!(
+        d.iomem[0].value,
+        IomemGrant {
+            first_mfn: 0x9030,
+            nr_pages: 1,
+            guest_frame: 0x9030
+        }
+    );
     assert_eq!(d.vcpu_affinity[1].value, CpuSet(std::vec![1]));
     assert_eq!(d.roles[0].value, Role::App);
     assert_eq!(d.builder(), Builder::Xen);
@@ -65,10 +76,15 @@ fn bad_variant_suggests() {
 
 #[test]
 fn all_field_errors_are_reported_together() {
-    let text = GOOD.replace("\"256M\"", "\"256Q\"").replace("app-1", "App_1");
+    let text = GOOD
+        .replace("\"256M\"", "\"256Q\"")
+        .replace("app-1", "App_1");
     let diags = Manifest::parse(&text).expect_err("must fail");
     let codes: Vec<&str> = diags.errors().map(|d| d.code).collect();
-    assert!(codes.contains(&"E0012") && codes.contains(&"E0013"), "{codes:?}");
+    assert!(
+        codes.contains(&"E0012") && codes.contains(&"E0013"),
+        "{codes:?}"
+    );
 }
 
 #[test]
@@ -80,13 +96,32 @@ fn syntax_errors_have_a_location() {
 
 #[test]
 fn pci_and_iomem_syntax() {
-    assert_eq!(parse_pci("0000:00:02.0"), Some(PciAddress { segment: 0, bus: 0, device: 2, function: 0 }));
-    assert_eq!(parse_pci("03:1f.7"), Some(PciAddress { segment: 0, bus: 3, device: 0x1f, function: 7 }));
+    assert_eq!(
+        parse_pci("0000:00:02.0"),
+        Some(PciAddress {
+            segment: 0,
+            bus: 0,
+            device: 2,
+            function: 0
+        })
+    );
+    assert_eq!(
+        parse_pci("03:1f.7"),
+        Some(PciAddress {
+            segment: 0,
+            bus: 3,
+            device: 0x1f,
+            function: 7
+        })
+    );
     assert_eq!(parse_pci("03:20.0"), None, "device numbers stop at 31");
     assert_eq!(parse_pci("03:1f.8"), None);
     assert!(parse_iomem("ffffffffffffffff,2").is_err());
     assert!(parse_iomem("9010").is_err());
     assert!(parse_iomem("9010,0").is_err());
-    assert_eq!(parse_cpu_list("1,4-6").unwrap(), CpuSet(std::vec![1, 4, 5, 6]));
+    assert_eq!(
+        parse_cpu_list("1,4-6").unwrap(),
+        CpuSet(std::vec![1, 4, 5, 6])
+    );
     assert!(parse_cpu_list("3-1").is_err());
 }
