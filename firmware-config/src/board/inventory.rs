@@ -117,7 +117,9 @@ pub struct DeviceNode {
     /// MMIO ranges after translation through every parent's `ranges`.
     pub regions: Vec<Region>,
     pub interrupts: Vec<DeviceInterrupt>,
-    /// An `iommus` property points at an IOMMU (SMMU) that Xen can program for this device.
+    /// An `iommus` property points at an IOMMU (SMMU) that is **enabled** in the tree, so Xen can
+    /// program it for this device. A disabled SMMU (as in Debian's ZCU102 DTB) protects nothing and
+    /// leaves this false.
     pub behind_iommu: bool,
     /// The device can master DMA as far as the tree tells (heuristic: `dma-coherent`, `iommus`,
     /// known DMA-capable compatibles such as virtio-mmio); used to word warnings.
