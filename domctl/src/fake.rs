@@ -228,7 +228,8 @@ pub struct FakeDomain {
     pub vcpus: Option<u32>,
     pub max_mem_kib: Option<u64>,
     pub paging_mempool_bytes: Option<u64>,
-    /// Populated guest frames and their contents (4 KiB each).
+    /// Populated guest frames and their contents: 4 KiB once written, empty while still all zero (so a
+    /// large populate costs no host memory).
     pub pages: BTreeMap<u64, Vec<u8>>,
     pub hvm_params: BTreeMap<u32, u64>,
     pub memory_map: Option<Vec<x86::E820Entry>>,
@@ -287,6 +288,9 @@ impl FakeDomain {
         self.max_mem_kib.map_or(u64::MAX, |k| k / 4)
     }
 }
+
+/// Guest frames one fake domain can populate before the fake reports it out of memory (4 GiB).
+pub const FAKE_HOST_PAGES: u64 = 1 << 20;
 
 struct Failure {
     op: Op,
@@ -455,7 +459,12 @@ impl FakeXen {
             let pfn = addr >> abi::XEN_PAGE_SHIFT;
             let off = (addr & (XEN_PAGE_SIZE as u64 - 1)) as usize;
             let take = (XEN_PAGE_SIZE - off).min(len - out.len());
-            out.extend_from_slice(d.pages.get(&pfn)?.get(off..off + take)?);
+            let page = d.pages.get(&pfn)?;
+            if page.is_empty() {
+                out.resize(out.len() + take, 0);
+            } else {
+                out.extend_from_slice(page.get(off..off + take)?);
+            }
             addr = addr.checked_add(take as u64)?;
         }
         Some(out)
@@ -538,6 +547,9 @@ impl FakeMapping {
             pfn,
             errno: Errno::EINVAL,
         })?;
+        if page.is_empty() {
+            page.resize(XEN_PAGE_SIZE, 0);
+        }
         let bytes = page.get_mut(r).ok_or(TransportError::OutOfBounds {
             what: "mapped page",
             offset,
@@ -1335,7 +1347,10 @@ impl State {
                         {
                             break;
                         }
-                        if dom.pages.len() as u64 + per > dom.max_pages() {
+                        // Without max_mem a domain could take all of the host; the fake's host has
+                        // FAKE_HOST_PAGES (4 GiB) per domain and runs out like Xen would.
+                        let limit = dom.max_pages().min(FAKE_HOST_PAGES);
+                        if dom.pages.len() as u64 + per > limit {
                             break;
                         }
                         // Real Xen would silently replace an existing page (leaking it); a builder doing
@@ -1346,7 +1361,7 @@ impl State {
                             }
                         }
                         for pfn in *base..base + per {
-                            dom.pages.insert(pfn, vec![0; XEN_PAGE_SIZE]);
+                            dom.pages.insert(pfn, Vec::new());
                         }
                         done += 1;
                     }
@@ -1413,9 +1428,7 @@ impl State {
                     let dom = st.dom(*domid)?;
                     dom.physmap.push((*space, *idx, *gpfn));
                     // Xen-owned frames (shared info, grant table) now back this guest frame.
-                    dom.pages
-                        .entry(*gpfn)
-                        .or_insert_with(|| vec![0; XEN_PAGE_SIZE]);
+                    dom.pages.entry(*gpfn).or_default();
                     Ok(0)
                 })
             }

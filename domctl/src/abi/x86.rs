@@ -345,6 +345,14 @@ pub fn hvm_records(blob: &[u8]) -> Result<Vec<HvmRecord<'_>>, HvmContextError> {
             data,
         });
         if desc.typecode == HVM_SAVE_CODE_END {
+            // `struct hvm_save_end {}` is empty; a longer END is not something Xen writes.
+            if len != 0 {
+                return Err(HvmContextError::BadLength {
+                    what: "END",
+                    actual: len,
+                    expected: 0,
+                });
+            }
             return Ok(out);
         }
         offset = offset.saturating_add(8).saturating_add(len);
@@ -476,6 +484,14 @@ mod tests {
         assert!(matches!(
             hvm_records(&lying),
             Err(HvmContextError::TruncatedRecord { .. })
+        ));
+        let mut long_end = blob.clone();
+        long_end.extend_from_slice(&[0, 0]);
+        let end_len_at = long_end.len() - 2 - 4;
+        long_end[end_len_at..end_len_at + 4].copy_from_slice(&2u32.to_le_bytes());
+        assert!(matches!(
+            hvm_records(&long_end),
+            Err(HvmContextError::BadLength { what: "END", .. })
         ));
     }
 }
