@@ -216,13 +216,11 @@ fn board_source(
     }
     let looks_like_path = name.contains('/') || name.ends_with(".toml");
     let path = dir.join(name);
-    if looks_like_path {
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            let board_dir = path
-                .parent()
-                .map_or_else(|| dir.to_path_buf(), Path::to_path_buf);
-            return Ok((SourceFile::new(path.display().to_string(), text), board_dir));
-        }
+    if looks_like_path && let Ok(text) = std::fs::read_to_string(&path) {
+        let board_dir = path
+            .parent()
+            .map_or_else(|| dir.to_path_buf(), Path::to_path_buf);
+        return Ok((SourceFile::new(path.display().to_string(), text), board_dir));
     }
     let mut d = Diagnostic::error("E0201", format!("no board named `{name}`")).at(
         m.system.board.span.clone(),

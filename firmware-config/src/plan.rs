@@ -549,10 +549,10 @@ fn xen_cmdline(input: CheckInput<'_>, dom0: Option<&Dom0Plan>) -> String {
             d0.vcpus
         ));
     }
-    if let Some(extra) = &input.manifest.system.xen_cmdline {
-        if !extra.value.trim().is_empty() {
-            parts.push(extra.value.trim().to_string());
-        }
+    if let Some(extra) = &input.manifest.system.xen_cmdline
+        && !extra.value.trim().is_empty()
+    {
+        parts.push(extra.value.trim().to_string());
     }
     parts.join(" ")
 }

@@ -75,7 +75,7 @@ pub fn human_size(bytes: u64) -> String {
     ];
     for (unit, name) in UNITS {
         if bytes >= unit {
-            if bytes % unit == 0 {
+            if bytes.is_multiple_of(unit) {
                 return format!("{} {name}", bytes / unit);
             }
             let tenths = (bytes as u128 * 10 / unit as u128) as u64;

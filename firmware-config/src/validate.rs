@@ -194,20 +194,20 @@ impl<'a> Validator<'a> {
             );
         }
         if let Some(d0) = &m.dom0 {
-            if let Some(v) = &d0.vcpus {
-                if v.value == 0 || v.value > self.cpus() {
-                    self.d.push(
-                        Diagnostic::error(
-                            "E0206",
-                            format!(
-                                "dom0 asks for {} vCPUs; the board has {} CPUs",
-                                v.value,
-                                self.cpus()
-                            ),
-                        )
-                        .at(v.span.clone(), "here"),
-                    );
-                }
+            if let Some(v) = &d0.vcpus
+                && (v.value == 0 || v.value > self.cpus())
+            {
+                self.d.push(
+                    Diagnostic::error(
+                        "E0206",
+                        format!(
+                            "dom0 asks for {} vCPUs; the board has {} CPUs",
+                            v.value,
+                            self.cpus()
+                        ),
+                    )
+                    .at(v.span.clone(), "here"),
+                );
             }
             self.artifact(
                 &d0.kernel,
@@ -421,31 +421,30 @@ impl<'a> Validator<'a> {
                     );
                 }
             }
-            if let (Some(cmd), Console::Vpl011 | Console::Hvc) = (&d.cmdline, console) {
-                if !cmd
+            if let (Some(cmd), Console::Vpl011 | Console::Hvc) = (&d.cmdline, console)
+                && !cmd
                     .value
                     .split_whitespace()
                     .any(|w| w.starts_with("console="))
-                {
-                    let dev = if console == Console::Vpl011 {
-                        "ttyAMA0"
-                    } else {
-                        "hvc0"
-                    };
-                    self.d.push(
-                        Diagnostic::warning(
-                            "W0203",
-                            format!(
-                                "the kernel command line of `{}` names no console",
-                                d.name.value
-                            ),
-                        )
-                        .at(
-                            cmd.span.clone(),
-                            format!("add `console={dev}` to see kernel messages"),
+            {
+                let dev = if console == Console::Vpl011 {
+                    "ttyAMA0"
+                } else {
+                    "hvc0"
+                };
+                self.d.push(
+                    Diagnostic::warning(
+                        "W0203",
+                        format!(
+                            "the kernel command line of `{}` names no console",
+                            d.name.value
                         ),
-                    );
-                }
+                    )
+                    .at(
+                        cmd.span.clone(),
+                        format!("add `console={dev}` to see kernel messages"),
+                    ),
+                );
             }
             // PV interfaces.
             if let Some(e) = &d.enhanced {
@@ -588,22 +587,20 @@ impl<'a> Validator<'a> {
                     );
                 }
             }
-            if let Some(dm) = &d.direct_map {
-                if dm.value {
-                    self.need(XenFeature::DirectMap, &dm.span, "`direct_map`");
-                    if d.static_memory.is_empty() {
-                        self.d.push(
-                            Diagnostic::error("E0214", "`direct_map` needs static memory")
-                                .at(
-                                    dm.span.clone(),
-                                    "guest RAM can only equal host RAM when the host RAM is fixed",
-                                )
-                                .note("Xen panics on `direct-map` without `xen,static-mem`")
-                                .help(
-                                    "add `static_memory = [{ base = \"0x...\", size = \"...\" }]`",
-                                ),
-                        );
-                    }
+            if let Some(dm) = &d.direct_map
+                && dm.value
+            {
+                self.need(XenFeature::DirectMap, &dm.span, "`direct_map`");
+                if d.static_memory.is_empty() {
+                    self.d.push(
+                        Diagnostic::error("E0214", "`direct_map` needs static memory")
+                            .at(
+                                dm.span.clone(),
+                                "guest RAM can only equal host RAM when the host RAM is fixed",
+                            )
+                            .note("Xen panics on `direct-map` without `xen,static-mem`")
+                            .help("add `static_memory = [{ base = \"0x...\", size = \"...\" }]`"),
+                    );
                 }
             }
             // Newer per-domain knobs.
@@ -684,15 +681,16 @@ impl<'a> Validator<'a> {
                 }
             }
             // Crash policy.
-            if let Some(oc) = &d.on_crash {
-                if builder == Builder::Xen && oc.value != OnCrash::Destroy {
-                    self.d.push(
+            if let Some(oc) = &d.on_crash
+                && builder == Builder::Xen
+                && oc.value != OnCrash::Destroy
+            {
+                self.d.push(
                         Diagnostic::error("E0235", format!("a dom0less domain cannot be restarted; `on_crash = \"{}\"` needs a supervisor", on_crash_name(oc.value)))
                             .at(oc.span.clone(), "Xen builds dom0less guests once, at boot")
                             .note("Xen's dom0less documentation: \"If one of them crashes, the whole platform should be rebooted\"")
                             .help("use `on_crash = \"destroy\"` here; restartable ARM guests built by domforge-init are planned (`builder = \"init\"`)"),
                     );
-                }
             }
             // Passthrough kinds per architecture.
             if let Some(p) = d.pci.first() {
@@ -710,14 +708,14 @@ impl<'a> Validator<'a> {
                     ),
                 }
             }
-            if kind == DomainKind::Pvh {
-                if let Some(p) = d.passthrough.first() {
-                    self.d.push(
-                        Diagnostic::error("E0220", "device-tree passthrough is ARM-only")
-                            .at(p.span.clone(), "x86 has no device tree")
-                            .help("use `iomem` and `irqs` grants for x86 platform devices"),
-                    );
-                }
+            if kind == DomainKind::Pvh
+                && let Some(p) = d.passthrough.first()
+            {
+                self.d.push(
+                    Diagnostic::error("E0220", "device-tree passthrough is ARM-only")
+                        .at(p.span.clone(), "x86 has no device tree")
+                        .help("use `iomem` and `irqs` grants for x86 platform devices"),
+                );
             }
             for irq in &d.irqs {
                 if irq.value < 32 {

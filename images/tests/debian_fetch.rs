@@ -180,7 +180,10 @@ fn unknown_package_is_a_typed_error() {
 fn xen_4_20_comes_from_trixie() {
     // The suite parameter: Xen 4.20 is only in trixie (issue 8's `xen = "4.20"`).
     let fetcher = fetcher();
-    let Some(path) = or_skip(fetcher.xen_hypervisor(Arch::Arm64, "4.20"), "Xen 4.20 arm64") else {
+    let Some(path) = or_skip(
+        fetcher.xen_hypervisor(Arch::Arm64, "4.20"),
+        "Xen 4.20 arm64",
+    ) else {
         return;
     };
     assert!(path.ends_with("boot/xen-4.20-arm64"), "{}", path.display());

@@ -516,7 +516,7 @@ impl Convert {
                 let parsed = self.diags.0.len() == before;
                 if !parsed {
                     // The size itself is wrong; it was reported, and its value means nothing.
-                } else if m.value % PAGE_SIZE != 0 || m.value == 0 {
+                } else if !m.value.is_multiple_of(PAGE_SIZE) || m.value == 0 {
                     self.diags.push(
                         Diagnostic::error(
                             "E0011",
