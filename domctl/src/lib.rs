@@ -16,6 +16,7 @@
 //! were `RELEASE-4.17.0` … `RELEASE-4.22.0` of xen.git.
 
 pub mod abi;
+pub mod builder;
 pub mod fake;
 pub mod guest_memory;
 pub mod privcmd;

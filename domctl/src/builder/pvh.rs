@@ -1,0 +1,662 @@
+//! The x86 PVH domain builder: one guest from a kernel, a ramdisk and a command line, through domctls.
+//!
+//! The sequence is libxl's for `type = "pvh"` without a device model, reduced to what a direct kernel
+//! boot needs (`tools/libs/light/libxl_create.c`, `libxl_dom.c`, `libxl_x86.c`,
+//! `tools/libs/guest/xg_dom_x86.c`, and the smallest in-tree builder `tools/helpers/init-xenstore-domain.c`):
+//!
+//! | step ([`BuildStep`]) | hypercall | why |
+//! |---|---|---|
+//! | `CreateDomain` | `XEN_DOMCTL_createdomain` | HVM container + HAP, only the LAPIC emulated (`XEN_X86_EMU_LAPIC`, libxl's PVH `emulation_flags`) |
+//! | `MaxVcpus` | `XEN_DOMCTL_max_vcpus` | allocates the vCPUs (must equal createdomain's `max_vcpus`) |
+//! | `MaxMem` | `XEN_DOMCTL_max_mem` | limit = populated pages + `LIBXL_MAXMEM_CONSTANT` (1 MiB of slack, `libxl_internal.h`) |
+//! | `PagingPool` | `XEN_DOMCTL_set_paging_mempool_size` | the HAP pool for the guest's nested page tables (x86 since 4.17) |
+//! | `Populate` | `XENMEM_populate_physmap` | RAM, ACPI pages and the 8 special pages; 2 MiB extents where aligned |
+//! | `MemoryMap` | `XENMEM_set_memory_map` | the e820 the guest reads with `XENMEM_memory_map` (also in `start_info.memmap`) |
+//! | `LoadImage` | `IOCTL_PRIVCMD_MMAPBATCH_V2` + writes | kernel segments, ramdisk, command line, `hvm_start_info`, memory map table, ACPI tables (`pvh_boot::build_from_elf`) |
+//! | `ConsoleEvtchn` | `EVTCHNOP_alloc_unbound` | the console's event channel, `remote_dom` = the console backend (dom0) |
+//! | `StoreEvtchn` | `EVTCHNOP_alloc_unbound` | only with [`PvhDomainConfig::xenstore`] |
+//! | `HvmParams` | `HVMOP_set_param` | `CONSOLE_PFN`/`CONSOLE_EVTCHN` (+ `STORE_*`), and the paging/monitor/sharing ring pfns as `alloc_magic_pages_hvm()` sets them |
+//! | `GetHvmContext` | `XEN_DOMCTL_gethvmcontext` | Xen's HEADER record (CPUID/TSC data Xen checks on load) and MTRR capabilities |
+//! | `SetMtrr` | `XEN_DOMCTL_sethvmcontext` per vCPU | MTRR default type WB + enabled: without a device model nobody else sets it (`vcpu_hvm()`) |
+//! | `SetBootCpu` | `XEN_DOMCTL_sethvmcontext` | BSP: flat 32-bit protected mode, `cr0 = PE|ET`, `rip` = PVH entry, `rbx` = `hvm_start_info` (`docs/misc/pvh.pandoc`) |
+//! | `Unpause` | `XEN_DOMCTL_unpausedomain` | runs it |
+//!
+//! Any failure after `CreateDomain` destroys the half-built domain (`XEN_DOMCTL_destroydomain`) before the
+//! error is returned; the [`BuildError`] names the domain, the step and the cause, and says whether the
+//! clean-up worked.
+//!
+//! ## No xenstore by default
+//! domforge-init runs no xenstored. A Linux guest that finds `HVM_PARAM_STORE_PFN` set waits for a
+//! xenstore daemon when it probes xenbus (`drivers/xen/xenbus/xenbus_probe.c`), which never answers here;
+//! with the parameter left at 0 it logs that xenstore is not initialised and boots on (same file:
+//! "Uninitialized hvm_params are zero … If zero, it means that Xenstore hasn't been properly initialized").
+//! So the store page and channel are only set when [`PvhDomainConfig::xenstore`] asks for them.
+//!
+//! ## ACPI
+//! `pvh_boot` always writes ACPI tables (RSDP/XSDT/FADT/MADT/DSDT, one LAPIC per vCPU); Linux needs the
+//! MADT to bring up secondary vCPUs and does without with one.
+
+use crate::abi::{hvm_param, x86};
+use crate::builder::memory::{GuestWriteError, WindowedGuestMemory};
+use crate::transport::Hypercalls;
+use crate::xen::{CreateDomain, DomId, Xen, XenError};
+use core::fmt;
+use pvh_boot::kernel::{ElfKernel, ImageError};
+use pvh_boot::layout::{LayoutRequest, PvhLayout};
+use pvh_boot::memory::{PAGE_SIZE, PfnRange};
+use pvh_boot::{BootState, LayoutOrImageError};
+use zerocopy::{FromBytes, FromZeros, IntoBytes};
+
+/// `LIBXL_MAXMEM_CONSTANT` (KiB, `tools/libs/light/libxl_internal.h`): slack above the guest's pages
+/// that libxl adds to `max_mem` (ballooning drivers, grant/shared-info frames mapped later).
+pub const MAXMEM_SLACK_KIB: u64 = 1024;
+
+/// `X86_CR0_PE` (bit 0) and `X86_CR0_ET` (bit 4), `xen/arch/x86/include/asm/x86-defns.h`: the PVH entry
+/// state is 32-bit protected mode, paging off (`docs/misc/pvh.pandoc`; `vcpu_hvm()` sets exactly these).
+pub const PVH_CR0: u64 = (1 << 0) | (1 << 4);
+/// `X86_DR6_DEFAULT` 0xffff0ff0 and `X86_DR7_DEFAULT` 0x400 (`asm/debugreg.h`), as `vcpu_hvm()` sets.
+pub const DR6_DEFAULT: u64 = 0xffff_0ff0;
+pub const DR7_DEFAULT: u64 = 0x0000_0400;
+/// Segment attributes of the flat PVH boot segments (`vcpu_hvm()`): code 32-bit, present, DPL0,
+/// execute/read, accessed, 4 KiB granular (0xc9b); data the same with read/write (0xc93); a busy 32-bit
+/// TSS (0x8b) of limit 0x67.
+pub const CS_ARBYTES: u32 = 0xc9b;
+pub const DS_ARBYTES: u32 = 0xc93;
+pub const TR_ARBYTES: u32 = 0x8b;
+pub const TR_LIMIT: u32 = 0x67;
+/// `MTRR_TYPE_WRBACK` 6 | `MTRR_DEF_TYPE_ENABLE` (1 << 11): `IA32_MTRR_DEF_TYPE` with MTRRs on and
+/// write-back default (`vcpu_hvm()`: "Enable MTRR, set default type to WB").
+pub const MTRR_DEF_TYPE_WB_ENABLED: u64 = 6 | (1 << 11);
+/// Extent order of a 2 MiB superpage (2^9 4 KiB pages).
+const SUPERPAGE_ORDER: u32 = 9;
+const SUPERPAGE_PAGES: u64 = 1 << SUPERPAGE_ORDER;
+
+/// A PVH kernel, decompressed and checked once, reusable for many builds (restarts, several guests
+/// from one image): decompressing Debian's xz bzImage is the slowest part of a build under emulation.
+pub struct PvhKernel {
+    elf: Vec<u8>,
+    entry: u32,
+}
+
+impl PvhKernel {
+    /// Accepts an ELF `vmlinux`, a bzImage (payload extracted and decompressed) or a compressed ELF;
+    /// refuses a kernel without `XEN_ELFNOTE_PHYS32_ENTRY`.
+    pub fn from_image(image: &[u8]) -> Result<Self, ImageError> {
+        let elf = pvh_boot::kernel::pvh_elf_bytes(image)?.into_owned();
+        let entry = ElfKernel::parse(&elf)?.pvh_entry_checked()?;
+        Ok(Self { elf, entry })
+    }
+
+    /// The PVH 32-bit entry point (`XEN_ELFNOTE_PHYS32_ENTRY`).
+    pub fn entry(&self) -> u32 {
+        self.entry
+    }
+
+    /// The ELF bytes.
+    pub fn elf_bytes(&self) -> &[u8] {
+        &self.elf
+    }
+
+    fn parsed(&self) -> Result<ElfKernel<'_>, ImageError> {
+        ElfKernel::parse(&self.elf)
+    }
+}
+
+impl fmt::Debug for PvhKernel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PvhKernel")
+            .field("elf_len", &self.elf.len())
+            .field("entry", &format_args!("{:#x}", self.entry))
+            .finish()
+    }
+}
+
+/// What to build.
+#[derive(Clone, Copy, Debug)]
+pub struct PvhDomainConfig<'a> {
+    /// For messages (and the console prefix of whoever relays it).
+    pub name: &'a str,
+    pub vcpus: u32,
+    /// Guest RAM in bytes, a whole number of pages (ACPI and special pages come on top).
+    pub memory_bytes: u64,
+    pub cmdline: &'a str,
+    /// Initial ramdisk (module 0 of `hvm_start_info`).
+    pub ramdisk: Option<&'a [u8]>,
+    /// The domain that serves the console (and xenstore): the control domain, normally 0.
+    pub backend: DomId,
+    /// HAP paging pool; `None` → libxl's `libxl_get_required_shadow_memory()`:
+    /// 4 KiB × (256 per vCPU + 2 per MiB of guest memory).
+    pub paging_pool_bytes: Option<u64>,
+    /// Give the guest a xenstore page and event channel (see the module docs: off unless a xenstore
+    /// daemon will serve it).
+    pub xenstore: bool,
+    /// `xen_domain_handle_t` (a UUID).
+    pub handle: [u8; 16],
+}
+
+impl<'a> PvhDomainConfig<'a> {
+    /// A guest served by dom0, no xenstore, default paging pool, zero handle.
+    pub fn new(name: &'a str, vcpus: u32, memory_bytes: u64, cmdline: &'a str) -> Self {
+        Self {
+            name,
+            vcpus,
+            memory_bytes,
+            cmdline,
+            ramdisk: None,
+            backend: DomId::DOM0,
+            paging_pool_bytes: None,
+            xenstore: false,
+            handle: [0; 16],
+        }
+    }
+
+    /// libxl's default pool size for this guest, in bytes.
+    pub fn default_paging_pool_bytes(&self) -> u64 {
+        let mib = self.memory_bytes / (1 << 20);
+        4096u64.saturating_mul(
+            256u64
+                .saturating_mul(u64::from(self.vcpus))
+                .saturating_add(mib.saturating_mul(2)),
+        )
+    }
+}
+
+/// The steps of a build, in order; a [`BuildError`] names the one that failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BuildStep {
+    /// Check the request and plan the guest layout (nothing created yet).
+    Plan,
+    CreateDomain,
+    MaxVcpus,
+    MaxMem,
+    PagingPool,
+    Populate,
+    MemoryMap,
+    LoadImage,
+    ConsoleEvtchn,
+    StoreEvtchn,
+    HvmParams,
+    GetHvmContext,
+    SetMtrr,
+    SetBootCpu,
+    Unpause,
+}
+
+impl BuildStep {
+    /// Every step, in build order.
+    pub const ALL: [BuildStep; 15] = [
+        Self::Plan,
+        Self::CreateDomain,
+        Self::MaxVcpus,
+        Self::MaxMem,
+        Self::PagingPool,
+        Self::Populate,
+        Self::MemoryMap,
+        Self::LoadImage,
+        Self::ConsoleEvtchn,
+        Self::StoreEvtchn,
+        Self::HvmParams,
+        Self::GetHvmContext,
+        Self::SetMtrr,
+        Self::SetBootCpu,
+        Self::Unpause,
+    ];
+
+    pub const fn describe(self) -> &'static str {
+        match self {
+            Self::Plan => "planning the guest layout",
+            Self::CreateDomain => "creating the domain",
+            Self::MaxVcpus => "allocating vCPUs",
+            Self::MaxMem => "setting the memory limit",
+            Self::PagingPool => "sizing the paging pool",
+            Self::Populate => "populating guest memory",
+            Self::MemoryMap => "setting the memory map",
+            Self::LoadImage => "loading kernel, ramdisk, command line, start_info and ACPI tables",
+            Self::ConsoleEvtchn => "allocating the console event channel",
+            Self::StoreEvtchn => "allocating the xenstore event channel",
+            Self::HvmParams => "setting HVM params",
+            Self::GetHvmContext => "reading the HVM context",
+            Self::SetMtrr => "setting the vCPUs' MTRRs",
+            Self::SetBootCpu => "setting the boot vCPU's registers",
+            Self::Unpause => "unpausing the domain",
+        }
+    }
+}
+
+impl fmt::Display for BuildStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.describe())
+    }
+}
+
+/// The cause inside a [`BuildError`].
+#[derive(Debug, thiserror::Error)]
+pub enum BuildFailure {
+    #[error(transparent)]
+    Xen(#[from] XenError),
+    #[error("kernel image: {0}")]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Layout(#[from] LayoutOrImageError),
+    /// pvh-boot's write errors keep the cause as their `source` only; the chain is spelled out here so a
+    /// one-line report still says why the write failed.
+    #[error("{}", with_causes(.0))]
+    Load(#[from] pvh_boot::BuildError<GuestWriteError>),
+    #[error("HVM context from Xen: {0}")]
+    HvmContext(#[from] x86::HvmContextError),
+    #[error("{0}")]
+    Config(String),
+}
+
+/// `error: cause: cause …`, skipping causes whose text the previous message already contains.
+fn with_causes(e: &dyn core::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !text.contains(&t) {
+            text.push_str(": ");
+            text.push_str(&t);
+        }
+        cur = c.source();
+    }
+    text
+}
+
+/// What happened to the half-built domain after a failure.
+#[derive(Debug)]
+pub enum Cleanup {
+    /// The failure came before a domain existed.
+    NoDomain,
+    /// The domain was destroyed.
+    Destroyed,
+    /// Destroying it failed too; the domain is left behind (paused).
+    DestroyFailed(Box<XenError>),
+}
+
+impl fmt::Display for Cleanup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoDomain => Ok(()),
+            Self::Destroyed => f.write_str("; the half-built domain was destroyed"),
+            Self::DestroyFailed(e) => write!(
+                f,
+                "; destroying the half-built domain failed too ({e}), it is left paused"
+            ),
+        }
+    }
+}
+
+fn domid_text(d: &Option<DomId>) -> String {
+    d.map(|d| format!(" (domain {d})")).unwrap_or_default()
+}
+
+/// A failed build: which domain, which step, why, and what became of the half-built domain.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "building PVH domain '{domain}'{}: {step} failed: {source}{cleanup}",
+    domid_text(domid)
+)]
+pub struct BuildError {
+    pub domain: String,
+    pub domid: Option<DomId>,
+    pub step: BuildStep,
+    #[source]
+    pub source: Box<BuildFailure>,
+    pub cleanup: Cleanup,
+}
+
+/// The console ring of a built guest (`struct xencons_interface`, `xen/include/public/io/console.h`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RingChannel {
+    /// Guest frame of the ring page.
+    pub pfn: u64,
+    /// The unbound port in the guest (`HVM_PARAM_*_EVTCHN`) that the backend binds interdomain.
+    pub port: u32,
+}
+
+/// A built (and, from [`PvhBuilder::build`], running) guest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuiltDomain {
+    pub name: String,
+    pub domid: DomId,
+    pub vcpus: u32,
+    pub console: RingChannel,
+    pub xenstore: Option<RingChannel>,
+    /// BSP `rip` and `rbx`.
+    pub entry: u32,
+    pub start_info_gpa: u64,
+    /// Pages populated (RAM + ACPI + special pages).
+    pub populated_pages: u64,
+    /// `max_mem` given, KiB.
+    pub max_mem_kib: u64,
+    pub paging_pool_bytes: u64,
+    /// The e820 given to `XENMEM_set_memory_map`.
+    pub memory_map: Vec<x86::E820Entry>,
+    /// Foreign mappings made while loading.
+    pub mappings: usize,
+}
+
+/// Builds PVH guests over a [`Xen`] handle.
+pub struct PvhBuilder<'x, H: Hypercalls> {
+    xen: &'x mut Xen<H>,
+}
+
+/// Splits populate ranges into 2 MiB-aligned superpage bases and the 4 KiB frames around them.
+pub fn split_extents(ranges: &[PfnRange]) -> (Vec<u64>, Vec<u64>) {
+    let mut supers = Vec::new();
+    let mut singles = Vec::new();
+    for r in ranges {
+        let end = r.end();
+        let mut pfn = r.start;
+        while pfn < end {
+            if pfn.is_multiple_of(SUPERPAGE_PAGES) && end - pfn >= SUPERPAGE_PAGES {
+                supers.push(pfn);
+                pfn += SUPERPAGE_PAGES;
+            } else {
+                singles.push(pfn);
+                pfn += 1;
+            }
+        }
+    }
+    (supers, singles)
+}
+
+struct Failed {
+    step: BuildStep,
+    source: Box<BuildFailure>,
+}
+
+fn at<E: Into<BuildFailure>>(step: BuildStep) -> impl FnOnce(E) -> Failed {
+    move |e| Failed {
+        step,
+        source: Box::new(e.into()),
+    }
+}
+
+impl<'x, H: Hypercalls> PvhBuilder<'x, H> {
+    pub fn new(xen: &'x mut Xen<H>) -> Self {
+        Self { xen }
+    }
+
+    /// Builds the guest and unpauses it. On failure the half-built domain is destroyed.
+    pub fn build(
+        &mut self,
+        kernel: &PvhKernel,
+        cfg: &PvhDomainConfig<'_>,
+    ) -> Result<BuiltDomain, BuildError> {
+        self.build_inner(kernel, cfg, true)
+    }
+
+    /// Builds the guest and leaves it paused (for a caller that starts several guests together, or
+    /// binds the console first). On failure the half-built domain is destroyed.
+    pub fn build_paused(
+        &mut self,
+        kernel: &PvhKernel,
+        cfg: &PvhDomainConfig<'_>,
+    ) -> Result<BuiltDomain, BuildError> {
+        self.build_inner(kernel, cfg, false)
+    }
+
+    fn build_inner(
+        &mut self,
+        kernel: &PvhKernel,
+        cfg: &PvhDomainConfig<'_>,
+        start: bool,
+    ) -> Result<BuiltDomain, BuildError> {
+        let fail = |domid: Option<DomId>, f: Failed, cleanup: Cleanup| BuildError {
+            domain: cfg.name.to_string(),
+            domid,
+            step: f.step,
+            source: f.source,
+            cleanup,
+        };
+        let elf = kernel
+            .parsed()
+            .map_err(|e| fail(None, at(BuildStep::Plan)(e), Cleanup::NoDomain))?;
+        let request = LayoutRequest {
+            memory_bytes: cfg.memory_bytes,
+            vcpus: cfg.vcpus,
+            cmdline: cfg.cmdline,
+            ramdisk: cfg.ramdisk,
+        };
+        let (_, layout) = pvh_boot::plan(&elf, &request)
+            .map_err(|e| fail(None, at(BuildStep::Plan)(e), Cleanup::NoDomain))?;
+
+        let create = CreateDomain {
+            handle: cfg.handle,
+            ..CreateDomain::pvh(cfg.vcpus)
+        };
+        let domid = self
+            .xen
+            .create_domain(&create)
+            .map_err(|e| fail(None, at(BuildStep::CreateDomain)(e), Cleanup::NoDomain))?;
+
+        match self.construct(&elf, &layout, &request, cfg, domid, start) {
+            Ok(built) => Ok(built),
+            Err(f) => {
+                let cleanup = match self.xen.destroy(domid) {
+                    Ok(()) => Cleanup::Destroyed,
+                    Err(e) => Cleanup::DestroyFailed(Box::new(e)),
+                };
+                Err(fail(Some(domid), f, cleanup))
+            }
+        }
+    }
+
+    fn construct(
+        &mut self,
+        elf: &ElfKernel<'_>,
+        layout: &PvhLayout,
+        request: &LayoutRequest<'_>,
+        cfg: &PvhDomainConfig<'_>,
+        domid: DomId,
+        start: bool,
+    ) -> Result<BuiltDomain, Failed> {
+        use BuildStep as S;
+        let xen = &mut *self.xen;
+        let populate = layout.populate.as_slice();
+        xen.max_vcpus(domid, cfg.vcpus).map_err(at(S::MaxVcpus))?;
+
+        let populated_pages: u64 = populate.iter().map(|r| r.count).sum();
+        let max_mem_kib = populated_pages
+            .checked_mul(PAGE_SIZE / 1024)
+            .and_then(|k| k.checked_add(MAXMEM_SLACK_KIB))
+            .ok_or_else(|| Failed {
+                step: S::MaxMem,
+                source: Box::new(BuildFailure::Config("guest memory size overflows".into())),
+            })?;
+        xen.set_max_mem(domid, max_mem_kib).map_err(at(S::MaxMem))?;
+
+        let pool = cfg
+            .paging_pool_bytes
+            .unwrap_or_else(|| cfg.default_paging_pool_bytes());
+        // Xen wants whole pages.
+        let pool = pool.div_ceil(PAGE_SIZE).saturating_mul(PAGE_SIZE);
+        xen.set_paging_mempool_size(domid, pool)
+            .map_err(at(S::PagingPool))?;
+
+        let (supers, singles) = split_extents(populate);
+        if !supers.is_empty() {
+            xen.populate_physmap_order(domid, SUPERPAGE_ORDER, &supers)
+                .map_err(at(S::Populate))?;
+        }
+        if !singles.is_empty() {
+            xen.populate_physmap(domid, &singles)
+                .map_err(at(S::Populate))?;
+        }
+
+        // The e820 comes from the same plan the loader follows (and writes into start_info.memmap).
+        let memory_map: Vec<x86::E820Entry> = layout
+            .memmap
+            .iter()
+            .map(|e| x86::E820Entry {
+                addr: e.addr,
+                size: e.size,
+                type_: e.kind.raw(),
+            })
+            .collect();
+        xen.set_memory_map(domid, &memory_map)
+            .map_err(at(S::MemoryMap))?;
+
+        let mut mem = WindowedGuestMemory::new(xen, domid, populate);
+        let boot: BootState =
+            pvh_boot::build_from_elf(elf, request, &mut mem).map_err(at(S::LoadImage))?;
+        let mappings = mem.mappings_made();
+        drop(mem);
+
+        let console_port = xen
+            .evtchn_alloc_unbound(domid, cfg.backend)
+            .map_err(at(S::ConsoleEvtchn))?;
+        let xenstore = if cfg.xenstore {
+            let port = xen
+                .evtchn_alloc_unbound(domid, cfg.backend)
+                .map_err(at(S::StoreEvtchn))?;
+            Some(RingChannel {
+                pfn: boot.special_pages.xenstore_pfn,
+                port,
+            })
+        } else {
+            None
+        };
+        let console = RingChannel {
+            pfn: boot.special_pages.console_pfn,
+            port: console_port,
+        };
+
+        let sp = &boot.special_pages;
+        let first = sp.first_pfn;
+        // Indices of SPECIALPAGE_PAGING 0, _ACCESS 1, _SHARING 2 (xg_dom_x86.c); pvh_boot zeroed them.
+        let mut params = vec![
+            (hvm_param::PAGING_RING_PFN, first),
+            (hvm_param::MONITOR_RING_PFN, first + 1),
+            (hvm_param::SHARING_RING_PFN, first + 2),
+            (hvm_param::CONSOLE_PFN, console.pfn),
+            (hvm_param::CONSOLE_EVTCHN, u64::from(console.port)),
+        ];
+        if let Some(store) = xenstore {
+            params.push((hvm_param::STORE_PFN, store.pfn));
+            params.push((hvm_param::STORE_EVTCHN, u64::from(store.port)));
+        }
+        for (index, value) in params {
+            xen.set_hvm_param(domid, index, value)
+                .map_err(at(S::HvmParams))?;
+        }
+
+        let full = xen.get_hvm_context(domid).map_err(at(S::GetHvmContext))?;
+        let records = x86::hvm_records(&full).map_err(at(S::GetHvmContext))?;
+        let header = records
+            .iter()
+            .find(|r| r.typecode == x86::HVM_SAVE_CODE_HEADER)
+            .ok_or(x86::HvmContextError::MissingRecord("HEADER"))
+            .map_err(at(S::GetHvmContext))?
+            .data
+            .to_vec();
+        let mtrr_of = |vcpu: u16| -> Result<x86::HvmHwMtrr, Failed> {
+            let rec = records
+                .iter()
+                .find(|r| r.typecode == x86::HVM_SAVE_CODE_MTRR && r.instance == vcpu)
+                .or_else(|| {
+                    records
+                        .iter()
+                        .find(|r| r.typecode == x86::HVM_SAVE_CODE_MTRR)
+                })
+                .ok_or(x86::HvmContextError::MissingRecord("MTRR"))
+                .map_err(at(S::GetHvmContext))?;
+            x86::HvmHwMtrr::read_from_bytes(rec.data)
+                .map_err(|_| x86::HvmContextError::BadLength {
+                    what: "MTRR",
+                    actual: rec.data.len(),
+                    expected: size_of::<x86::HvmHwMtrr>(),
+                })
+                .map_err(at(S::GetHvmContext))
+        };
+
+        for vcpu in 0..cfg.vcpus {
+            let instance = u16::try_from(vcpu).map_err(|_| Failed {
+                step: S::SetMtrr,
+                source: Box::new(BuildFailure::Config(format!(
+                    "vCPU {vcpu} does not fit a save record"
+                ))),
+            })?;
+            let mut mtrr = mtrr_of(instance)?;
+            mtrr.msr_mtrr_def_type = MTRR_DEF_TYPE_WB_ENABLED;
+            let blob = x86::HvmContextBuilder::new()
+                .record(x86::HVM_SAVE_CODE_HEADER, 0, &header)
+                .and_then(|b| b.record(x86::HVM_SAVE_CODE_MTRR, instance, mtrr.as_bytes()))
+                .map_err(at(S::SetMtrr))?
+                .finish();
+            xen.set_hvm_context(domid, &blob).map_err(at(S::SetMtrr))?;
+        }
+
+        let cpu = boot_cpu(boot.entry, boot.start_info_gpa);
+        let blob = x86::HvmContextBuilder::new()
+            .record(x86::HVM_SAVE_CODE_HEADER, 0, &header)
+            .and_then(|b| b.record(x86::HVM_SAVE_CODE_CPU, 0, cpu.as_bytes()))
+            .map_err(at(S::SetBootCpu))?
+            .finish();
+        xen.set_hvm_context(domid, &blob)
+            .map_err(at(S::SetBootCpu))?;
+
+        if start {
+            xen.unpause(domid).map_err(at(S::Unpause))?;
+        }
+        Ok(BuiltDomain {
+            name: cfg.name.to_string(),
+            domid,
+            vcpus: cfg.vcpus,
+            console,
+            xenstore,
+            entry: boot.entry,
+            start_info_gpa: boot.start_info_gpa,
+            populated_pages,
+            max_mem_kib,
+            paging_pool_bytes: pool,
+            memory_map,
+            mappings,
+        })
+    }
+}
+
+/// The boot vCPU's `hvm_hw_cpu` record, as `vcpu_hvm()` (`xg_dom_x86.c`) fills it: everything zero but
+/// flat segments, `cr0 = PE|ET`, the debug register defaults, `rip` = PVH entry and `rbx` =
+/// `hvm_start_info` (`docs/misc/pvh.pandoc`: "ebx: contains the physical memory address where the loader
+/// has placed the boot start info structure").
+pub fn boot_cpu(entry: u32, start_info_gpa: u64) -> x86::HvmHwCpu {
+    let mut cpu = x86::HvmHwCpu::new_zeroed();
+    cpu.rip = u64::from(entry);
+    cpu.rbx = start_info_gpa;
+    cpu.cr0 = PVH_CR0;
+    cpu.dr6 = DR6_DEFAULT;
+    cpu.dr7 = DR7_DEFAULT;
+    cpu.cs_limit = u32::MAX;
+    cpu.ds_limit = u32::MAX;
+    cpu.es_limit = u32::MAX;
+    cpu.ss_limit = u32::MAX;
+    cpu.tr_limit = TR_LIMIT;
+    cpu.cs_arbytes = CS_ARBYTES;
+    cpu.ds_arbytes = DS_ARBYTES;
+    cpu.es_arbytes = DS_ARBYTES;
+    cpu.ss_arbytes = DS_ARBYTES;
+    cpu.tr_arbytes = TR_ARBYTES;
+    cpu
+}
+
+/// The PVH domain configuration for a boot-blob domain (memory in KiB, paging pool in KiB, 0 = default).
+pub fn config_from_boot<'a>(
+    d: &'a firmware_config::blob::BootDomain,
+    ramdisk: Option<&'a [u8]>,
+    backend: DomId,
+) -> PvhDomainConfig<'a> {
+    PvhDomainConfig {
+        name: d.name.as_str(),
+        vcpus: d.vcpus,
+        memory_bytes: d.memory_kib.saturating_mul(1024),
+        cmdline: d.cmdline.as_str(),
+        ramdisk,
+        backend,
+        paging_pool_bytes: (d.p2m_pool_kib != 0).then(|| d.p2m_pool_kib.saturating_mul(1024)),
+        xenstore: false,
+        handle: [0; 16],
+    }
+}
