@@ -1,1 +1,17 @@
-//! qemu-tests: skeleton, filled by its issue.
+//! qemu-tests: boot a planned system in QEMU with Xen nested, and check that every domain sees
+//! what its manifest promises.
+//!
+//! - `command` (QEMU command lines for a board) lands with `domforge build`.
+//! - [`expect`]: per-domain expectations derived from the plan (vCPUs, RAM banks, `/hypervisor`,
+//!   devices owned and not owned) and the probe knobs appended to each kernel command line.
+//! - [`runner`]: spawns QEMU, watches the console with a deadline, fails fast on fatal lines and
+//!   always stops QEMU (guard with `Drop`, Ctrl-C handler, `PR_SET_PDEATHSIG`).
+//! - [`console`]: splits the serial stream into per-domain lines.
+//! - [`report`]: judges a boot against the expectations; table, JSON and JUnit output.
+//!
+//! The flow, as `domforge test` runs it: plan → [`expect::apply_probe_cmdlines`] → build the
+//! artifacts → [`runner::boot`] → [`report::evaluate`].
+pub mod console;
+pub mod expect;
+pub mod report;
+pub mod runner;
