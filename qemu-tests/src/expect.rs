@@ -242,6 +242,12 @@ fn with_knobs(cmdline: &str, knobs: &str) -> String {
 /// what to check. Call before building. Domains without the probe are left alone.
 pub fn apply_probe_cmdlines(plan: &mut SystemPlan) {
     let exps = expectations(plan);
+    apply_knobs(plan, &exps);
+}
+
+/// [`apply_probe_cmdlines`] with the knobs of the given expectations (a test that changes an
+/// expectation — an extra device to look for — changes what the probe checks as well).
+pub fn apply_knobs(plan: &mut SystemPlan, exps: &[Expectation]) {
     let knobs = |name: &str| {
         exps.iter()
             .find(|e| e.name == name && e.probe)
