@@ -3,5 +3,6 @@
 //!
 //! The binary (`src/main.rs`) is thin: argument parsing and output. [`pipeline`] gathers what the
 //! libraries need (files, DTBs, artifact facts); [`render`] shows diagnostics to people.
+pub mod build;
 pub mod pipeline;
 pub mod render;

@@ -65,6 +65,16 @@ enum Command {
     },
     /// List the built-in boards.
     Boards,
+    /// Write what boots the system (ARM64): host DTB, passthrough DTBs, modules, run-qemu.sh,
+    /// U-Boot script, SHA256SUMS.
+    Build {
+        manifest: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Also write DTS text next to every DTB, for review.
+        #[arg(long)]
+        dts: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -95,6 +105,11 @@ fn main() -> ExitCode {
         Command::Inspect { .. } => Err(PipelineError::Other(
             "inspect needs a FILE or --board NAME".into(),
         )),
+        Command::Build {
+            manifest,
+            output,
+            dts,
+        } => domforge::build::run_cli(&manifest, &output, dts, &opts).map(|_| ()),
         Command::Boards => {
             for (name, text) in firmware_config::board::BUILTIN_BOARDS {
                 let desc = firmware_config::board::Board::parse(text)

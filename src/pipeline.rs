@@ -248,22 +248,9 @@ fn board_source(
     })
 }
 
-/// The QEMU command-line arguments that select the board's machine (shared with the runner, so the
-/// dumped DTB is exactly the one QEMU will boot with).
-pub fn qemu_machine_args(q: &firmware_config::board::QemuMachine) -> Vec<String> {
-    let mut args = vec![
-        "-machine".to_string(),
-        q.machine.clone(),
-        "-cpu".to_string(),
-        q.cpu.clone(),
-        "-m".to_string(),
-        q.memory.clone(),
-        "-smp".to_string(),
-        q.smp.to_string(),
-    ];
-    args.extend(q.extra.iter().cloned());
-    args
-}
+/// The QEMU command-line arguments that select the board's machine. They live in
+/// `qemu_tests::command` with the boot command lines, so the dumped DTB is exactly the one QEMU boots.
+pub use qemu_tests::command::machine_args as qemu_machine_args;
 
 /// Obtains the board's DTB bytes (cached).
 pub fn board_dtb(

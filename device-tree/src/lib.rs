@@ -25,6 +25,7 @@
 //! together about 600 lines, and no dependency whose API moves under us.
 
 pub mod dom0less;
+pub mod from_plan;
 mod dts;
 pub mod guest;
 pub mod inventory;

@@ -1,0 +1,550 @@
+//! `domforge build`: everything that boots an ARM64 dom0less system, written into one directory.
+//!
+//! | File | What |
+//! |---|---|
+//! | `host.dtb` (`host.dts` with `--dts`) | the board DTB plus Xen's `/chosen` (booting.txt) and `xen,passthrough` marks |
+//! | `passthrough-<domain>.dtb` (`.dts`) | each driver domain's partial DTB (passthrough.txt) |
+//! | `modules/<id>` | Xen and every boot module, byte for byte (or gzip'd, see below) |
+//! | `run-qemu.sh` | boots the system in QEMU with no firmware (`-kernel xen -dtb host.dtb -device loader,...`) |
+//! | `boot.source` (`boot.scr` when `mkimage` is installed) | the same boot as a U-Boot script |
+//! | `SHA256SUMS` | digests of every module and DTB (`sha256sum -c` format), for measured boot |
+//! | `build.json` | [`BuildOutput`], machine-readable, paths relative to the directory |
+//!
+//! **Addresses and sizes.** Every module is loaded at the address the plan gave it
+//! (`ModulePlan.load`) and its `reg` size is the exact size of the file written, so what the boot
+//! loader copies and what Xen reads are the same bytes. Passthrough fragments are generated here, so
+//! the plan only reserved a slot (`DTB_SLOT`); they take the slot's address with their real size.
+//!
+//! **Compression.** Xen's ARM kernel loader gunzips a gzip'd module itself (`kernel_decompress()` in
+//! `xen/arch/arm/kernel.c`, 4.17; "only gzip is supported"), so an uncompressed arm64 `Image` kernel
+//! is stored gzip'd when that makes it smaller: fewer bytes for the boot loader to read. The plan sized
+//! the slot for the uncompressed file, so the smaller file fits and keeps the plan's address. This is
+//! done **only for a kernel used by exactly one domain**: `kernel_decompress()` moves the module to
+//! the decompressed copy and returns the compressed range to the heap (`mod->start = ...;
+//! fw_unreserved_regions(addr, addr + size, init_domheap_pages, 0)`), so a second domain whose node
+//! names the same address would find no module ("Missing kernel boot module?"). Ramdisks are never
+//! touched: Xen hands them to the guest as they are.
+//!
+//! **Determinism.** Nothing depends on the clock, the host or the output directory: files inside the
+//! directory refer to each other by relative paths, gzip headers carry mtime 0, `mkimage` runs with
+//! `SOURCE_DATE_EPOCH=0`. Building twice, anywhere, gives byte-identical files.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use device_tree::from_plan::{self, DomainFragment, FromPlanError, PlacedModule};
+use firmware_config::artifacts::ImageFormat;
+use firmware_config::board::{Arch, Region};
+use firmware_config::plan::{DTB_SLOT, ModuleKind, ModulePlan, SystemPlan};
+use qemu_tests::command::{LoaderModule, QemuInvocation, arm_direct};
+use sha2::{Digest, Sha256};
+
+use crate::pipeline::{Loaded, PipelineError, hex};
+
+/// A file the boot loader puts in memory.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BuiltModule {
+    /// The plan's module id (`xen`, `kernel-0`, `passthrough-rtc-driver`, ...).
+    pub id: String,
+    pub kind: ModuleKind,
+    /// The file written into the output directory.
+    pub path: PathBuf,
+    /// Load address (the plan's).
+    pub addr: u64,
+    /// Exact size of `path` in bytes (the `reg` size in the host DTB).
+    pub size: u64,
+    /// Hex SHA-256 of `path`.
+    pub sha256: String,
+    /// Stored gzip'd for Xen to decompress (see the module docs).
+    pub gzip: bool,
+}
+
+/// What [`build`] wrote. In memory every path is absolute; `build.json` holds the same with paths
+/// relative to the output directory.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BuildOutput {
+    pub dir: PathBuf,
+    pub host_dtb: PathBuf,
+    /// Boots the built system in QEMU (absolute paths; spawn from anywhere).
+    pub qemu: QemuInvocation,
+    /// Xen first, then the modules in plan order.
+    pub modules: Vec<BuiltModule>,
+    pub plan: SystemPlan,
+}
+
+/// Why a build stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("{0}")]
+    Unsupported(String),
+    #[error(transparent)]
+    DeviceTree(#[from] FromPlanError),
+    #[error("module `{id}` ({source_name}): {reason}")]
+    Module {
+        id: String,
+        source_name: String,
+        reason: String,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Tool(String),
+}
+
+impl From<BuildError> for PipelineError {
+    fn from(e: BuildError) -> Self {
+        PipelineError::Other(e.to_string())
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
+    move |source| BuildError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
+    std::fs::write(path, bytes).map_err(io(path))
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+/// Files and directories a previous build may have left that this build rewrites; removed first so
+/// a directory never mixes two builds (e.g. the fragment of a domain that no longer exists).
+fn clean(dir: &Path) -> Result<(), BuildError> {
+    let modules = dir.join("modules");
+    if modules.is_dir() {
+        std::fs::remove_dir_all(&modules).map_err(io(&modules))?;
+    }
+    let entries = std::fs::read_dir(dir).map_err(io(dir))?;
+    for e in entries {
+        let e = e.map_err(io(dir))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let ours = matches!(
+            name.as_str(),
+            "host.dtb"
+                | "host.dts"
+                | "run-qemu.sh"
+                | "boot.source"
+                | "boot.scr"
+                | "SHA256SUMS"
+                | "build.json"
+        ) || (name.starts_with("passthrough-")
+            && (name.ends_with(".dtb") || name.ends_with(".dts")));
+        if ours {
+            let p = e.path();
+            std::fs::remove_file(&p).map_err(io(&p))?;
+        }
+    }
+    Ok(())
+}
+
+/// Refuses what this emitter cannot write yet, with the reason and the alternative.
+fn check_supported(loaded: &Loaded, plan: &SystemPlan) -> Result<(), BuildError> {
+    if plan.arch != Arch::Arm64 {
+        return Err(BuildError::Unsupported(format!(
+            "`{}` is an {} system: x86 builds come with domforge-init (upstream Xen has no dom0less on x86); `domforge compile` writes its boot blob",
+            plan.name,
+            plan.arch.as_str()
+        )));
+    }
+    if let Some(d) = plan.domains.iter().find(|d| !from_plan::is_dom0less(d)) {
+        return Err(BuildError::Unsupported(format!(
+            "domain `{}` is built by domforge-init, which `build` does not package yet; let Xen build it (builder = \"xen\")",
+            d.name
+        )));
+    }
+    if !plan.shared_memory.is_empty() {
+        return Err(BuildError::Unsupported(
+            "static shared memory (`[[shared_memory]]`) is not emitted yet; remove it to build".into(),
+        ));
+    }
+    if loaded.board.qemu.is_none() {
+        return Err(BuildError::Unsupported(format!(
+            "board `{}` has no [qemu] table; `build` boots through QEMU for now (U-Boot-only boards come next)",
+            loaded.board.name
+        )));
+    }
+    Ok(())
+}
+
+fn plan_load(m: &ModulePlan) -> Result<Region, BuildError> {
+    m.load.ok_or_else(|| BuildError::Module {
+        id: m.id.clone(),
+        source_name: m.source.clone(),
+        reason: "the plan gives it no load address".into(),
+    })
+}
+
+/// Reads a module's source file and proves it is the file the plan was made from.
+fn read_source(loaded: &Loaded, m: &ModulePlan) -> Result<(Vec<u8>, ImageFormat), BuildError> {
+    let err = |reason: String| BuildError::Module {
+        id: m.id.clone(),
+        source_name: m.source.clone(),
+        reason,
+    };
+    let facts = match loaded.artifacts.get(&m.source) {
+        Some(Ok(f)) => f,
+        Some(Err(e)) => return Err(err(e.clone())),
+        None => return Err(err("was never examined".into())),
+    };
+    let bytes = std::fs::read(&facts.path).map_err(|e| err(format!("{}: {e}", facts.path)))?;
+    if sha256_hex(&bytes) != facts.sha256 {
+        return Err(err(format!(
+            "{} changed since it was examined; run the build again",
+            facts.path
+        )));
+    }
+    Ok((bytes, facts.format.clone()))
+}
+
+/// gzip with a fixed header (mtime 0, no file name), so the same input gives the same bytes.
+fn gzip(bytes: &[u8]) -> Result<Vec<u8>, std::io::Error> {
+    let mut enc = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), flate2::Compression::default());
+    enc.write_all(bytes)?;
+    enc.finish()
+}
+
+/// Builds `plan` (made from `loaded`) into `out`. See the module docs for what is written.
+pub fn build(
+    loaded: &Loaded,
+    plan: &SystemPlan,
+    out: &Path,
+    dts: bool,
+) -> Result<BuildOutput, BuildError> {
+    check_supported(loaded, plan)?;
+    let machine = loaded
+        .board
+        .qemu
+        .as_ref()
+        .ok_or_else(|| BuildError::Unsupported("the board has no [qemu] table".into()))?;
+    let board_dtb = loaded.board_dtb.as_deref().ok_or_else(|| {
+        BuildError::Unsupported(format!(
+            "board `{}` has no device tree to build on",
+            loaded.board.name
+        ))
+    })?;
+
+    std::fs::create_dir_all(out).map_err(io(out))?;
+    let dir = std::fs::canonicalize(out).map_err(io(out))?;
+    clean(&dir)?;
+    let modules_dir = dir.join("modules");
+    std::fs::create_dir_all(&modules_dir).map_err(io(&modules_dir))?;
+
+    let board_tree = device_tree::DeviceTree::from_dtb(board_dtb)
+        .map_err(|e| BuildError::DeviceTree(FromPlanError::BoardDtb(e)))?;
+    let fragments = from_plan::passthrough_fragments(&board_tree, plan)?;
+
+    // Modules, in plan order (Xen first). Paths are relative to `dir` until the end.
+    let mut modules: Vec<BuiltModule> = Vec::new();
+    let mut host_dtb_slot: Option<Region> = None;
+    for m in &plan.modules {
+        let (rel, bytes, gzipped) = match m.kind {
+            ModuleKind::HostDtb => {
+                host_dtb_slot = Some(plan_load(m)?);
+                continue;
+            }
+            ModuleKind::PassthroughDtb => {
+                let f: &DomainFragment = fragments
+                    .iter()
+                    .find(|f| f.module_id == m.id)
+                    .ok_or_else(|| BuildError::Module {
+                        id: m.id.clone(),
+                        source_name: m.source.clone(),
+                        reason: "no fragment was generated for it".into(),
+                    })?;
+                let name = format!("passthrough-{}", f.domain);
+                if dts {
+                    write(
+                        &dir.join(format!("{name}.dts")),
+                        f.fragment.tree.to_dts().as_bytes(),
+                    )?;
+                }
+                (
+                    PathBuf::from(format!("{name}.dtb")),
+                    f.fragment.dtb.clone(),
+                    false,
+                )
+            }
+            ModuleKind::Xen => {
+                let (bytes, _) = read_source(loaded, m)?;
+                (PathBuf::from("modules/xen"), bytes, false)
+            }
+            ModuleKind::Kernel | ModuleKind::Dom0Kernel => {
+                let (bytes, format) = read_source(loaded, m)?;
+                let mut out = (PathBuf::from(format!("modules/{}", m.id)), bytes, false);
+                if format == ImageFormat::Arm64Image && m.users.len() == 1 {
+                    let gz = gzip(&out.1).map_err(|e| BuildError::Module {
+                        id: m.id.clone(),
+                        source_name: m.source.clone(),
+                        reason: format!("gzip: {e}"),
+                    })?;
+                    if gz.len() < out.1.len() {
+                        out = (PathBuf::from(format!("modules/{}.gz", m.id)), gz, true);
+                    }
+                }
+                out
+            }
+            ModuleKind::Ramdisk | ModuleKind::Dom0Ramdisk => {
+                let (bytes, _) = read_source(loaded, m)?;
+                (PathBuf::from(format!("modules/{}", m.id)), bytes, false)
+            }
+        };
+        let slot = plan_load(m)?;
+        let size = bytes.len() as u64;
+        // The plan sized a slot for every module: a generated DTB gets DTB_SLOT, a file its own size.
+        let room = match m.kind {
+            ModuleKind::PassthroughDtb => DTB_SLOT,
+            ModuleKind::Xen => u64::MAX, // placed by the boot loader in the board's Xen window
+            _ => m.size.unwrap_or(slot.size),
+        };
+        if size == 0 || size > room {
+            return Err(BuildError::Module {
+                id: m.id.clone(),
+                source_name: m.source.clone(),
+                reason: format!("{size} bytes do not fit its {room}-byte slot at {:#x}", slot.base),
+            });
+        }
+        write(&dir.join(&rel), &bytes)?;
+        modules.push(BuiltModule {
+            id: m.id.clone(),
+            kind: m.kind,
+            path: rel,
+            addr: slot.base,
+            size,
+            sha256: sha256_hex(&bytes),
+            gzip: gzipped,
+        });
+    }
+
+    // The host DTB, with every module's real address and size.
+    let placed: Vec<PlacedModule> = modules
+        .iter()
+        .filter(|m| m.kind != ModuleKind::Xen)
+        .map(|m| PlacedModule {
+            id: m.id.clone(),
+            addr: m.addr,
+            size: m.size,
+        })
+        .collect();
+    let host = from_plan::host_dtb(board_dtb, plan, &placed, &fragments)?;
+    let host_bytes = host.to_dtb();
+    if let Some(slot) = host_dtb_slot
+        && host_bytes.len() as u64 > DTB_SLOT
+    {
+        return Err(BuildError::Unsupported(format!(
+            "the host DTB is {} bytes, more than its {DTB_SLOT}-byte slot at {:#x}",
+            host_bytes.len(),
+            slot.base
+        )));
+    }
+    write(&dir.join("host.dtb"), &host_bytes)?;
+    if dts {
+        write(&dir.join("host.dts"), host.to_dts().as_bytes())?;
+    }
+
+    // QEMU, relative (script, build.json) and absolute (spawn).
+    let xen = modules
+        .iter()
+        .find(|m| m.kind == ModuleKind::Xen)
+        .ok_or_else(|| BuildError::Unsupported("the plan has no Xen module".into()))?;
+    let loader = |base: &Path| -> Vec<LoaderModule> {
+        modules
+            .iter()
+            .filter(|m| m.kind != ModuleKind::Xen)
+            .map(|m| LoaderModule {
+                path: base.join(&m.path),
+                addr: m.addr,
+            })
+            .collect()
+    };
+    let qemu_rel = arm_direct(
+        machine,
+        &xen.path,
+        Path::new("host.dtb"),
+        &loader(Path::new("")),
+    );
+    let qemu_abs = arm_direct(
+        machine,
+        &dir.join(&xen.path),
+        &dir.join("host.dtb"),
+        &loader(&dir),
+    );
+    let script_path = dir.join("run-qemu.sh");
+    write(
+        &script_path,
+        qemu_rel
+            .shell_script(&format!(
+                "Boots `{}` (Xen {}, board {}) in QEMU with no firmware. Generated by `domforge build`.\nExtra arguments go to QEMU; quit with Ctrl-A X.",
+                plan.name, plan.xen, plan.board
+            ))
+            .as_bytes(),
+    )?;
+    set_executable(&script_path)?;
+
+    // U-Boot.
+    let dtb_addr = host_dtb_slot.map(|r| r.base).or_else(|| {
+        // No slot in the plan (QEMU-direct boards): where QEMU itself puts the DTB, which such boards
+        // keep free — the end of the Xen window (hw/arm/boot.c: RAM base + 128 MiB on `virt`).
+        loaded.board.xen_load.and_then(|r| r.end())
+    });
+    let source = uboot_script(plan, &modules, xen, dtb_addr)?;
+    write(&dir.join("boot.source"), source.as_bytes())?;
+    mkimage(&dir)?;
+
+    // Digests: the DTB and every module, in load order.
+    let mut sums = format!("{}  host.dtb\n", sha256_hex(&host_bytes));
+    for m in &modules {
+        sums.push_str(&format!("{}  {}\n", m.sha256, m.path.display()));
+    }
+    write(&dir.join("SHA256SUMS"), sums.as_bytes())?;
+
+    let relative = BuildOutput {
+        dir: PathBuf::from("."),
+        host_dtb: PathBuf::from("host.dtb"),
+        qemu: qemu_rel,
+        modules: modules.clone(),
+        plan: plan.clone(),
+    };
+    let mut json = serde_json::to_string_pretty(&relative)
+        .map_err(|e| BuildError::Tool(format!("encoding build.json: {e}")))?;
+    json.push('\n');
+    write(&dir.join("build.json"), json.as_bytes())?;
+
+    Ok(BuildOutput {
+        host_dtb: dir.join("host.dtb"),
+        qemu: qemu_abs,
+        modules: modules
+            .into_iter()
+            .map(|mut m| {
+                m.path = dir.join(&m.path);
+                m
+            })
+            .collect(),
+        plan: plan.clone(),
+        dir,
+    })
+}
+
+#[cfg(unix)]
+fn set_executable(p: &Path) -> Result<(), BuildError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).map_err(io(p))
+}
+
+#[cfg(not(unix))]
+fn set_executable(_: &Path) -> Result<(), BuildError> {
+    Ok(())
+}
+
+/// The U-Boot script: load every file at its address, point `fdt` at the host DTB, `booti` Xen.
+///
+/// Files are read from the boot device when the script runs under U-Boot's distro boot (which sets
+/// `devtype`, `devnum`, `distro_bootpart` and `prefix`, the directory holding `boot.scr`), otherwise
+/// over TFTP (relative to the TFTP root). Nothing else needs editing: sizes are already in the DTB.
+fn uboot_script(
+    plan: &SystemPlan,
+    modules: &[BuiltModule],
+    xen: &BuiltModule,
+    dtb_addr: Option<u64>,
+) -> Result<String, BuildError> {
+    let dtb_addr = dtb_addr.ok_or_else(|| {
+        BuildError::Unsupported(
+            "the board gives no address for the host DTB (no module window slot, no Xen window)"
+                .into(),
+        )
+    })?;
+    let mut s = String::new();
+    s.push_str(&format!(
+        "# U-Boot script for `{}` (Xen {}, board {}), generated by `domforge build`.\n",
+        plan.name, plan.xen, plan.board
+    ));
+    s.push_str("# Compile: mkimage -A arm64 -T script -C none -d boot.source boot.scr\n");
+    s.push_str(
+        "# Loads from the boot device under distro boot, else over TFTP; every address and size\n# is already in host.dtb.\n",
+    );
+    let load = |s: &mut String, addr: u64, file: &str| {
+        s.push_str(&format!(
+            "if test -n \"${{devtype}}\"; then load ${{devtype}} ${{devnum}}:${{distro_bootpart}} {addr:#x} ${{prefix}}{file}; else tftpb {addr:#x} {file}; fi\n"
+        ));
+    };
+    load(&mut s, xen.addr, &xen.path.display().to_string());
+    load(&mut s, dtb_addr, "host.dtb");
+    for m in modules.iter().filter(|m| m.kind != ModuleKind::Xen) {
+        load(&mut s, m.addr, &m.path.display().to_string());
+    }
+    s.push_str(&format!("fdt addr {dtb_addr:#x}\n"));
+    s.push_str(&format!("booti {:#x} - {dtb_addr:#x}\n", xen.addr));
+    Ok(s)
+}
+
+/// `boot.scr` from `boot.source` when `mkimage` (u-boot-tools) is installed. `SOURCE_DATE_EPOCH=0`
+/// fixes the legacy image header's timestamp (u-boot `tools/default_image.c`), so it is reproducible.
+fn mkimage(dir: &Path) -> Result<(), BuildError> {
+    let result = Command::new("mkimage")
+        .current_dir(dir)
+        .env("SOURCE_DATE_EPOCH", "0")
+        .args([
+            "-A",
+            "arm64",
+            "-T",
+            "script",
+            "-C",
+            "none",
+            "-d",
+            "boot.source",
+            "boot.scr",
+        ])
+        .output();
+    match result {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(BuildError::Tool(format!("running mkimage: {e}"))),
+        Ok(o) if !o.status.success() => Err(BuildError::Tool(format!(
+            "mkimage failed: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ))),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// The `domforge build` command: load, plan, build, and tell the person what was written.
+pub fn run_cli(
+    manifest: &Path,
+    out: &Path,
+    dts: bool,
+    opts: &crate::pipeline::Options,
+) -> Result<BuildOutput, PipelineError> {
+    let loaded = crate::pipeline::load(manifest, opts)?;
+    let (plan, warnings) = loaded.plan()?;
+    let sources = crate::render::Sources {
+        manifest: &loaded.manifest_file,
+        board: Some(&loaded.board_file),
+    };
+    for d in &warnings.0 {
+        eprintln!("{}", crate::render::render(d, &sources, false));
+    }
+    let built = build(&loaded, &plan, out, dts)?;
+    eprintln!("built `{}` into {}", plan.name, built.dir.display());
+    for m in &built.modules {
+        eprintln!(
+            "  {:<26} {:#012x} {:>10} bytes{}  {}",
+            m.id,
+            m.addr,
+            m.size,
+            if m.gzip { " (gzip)" } else { "" },
+            m.path.strip_prefix(&built.dir).unwrap_or(&m.path).display()
+        );
+    }
+    eprintln!("boot it: {}", built.dir.join("run-qemu.sh").display());
+    Ok(built)
+}
