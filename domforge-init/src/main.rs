@@ -1,3 +1,119 @@
-//! domforge-init: skeleton; issue 6 fills it (decode the boot blob, build PVH guests through domctl,
-//! relay their consoles, supervise them).
-fn main() {}
+//! `domforge-init [--blob PATH] [--root DIR]`: see the library docs. As PID 1 it also sets up the
+//! control domain (mounts, modules) and never exits: an exiting init panics the kernel, and the
+//! console would lose the reason.
+
+use domforge_init::supervisor::{Supervisor, missing_files};
+use domforge_init::{BOOT_BLOB, evtchn, info, log, setup};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+struct Args {
+    blob: PathBuf,
+    root: PathBuf,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        blob: PathBuf::from(BOOT_BLOB),
+        root: PathBuf::from("/"),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--blob" => args.blob = it.next().ok_or("--blob needs a path")?.into(),
+            "--root" => args.root = it.next().ok_or("--root needs a directory")?.into(),
+            "-h" | "--help" => {
+                return Err("usage: domforge-init [--blob PATH] [--root DIR]".into());
+            }
+            // The kernel passes unknown `key=value` boot parameters to init as arguments/environment.
+            _ => {}
+        }
+    }
+    Ok(args)
+}
+
+fn run(pid1: bool, t0: Instant) -> Result<std::convert::Infallible, String> {
+    let args = parse_args()?;
+    if pid1 {
+        for p in setup::mount_basics() {
+            info!("{p}");
+        }
+        for m in setup::load_modules(std::path::Path::new(setup::MODULE_LIST)) {
+            match m.result {
+                Ok(_) => {}
+                Err(e) => info!("module {}: {e}", m.path),
+            }
+        }
+        if let Err(e) = setup::mount_xenfs() {
+            info!("{e}");
+        }
+        log::event("setup", &[("ms", t0.elapsed().as_millis().to_string())]);
+    }
+    for dev in [
+        domctl::privcmd::PRIVCMD_PATH,
+        domctl::privcmd::HYPERCALL_BUF_PATH,
+        evtchn::EVTCHN_PATH,
+    ] {
+        if !setup::wait_for(dev, Duration::from_secs(5)) {
+            return Err(format!(
+                "{dev} did not appear within 5 s: is this a Xen control domain with the xen-privcmd \
+                 and xen-evtchn drivers?"
+            ));
+        }
+    }
+    let blob = std::fs::read(&args.blob)
+        .map_err(|e| format!("reading the boot blob {}: {e}", args.blob.display()))?;
+    let config = firmware_config::blob::decode(&blob)
+        .map_err(|e| format!("boot blob {}: {e}", args.blob.display()))?;
+    info!(
+        "system '{}': {} domain(s), built for Xen {}.{} (domctl 0x{:02x})",
+        config.system,
+        config.domains.len(),
+        config.xen_major,
+        config.xen_minor,
+        config.domctl_interface
+    );
+    let missing = missing_files(&config, &args.root);
+    if !missing.is_empty() {
+        return Err(format!(
+            "the boot blob names files missing from this initramfs: {}",
+            missing.join(", ")
+        ));
+    }
+    let privcmd = domctl::privcmd::Privcmd::open().map_err(|e| e.to_string())?;
+    let (xen, report) = domctl::Xen::open(privcmd).map_err(|e| e.to_string())?;
+    info!("{report}");
+    if report.version.value() != config.domctl_interface {
+        info!(
+            "note: the manifest targets domctl 0x{:02x}, this Xen speaks 0x{:02x}; using Xen's",
+            config.domctl_interface,
+            report.version.value()
+        );
+    }
+    let ev = evtchn::Evtchn::open().map_err(|e| e.to_string())?;
+    let mut sup = Supervisor::new(xen, ev, config, args.root);
+    let started = sup.start_all();
+    log::event(
+        "ready",
+        &[
+            ("started", started.to_string()),
+            ("ms_since_init", t0.elapsed().as_millis().to_string()),
+        ],
+    );
+    sup.run()
+}
+
+fn main() {
+    let t0 = Instant::now();
+    let pid1 = std::process::id() == 1;
+    let Err(e) = run(pid1, t0);
+    info!("FATAL: {e}");
+    log::event("fatal", &[]);
+    if pid1 {
+        // Keep the console (and the message) alive; there is nothing to fall back to.
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
+    std::process::exit(1);
+}

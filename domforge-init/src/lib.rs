@@ -1,0 +1,24 @@
+//! domforge-init: the boot-time toolstack of an x86 domforge system.
+//!
+//! Upstream Xen has no dom0less on x86, so a small control domain builds the guests at boot. This crate
+//! is that control domain's `/init`: one static executable (x86_64-unknown-linux-musl) with no xl,
+//! libxl, xenstored or daemon beside it. It
+//! 1. mounts `/proc`, `/sys`, `/dev` and loads the Xen drivers Debian builds as modules ([`setup`]);
+//! 2. reads the compiled manifest, `/domforge/boot.blob` (`firmware_config::blob`);
+//! 3. builds each PVH domain in boot order through domctls (`domctl::builder::pvh`) with the kernels and
+//!    ramdisks found in its own initramfs under `/domforge/modules/`;
+//! 4. is their console backend: it maps each console ring ([`ring`]), binds its event channel
+//!    ([`evtchn`]) and writes every line to its own console as `[name] line` ([`lines`]);
+//! 5. supervises them (`VIRQ_DOM_EXC` + `getdomaininfo`) and applies `on_crash` ([`policy`]): restart
+//!    rebuilds the domain from the same manifest entry ([`supervisor`]).
+
+pub mod evtchn;
+pub mod lines;
+pub mod log;
+pub mod policy;
+pub mod ring;
+pub mod setup;
+pub mod supervisor;
+
+/// Where the boot blob lives in the control domain's initramfs.
+pub const BOOT_BLOB: &str = "/domforge/boot.blob";
