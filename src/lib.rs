@@ -6,3 +6,4 @@
 pub mod build;
 pub mod pipeline;
 pub mod render;
+pub mod run;

@@ -65,6 +65,40 @@ enum Command {
     },
     /// List the built-in boards.
     Boards,
+    /// Build the system and boot it in QEMU (TCG, Xen nested), the console split per domain;
+    /// exits 0 once every domain is up, non-zero on a failure or the deadline. Ctrl-C stops QEMU.
+    Run {
+        manifest: PathBuf,
+        /// Build into this directory (default: a temporary one, removed afterwards).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Seconds to wait for every domain.
+        #[arg(long, default_value_t = 300)]
+        deadline: u64,
+        /// Keep the system running after it is up (until the deadline or Ctrl-C).
+        #[arg(long)]
+        stay: bool,
+    },
+    /// Build, boot with a deadline and check that every domain sees what the manifest promises
+    /// (vCPUs, RAM, devices owned and not owned); prints a table per domain.
+    Test {
+        manifest: PathBuf,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Also write the result as JUnit XML.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+        /// Seconds the boot may take.
+        #[arg(long, default_value_t = 180)]
+        deadline: u64,
+        /// Build into this directory (default: a temporary one, removed afterwards).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Write the whole console to this file.
+        #[arg(long, value_name = "FILE")]
+        console: Option<PathBuf>,
+    },
     /// Write what boots the system (ARM64): host DTB, passthrough DTBs, modules, run-qemu.sh,
     /// U-Boot script, SHA256SUMS.
     Build {
@@ -110,6 +144,28 @@ fn main() -> ExitCode {
             output,
             dts,
         } => domforge::build::run_cli(&manifest, &output, dts, &opts).map(|_| ()),
+        Command::Run {
+            manifest,
+            output,
+            deadline,
+            stay,
+        } => run_cmd(&manifest, &opts, output, deadline, stay),
+        Command::Test {
+            manifest,
+            json,
+            junit,
+            deadline,
+            output,
+            console,
+        } => test_cmd(
+            &manifest,
+            &opts,
+            json,
+            junit.as_deref(),
+            deadline,
+            output,
+            console.as_deref(),
+        ),
         Command::Boards => {
             for (name, text) in firmware_config::board::BUILTIN_BOARDS {
                 let desc = firmware_config::board::Board::parse(text)
@@ -579,4 +635,120 @@ fn print_inventory(
         );
     }
     Ok(())
+}
+
+/// `domforge run`: build, boot, show the console with `[domain]` prefixes.
+fn run_cmd(
+    manifest: &Path,
+    opts: &Options,
+    output: Option<PathBuf>,
+    deadline: u64,
+    stay: bool,
+) -> Result<(), PipelineError> {
+    use domforge::run;
+    let ropts = run::RunOptions {
+        out_dir: output,
+        deadline: std::time::Duration::from_secs(deadline),
+        stay,
+        qemu_program: None,
+    };
+    let prepared = run::prepare(manifest, opts, &ropts, |_| {})?;
+    qemu_tests::runner::install_interrupt_handler()
+        .map_err(|e| PipelineError::Other(e.to_string()))?;
+    let width = prepared
+        .expectations
+        .iter()
+        .map(|e| e.name.len() + 2)
+        .max()
+        .unwrap_or(0)
+        .max(9);
+    eprintln!(
+        "booting `{}`: {}",
+        prepared.plan.name,
+        prepared.qemu.display()
+    );
+    let log = prepared.boot(&ropts, |line| println!("{}", run::prefixed(line, width)))?;
+    for (name, t) in &log.timings {
+        let up = t.up.map_or("not up".to_string(), |d| {
+            format!("up at {:.1} s", d.as_secs_f64())
+        });
+        match &t.failed {
+            Some(why) => eprintln!("{name}: FAILED ({why})"),
+            None => eprintln!("{name}: {up}"),
+        }
+    }
+    let all_up = log
+        .timings
+        .values()
+        .all(|t| t.up.is_some() && t.failed.is_none());
+    if all_up && (stay || log.end == qemu_tests::runner::EndReason::AllUp) {
+        eprintln!("`{}` came up ({})", prepared.plan.name, log.end.describe());
+        Ok(())
+    } else {
+        Err(PipelineError::Other(format!(
+            "`{}` did not come up: {}",
+            prepared.plan.name,
+            log.end.describe()
+        )))
+    }
+}
+
+/// `domforge test`: build, boot with a deadline, judge every domain's probe report.
+fn test_cmd(
+    manifest: &Path,
+    opts: &Options,
+    json: bool,
+    junit: Option<&Path>,
+    deadline: u64,
+    output: Option<PathBuf>,
+    console: Option<&Path>,
+) -> Result<(), PipelineError> {
+    use domforge::run;
+    let ropts = run::RunOptions {
+        out_dir: output,
+        deadline: std::time::Duration::from_secs(deadline),
+        stay: false,
+        qemu_program: None,
+    };
+    let prepared = run::prepare(manifest, opts, &ropts, |_| {})?;
+    qemu_tests::runner::install_interrupt_handler()
+        .map_err(|e| PipelineError::Other(e.to_string()))?;
+    if !opts.quiet {
+        eprintln!(
+            "booting `{}` ({} domain{}, deadline {deadline} s)",
+            prepared.plan.name,
+            prepared.expectations.len(),
+            if prepared.expectations.len() == 1 {
+                ""
+            } else {
+                "s"
+            }
+        );
+    }
+    let (report, log) = prepared.test(&ropts, |_| {})?;
+    if let Some(path) = console {
+        std::fs::write(path, log.console_text())
+            .map_err(|e| PipelineError::Other(format!("writing {}: {e}", path.display())))?;
+    }
+    if let Some(path) = junit {
+        std::fs::write(path, report.to_junit())
+            .map_err(|e| PipelineError::Other(format!("writing {}: {e}", path.display())))?;
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report.to_json())
+                .map_err(|e| PipelineError::Other(e.to_string()))?
+        );
+    } else {
+        print!("{}", report.table());
+    }
+    if report.passed {
+        Ok(())
+    } else {
+        Err(PipelineError::Other(format!(
+            "`{}` failed its test",
+            prepared.plan.name
+        )))
+    }
 }

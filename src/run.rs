@@ -1,0 +1,188 @@
+//! `domforge run` and `domforge test`: build a manifest's artifacts and boot them in QEMU.
+//!
+//! Both go plan → expectations ([`qemu_tests::expect`]) → probe knobs on each kernel command line
+//! → [`crate::build::build`] → [`qemu_tests::runner::boot`]. A manifest that fails validation stops
+//! at the plan: QEMU is never started. `test` then judges the probe reports
+//! ([`qemu_tests::report::evaluate`]); `run` streams the console with `[domain]` prefixes and
+//! reports whether every domain came up.
+//!
+//! ARM64 only for now because [`crate::build`] is; the runner itself knows no architecture
+//! (x86 joins when the x86 builder produces a QEMU invocation).
+
+use crate::build::{self, BuildOutput};
+use crate::pipeline::{self, Loaded, Options, PipelineError};
+use firmware_config::plan::SystemPlan;
+use qemu_tests::console::{ConsoleLine, DomainMap};
+use qemu_tests::expect::{self, Expectation};
+use qemu_tests::report::{self, TestReport};
+use qemu_tests::runner::{self, BootLog, QemuCommand, StopWhen, WatchConfig};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Default per-boot deadline: TCG with Xen nested on a busy 2-core machine brings three probe
+/// guests up in 10–60 s; 180 s leaves room without hiding a hang for long.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(180);
+
+/// How to build and boot.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Where to build; `None`: a temporary directory, removed afterwards.
+    pub out_dir: Option<PathBuf>,
+    /// The longest a boot may take.
+    pub deadline: Duration,
+    /// Keep watching after every domain is up (until the deadline or Ctrl-C).
+    pub stay: bool,
+    /// Run this program instead of the board's QEMU (tests use a sentinel here).
+    pub qemu_program: Option<String>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            out_dir: None,
+            deadline: DEFAULT_DEADLINE,
+            stay: false,
+            qemu_program: None,
+        }
+    }
+}
+
+/// A built system ready to boot, with what each domain must report.
+pub struct Prepared {
+    pub loaded: Loaded,
+    /// The plan as built: the probe knobs are on the command lines.
+    pub plan: SystemPlan,
+    pub expectations: Vec<Expectation>,
+    pub built: BuildOutput,
+    pub qemu: QemuCommand,
+    pub map: DomainMap,
+    temp_dir: Option<PathBuf>,
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        if let Some(d) = &self.temp_dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+fn temp_out() -> PathBuf {
+    static N: AtomicU64 = AtomicU64::new(0);
+    std::env::temp_dir().join(format!(
+        "domforge-run-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+/// Loads, validates and plans `manifest`, lets `adjust` change the expectations (tests use it to
+/// state a deliberately wrong one), writes the probe knobs and builds. Validation errors come
+/// back before anything is built or booted.
+pub fn prepare(
+    manifest: &Path,
+    opts: &Options,
+    ropts: &RunOptions,
+    adjust: impl FnOnce(&mut Vec<Expectation>),
+) -> Result<Prepared, PipelineError> {
+    let loaded = pipeline::load(manifest, opts)?;
+    let (mut plan, _warnings) = loaded.plan()?;
+    let mut expectations = expect::expectations(&plan);
+    adjust(&mut expectations);
+    expect::apply_knobs(&mut plan, &expectations);
+    let (out, temp_dir) = match &ropts.out_dir {
+        Some(d) => (d.clone(), None),
+        None => {
+            let d = temp_out();
+            (d.clone(), Some(d))
+        }
+    };
+    let built = match build::build(&loaded, &plan, &out, false) {
+        Ok(b) => b,
+        Err(e) => {
+            if let Some(d) = &temp_dir {
+                let _ = std::fs::remove_dir_all(d);
+            }
+            return Err(e.into());
+        }
+    };
+    let package = loaded.board.qemu.as_ref().map(|q| q.package.clone());
+    let qemu = QemuCommand {
+        program: ropts
+            .qemu_program
+            .clone()
+            .unwrap_or_else(|| built.qemu.program.clone()),
+        args: built.qemu.args.clone(),
+        package,
+        cwd: Some(built.dir.clone()),
+    };
+    let map = DomainMap::from_plan(&plan);
+    Ok(Prepared {
+        loaded,
+        plan,
+        expectations,
+        built,
+        qemu,
+        map,
+        temp_dir,
+    })
+}
+
+impl Prepared {
+    /// Boots the built system once; `on_line` sees the console live.
+    pub fn boot(
+        &self,
+        ropts: &RunOptions,
+        on_line: impl FnMut(&ConsoleLine),
+    ) -> Result<BootLog, PipelineError> {
+        let cfg = WatchConfig {
+            deadline: ropts.deadline,
+            stop: if ropts.stay {
+                StopWhen::Never
+            } else {
+                StopWhen::AllUp
+            },
+            domains: self
+                .expectations
+                .iter()
+                .map(|e| (e.name.clone(), e.probe))
+                .collect(),
+        };
+        runner::boot(&self.qemu, &self.map, &cfg, on_line)
+            .map_err(|e| PipelineError::Other(e.to_string()))
+    }
+
+    /// Boots once and judges the result against the expectations.
+    pub fn test(
+        &self,
+        ropts: &RunOptions,
+        on_line: impl FnMut(&ConsoleLine),
+    ) -> Result<(TestReport, BootLog), PipelineError> {
+        let log = self.boot(ropts, on_line)?;
+        Ok((
+            report::evaluate(&self.plan.name, &self.expectations, &log),
+            log,
+        ))
+    }
+}
+
+/// `domforge test MANIFEST`: build, boot once, judge.
+pub fn test(
+    manifest: &Path,
+    opts: &Options,
+    ropts: &RunOptions,
+    on_line: impl FnMut(&ConsoleLine),
+) -> Result<TestReport, PipelineError> {
+    let prepared = prepare(manifest, opts, ropts, |_| {})?;
+    Ok(prepared.test(ropts, on_line)?.0)
+}
+
+/// The `[domain] text` form of a console line for `domforge run`, the label padded to `width`.
+pub fn prefixed(line: &ConsoleLine, width: usize) -> String {
+    format!(
+        "{:<width$} {}",
+        format!("[{}]", line.origin.label()),
+        line.text
+    )
+}
