@@ -476,3 +476,91 @@ fn the_written_domain_scanner_reads_what_it_should() {
     assert_eq!(doc_size("4096"), 4096);
     assert_eq!(doc_size("\"64KiB\""), 65536);
 }
+
+fn repo_file(rel: &str) -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
+}
+
+#[test]
+fn docs_show_every_example_verbatim() {
+    // docs/manifest.md promises one complete example per board, shown as its file's text.
+    let doc = repo_file("docs/manifest.md");
+    for file in example_files() {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(
+            doc.contains(&format!("`examples/{name}`")),
+            "docs/manifest.md does not name examples/{name}"
+        );
+        assert!(
+            doc.contains(&format!("```toml\n{text}```")),
+            "docs/manifest.md does not show the current text of examples/{name}; copy it in"
+        );
+    }
+}
+
+/// Diagnostic codes (`"E0123"`, `"W0201"`) written as string literals in `text`.
+fn codes_in(text: &str) -> BTreeSet<String> {
+    let b = text.as_bytes();
+    let mut out = BTreeSet::new();
+    for i in 0..b.len().saturating_sub(6) {
+        let w = &b[i..i + 7];
+        if w[0] == b'"'
+            && (w[1] == b'E' || w[1] == b'W')
+            && w[2] == b'0'
+            && w[3..6].iter().all(u8::is_ascii_digit)
+            && w[6] == b'"'
+        {
+            out.insert(String::from_utf8_lossy(&w[1..6]).into_owned());
+        }
+    }
+    out
+}
+
+fn rust_sources(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            rust_sources(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+#[test]
+fn docs_list_every_diagnostic_code_and_no_other() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for dir in ["firmware-config/src", "src", "device-tree/src"] {
+        rust_sources(&root.join(dir), &mut files);
+    }
+    let mut in_code = BTreeSet::new();
+    for f in &files {
+        in_code.extend(codes_in(&std::fs::read_to_string(f).unwrap()));
+    }
+    assert!(in_code.len() > 50, "found only {in_code:?}");
+    let doc = repo_file("docs/manifest.md");
+    let in_doc: BTreeSet<String> = doc
+        .lines()
+        .filter_map(|l| l.strip_prefix("| "))
+        .filter_map(|l| l.split(' ').next())
+        .filter(|c| {
+            c.len() == 5
+                && (c.starts_with("E0") || c.starts_with("W0"))
+                && c[1..].bytes().all(|b| b.is_ascii_digit())
+        })
+        .map(str::to_owned)
+        .collect();
+    let undocumented: Vec<&String> = in_code.difference(&in_doc).collect();
+    let stale: Vec<&String> = in_doc.difference(&in_code).collect();
+    assert!(
+        undocumented.is_empty(),
+        "codes missing from the table in docs/manifest.md: {undocumented:?}"
+    );
+    assert!(
+        stale.is_empty(),
+        "docs/manifest.md documents codes the code never emits: {stale:?}"
+    );
+}
