@@ -7,11 +7,14 @@
 //! - [`probe`]: the probe guest, an initramfs whose `/init` reports what the guest sees
 //!   (name, CPUs, RAM, hypervisor, devices present/absent) in a line format documented there,
 //!   and the parser for those lines.
+//! - [`dom0`]: the x86 control domain's initramfs (`domforge-init` as `/init`, the boot blob, the
+//!   guests' kernels and ramdisks, the Xen driver modules).
 //! - [`formats`]: magic-number checks for the binaries involved (arm64 Image, ELF, Multiboot).
 //! - [`version`]: Debian version ordering (Debian Policy §5.6.12).
 
 pub mod cpio;
 pub mod debian;
+pub mod dom0;
 pub mod formats;
 pub mod kmod;
 pub mod probe;
