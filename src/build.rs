@@ -164,7 +164,8 @@ fn check_supported(loaded: &Loaded, plan: &SystemPlan) -> Result<(), BuildError>
     }
     if !plan.shared_memory.is_empty() {
         return Err(BuildError::Unsupported(
-            "static shared memory (`[[shared_memory]]`) is not emitted yet; remove it to build".into(),
+            "static shared memory (`[[shared_memory]]`) is not emitted yet; remove it to build"
+                .into(),
         ));
     }
     if loaded.board.qemu.is_none() {
@@ -312,7 +313,10 @@ pub fn build(
             return Err(BuildError::Module {
                 id: m.id.clone(),
                 source_name: m.source.clone(),
-                reason: format!("{size} bytes do not fit its {room}-byte slot at {:#x}", slot.base),
+                reason: format!(
+                    "{size} bytes do not fit its {room}-byte slot at {:#x}",
+                    slot.base
+                ),
             });
         }
         write(&dir.join(&rel), &bytes)?;

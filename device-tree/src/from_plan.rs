@@ -65,7 +65,9 @@ pub enum FromPlanError {
         #[source]
         source: PassthroughError,
     },
-    #[error("domain `{domain}`: the generated passthrough fragment disagrees with the plan: {detail}")]
+    #[error(
+        "domain `{domain}`: the generated passthrough fragment disagrees with the plan: {detail}"
+    )]
     PlanMismatch { domain: String, detail: String },
     #[error("domain `{domain}`: {what}")]
     Unsupported { domain: String, what: String },
@@ -137,7 +139,7 @@ fn domain_node(d: &DomainPlan, modules: &[PlacedModule]) -> Result<DomainNodeSpe
         domain: d.name.clone(),
         what: what.to_string(),
     };
-    if d.memory % 1024 != 0 {
+    if !d.memory.is_multiple_of(1024) {
         // booting.txt: `memory` is in KiB; a byte count that is not whole KiB cannot be expressed.
         return Err(unsupported("memory is not a whole number of KiB"));
     }
@@ -319,12 +321,11 @@ pub fn passthrough_fragments(
             guest_ram: d.guest_ram.clone(),
             vpl011: d.console == Console::Vpl011,
         };
-        let frag = fragment(host, &requests, &opts).map_err(|source| {
-            FromPlanError::Passthrough {
+        let frag =
+            fragment(host, &requests, &opts).map_err(|source| FromPlanError::Passthrough {
                 domain: d.name.clone(),
                 source,
-            }
-        })?;
+            })?;
         let mismatch = |detail: String| FromPlanError::PlanMismatch {
             domain: d.name.clone(),
             detail,

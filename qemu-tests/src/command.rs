@@ -52,8 +52,13 @@ impl QemuInvocation {
         }
         s.push_str("set -e\ncd \"$(dirname \"$0\")\"\nexec ");
         s.push_str(&shell_quote(&self.program));
+        // One option per line: a `-flag` starts a line, its values follow on the same line.
         for a in &self.args {
-            s.push_str(" \\\n    ");
+            if a.starts_with('-') {
+                s.push_str(" \\\n    ");
+            } else {
+                s.push(' ');
+            }
             s.push_str(&shell_quote(a));
         }
         s.push_str(" \\\n    \"$@\"\n");
