@@ -478,3 +478,56 @@ fn builds_are_byte_identical() {
     without_dts.sort();
     assert_eq!(before.keys().collect::<Vec<_>>(), without_dts);
 }
+
+/// A kernel used by one domain only is stored gzip'd (Xen gunzips it, booting.txt "only gzip"),
+/// still at the plan's address, and its `reg` size is the compressed file's size. `gzip -dc` (an
+/// independent decompressor) must give back the original kernel byte for byte.
+#[test]
+fn a_kernel_with_one_user_is_gzipped_in_place() {
+    let Some(b) = built() else { return };
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR")).join("build_arm/single");
+    std::fs::create_dir_all(&tmp).expect("tmp dir");
+    let manifest = tmp.join("single.toml");
+    std::fs::write(
+        &manifest,
+        "[system]\nname = \"single\"\nboard = \"qemu-virt-arm64\"\nxen = \"4.17\"\n\n\
+         [[domain]]\nname = \"solo\"\nkind = \"arm64\"\nvcpus = 1\nmemory = \"128M\"\n\
+         kernel = \"debian:kernel\"\nramdisk = \"builtin:probe\"\n\
+         cmdline = \"console=ttyAMA0 domforge.name=solo\"\n",
+    )
+    .expect("write manifest");
+    let mut opts = Options::from_env().expect("options");
+    opts.quiet = true;
+    let loaded = pipeline::load(&manifest, &opts).expect("load");
+    let (plan, _) = loaded.plan().expect("plan");
+    let out = build(&loaded, &plan, &tmp.join("out"), false).expect("build");
+    let kernel = out
+        .modules
+        .iter()
+        .find(|m| m.kind == ModuleKind::Kernel)
+        .expect("kernel module");
+    assert!(kernel.gzip, "an uncompressed Image with one user is gzip'd");
+    assert!(kernel.path.extension().is_some_and(|e| e == "gz"));
+    let planned = plan.module(&kernel.id).expect("planned");
+    assert_eq!(Some(kernel.addr), planned.load.map(|r| r.base));
+    let original_size = planned.size.expect("size");
+    assert!(kernel.size < original_size);
+    let original = b
+        .loaded
+        .artifacts
+        .get("debian:kernel")
+        .and_then(|r| r.as_ref().ok())
+        .map(|f| PathBuf::from(&f.path))
+        .expect("kernel path");
+    let f = kernel.path.display().to_string();
+    let unpacked = Command::new("gzip")
+        .args(["-dc", &f])
+        .output()
+        .expect("gzip -dc");
+    assert!(unpacked.status.success());
+    assert!(unpacked.stdout == std::fs::read(&original).expect("read kernel"));
+    let host = out.host_dtb.clone();
+    let node = format!("/chosen/solo/module@{:x}", kernel.addr);
+    let reg = hex_cells(&fdtget(&host, "x", &node, "reg"));
+    assert_eq!(pair(reg[2], reg[3]), kernel.size);
+}
