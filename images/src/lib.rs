@@ -11,6 +11,8 @@
 //!   guests' kernels and ramdisks, the Xen driver modules).
 //! - [`formats`]: magic-number checks for the binaries involved (arm64 Image, ELF, Multiboot).
 //! - [`version`]: Debian version ordering (Debian Policy §5.6.12).
+//! - [`xen_build`]: builds Debian's Xen source package with extra Kconfig options
+//!   (`CONFIG_STATIC_MEMORY` for direct-mapped driver domains), cached like the fetches.
 
 pub mod cpio;
 pub mod debian;
@@ -19,5 +21,6 @@ pub mod formats;
 pub mod kmod;
 pub mod probe;
 pub mod version;
+pub mod xen_build;
 
 pub use debian::{Arch, FetchError, FetchedPackage, Fetcher, KernelFiles, PackageRequest};
