@@ -1,7 +1,8 @@
 //! qemu-tests: boot a planned system in QEMU with Xen nested, and check that every domain sees
 //! what its manifest promises.
 //!
-//! - [`command`]: QEMU command lines for a board (`-kernel xen -dtb host.dtb -device loader,…`).
+//! - [`command`]: QEMU command lines for a board (`-kernel xen -dtb host.dtb -device loader,…`);
+//!   [`command_x86`]: the x86 multiboot line (`-kernel xen -append … -initrd "dom0 args,initramfs"`).
 //! - [`expect`]: per-domain expectations derived from the plan (vCPUs, RAM banks, `/hypervisor`,
 //!   devices owned and not owned) and the probe knobs appended to each kernel command line.
 //! - [`runner`]: spawns QEMU, watches the console with a deadline, fails fast on fatal lines and
@@ -12,6 +13,7 @@
 //! The flow, as `domforge test` runs it: plan → [`expect::apply_probe_cmdlines`] → build the
 //! artifacts → [`runner::boot`] → [`report::evaluate`].
 pub mod command;
+pub mod command_x86;
 pub mod console;
 pub mod expect;
 pub mod report;
