@@ -131,6 +131,24 @@ fn domain_prefix(line: &str) -> Option<(u32, &str)> {
     Some((domid, text.strip_prefix(' ').unwrap_or(text)))
 }
 
+/// Splits a line where Xen's output was glued onto an unfinished line.
+///
+/// dom0's `hvc0` text reaches the serial as Linux writes it, not a line at a time, so Xen's own
+/// line (including a domU's `(XEN) DOM<n>:` line) can start in the middle of dom0's: seen on a
+/// real boot as `DOMFORGE-PROBE dom0 kernel=6.1.0-56-arm64(XEN) DOM1: DOMFORGE-PROBE app-1 …`.
+/// Every `(XEN) ` after the start begins a new line.
+pub fn split_glued(raw: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut rest = raw;
+    while let Some(pos) = rest.get(1..).and_then(|r| r.find("(XEN) ")).map(|p| p + 1) {
+        let (head, tail) = rest.split_at(pos);
+        parts.push(head);
+        rest = tail;
+    }
+    parts.push(rest);
+    parts
+}
+
 /// Attributes one raw console line (line ending already removed).
 pub fn classify(map: &DomainMap, at: Duration, raw: &str) -> ConsoleLine {
     let raw = raw.trim_end_matches(['\r', '\n']);
@@ -310,6 +328,20 @@ mod tests {
         ));
         assert_eq!(xen("(XEN) Brought up 2 CPUs"), None);
         assert_eq!(xen("(XEN) DOM1: Domain 2 crashed (just text)"), None);
+    }
+
+    #[test]
+    fn splits_xen_lines_glued_onto_dom0_text() {
+        let raw = "DOMFORGE-PROBE dom0 kernel=6.1.0-56-arm64(XEN) DOM1: DOMFORGE-PROBE app-1 kernel=6.1.0-56-arm64";
+        assert_eq!(
+            split_glued(raw),
+            [
+                "DOMFORGE-PROBE dom0 kernel=6.1.0-56-arm64",
+                "(XEN) DOM1: DOMFORGE-PROBE app-1 kernel=6.1.0-56-arm64"
+            ]
+        );
+        assert_eq!(split_glued("(XEN) DOM1: x"), ["(XEN) DOM1: x"]);
+        assert_eq!(split_glued(""), [""]);
     }
 
     #[test]

@@ -377,7 +377,7 @@ pub fn boot(
         .map(|(n, _)| n.as_str())
         .collect();
     let mut probe_lines: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let end = loop {
+    let end = 'watch: loop {
         if interrupted() {
             break EndReason::Interrupted;
         }
@@ -400,60 +400,62 @@ pub fn boot(
                 };
             }
         };
-        let line = console::classify(map, at, &raw);
-        on_line(&line);
-        if let Origin::Domain(name) = &line.origin
-            && let Some(t) = timings.get_mut(name)
-        {
-            t.first_output.get_or_insert(at);
-            if !probes.contains(name.as_str()) {
-                t.up.get_or_insert(at);
-            }
-        }
-        if let Some(p) = &line.probe
-            && probes.contains(p.name.as_str())
-        {
-            let collected = probe_lines.entry(p.name.clone()).or_default();
-            if p.key == "begin" {
-                collected.clear();
-            }
-            collected.push(line.raw.clone());
-            if p.key == "end"
-                && let Some(t) = timings.get_mut(&p.name)
-                && t.up.is_none()
+        for part in console::split_glued(raw.trim_end_matches(['\r', '\n'])) {
+            let line = console::classify(map, at, part);
+            on_line(&line);
+            if let Origin::Domain(name) = &line.origin
+                && let Some(t) = timings.get_mut(name)
             {
-                // Up means a complete, well-formed report; a garbled one stays "not up" and is
-                // judged (with the reason) by the expectation check.
-                let reports = ProbeReport::collect(collected.iter().map(String::as_str));
-                if reports
-                    .get(&p.name)
-                    .is_some_and(|r| r.check_complete().is_ok())
+                t.first_output.get_or_insert(at);
+                if !probes.contains(name.as_str()) {
+                    t.up.get_or_insert(at);
+                }
+            }
+            if let Some(p) = &line.probe
+                && probes.contains(p.name.as_str())
+            {
+                let collected = probe_lines.entry(p.name.clone()).or_default();
+                if p.key == "begin" {
+                    collected.clear();
+                }
+                collected.push(line.raw.clone());
+                if p.key == "end"
+                    && let Some(t) = timings.get_mut(&p.name)
+                    && t.up.is_none()
                 {
-                    t.up = Some(at);
-                } else {
-                    t.failed = Some("incomplete probe report".into());
+                    // Up means a complete, well-formed report; a garbled one stays "not up" and is
+                    // judged (with the reason) by the expectation check.
+                    let reports = ProbeReport::collect(collected.iter().map(String::as_str));
+                    if reports
+                        .get(&p.name)
+                        .is_some_and(|r| r.check_complete().is_ok())
+                    {
+                        t.up = Some(at);
+                    } else {
+                        t.failed = Some("incomplete probe report".into());
+                    }
                 }
             }
-        }
-        let fatal = console::fatal(map, &line);
-        if lines.len() < MAX_LINES {
-            lines.push(line);
-        }
-        match fatal {
-            Some(Fatal::Xen { line }) => break EndReason::XenFailed { line },
-            Some(Fatal::Domain { name, line }) => {
-                if let Some(t) = timings.get_mut(&name) {
-                    t.failed.get_or_insert(line);
-                }
+            let fatal = console::fatal(map, &line);
+            if lines.len() < MAX_LINES {
+                lines.push(line);
             }
-            None => {}
-        }
-        if cfg.stop == StopWhen::AllUp
-            && timings
-                .values()
-                .all(|t| t.up.is_some() || t.failed.is_some())
-        {
-            break EndReason::AllUp;
+            match fatal {
+                Some(Fatal::Xen { line }) => break 'watch EndReason::XenFailed { line },
+                Some(Fatal::Domain { name, line }) => {
+                    if let Some(t) = timings.get_mut(&name) {
+                        t.failed.get_or_insert(line);
+                    }
+                }
+                None => {}
+            }
+            if cfg.stop == StopWhen::AllUp
+                && timings
+                    .values()
+                    .all(|t| t.up.is_some() || t.failed.is_some())
+            {
+                break 'watch EndReason::AllUp;
+            }
         }
     };
     guard.stop();
