@@ -666,10 +666,14 @@ fn place_modules(
             (ModuleKind::HostDtb | ModuleKind::PassthroughDtb, _) => DTB_SLOT,
             (_, Some(s)) => s,
             (_, None) => {
-                return Err(Diagnostic::error(
+                let mut d = Diagnostic::error(
                     "E0302",
                     format!("the size of `{}` is unknown", module.source),
-                ));
+                );
+                if let Some(span) = module_span(input.manifest, module) {
+                    d = d.at(span, "this file was not examined");
+                }
+                return Err(d);
             }
         };
         let slot_size = align_up(size.max(1), MODULE_ALIGN).unwrap_or(u64::MAX);
@@ -701,10 +705,17 @@ fn place_modules(
             }
         }
         let Some(slot) = placed else {
-            return Err(Diagnostic::error(
+            let mut d = Diagnostic::error(
                 "E0303",
                 format!("no room to load `{}` ({})", module.source, human_size(size)),
-            )
+            );
+            if let Some(span) = module_span(input.manifest, module) {
+                d = d.at(
+                    span,
+                    format!("this {} does not fit", module_noun(module.kind)),
+                );
+            }
+            return Err(d
             .note(format!(
                 "modules go into {} in 2 MiB steps, clear of reserved, static and shared memory",
                 board
@@ -718,6 +729,45 @@ fn place_modules(
         module.load = Some(Region::new(slot.base, module.size.unwrap_or(DTB_SLOT)));
     }
     Ok(())
+}
+
+/// The manifest text a module comes from, so placement errors point at a line: the first kernel or
+/// ramdisk entry naming its source, the hypervisor entry, or the owning domain's passthrough list.
+fn module_span(m: &Manifest, module: &ModulePlan) -> Option<Span> {
+    let by_source = |v: &At<String>| (v.value == module.source).then(|| v.span.clone());
+    match module.kind {
+        ModuleKind::Xen => m
+            .system
+            .hypervisor
+            .as_ref()
+            .map_or_else(|| Some(m.system.xen.span.clone()), by_source),
+        ModuleKind::Dom0Kernel => m.dom0.as_ref().and_then(|d| by_source(&d.kernel)),
+        ModuleKind::Dom0Ramdisk => m
+            .dom0
+            .as_ref()
+            .and_then(|d| d.ramdisk.as_ref().and_then(by_source)),
+        ModuleKind::Kernel => m.domains.iter().find_map(|d| by_source(&d.kernel)),
+        ModuleKind::Ramdisk => m
+            .domains
+            .iter()
+            .find_map(|d| d.ramdisk.as_ref().and_then(by_source)),
+        ModuleKind::PassthroughDtb => {
+            let owner = module.users.first()?;
+            m.domain(owner)
+                .and_then(|d| d.passthrough.first().map(|p| p.span.clone()))
+        }
+        ModuleKind::HostDtb => Some(m.system.board.span.clone()),
+    }
+}
+
+fn module_noun(kind: ModuleKind) -> &'static str {
+    match kind {
+        ModuleKind::Xen => "hypervisor",
+        ModuleKind::HostDtb => "host device tree",
+        ModuleKind::Dom0Kernel | ModuleKind::Kernel => "kernel",
+        ModuleKind::Dom0Ramdisk | ModuleKind::Ramdisk => "ramdisk",
+        ModuleKind::PassthroughDtb => "passthrough device tree",
+    }
 }
 
 fn intersect(a: &Region, b: &Region) -> Option<Region> {
