@@ -347,7 +347,8 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 /// Turns a manifest source string into a local file: a path relative to the manifest, `debian:kernel`
-/// (the board architecture's Debian kernel), or `builtin:probe` (the probe-guest initramfs).
+/// (the board architecture's Debian kernel), `builtin:probe` (the probe-guest initramfs) or
+/// `builtin:xen-static-memory` (Debian's Xen of the manifest's `xen` series, built with static memory).
 pub fn resolve_source(
     source: &str,
     manifest_dir: &Path,
@@ -371,8 +372,21 @@ pub fn resolve_source(
             "unknown Debian source `{other}`; `debian:kernel` and `debian:xen` are supported"
         )),
         Some(("builtin", "probe")) => build_probe(arch, opts),
+        // Debian's Xen source built with CONFIG_STATIC_MEMORY (for `xen,static-mem` +
+        // `direct-map` driver domains); see images::xen_build.
+        Some(("builtin", "xen-static-memory")) => match arch {
+            Arch::Arm64 => images::xen_build::XenBuilder::new(&opts.cache_dir)
+                .with_offline(opts.offline)
+                .with_quiet(opts.quiet)
+                .build(&images::xen_build::XenBuildConfig::static_memory(xen))
+                .map(|built| built.image)
+                .map_err(|e| e.to_string()),
+            _ => Err("`builtin:xen-static-memory` is an arm64 hypervisor: Xen's \
+                      CONFIG_STATIC_MEMORY exists only on ARM"
+                .to_string()),
+        },
         Some(("builtin", other)) => Err(format!(
-            "unknown built-in `{other}`; `builtin:probe` is supported"
+            "unknown built-in `{other}`; `builtin:probe` and `builtin:xen-static-memory` are supported"
         )),
         _ => {
             let p = manifest_dir.join(source);
