@@ -223,6 +223,9 @@ pub fn build(
     out: &Path,
     dts: bool,
 ) -> Result<BuildOutput, BuildError> {
+    if plan.arch == Arch::X86_64 {
+        return crate::build_x86::build(loaded, plan, out);
+    }
     check_supported(loaded, plan)?;
     let machine = loaded
         .board
