@@ -8,6 +8,8 @@
 //! - [`runner`]: spawns QEMU, watches the console with a deadline, fails fast on fatal lines and
 //!   always stops QEMU (guard with `Drop`, Ctrl-C handler, `PR_SET_PDEATHSIG`).
 //! - [`console`]: splits the serial stream into per-domain lines.
+//! - [`disk`]: raw disk images with a marker line for virtio-blk passthrough scenarios, and the
+//!   QEMU arguments that attach them.
 //! - [`report`]: judges a boot against the expectations; table, JSON and JUnit output.
 //!
 //! The flow, as `domforge test` runs it: plan → [`expect::apply_probe_cmdlines`] → build the
@@ -15,6 +17,7 @@
 pub mod command;
 pub mod command_x86;
 pub mod console;
+pub mod disk;
 pub mod expect;
 pub mod report;
 pub mod runner;
