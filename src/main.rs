@@ -112,6 +112,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, which turns `domforge inspect --board x | head` into a panic on the next
+    // println!. Restore the default so a closed pipe ends the program quietly, as for any Unix tool.
+    // SAFETY: called first thing in main, before any other thread exists; SIG_DFL is a valid handler.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let mut opts = match Options::from_env() {
         Ok(o) => o,

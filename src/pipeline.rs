@@ -459,7 +459,15 @@ pub fn classify(bytes: &[u8]) -> ImageFormat {
         Ok(r) => {
             use pvh_boot::inspect::ImageFormat as F;
             match r.format {
-                F::Arm64Image if r.compression.is_some() => ImageFormat::Arm64ImageGzip,
+                // Xen decompresses gzip only (xen/common/device-tree/kernel.c); anything else is not
+                // a bootable dom0less kernel.
+                F::Arm64Image if r.compression == Some(pvh_boot::kernel::Compression::Gzip) => {
+                    ImageFormat::Arm64ImageGzip
+                }
+                F::Arm64Image if r.compression.is_some() => ImageFormat::Unknown(format!(
+                    "a {:?}-compressed arm64 Image (Xen decompresses gzip only)",
+                    r.compression.unwrap_or(pvh_boot::kernel::Compression::Gzip)
+                )),
                 F::Arm64Image => ImageFormat::Arm64Image,
                 F::BzImage => ImageFormat::BzImage {
                     pvh_entry: r.pvh_entry,

@@ -167,9 +167,13 @@ pub fn read_inventory(tree: &DeviceTree) -> Result<HardwareInventory, DtError> {
             if let Ok(refs) = r.phandle_refs(p, &prop.name) {
                 for rf in refs {
                     if let Some(provider) = rf.provider {
+                        let copyable = tree.node(&provider).is_some_and(|pn| {
+                            crate::passthrough::carryable_provider(pn, &prop.name)
+                        });
                         let dep = DeviceDependency {
                             property: prop.name.clone(),
                             provider,
+                            copyable,
                         };
                         if !dependencies.contains(&dep) {
                             dependencies.push(dep);

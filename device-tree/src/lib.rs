@@ -25,8 +25,8 @@
 //! together about 600 lines, and no dependency whose API moves under us.
 
 pub mod dom0less;
-pub mod from_plan;
 mod dts;
+pub mod from_plan;
 pub mod guest;
 pub mod inventory;
 pub mod passthrough;

@@ -252,12 +252,9 @@ impl Builder<'_, '_> {
     }
 
     fn is_carryable(&self, provider: &str, property: &str) -> bool {
-        matches!(
-            property,
-            "clocks" | "assigned-clocks" | "assigned-clock-parents"
-        ) && self.r.node(provider).is_some_and(|n| {
-            n.is_compatible("fixed-clock") && !n.has_prop("clocks") && n.is_enabled()
-        })
+        self.r
+            .node(provider)
+            .is_some_and(|n| carryable_provider(n, property))
     }
 
     fn copy_subtree(&mut self, device: &str, path: &str) -> Result<Node, PassthroughError> {
@@ -684,4 +681,17 @@ pub fn fragment(
     out.dtb = tree.to_dtb();
     out.tree = tree;
     Ok(out)
+}
+
+/// Whether a fragment can carry `provider` itself when a passed-through device references it through
+/// `property`: only a self-contained, enabled `fixed-clock` (it has no registers and no parent
+/// clock, so a copy in `/passthrough` is all a guest driver needs). The inventory uses the same rule,
+/// so validation and fragment generation agree on which dependencies are satisfiable.
+pub fn carryable_provider(provider: &crate::Node, property: &str) -> bool {
+    matches!(
+        property,
+        "clocks" | "assigned-clocks" | "assigned-clock-parents"
+    ) && provider.is_compatible("fixed-clock")
+        && !provider.has_prop("clocks")
+        && provider.is_enabled()
 }

@@ -448,7 +448,7 @@ fn build_plan(input: CheckInput<'_>) -> Result<SystemPlan, Diagnostic> {
             passthrough_dtb,
             cmdline,
             p2m_pool: d.p2m_pool.as_ref().map_or_else(
-                || validate::default_p2m_pool(d.vcpus.value, d.memory.value),
+                || validate::default_pool(d.kind.value, d.vcpus.value, d.memory.value),
                 |p| p.value,
             ),
             sve: d.sve.as_ref().map(|x| x.value),

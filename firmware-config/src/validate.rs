@@ -40,6 +40,20 @@ pub fn default_p2m_pool(vcpus: u32, memory: u64) -> u64 {
     u64::from(vcpus) * MIB + (memory / MIB) * 4096 + 512 * 1024
 }
 
+/// The HAP paging pool libxl gives an x86 HVM/PVH guest: 1 MiB per vCPU plus 8 KiB per MiB of RAM
+/// (`libxl_get_required_shadow_memory()`: 4 * (256 * vcpus + 2 * maxmem_MiB) KiB).
+pub fn default_paging_pool_x86(vcpus: u32, memory: u64) -> u64 {
+    4 * 1024 * (256 * u64::from(vcpus) + 2 * (memory / MIB))
+}
+
+/// The paging/P2M pool a domain gets by default, per architecture.
+pub fn default_pool(kind: DomainKind, vcpus: u32, memory: u64) -> u64 {
+    match kind {
+        DomainKind::Arm64 => default_p2m_pool(vcpus, memory),
+        DomainKind::Pvh => default_paging_pool_x86(vcpus, memory),
+    }
+}
+
 /// Whether the system has a dom0, from `[system] dom0` and the `[dom0]` table.
 pub fn has_dom0(m: &Manifest) -> bool {
     m.system.dom0.as_ref().map_or(m.dom0.is_some(), |d| d.value)
@@ -191,6 +205,18 @@ impl<'a> Validator<'a> {
                 .at(m.system.board.span.clone(), "this board is x86_64")
                 .note("upstream Xen has no dom0less on x86 (Hyperlaunch is not merged as of 4.22)")
                 .help("add `dom0 = true` and a [dom0] table"),
+            );
+        }
+        let xen_source = match &m.system.hypervisor {
+            Some(h) => h.clone(),
+            None => At::new(String::from("debian:xen"), m.system.xen.span.clone()),
+        };
+        // An unsupported release is reported once (E0202); its package would not exist either.
+        if m.system.xen.value.is_supported() {
+            self.artifact(
+                &xen_source,
+                &[Accept::Hypervisor(self.input.board.arch)],
+                "hypervisor",
             );
         }
         if let Some(d0) = &m.dom0 {
@@ -717,7 +743,22 @@ impl<'a> Validator<'a> {
                         .help("use `iomem` and `irqs` grants for x86 platform devices"),
                 );
             }
-            for irq in &d.irqs {
+            if builder == Builder::Xen {
+                let raw = d
+                    .iomem
+                    .first()
+                    .map(|g| (g.span.clone(), "iomem"))
+                    .or_else(|| d.irqs.first().map(|i| (i.span.clone(), "irqs")));
+                if let Some((span, what)) = raw {
+                    self.d.push(
+                        Diagnostic::error("E0247", format!("raw `{what}` grants cannot be given to a dom0less domain"))
+                            .at(span, "Xen builds this domain from the device tree, which has no property for raw grants")
+                            .help("pass the device by its device-tree path in `passthrough`; raw grants are for domains domforge-init builds"),
+                    );
+                }
+            }
+            // Raw grants on dom0less domains are refused above (E0247); this rule is for toolstack-built ones.
+            for irq in d.irqs.iter().filter(|_| builder != Builder::Xen) {
                 if irq.value < 32 {
                     self.d.push(
                         Diagnostic::error(
@@ -736,9 +777,10 @@ impl<'a> Validator<'a> {
             }
             for g in &d.iomem {
                 if kind == DomainKind::Arm64 && !d.direct_map() {
+                    let (banks, n) = guest_map::ram_banks(d.memory.value);
                     for (what, r) in
                         guest_map::fixed_regions(self.gic_v3(), console == Console::Vpl011)
-                            .chain([("guest RAM", guest_map::ram_banks(d.memory.value).0[0])])
+                            .chain(banks[..n].iter().map(|b| ("guest RAM", *b)))
                     {
                         if r.overlaps(&g.value.guest_region()) {
                             self.d.push(
@@ -823,6 +865,20 @@ impl<'a> Validator<'a> {
         let cpus = self.cpus();
         let mut names: BTreeMap<&str, &Cpupool> = BTreeMap::new();
         let mut cpu_owner: BTreeMap<u32, &str> = BTreeMap::new();
+        if let Some(first) = m.cpupools.first() {
+            if !m
+                .system
+                .xen_features
+                .iter()
+                .any(|f| f.value == "boot-cpupools")
+            {
+                self.d.push(
+                    Diagnostic::error("E0249", "boot-time cpupools need a Xen built with CONFIG_BOOT_TIME_CPUPOOLS")
+                        .at(first.name.span.clone(), "Debian's Xen 4.17 and 4.20 are built without it")
+                        .help("build Xen with CONFIG_BOOT_TIME_CPUPOOLS=y, point `hypervisor` at it and add `xen_features = [\"boot-cpupools\"]` to [system]"),
+                );
+            }
+        }
         for p in &m.cpupools {
             self.need(XenFeature::Cpupools, &p.name.span, "boot-time cpupools");
             if names.insert(&p.name.value, p).is_some() {
@@ -987,7 +1043,10 @@ impl<'a> Validator<'a> {
                 }
             };
             for irq in &d.irqs {
-                claim_irq(self, irq.value, &irq.span, "in `irqs`");
+                // Raw grants on a dom0less domain are refused on their own (E0247).
+                if d.builder() != Builder::Xen {
+                    claim_irq(self, irq.value, &irq.span, "in `irqs`");
+                }
             }
             for g in &d.iomem {
                 host_ranges.push((
@@ -1061,18 +1120,26 @@ impl<'a> Validator<'a> {
                 }
                 if !dev.enabled {
                     self.d.push(
-                        Diagnostic::warning(
-                            "W0202",
-                            format!(
-                                "`{}` is disabled (`status`) in the board's device tree",
-                                dev.path
-                            ),
-                        )
-                        .at(p.span.clone(), "the guest will see it disabled too"),
+                        Diagnostic::error("E0239", format!("`{}` is disabled (`status`) in the board's device tree", dev.path))
+                            .at(p.span.clone(), "a disabled device cannot be passed through")
+                            .note("the board's firmware did not set it up, and a guest would see it disabled too")
+                            .help("enable it in the board's device tree (or a board file with its own DTB), or pass another device"),
                     );
+                    continue;
                 }
                 if !dev.behind_iommu {
-                    if d.force_without_iommu() {
+                    if d.force_without_iommu() && dev.dma_capable && !d.direct_map() {
+                        let span = d
+                            .force_without_iommu
+                            .as_ref()
+                            .map_or(p.span.clone(), |f| f.span.clone());
+                        self.d.push(
+                            Diagnostic::error("E0248", format!("`{}` masters DMA, has no IOMMU, and `{}` is not direct-mapped", dev.path, d.name.value))
+                                .at(span, "its DMA would use guest-physical addresses as host addresses")
+                                .note("without an IOMMU a device's DMA uses host addresses; it works only when guest RAM equals host RAM (direct map)")
+                                .help("give this domain `static_memory` and `direct_map = true` (needs a Xen with CONFIG_STATIC_MEMORY), or pass a device that does no DMA"),
+                        );
+                    } else if d.force_without_iommu() {
                         let span = d
                             .force_without_iommu
                             .as_ref()
@@ -1120,11 +1187,22 @@ impl<'a> Validator<'a> {
                 }
                 let drop = d.drop_device_dependencies.as_ref().is_some_and(|x| x.value);
                 for dep in &dev.dependencies {
-                    let provider_is_device = inv
-                        .device(&dep.provider)
-                        .is_some_and(|pd| !pd.regions.is_empty());
-                    let owned_too = d.passthrough.iter().any(|q| q.value == dep.provider);
-                    if provider_is_device && !owned_too && !drop {
+                    // The same rule the fragment builder applies (device-tree/src/passthrough.rs): a
+                    // dependency is met when the provider is passed to this domain too (or lives inside
+                    // a passed node), or the fragment can carry it (a fixed clock). The IOMMU link is
+                    // not a dependency: Xen programs the host SMMU from `xen,path`.
+                    if matches!(
+                        dep.property.as_str(),
+                        "iommus" | "iommu-map" | "iommu-map-mask"
+                    ) || dep.copyable
+                    {
+                        continue;
+                    }
+                    let inside = |outer: &str| {
+                        dep.provider == outer || dep.provider.starts_with(&format!("{outer}/"))
+                    };
+                    let owned_too = d.passthrough.iter().any(|q| inside(&q.value));
+                    if !owned_too && !drop {
                         self.d.push(
                             Diagnostic::error("E0240", format!("`{}` needs `{}` ({})", dev.path, dep.provider, dep.property))
                                 .at(p.span.clone(), "the guest would get the device without what it depends on")
@@ -1295,7 +1373,7 @@ impl<'a> Validator<'a> {
                 statics = statics.saturating_add(d.memory.value);
             }
             pools = pools.saturating_add(d.p2m_pool.as_ref().map_or_else(
-                || default_p2m_pool(d.vcpus.value, d.memory.value),
+                || default_pool(d.kind.value, d.vcpus.value, d.memory.value),
                 |p| p.value,
             ));
         }
@@ -1419,6 +1497,7 @@ pub fn boot_order(m: &Manifest) -> Result<Vec<usize>, Vec<String>> {
 
 #[derive(Clone, Copy)]
 enum Accept {
+    Hypervisor(Arch),
     Arm64Image,
     PvhKernel,
     Kernel(Arch),
@@ -1428,6 +1507,13 @@ enum Accept {
 impl Accept {
     fn accepts(&self, f: &ImageFormat) -> bool {
         match self {
+            // Xen on arm64 carries the Linux Image header; on x86 it is a multiboot ELF.
+            Accept::Hypervisor(Arch::Arm64) => {
+                matches!(f, ImageFormat::Arm64Image | ImageFormat::Xen)
+            }
+            Accept::Hypervisor(Arch::X86_64) => {
+                matches!(f, ImageFormat::Elf { .. } | ImageFormat::Xen)
+            }
             Accept::Arm64Image | Accept::Kernel(Arch::Arm64) => {
                 matches!(f, ImageFormat::Arm64Image | ImageFormat::Arm64ImageGzip)
             }
@@ -1453,6 +1539,8 @@ impl Accept {
     }
     fn describe(&self) -> &'static str {
         match self {
+            Accept::Hypervisor(Arch::Arm64) => "a Xen arm64 image",
+            Accept::Hypervisor(Arch::X86_64) => "a Xen x86 ELF (gunzipped xen.gz)",
             Accept::Arm64Image | Accept::Kernel(Arch::Arm64) => {
                 "an arm64 Image (optionally gzip'd)"
             }
@@ -1518,5 +1606,155 @@ fn on_crash_name(o: OnCrash) -> &'static str {
         OnCrash::Destroy => "destroy",
         OnCrash::Restart => "restart",
         OnCrash::RebootPlatform => "reboot-platform",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Rules that need hardware the QEMU boards lack (shared interrupts, SPI 32, disabled devices,
+    //! clock controllers), checked against small hand-made inventories.
+    use super::*;
+    use crate::artifacts::ArtifactFacts;
+    use crate::board::{CpuNode, DeviceDependency, DeviceNode, InterruptController};
+
+    fn device(path: &str, base: u64, spi: u32) -> DeviceNode {
+        DeviceNode {
+            path: path.into(),
+            compatible: std::vec!["test,dev".into()],
+            enabled: true,
+            regions: std::vec![Region::new(base, 0x1000)],
+            interrupts: std::vec![DeviceInterrupt::Spi(spi)],
+            behind_iommu: true,
+            dma_capable: false,
+            dependencies: Vec::new(),
+            phandle: None,
+        }
+    }
+
+    fn inventory(devices: Vec<DeviceNode>) -> HardwareInventory {
+        HardwareInventory {
+            cpus: (0..2)
+                .map(|i| CpuNode {
+                    path: format!("/cpus/cpu@{i}"),
+                    hw_id: i,
+                    phandle: None,
+                })
+                .collect(),
+            memory: std::vec![Region::new(0x4000_0000, 0x8000_0000)],
+            interrupt_controller: Some(InterruptController {
+                path: "/intc".into(),
+                kind: InterruptControllerKind::GicV3,
+                compatible: std::vec!["arm,gic-v3".into()],
+                regions: Vec::new(),
+            }),
+            devices,
+            ..HardwareInventory::default()
+        }
+    }
+
+    fn codes(manifest: &str, inv: &HardwareInventory) -> Vec<&'static str> {
+        let m = Manifest::parse(manifest).expect("parses");
+        let board = Board::parse(crate::board::builtin_board("qemu-virt-arm64").unwrap()).unwrap();
+        let mut artifacts = ArtifactTable::new();
+        for s in ["Image", "debian:xen"] {
+            artifacts.insert(
+                s.into(),
+                Ok(ArtifactFacts {
+                    size: 4096,
+                    format: ImageFormat::Arm64Image,
+                    path: s.into(),
+                    sha256: String::new(),
+                }),
+            );
+        }
+        let diags = check(CheckInput {
+            manifest: &m,
+            board: &board,
+            inventory: inv,
+            artifacts: &artifacts,
+        });
+        diags.errors().map(|d| d.code).collect()
+    }
+
+    const HEAD: &str = "[system]\nname = \"t\"\nboard = \"qemu-virt-arm64\"\n";
+
+    fn domain(name: &str, extra: &str) -> String {
+        format!(
+            "\n[[domain]]\nname = \"{name}\"\nkind = \"arm64\"\nmemory = \"64M\"\nkernel = \"Image\"\nconsole = \"none\"\n{extra}\n"
+        )
+    }
+
+    #[test]
+    fn a_shared_interrupt_cannot_go_to_two_domains() {
+        let inv = inventory(std::vec![
+            device("/a@1000000", 0x100_0000, 40),
+            device("/b@2000000", 0x200_0000, 40)
+        ]);
+        let m = format!(
+            "{HEAD}{}{}",
+            domain("one", "passthrough = [\"/a@1000000\"]"),
+            domain("two", "passthrough = [\"/b@2000000\"]")
+        );
+        assert_eq!(codes(&m, &inv), ["E0211"]);
+    }
+
+    #[test]
+    fn spi_32_collides_with_the_vpl011() {
+        let inv = inventory(std::vec![device("/a@1000000", 0x100_0000, 32)]);
+        let m = format!(
+            "{HEAD}{}",
+            domain("one", "passthrough = [\"/a@1000000\"]").replace("\"none\"", "\"vpl011\"")
+        );
+        assert_eq!(codes(&m, &inv), ["E0212"]);
+        let m = format!("{HEAD}{}", domain("one", "passthrough = [\"/a@1000000\"]"));
+        assert!(
+            codes(&m, &inv).is_empty(),
+            "without a vpl011 SPI 32 is free"
+        );
+    }
+
+    #[test]
+    fn disabled_devices_and_unmet_dependencies_are_refused() {
+        let mut a = device("/a@1000000", 0x100_0000, 40);
+        a.enabled = false;
+        let inv = inventory(std::vec![a]);
+        let m = format!("{HEAD}{}", domain("one", "passthrough = [\"/a@1000000\"]"));
+        assert_eq!(codes(&m, &inv), ["E0239"]);
+
+        let mut a = device("/a@1000000", 0x100_0000, 40);
+        let dep = |property: &str, provider: &str, copyable| DeviceDependency {
+            property: property.into(),
+            provider: provider.into(),
+            copyable,
+        };
+        a.dependencies = std::vec![
+            dep("clocks", "/clk@3000000", false),
+            dep("clocks", "/osc", true),
+            dep("iommus", "/smmu", false),
+            dep("phy-handle", "/a@1000000/phy", false)
+        ];
+        let inv = inventory(std::vec![a, device("/clk@3000000", 0x300_0000, 41)]);
+        let m = format!("{HEAD}{}", domain("one", "passthrough = [\"/a@1000000\"]"));
+        assert_eq!(
+            codes(&m, &inv),
+            ["E0240"],
+            "only the clock controller is unmet"
+        );
+        let m = format!(
+            "{HEAD}{}",
+            domain("one", "passthrough = [\"/a@1000000\", \"/clk@3000000\"]")
+        );
+        assert!(
+            codes(&m, &inv).is_empty(),
+            "passing the provider too meets it"
+        );
+        let m = format!(
+            "{HEAD}{}",
+            domain(
+                "one",
+                "passthrough = [\"/a@1000000\"]\ndrop_device_dependencies = true"
+            )
+        );
+        assert!(codes(&m, &inv).is_empty(), "dropping is an explicit opt-in");
     }
 }

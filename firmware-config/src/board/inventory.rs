@@ -136,6 +136,9 @@ pub struct DeviceDependency {
     pub property: String,
     /// Path of the referenced provider node, e.g. `/apb-pclk`.
     pub provider: String,
+    /// The passthrough fragment can carry this provider itself (a `fixed-clock` referenced through a
+    /// clock property), so the guest gets it without owning it.
+    pub copyable: bool,
 }
 
 /// Everything validation and planning need to know about a board's hardware.

@@ -348,6 +348,10 @@ pub(crate) fn toml_error(e: &toml::de::Error, text: &str) -> Diagnostic {
                 }
             ));
     }
+    if message.contains("cannot be negative") {
+        return Diagnostic::error("E0013", format!("invalid size: {message}"))
+            .at(span, "a size or address is zero or more");
+    }
     if message.starts_with("invalid type") {
         return Diagnostic::error("E0005", format!("wrong type: {message}")).at(span, "this value");
     }
@@ -474,7 +478,23 @@ impl Convert {
             kernel: At::from(&d.kernel),
             ramdisk: d.ramdisk.as_ref().map(At::from),
             cmdline: d.cmdline.as_ref().map(At::from),
-            memory: d.memory.as_ref().map(|m| self.size(m)),
+            memory: d.memory.as_ref().map(|m| {
+                let before = self.diags.0.len();
+                let size = self.size(m);
+                // Xen's `dom0_mem=` takes whole MiB here; refuse what would be silently rounded.
+                if self.diags.0.len() == before
+                    && (size.value == 0 || size.value % crate::units::MIB != 0)
+                {
+                    self.diags.push(
+                        Diagnostic::error(
+                            "E0011",
+                            "dom0 memory must be a non-zero whole number of MiB",
+                        )
+                        .at(size.span.clone(), "passed to Xen as `dom0_mem=<n>M`"),
+                    );
+                }
+                size
+            }),
             vcpus: d.vcpus.as_ref().map(At::from),
         }
     }
