@@ -3,8 +3,8 @@
 //! The loaders (`pvh-boot`, `device-tree`) only know "write bytes at a guest-physical address"
 //! (`docs`/architecture.md: "Guest memory: one small trait"). [`GuestMemoryWrite`] is that seam on this
 //! side; [`GuestMapping`] implements it over any [`ForeignMapping`] (a real privcmd mapping or the fake's
-//! guest pages). An adapter to `pvh_boot::memory::GuestMemoryWriter` is one small `impl` to add once the
-//! builder depends on `pvh-boot`; this crate does not depend on it yet.
+//! guest pages). `crate::builder::memory` implements `pvh_boot::memory::GuestMemoryWriter` for it and
+//! for on-demand windows over a whole guest.
 
 use crate::abi::{XEN_PAGE_SHIFT, XEN_PAGE_SIZE};
 use crate::transport::{ForeignMapping, TransportError};

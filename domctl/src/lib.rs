@@ -11,6 +11,9 @@
 //!   [`XenError`]s that name the operation and explain the errno; [`Xen::open`] probes the interface
 //!   version (a mismatch answers `EACCES`, reported as a version mismatch, not "permission denied").
 //! * [`guest_memory`] — "write bytes at a guest-physical address" over a foreign mapping.
+//! * [`builder`] — domain builders over [`Xen`]: [`builder::PvhBuilder`] builds an x86 PVH guest from a
+//!   kernel, ramdisk and command line (`pvh-boot` lays out its memory), destroying it again if any step
+//!   fails, with a [`builder::BuildError`] that names the step.
 //!
 //! Where the Xen ABI is concerned every constant and layout cites its header and field; the tags read
 //! were `RELEASE-4.17.0` … `RELEASE-4.22.0` of xen.git.
