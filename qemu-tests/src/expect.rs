@@ -17,7 +17,7 @@
 //! device tree is written (the command line lives in the DTB's `bootargs`).
 
 use firmware_config::board::Region;
-use firmware_config::manifest::Enhanced;
+use firmware_config::manifest::{DomainKind, Enhanced};
 use firmware_config::plan::{DevicePlan, SystemPlan};
 use firmware_config::units::{MIB, human_size};
 use images::probe::ProbeReport;
@@ -142,6 +142,32 @@ pub fn mem_total_tolerance(memory: u64) -> u64 {
     (memory / 32).saturating_add(48 * MIB)
 }
 
+/// The RAM an x86 Linux guest lists as `System RAM` for the banks it was given: Linux itself takes
+/// out the first page and the legacy BIOS area 640 KiB–1 MiB, whatever the e820 says
+/// (`arch/x86/kernel/setup.c`, `trim_bios_range()`: `e820__range_update(0, PAGE_SIZE, RAM,
+/// RESERVED)` and `e820__range_remove(BIOS_BEGIN 0xa0000, BIOS_END 0x100000 - BIOS_BEGIN, RAM)`).
+pub fn x86_linux_visible_ram(banks: &[Region]) -> Vec<Region> {
+    const HOLES: [(u64, u64); 2] = [(0, 0x1000), (0xa_0000, 0x10_0000)];
+    let mut out = Vec::new();
+    for b in banks {
+        let Some(end) = b.end() else { continue };
+        let mut start = b.base;
+        for (h0, h1) in HOLES {
+            if h1 <= start || h0 >= end {
+                continue;
+            }
+            if h0 > start {
+                out.push(Region::new(start, h0 - start));
+            }
+            start = start.max(h1);
+        }
+        if start < end {
+            out.push(Region::new(start, end - start));
+        }
+    }
+    out
+}
+
 fn uses_probe(plan: &SystemPlan, ramdisk: Option<&String>) -> bool {
     ramdisk.is_some_and(|r| {
         r == PROBE_SOURCE || plan.module(r).is_some_and(|m| m.source == PROBE_SOURCE)
@@ -184,7 +210,10 @@ pub fn expectations(plan: &SystemPlan) -> Vec<Expectation> {
             probe: uses_probe(plan, d.ramdisk.as_ref()),
             vcpus: d.vcpus,
             memory: d.memory,
-            guest_ram: d.guest_ram.clone(),
+            guest_ram: match d.kind {
+                DomainKind::Pvh => x86_linux_visible_ram(&d.guest_ram),
+                _ => d.guest_ram.clone(),
+            },
             hypervisor_node: matches!(
                 d.enhanced,
                 Some(Enhanced::Enabled | Enhanced::NoXenstore | Enhanced::Legacy)
@@ -612,5 +641,19 @@ DOMFORGE-PROBE t end=11";
         assert!(d[0].seen.contains("devmem=value:0x00000000"), "{:?}", d[0]);
         let lost = APP2.replace("end=11", "end=12");
         assert_eq!(check(&app2(), &report(&lost))[0].check, "report");
+    }
+
+    #[test]
+    fn x86_guests_lose_page_zero_and_the_bios_area() {
+        // What Debian 6.1 PVH guests of 256 and 192 MiB listed in /proc/iomem under domforge-init.
+        assert_eq!(
+            x86_linux_visible_ram(&[Region::new(0, 256 * MIB)]),
+            vec![
+                Region::new(0x1000, 0x9_f000),
+                Region::new(0x10_0000, 256 * MIB - 0x10_0000)
+            ]
+        );
+        let high = Region::new(0x1_0000_0000, 512 * MIB);
+        assert_eq!(x86_linux_visible_ram(&[high]), vec![high]);
     }
 }
