@@ -20,6 +20,8 @@ extern crate std;
 pub mod artifacts;
 pub mod blob;
 pub mod board;
+#[cfg(feature = "std")]
+pub mod budget;
 pub mod diag;
 pub mod guest_map;
 #[cfg(feature = "std")]

@@ -143,19 +143,7 @@ pub struct SharedMemoryPlan {
     pub borrowers: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct MemoryBudget {
-    pub ram: u64,
-    pub reserved: u64,
-    pub xen: u64,
-    pub dom0: u64,
-    pub domains: u64,
-    pub static_memory: u64,
-    pub p2m_pools: u64,
-    pub shared_memory: u64,
-    pub modules: u64,
-    pub free: u64,
-}
+pub use crate::budget::MemoryBudget;
 
 /// The resolved system.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -309,7 +297,6 @@ fn build_plan(input: CheckInput<'_>) -> Result<SystemPlan, Diagnostic> {
     };
 
     let mut domains = Vec::new();
-    let mut relocation_cursor = GUEST_DEVICE_HOLE.base;
     for (boot_index, &i) in order.iter().enumerate() {
         let d = &m.domains[i];
         let name = d.name.value.clone();
@@ -338,12 +325,26 @@ fn build_plan(input: CheckInput<'_>) -> Result<SystemPlan, Diagnostic> {
                 v
             }
         };
+        // Everything already in this guest's address map: RAM, Xen's fixed regions, shared memory the
+        // domain maps and raw iomem grants. Relocated devices must miss all of it.
         let mut occupied: Vec<Region> = guest_ram.clone();
         if d.kind.value == DomainKind::Arm64 {
             occupied.extend(
                 guest_map::fixed_regions(gic_v3, console == Console::Vpl011).map(|(_, r)| r),
             );
         }
+        occupied.extend(
+            m.shared_memory
+                .iter()
+                .filter(|s| {
+                    s.owner
+                        .iter()
+                        .chain(s.borrowers.value.iter())
+                        .any(|w| w.value == name)
+                })
+                .map(|s| Region::new(s.guest_address.value, s.size.value)),
+        );
+        occupied.extend(d.iomem.iter().map(|g| g.value.guest_region()));
         let mut devices = Vec::new();
         let mut irqs: Vec<u32> = d.irqs.iter().map(|i| i.value).collect();
         for p in &d.passthrough {
@@ -361,24 +362,23 @@ fn build_plan(input: CheckInput<'_>) -> Result<SystemPlan, Diagnostic> {
                     host
                 } else {
                     relocated = true;
-                    let g = relocation_cursor;
-                    relocation_cursor =
-                        align_up(g.saturating_add(size), PAGE_SIZE).unwrap_or(u64::MAX);
-                    if !GUEST_DEVICE_HOLE.contains(&Region::new(g, size)) {
-                        return Err(Diagnostic::error(
-                            "E0301",
-                            format!(
-                                "no room in the guest address map of `{name}` for {}",
-                                dev.path
-                            ),
-                        )
-                        .at(p.span.clone(), "too many relocated devices")
-                        .note(format!(
-                            "relocated devices go into {}",
-                            validate::fmt_region(&GUEST_DEVICE_HOLE)
-                        )));
+                    match first_fit(&GUEST_DEVICE_HOLE, size, &occupied) {
+                        Some(g) => g,
+                        None => {
+                            return Err(Diagnostic::error(
+                                "E0301",
+                                format!(
+                                    "no room in the guest address map of `{name}` for {}",
+                                    dev.path
+                                ),
+                            )
+                            .at(p.span.clone(), "too many relocated devices")
+                            .note(format!(
+                                "relocated devices go into {}",
+                                validate::fmt_region(&GUEST_DEVICE_HOLE)
+                            )));
+                        }
                     }
-                    g
                 };
                 occupied.push(Region::new(guest, size));
                 mappings.push(Mapping { host, guest, size });
@@ -502,7 +502,7 @@ fn build_plan(input: CheckInput<'_>) -> Result<SystemPlan, Diagnostic> {
         .collect();
 
     let xen_cmdline = xen_cmdline(input, dom0_plan.as_ref());
-    let memory = budget(input, &domains, dom0_plan.as_ref(), &modules);
+    let memory = budget(input, &modules);
     let mut reserved: Vec<Region> = inv.reserved.iter().map(|r| r.region).collect();
     reserved.sort();
     Ok(SystemPlan {
@@ -557,74 +557,13 @@ fn xen_cmdline(input: CheckInput<'_>, dom0: Option<&Dom0Plan>) -> String {
     parts.join(" ")
 }
 
-fn budget(
-    input: CheckInput<'_>,
-    domains: &[DomainPlan],
-    dom0: Option<&Dom0Plan>,
-    modules: &[ModulePlan],
-) -> MemoryBudget {
-    let inv = input.inventory;
-    let ram = inv
-        .memory
-        .iter()
-        .fold(0u64, |a, b| a.saturating_add(b.size));
-    let reserved = inv
-        .reserved
-        .iter()
-        .filter(|r| inv.memory.iter().any(|b| b.overlaps(&r.region)))
-        .fold(0u64, |a, r| a.saturating_add(r.region.size));
-    let xen = input
-        .manifest
-        .system
-        .xen_memory
-        .as_ref()
-        .map_or(input.board.xen_memory, |x| x.value);
-    let dom0 = dom0.map_or(0, |d| d.memory);
-    let sum =
-        |f: &dyn Fn(&DomainPlan) -> u64| domains.iter().fold(0u64, |a, d| a.saturating_add(f(d)));
-    let heap_domains = sum(&|d| {
-        if d.static_memory.is_empty() {
-            d.memory
-        } else {
-            0
-        }
-    });
-    let static_memory = sum(&|d| {
-        if d.static_memory.is_empty() {
-            0
-        } else {
-            d.memory
-        }
-    });
-    let p2m_pools = sum(&|d| d.p2m_pool);
-    let shared_memory = input
-        .manifest
-        .shared_memory
-        .iter()
-        .filter(|s| s.host_address.is_some())
-        .fold(0u64, |a, s| a.saturating_add(s.size.value));
-    let modules_total = modules
+fn budget(input: CheckInput<'_>, modules: &[ModulePlan]) -> MemoryBudget {
+    let mut b = crate::budget::memory_budget(input);
+    b.modules = modules
         .iter()
         .filter_map(|m| m.load.map(|l| l.size))
         .fold(0u64, |a, s| a.saturating_add(s));
-    let used = xen
-        .saturating_add(dom0)
-        .saturating_add(heap_domains)
-        .saturating_add(static_memory)
-        .saturating_add(p2m_pools)
-        .saturating_add(shared_memory);
-    MemoryBudget {
-        ram,
-        reserved,
-        xen,
-        dom0,
-        domains: heap_domains,
-        static_memory,
-        p2m_pools,
-        shared_memory,
-        modules: modules_total,
-        free: ram.saturating_sub(reserved).saturating_sub(used),
-    }
+    b
 }
 
 /// First-fit placement, 2 MiB aligned, inside the board's module window and RAM, clear of reserved
@@ -767,6 +706,26 @@ fn module_noun(kind: ModuleKind) -> &'static str {
         ModuleKind::Dom0Kernel | ModuleKind::Kernel => "kernel",
         ModuleKind::Dom0Ramdisk | ModuleKind::Ramdisk => "ramdisk",
         ModuleKind::PassthroughDtb => "passthrough device tree",
+    }
+}
+
+/// The lowest page-aligned address in `window` where `size` bytes miss every `taken` range.
+fn first_fit(window: &Region, size: u64, taken: &[Region]) -> Option<u64> {
+    let mut at = align_up(window.base, PAGE_SIZE)?;
+    loop {
+        let candidate = Region::new(at, size);
+        if !window.contains(&candidate) {
+            return None;
+        }
+        match taken
+            .iter()
+            .filter(|t| t.overlaps(&candidate))
+            .filter_map(|t| t.end())
+            .max()
+        {
+            Some(end) => at = align_up(end, PAGE_SIZE)?,
+            None => return Some(at),
+        }
     }
 }
 

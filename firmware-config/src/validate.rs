@@ -865,19 +865,18 @@ impl<'a> Validator<'a> {
         let cpus = self.cpus();
         let mut names: BTreeMap<&str, &Cpupool> = BTreeMap::new();
         let mut cpu_owner: BTreeMap<u32, &str> = BTreeMap::new();
-        if let Some(first) = m.cpupools.first() {
-            if !m
+        if let Some(first) = m.cpupools.first()
+            && !m
                 .system
                 .xen_features
                 .iter()
                 .any(|f| f.value == "boot-cpupools")
-            {
-                self.d.push(
+        {
+            self.d.push(
                     Diagnostic::error("E0249", "boot-time cpupools need a Xen built with CONFIG_BOOT_TIME_CPUPOOLS")
                         .at(first.name.span.clone(), "Debian's Xen 4.17 and 4.20 are built without it")
                         .help("build Xen with CONFIG_BOOT_TIME_CPUPOOLS=y, point `hypervisor` at it and add `xen_features = [\"boot-cpupools\"]` to [system]"),
                 );
-            }
         }
         for p in &m.cpupools {
             self.need(XenFeature::Cpupools, &p.name.span, "boot-time cpupools");
@@ -1340,55 +1339,8 @@ impl<'a> Validator<'a> {
 
     fn memory_fits(&mut self) {
         let m = self.m();
-        let inv = self.input.inventory;
-        let ram: u64 = inv
-            .memory
-            .iter()
-            .fold(0u64, |a, b| a.saturating_add(b.size));
-        let reserved: u64 = inv
-            .reserved
-            .iter()
-            .filter(|r| inv.memory.iter().any(|b| b.overlaps(&r.region)))
-            .fold(0u64, |a, r| a.saturating_add(r.region.size));
-        let xen = m
-            .system
-            .xen_memory
-            .as_ref()
-            .map_or(self.input.board.xen_memory, |x| x.value);
-        let dom0 = if has_dom0(m) {
-            m.dom0
-                .as_ref()
-                .and_then(|d| d.memory.as_ref())
-                .map_or(DEFAULT_DOM0_MEMORY, |x| x.value)
-        } else {
-            0
-        };
-        let mut guests: u64 = 0;
-        let mut pools: u64 = 0;
-        let mut statics: u64 = 0;
-        for d in &m.domains {
-            if d.static_memory.is_empty() {
-                guests = guests.saturating_add(d.memory.value);
-            } else {
-                statics = statics.saturating_add(d.memory.value);
-            }
-            pools = pools.saturating_add(d.p2m_pool.as_ref().map_or_else(
-                || default_pool(d.kind.value, d.vcpus.value, d.memory.value),
-                |p| p.value,
-            ));
-        }
-        let shm: u64 = m
-            .shared_memory
-            .iter()
-            .filter(|s| s.host_address.is_some())
-            .fold(0, |a, s| a.saturating_add(s.size.value));
-        let needed = xen
-            .saturating_add(dom0)
-            .saturating_add(guests)
-            .saturating_add(pools)
-            .saturating_add(statics)
-            .saturating_add(shm);
-        let usable = ram.saturating_sub(reserved);
+        let b = crate::budget::memory_budget(self.input);
+        let (needed, usable) = (b.needed(), b.usable());
         if needed > usable {
             let biggest = m.domains.iter().max_by_key(|d| d.memory.value);
             let mut diag = Diagnostic::error(
@@ -1413,14 +1365,14 @@ impl<'a> Validator<'a> {
             diag = diag
                 .note(format!(
                     "Xen {} + dom0 {} + domains {} + static memory {} + P2M pools {} + shared memory {}",
-                    human_size(xen),
-                    human_size(dom0),
-                    human_size(guests),
-                    human_size(statics),
-                    human_size(pools),
-                    human_size(shm)
+                    human_size(b.xen),
+                    human_size(b.dom0),
+                    human_size(b.domains),
+                    human_size(b.static_memory),
+                    human_size(b.p2m_pools),
+                    human_size(b.shared_memory)
                 ))
-                .note(format!("RAM {} minus reserved {}", human_size(ram), human_size(reserved)))
+                .note(format!("RAM {} minus reserved {}", human_size(b.ram), human_size(b.reserved)))
                 .help(format!("free {} by shrinking domains", human_size(needed - usable)));
             self.d.push(diag);
         }

@@ -55,11 +55,12 @@ fn device(path: &str, compatible: &[&str], base: u64, size: u64, intid: u32) -> 
 }
 
 /// A primecell's `clocks = <&apb-pclk>`: the provider is a fixed clock without `reg`, so it is not a
-/// device the guest needs (validation only asks for providers with registers).
+/// device the guest needs: the fragment carries it (`copyable`).
 fn apb_pclk() -> Vec<DeviceDependency> {
     vec![DeviceDependency {
         property: "clocks".to_string(),
         provider: "/apb-pclk".to_string(),
+        copyable: true,
     }]
 }
 
@@ -175,6 +176,7 @@ pub fn iommu_inventory() -> HardwareInventory {
     eth.dependencies.push(DeviceDependency {
         property: "clocks".to_string(),
         provider: "/clock-controller@9070000".to_string(),
+        copyable: false,
     });
     let mut disabled = device("/spi@90a0000", &["arm,pl022"], 0x090a_0000, 0x1000, 112);
     disabled.enabled = false;
@@ -219,9 +221,13 @@ pub enum Use {
 /// Every source the manifest names, with its use, in manifest order.
 pub fn sources(m: &Manifest) -> Vec<(String, Use)> {
     let mut out = Vec::new();
-    if let Some(h) = &m.system.hypervisor {
-        out.push((h.value.clone(), Use::Hypervisor));
-    }
+    // Validation examines the hypervisor too: the manifest's, or Debian's package by default.
+    let hypervisor = m
+        .system
+        .hypervisor
+        .as_ref()
+        .map_or_else(|| "debian:xen".to_string(), |h| h.value.clone());
+    out.push((hypervisor, Use::Hypervisor));
     if let Some(d0) = &m.dom0 {
         out.push((d0.kernel.value.clone(), Use::Kernel));
         if let Some(r) = &d0.ramdisk {

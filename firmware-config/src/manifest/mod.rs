@@ -483,7 +483,7 @@ impl Convert {
                 let size = self.size(m);
                 // Xen's `dom0_mem=` takes whole MiB here; refuse what would be silently rounded.
                 if self.diags.0.len() == before
-                    && (size.value == 0 || size.value % crate::units::MIB != 0)
+                    && (size.value == 0 || !size.value.is_multiple_of(crate::units::MIB))
                 {
                     self.diags.push(
                         Diagnostic::error(
