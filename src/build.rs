@@ -8,6 +8,7 @@
 //! | `run-qemu.sh` | boots the system in QEMU with no firmware (`-kernel xen -dtb host.dtb -device loader,...`) |
 //! | `boot.source` (`boot.scr` when `mkimage` is installed) | the same boot as a U-Boot script |
 //! | `SHA256SUMS` | digests of every module and DTB (`sha256sum -c` format), for measured boot |
+//! | `disk0.img` | QEMU boards only, when a domain owns a virtio-mmio transport: a raw disk with a marker line |
 //! | `build.json` | [`BuildOutput`], machine-readable, paths relative to the directory |
 //!
 //! **Addresses and sizes.** Every module is loaded at the address the plan gave it
@@ -137,6 +138,7 @@ fn clean(dir: &Path) -> Result<(), BuildError> {
                 | "boot.scr"
                 | "SHA256SUMS"
                 | "build.json"
+                | "disk0.img"
         ) || (name.starts_with("passthrough-")
             && (name.ends_with(".dtb") || name.ends_with(".dts")));
         if ours {
@@ -375,18 +377,39 @@ pub fn build(
             })
             .collect()
     };
-    let qemu_rel = arm_direct(
+    let mut qemu_rel = arm_direct(
         machine,
         &xen.path,
         Path::new("host.dtb"),
         &loader(Path::new("")),
     );
-    let qemu_abs = arm_direct(
+    let mut qemu_abs = arm_direct(
         machine,
         &dir.join(&xen.path),
         &dir.join("host.dtb"),
         &loader(&dir),
     );
+    // A domain that owns a virtio-mmio transport gets something behind it: a raw disk holding a
+    // marker line the probe guest reads back (through the device's DMA). QEMU plugs the first
+    // `virtio-blk-device` into the highest transport (`/virtio_mmio@a003e00` on `virt`), and the
+    // board DTB is the same with or without it (checked in qemu-tests' disk tests).
+    if plan.domains.iter().any(|d| {
+        d.devices
+            .iter()
+            .any(|dev| dev.compatible.iter().any(|c| c == "virtio,mmio"))
+    }) {
+        let disk = qemu_tests::disk::MarkerDisk::write(
+            &dir.join("disk0.img"),
+            &qemu_tests::disk::MarkerDisk::marker_for(&plan.name),
+            qemu_tests::disk::DEFAULT_DISK_SIZE,
+        )
+        .map_err(|e| BuildError::Unsupported(format!("writing the virtio-blk disk: {e}")))?;
+        qemu_rel.args.extend(qemu_tests::disk::virtio_blk_args(
+            Path::new("disk0.img"),
+            "d0",
+        ));
+        qemu_abs.args.extend(disk.qemu_args("d0"));
+    }
     let script_path = dir.join("run-qemu.sh");
     write(
         &script_path,

@@ -12,6 +12,7 @@ use firmware_config::diag::{Diagnostic, Diagnostics, SourceFile};
 use firmware_config::manifest::Manifest;
 use firmware_config::plan::{self, SystemPlan};
 use firmware_config::validate::{self, CheckInput};
+use firmware_config::xen::XenVersion;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -43,6 +44,12 @@ pub struct Options {
     pub cache_dir: PathBuf,
     pub offline: bool,
     pub quiet: bool,
+    /// Target this Xen release instead of the manifest's `[system] xen` (`--xen` on `run` and
+    /// `test`; the release matrix in `tests/qemu_scenarios.rs`). Applied by [`retarget_xen`] right
+    /// after parsing, so validation, planning and `debian:xen` all use this release — one
+    /// manifest serves several releases without copies. An explicit `[system] hypervisor` file
+    /// is still used as given: it must be a build of this release.
+    pub xen_override: Option<XenVersion>,
 }
 
 impl Options {
@@ -53,6 +60,7 @@ impl Options {
             cache_dir,
             offline: false,
             quiet: false,
+            xen_override: None,
         })
     }
 
@@ -79,6 +87,8 @@ pub struct Loaded {
     pub board_dtb: Option<Vec<u8>>,
     pub inventory: HardwareInventory,
     pub artifacts: ArtifactTable,
+    /// The manifest's own `[system] xen` when [`Options::xen_override`] replaced it.
+    pub xen_retargeted_from: Option<XenVersion>,
 }
 
 impl Loaded {
@@ -91,7 +101,16 @@ impl Loaded {
         }
     }
 
-    fn fail(&self, diags: Diagnostics) -> PipelineError {
+    fn fail(&self, mut diags: Diagnostics) -> PipelineError {
+        if let Some(from) = self.xen_retargeted_from {
+            let note = format!(
+                "this run targets Xen {} (`--xen`), not the manifest's `xen = \"{from}\"`",
+                self.manifest.system.xen.value
+            );
+            for d in &mut diags.0 {
+                d.notes.push(note.clone());
+            }
+        }
         PipelineError::Diagnostics {
             diags,
             manifest: self.manifest_file.clone(),
@@ -128,12 +147,15 @@ pub fn load(manifest_path: &Path, opts: &Options) -> Result<Loaded, PipelineErro
         ))
     })?;
     let manifest_file = SourceFile::new(manifest_path.display().to_string(), text);
-    let manifest =
+    let mut manifest =
         Manifest::parse(&manifest_file.text).map_err(|diags| PipelineError::Diagnostics {
             diags,
             manifest: manifest_file.clone(),
             board: None,
         })?;
+    let xen_retargeted_from = opts
+        .xen_override
+        .and_then(|release| retarget_xen(&mut manifest, release));
     let manifest_dir = manifest_path
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
@@ -198,7 +220,18 @@ pub fn load(manifest_path: &Path, opts: &Options) -> Result<Loaded, PipelineErro
         board_dtb,
         inventory,
         artifacts,
+        xen_retargeted_from,
     })
+}
+
+/// Re-targets a parsed manifest at Xen `release`: the transformation behind
+/// [`Options::xen_override`]. Only the value changes; the span still points at the manifest's
+/// `xen = "…"` (or the start of `[system]` when the key is absent), so diagnostics about the
+/// release still point into the file. Returns the manifest's own release when it differed.
+pub fn retarget_xen(manifest: &mut Manifest, release: XenVersion) -> Option<XenVersion> {
+    let own = manifest.system.xen.value;
+    manifest.system.xen.value = release;
+    (own != release).then_some(own)
 }
 
 /// The board named by `[system] board`: a built-in name, or a path relative to the manifest.
@@ -405,8 +438,19 @@ pub fn build_probe(arch: Arch, opts: &Options) -> Result<PathBuf, String> {
     let busybox = fetcher
         .busybox_static(images_arch(arch))
         .map_err(|e| e.to_string())?;
-    let image =
+    let mut image =
         images::probe::ProbeImage::from_busybox_file(&busybox).map_err(|e| e.to_string())?;
+    // Debian's arm64 kernel builds virtio-mmio and virtio-blk as modules; the probe loads them to
+    // reach a passed-through virtio disk. They come from the same package as `debian:kernel`.
+    if arch == Arch::Arm64 {
+        let kernel = fetcher
+            .linux_kernel(images_arch(arch))
+            .map_err(|e| e.to_string())?;
+        let modules =
+            images::kmod::resolve_modules(&kernel.modules_dir, images::probe::ARM64_VIRTIO_MODULES)
+                .map_err(|e| e.to_string())?;
+        image = image.with_modules(&modules).map_err(|e| e.to_string())?;
+    }
     let bytes = image.to_cpio_gz().map_err(|e| e.to_string())?;
     let dir = opts.cache_dir.join("probe");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;

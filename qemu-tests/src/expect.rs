@@ -123,6 +123,11 @@ pub struct Expectation {
     pub guest_ram: Vec<Region>,
     /// Whether the guest gets a `/hypervisor` node.
     pub hypervisor_node: bool,
+    /// The line an owned virtio-blk disk must read back (`<dev> DOMFORGE-DISK <system>`): the disk
+    /// `domforge build` attaches on QEMU boards when a domain owns a virtio-mmio transport. Reading it
+    /// proves the device's DMA reaches the guest's memory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk_marker: Option<String>,
     /// Devices it owns.
     pub owned: Vec<DeviceSpec>,
     /// Devices other domains own.
@@ -195,6 +200,7 @@ pub fn expectations(plan: &SystemPlan) -> Vec<Expectation> {
     if let Some(d0) = &plan.dom0 {
         out.push(Expectation {
             name: crate::console::DOM0_NAME.to_string(),
+            disk_marker: None,
             probe: uses_probe(plan, d0.ramdisk.as_ref()),
             vcpus: d0.vcpus,
             memory: d0.memory,
@@ -207,6 +213,11 @@ pub fn expectations(plan: &SystemPlan) -> Vec<Expectation> {
     for d in &plan.domains {
         out.push(Expectation {
             name: d.name.clone(),
+            disk_marker: d
+                .devices
+                .iter()
+                .any(|dev| dev.compatible.iter().any(|c| c == "virtio,mmio"))
+                .then(|| format!("vda {}", crate::disk::MarkerDisk::marker_for(&plan.name))),
             probe: uses_probe(plan, d.ramdisk.as_ref()),
             vcpus: d.vcpus,
             memory: d.memory,
@@ -450,6 +461,25 @@ pub fn check(e: &Expectation, r: &ProbeReport) -> Vec<Difference> {
             ));
         }
     }
+    if let Some(marker) = &e.disk_marker {
+        let read = e
+            .owned
+            .iter()
+            .filter(|d| d.kind == "virtio-blk")
+            .filter_map(|d| r.device(&d.to_string(), "value"))
+            .collect::<Vec<_>>();
+        if !read.iter().any(|v| v == marker) {
+            out.push(diff(
+                "virtio-blk disk".to_string(),
+                format!("reads \"{marker}\" through DMA"),
+                if read.is_empty() {
+                    "no value reported".to_string()
+                } else {
+                    format!("read \"{}\"", read.join("\", \""))
+                },
+            ));
+        }
+    }
     for d in &e.denied {
         let spec = d.to_string();
         let verdict = r.device(&spec, "verdict");
@@ -580,6 +610,7 @@ DOMFORGE-PROBE t end=11";
     fn app2() -> Expectation {
         Expectation {
             name: "t".into(),
+            disk_marker: None,
             probe: true,
             vcpus: 1,
             memory: 192 * MIB,
