@@ -308,6 +308,7 @@ mod tests {
     fn exp(name: &str, mem: u64) -> Expectation {
         Expectation {
             name: name.into(),
+            disk_marker: None,
             probe: true,
             vcpus: 1,
             memory: mem * MIB,
