@@ -6,17 +6,24 @@
 //! - a rejected manifest carries at least one error, and every manifest span lies inside the text;
 //! - planning is deterministic (equal plans, byte-identical JSON);
 //! - boot modules never overlap one another;
+//! - every ARM domain's guest RAM adds up to its memory and (unless direct-mapped) misses Xen's fixed
+//!   guest regions; device mappings are page aligned and (unless direct-mapped) miss guest RAM, the
+//!   fixed regions, shared memory, iomem grants and each other; no interrupt has two owners;
 //! - a validated plan becomes a blob (or is refused for a blob bound, E0304, never for an invariant
 //!   `BootConfig::check` finds), and the blob decodes to exactly the configuration that was encoded.
 #![no_main]
 
 use firmware_config::blob;
-use firmware_config::board::{Board, HardwareInventory};
+use firmware_config::board::{Board, HardwareInventory, InterruptControllerKind, Region};
 use firmware_config::diag::{Diagnostics, SourceId};
+use firmware_config::guest_map;
 use firmware_config::manifest::Manifest;
+use firmware_config::manifest::{Console, DomainKind};
 use firmware_config::plan::{self, SystemPlan};
+use firmware_config::units::PAGE_SIZE;
 use firmware_config::validate::CheckInput;
 use libfuzzer_sys::fuzz_target;
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 #[path = "../common/fixtures.rs"]
@@ -74,6 +81,88 @@ fn check_plan(p: &SystemPlan, input: CheckInput<'_>) {
                 a.id,
                 b.id
             );
+        }
+    }
+
+    let gic_v3 = input
+        .inventory
+        .interrupt_controller
+        .as_ref()
+        .is_some_and(|c| c.kind == InterruptControllerKind::GicV3);
+    let mut irq_owner: BTreeMap<u32, &str> = BTreeMap::new();
+    for d in &p.domains {
+        for irq in &d.irqs {
+            if let Some(other) = irq_owner.insert(*irq, &d.name) {
+                panic!("IRQ {irq} owned by {other} and {}", d.name);
+            }
+        }
+        let total = d
+            .guest_ram
+            .iter()
+            .fold(0u64, |a, r| a.saturating_add(r.size));
+        assert_eq!(total, d.memory, "guest RAM of {} does not add up", d.name);
+        if d.kind != DomainKind::Arm64 {
+            continue;
+        }
+        let fixed: Vec<(&str, Region)> =
+            guest_map::fixed_regions(gic_v3, d.console == Console::Vpl011).collect();
+        if !d.direct_map {
+            for r in &d.guest_ram {
+                for (what, f) in &fixed {
+                    assert!(!r.overlaps(f), "{} RAM {r:x?} on the guest {what}", d.name);
+                }
+            }
+        }
+        let mut taken: Vec<(String, Region)> = p
+            .shared_memory
+            .iter()
+            .filter(|s| {
+                s.owner.as_deref() == Some(d.name.as_str()) || s.borrowers.contains(&d.name)
+            })
+            .map(|s| {
+                (
+                    format!("shared memory {}", s.id),
+                    Region::new(s.guest, s.size),
+                )
+            })
+            .collect();
+        taken.extend(
+            d.iomem
+                .iter()
+                .map(|m| ("an iomem grant".to_string(), Region::new(m.guest, m.size))),
+        );
+        for dev in &d.devices {
+            for m in &dev.mappings {
+                assert!(
+                    m.host % PAGE_SIZE == 0 && m.guest % PAGE_SIZE == 0 && m.size % PAGE_SIZE == 0,
+                    "{} mapping {m:x?} not page aligned",
+                    dev.path
+                );
+                if d.direct_map {
+                    continue;
+                }
+                let g = Region::new(m.guest, m.size);
+                for r in &d.guest_ram {
+                    assert!(
+                        !g.overlaps(r),
+                        "{} at {g:x?} on guest RAM of {}",
+                        dev.path,
+                        d.name
+                    );
+                }
+                for (what, f) in &fixed {
+                    assert!(!g.overlaps(f), "{} at {g:x?} on the guest {what}", dev.path);
+                }
+                for (what, t) in &taken {
+                    assert!(
+                        !g.overlaps(t),
+                        "{} at {g:x?} on {what} of {}",
+                        dev.path,
+                        d.name
+                    );
+                }
+                taken.push((dev.path.clone(), g));
+            }
         }
     }
 
