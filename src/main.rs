@@ -8,6 +8,7 @@ use firmware_config::blob;
 use firmware_config::diag::{Diagnostics, SourceFile};
 use firmware_config::plan::SystemPlan;
 use firmware_config::units::human_size;
+use firmware_config::xen::XenVersion;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -78,6 +79,10 @@ enum Command {
         /// Keep the system running after it is up (until the deadline or Ctrl-C).
         #[arg(long)]
         stay: bool,
+        /// Target this Xen release instead of the manifest's `[system] xen` (e.g. 4.20):
+        /// validation, plan and `debian:xen` follow it.
+        #[arg(long, value_name = "RELEASE", value_parser = parse_xen)]
+        xen: Option<XenVersion>,
     },
     /// Build, boot with a deadline and check that every domain sees what the manifest promises
     /// (vCPUs, RAM, devices owned and not owned); prints a table per domain.
@@ -98,6 +103,10 @@ enum Command {
         /// Write the whole console to this file.
         #[arg(long, value_name = "FILE")]
         console: Option<PathBuf>,
+        /// Target this Xen release instead of the manifest's `[system] xen` (e.g. 4.20):
+        /// validation, plan and `debian:xen` follow it.
+        #[arg(long, value_name = "RELEASE", value_parser = parse_xen)]
+        xen: Option<XenVersion>,
     },
     /// Write what boots the system (ARM64): host DTB, passthrough DTBs, modules, run-qemu.sh,
     /// U-Boot script, SHA256SUMS.
@@ -155,7 +164,17 @@ fn main() -> ExitCode {
             output,
             deadline,
             stay,
-        } => run_cmd(&manifest, &opts, output, deadline, stay),
+            xen,
+        } => run_cmd(
+            &manifest,
+            &Options {
+                xen_override: xen,
+                ..opts
+            },
+            output,
+            deadline,
+            stay,
+        ),
         Command::Test {
             manifest,
             json,
@@ -163,9 +182,13 @@ fn main() -> ExitCode {
             deadline,
             output,
             console,
+            xen,
         } => test_cmd(
             &manifest,
-            &opts,
+            &Options {
+                xen_override: xen,
+                ..opts
+            },
             json,
             junit.as_deref(),
             deadline,
@@ -185,6 +208,21 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
+    }
+}
+
+/// `--xen RELEASE`: a release domforge knows the bindings and domctl interface of.
+fn parse_xen(text: &str) -> Result<XenVersion, String> {
+    let v = XenVersion::parse(text)
+        .ok_or_else(|| format!("`{text}` is not a Xen release; expected e.g. 4.17 or 4.20"))?;
+    if v.is_supported() {
+        Ok(v)
+    } else {
+        Err(format!(
+            "Xen {v} is not supported; domforge speaks Xen {} to {}",
+            XenVersion::OLDEST,
+            XenVersion::NEWEST
+        ))
     }
 }
 

@@ -6,6 +6,10 @@
 //! ([`qemu_tests::report::evaluate`]); `run` streams the console with `[domain]` prefixes and
 //! reports whether every domain came up.
 //!
+//! The Xen release comes from the manifest or from [`Options::xen_override`] (`--xen`), which
+//! re-targets the parsed manifest before validation ([`pipeline::retarget_xen`]), so one
+//! scenario file runs against every release of the matrix in `tests/qemu_scenarios.rs`.
+//!
 //! ARM64 only for now because [`crate::build`] is; the runner itself knows no architecture
 //! (x86 joins when the x86 builder produces a QEMU invocation).
 
@@ -91,6 +95,7 @@ pub fn prepare(
     let mut expectations = expect::expectations(&plan);
     adjust(&mut expectations);
     expect::apply_knobs(&mut plan, &expectations);
+    keep_serial_input_with_xen(&mut plan);
     let (out, temp_dir) = match &ropts.out_dir {
         Some(d) => (d.clone(), None),
         None => {
@@ -164,6 +169,37 @@ impl Prepared {
             report::evaluate(&self.plan.name, &self.expectations, &log),
             log,
         ))
+    }
+}
+
+/// The Xen option that keeps serial input with Xen after boot (`conswitch=<char>x`,
+/// `docs/misc/xen-command-line.pandoc`; `a` is the default switch character, Ctrl-A).
+pub const SERIAL_INPUT_STAYS_WITH_XEN: &str = "conswitch=ax";
+
+/// Keeps the serial console's input with Xen when no dom0 would take it, so that every
+/// dom0less domain's output arrives as whole `(XEN) DOM<n>: …` lines.
+///
+/// Without a dom0, Xen hands serial input to the first domU at the end of boot
+/// (`console_endboot()` → `switch_serial_input()` in `xen/drivers/char/console.c`: "*** Serial
+/// input to DOM1"). From Xen 4.20, `vpl011_write_data_xen()` (`xen/arch/arm/vpl011.c`) prints
+/// the input domain's output one character per `printk("%c")`, without the `DOM<n>:` prefix,
+/// while the other domains' lines are buffered and printed whole; with two physical CPUs the
+/// characters interleave with those lines and with `(XEN) ` prefixes mid-line (seen on Debian's
+/// 4.20.4: `(XEN) DO(XEN) MFORGE-PROBE app-1 …`), losing probe lines no demultiplexer can put
+/// back. The harness never types into the console, so Xen may keep the input (the trailing
+/// `x`); nothing the guests see changes. A `conswitch` the manifest sets itself is left alone,
+/// and with a dom0 (which takes the input and whose `hvc0` is printed as written) nothing is
+/// added.
+pub fn keep_serial_input_with_xen(plan: &mut SystemPlan) {
+    let set_already = plan
+        .xen_cmdline
+        .split_whitespace()
+        .any(|w| w.starts_with("conswitch="));
+    if plan.dom0.is_none() && plan.arch == firmware_config::board::Arch::Arm64 && !set_already {
+        if !plan.xen_cmdline.is_empty() {
+            plan.xen_cmdline.push(' ');
+        }
+        plan.xen_cmdline.push_str(SERIAL_INPUT_STAYS_WITH_XEN);
     }
 }
 
