@@ -14,10 +14,11 @@
 //! [`BuiltModule::addr`] is 0 and `BuildOutput::host_dtb` is empty (x86 has no device tree).
 //!
 //! **Where `domforge-init` comes from.** It must be a static x86_64 executable
-//! (`x86_64-unknown-linux-musl`). In order: `$DOMFORGE_INIT`; next to this `domforge` in a Cargo target
-//! directory (`<target>/x86_64-unknown-linux-musl/{release,debug}/domforge-init`); else, when this
-//! `domforge` runs from its source tree, `cargo build -p domforge-init --release --target
-//! x86_64-unknown-linux-musl` is run into that target directory.
+//! (`x86_64-unknown-linux-musl`). In order: `$DOMFORGE_INIT`; when this `domforge` was built from a
+//! source tree that is still there, `cargo build -p domforge-init --release --target
+//! x86_64-unknown-linux-musl` into `domforge-init/` inside this `domforge`'s target directory (a no-op when up to date);
+//! else a binary next to this `domforge` in a Cargo target directory
+//! (`<target>/x86_64-unknown-linux-musl/{release,debug}/domforge-init`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -110,27 +111,21 @@ pub fn find_domforge_init() -> Result<PathBuf, BuildError> {
     let exe = std::env::current_exe().map_err(|e| BuildError::Tool(e.to_string()))?;
     let target_dir = exe
         .ancestors()
-        .find(|a| a.join(INIT_TARGET).is_dir() || a.join("CACHEDIR.TAG").is_file());
-    if let Some(t) = target_dir {
-        for profile in ["release", "debug"] {
-            let p = t.join(INIT_TARGET).join(profile).join("domforge-init");
-            if p.is_file() {
-                return Ok(p);
-            }
-        }
-    }
+        .find(|a| a.join(INIT_TARGET).is_dir() || a.join("CACHEDIR.TAG").is_file())
+        .map(Path::to_path_buf);
+    // From the source tree, let cargo decide whether the binary is up to date (a stale one would
+    // read another boot blob format).
     let source = Path::new(env!("CARGO_MANIFEST_DIR"));
     if source.join("domforge-init/Cargo.toml").is_file() {
+        // Its own target directory: never waits on the lock of the cargo that may be running us.
         let target = target_dir
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| source.join("target"));
-        eprintln!(
-            "building domforge-init for {INIT_TARGET} (once; `rustup target add {INIT_TARGET}` if this fails)"
-        );
+            .unwrap_or_else(|| source.join("target"))
+            .join("domforge-init");
         let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .current_dir(source)
             .args([
                 "build",
+                "-q",
                 "-p",
                 "domforge-init",
                 "--release",
@@ -147,8 +142,16 @@ pub fn find_domforge_init() -> Result<PathBuf, BuildError> {
         }
         return Err(BuildError::Tool(format!(
             "cargo build -p domforge-init --target {INIT_TARGET} failed ({status}); is the target \
-             installed (`rustup target add {INIT_TARGET}`)?"
+             installed (`rustup target add {INIT_TARGET}`, which scripts/setup does)?"
         )));
+    }
+    if let Some(t) = target_dir {
+        for profile in ["release", "debug"] {
+            let p = t.join(INIT_TARGET).join(profile).join("domforge-init");
+            if p.is_file() {
+                return Ok(p);
+            }
+        }
     }
     Err(BuildError::Tool(format!(
         "no domforge-init found: set DOMFORGE_INIT to a static {INIT_TARGET} build of it"
