@@ -179,7 +179,6 @@ fn publish_matrix(run: Run) {
 fn print_matrix() {
     let table = matrix_table(&MATRIX.lock().unwrap_or_else(|p| p.into_inner()));
     println!("Xen release matrix so far:\n{table}");
-    eprintln!("Xen release matrix so far:\n{table}");
 }
 
 /// Builds `file` for every release in [`RELEASES`] and boots it three times on each; every boot
