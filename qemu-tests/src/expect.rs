@@ -269,9 +269,11 @@ pub fn probe_cmdline(plan: &SystemPlan, domain: &str) -> Option<String> {
 
 /// `cmdline` without any `domforge.*` knob, with `knobs` appended.
 fn with_knobs(cmdline: &str, knobs: &str) -> String {
+    // The runner owns the knobs that say what to check; `domforge.crash=` is the manifest's own
+    // request (a guest told to crash, to exercise on_crash) and stays.
     let mut words: Vec<&str> = cmdline
         .split_whitespace()
-        .filter(|w| !w.starts_with("domforge."))
+        .filter(|w| !w.starts_with("domforge.") || w.starts_with("domforge.crash="))
         .collect();
     words.push(knobs);
     words.join(" ")
