@@ -179,10 +179,11 @@ pub const SERIAL_INPUT_STAYS_WITH_XEN: &str = "conswitch=ax";
 /// Keeps the serial console's input with Xen when no dom0 would take it, so that every
 /// dom0less domain's output arrives as whole `(XEN) DOM<n>: …` lines.
 ///
-/// Without a dom0, Xen hands serial input to the first domU at the end of boot
-/// (`console_endboot()` → `switch_serial_input()` in `xen/drivers/char/console.c`: "*** Serial
-/// input to DOM1"). From Xen 4.20, `vpl011_write_data_xen()` (`xen/arch/arm/vpl011.c`) prints
-/// the input domain's output one character per `printk("%c")`, without the `DOM<n>:` prefix,
+/// Without a dom0, Xen 4.20 hands serial input to the first domU at the end of boot
+/// (`console_endboot()` → `switch_serial_input()` in `xen/drivers/char/console.c`; the console
+/// says "*** Serial input to DOM1", where 4.17 says "DOM0" even without a dom0, so no domU has
+/// it there). `vpl011_write_data_xen()` (`xen/arch/arm/vpl011.c`) prints the input domain's
+/// output one character per `printk("%c")`, without the `DOM<n>:` prefix,
 /// while the other domains' lines are buffered and printed whole; with two physical CPUs the
 /// characters interleave with those lines and with `(XEN) ` prefixes mid-line (seen on Debian's
 /// 4.20.4: `(XEN) DO(XEN) MFORGE-PROBE app-1 …`), losing probe lines no demultiplexer can put
