@@ -168,56 +168,45 @@ fn gzip(data: &[u8], limit: usize) -> Result<Vec<u8>, ImageError> {
 
 /// xz container (with the x86 BCJ filter for Linux kernels).
 fn xz(body: &[u8], limit: usize) -> Result<Vec<u8>, ImageError> {
-    const C: Compression = Compression::Xz;
     let mut stream = lzma_rust2::XzStream::new_mem_limit(false, LZMA_MEM_LIMIT_KB);
-    let mut out = Vec::new();
-    let mut consumed = 0usize;
-    let mut produced = 0usize;
-    loop {
-        if produced == out.len() {
-            grow(&mut out, C, limit)?;
-        }
-        let input = body.get(consumed..).unwrap_or(&[]);
-        let dst = out.get_mut(produced..).unwrap_or(&mut []);
-        let r = stream
-            .process(input, dst, lzma_rust2::Action::Finish)
-            .map_err(|e| fail(C, e))?;
-        consumed += r.bytes_consumed;
-        produced += r.bytes_produced;
-        if r.status == lzma_rust2::Status::StreamEnd {
-            break;
-        }
-        if r.bytes_consumed == 0 && r.bytes_produced == 0 && produced < out.len() {
-            return Err(fail(C, "stream ended early"));
-        }
-    }
-    out.truncate(produced);
-    Ok(out)
+    drive_lzma_stream(Compression::Xz, body, limit, |i, o| {
+        stream.process(i, o, lzma_rust2::Action::Finish)
+    })
 }
 
 /// Legacy `.lzma` (LZMA-alone) with its 13-byte header.
 fn lzma(body: &[u8], limit: usize) -> Result<Vec<u8>, ImageError> {
-    const C: Compression = Compression::Lzma;
     let mut stream = lzma_rust2::LzmaStream::new_mem_limit(LZMA_MEM_LIMIT_KB, None);
+    drive_lzma_stream(Compression::Lzma, body, limit, |i, o| {
+        stream.process(i, o, lzma_rust2::Action::Finish)
+    })
+}
+
+/// Feeds `body` through one of lzma-rust2's streaming decoders (xz and LZMA-alone share the
+/// `process(input, output, action) -> StreamResult` shape), growing the output up to `limit`.
+fn drive_lzma_stream<E: core::fmt::Debug>(
+    c: Compression,
+    body: &[u8],
+    limit: usize,
+    mut process: impl FnMut(&[u8], &mut [u8]) -> Result<lzma_rust2::StreamResult, E>,
+) -> Result<Vec<u8>, ImageError> {
     let mut out = Vec::new();
     let mut consumed = 0usize;
     let mut produced = 0usize;
     loop {
         if produced == out.len() {
-            grow(&mut out, C, limit)?;
+            grow(&mut out, c, limit)?;
         }
         let input = body.get(consumed..).unwrap_or(&[]);
         let dst = out.get_mut(produced..).unwrap_or(&mut []);
-        let r = stream
-            .process(input, dst, lzma_rust2::Action::Finish)
-            .map_err(|e| fail(C, e))?;
+        let r = process(input, dst).map_err(|e| fail(c, e))?;
         consumed += r.bytes_consumed;
         produced += r.bytes_produced;
         if r.status == lzma_rust2::Status::StreamEnd {
             break;
         }
         if r.bytes_consumed == 0 && r.bytes_produced == 0 && produced < out.len() {
-            return Err(fail(C, "stream ended early"));
+            return Err(fail(c, "stream ended early"));
         }
     }
     out.truncate(produced);
