@@ -74,6 +74,33 @@ pub struct BuildOutput {
     pub plan: SystemPlan,
 }
 
+impl BuildOutput {
+    /// The result of a build into `dir`: `modules` carry paths relative to `dir` (as written into
+    /// build.json and SHA256SUMS) and come back absolute, so callers can use them from anywhere.
+    pub(crate) fn in_dir(
+        dir: PathBuf,
+        host_dtb: PathBuf,
+        qemu: QemuInvocation,
+        modules: Vec<BuiltModule>,
+        plan: &SystemPlan,
+    ) -> Self {
+        let modules = modules
+            .into_iter()
+            .map(|mut m| {
+                m.path = dir.join(&m.path);
+                m
+            })
+            .collect();
+        BuildOutput {
+            dir,
+            host_dtb,
+            qemu,
+            modules,
+            plan: plan.clone(),
+        }
+    }
+}
+
 /// Why a build stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -451,19 +478,8 @@ pub fn build(
     json.push('\n');
     write(&dir.join("build.json"), json.as_bytes())?;
 
-    Ok(BuildOutput {
-        host_dtb: dir.join("host.dtb"),
-        qemu: qemu_abs,
-        modules: modules
-            .into_iter()
-            .map(|mut m| {
-                m.path = dir.join(&m.path);
-                m
-            })
-            .collect(),
-        plan: plan.clone(),
-        dir,
-    })
+    let host_dtb = dir.join("host.dtb");
+    Ok(BuildOutput::in_dir(dir, host_dtb, qemu_abs, modules, plan))
 }
 
 #[cfg(unix)]

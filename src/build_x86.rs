@@ -355,19 +355,14 @@ pub fn build(loaded: &Loaded, plan: &SystemPlan, out: &Path) -> Result<BuildOutp
     json.push('\n');
     write(&dir.join("build.json"), json.as_bytes())?;
 
-    Ok(BuildOutput {
-        host_dtb: PathBuf::new(),
-        qemu: qemu_abs,
-        modules: built
-            .into_iter()
-            .map(|mut m| {
-                m.path = dir.join(&m.path);
-                m
-            })
-            .collect(),
-        plan: plan.clone(),
+    // x86 has no device tree.
+    Ok(BuildOutput::in_dir(
         dir,
-    })
+        PathBuf::new(),
+        qemu_abs,
+        built,
+        plan,
+    ))
 }
 
 #[cfg(test)]
