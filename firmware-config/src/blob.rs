@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 pub const MAGIC: [u8; 4] = *b"DFBC";
 /// Bumped on any incompatible change of [`BootConfig`].
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 pub const HEADER_LEN: usize = 16;
 /// Largest payload a blob may carry; more means the blob is not ours or is corrupt.
 pub const MAX_PAYLOAD: usize = 256 * 1024;
@@ -50,6 +50,14 @@ pub enum BootKind {
 pub enum BootBuilder {
     Xen,
     Init,
+}
+
+/// The virtual GIC of the board's ARM guests (`xen_arch_domainconfig.gic_version`, Xen
+/// `public/arch-arm.h`): the host's GIC, which the guest DT must describe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BootGic {
+    V2,
+    V3,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,6 +103,9 @@ pub struct BootDomain {
     /// Host device-tree paths assigned to the domain (ARM).
     pub dt_devices: Vec<String<MAX_PATH>, MAX_DEVICES>,
     pub p2m_pool_kib: u64,
+    /// ARM: path inside the control domain's initramfs of the passthrough partial device tree
+    /// (`/passthrough`, `/aliases`) merged into the guest DT, when the domain owns devices.
+    pub passthrough_dtb: Option<String<MAX_PATH>>,
 }
 
 /// The whole system, in boot order.
@@ -105,6 +116,8 @@ pub struct BootConfig {
     pub xen_minor: u8,
     /// `XEN_DOMCTL_INTERFACE_VERSION` the manifest targets; the running Xen is probed at boot.
     pub domctl_interface: u32,
+    /// ARM boards: the GIC the guests get. `None` on x86.
+    pub arm_gic: Option<BootGic>,
     pub domains: Vec<BootDomain, MAX_DOMAINS>,
 }
 
@@ -119,6 +132,10 @@ pub enum BlobError {
         "blob format {found} is newer than this build understands (up to {supported}); rebuild domforge-init"
     )]
     NewerFormat { found: u16, supported: u16 },
+    #[error(
+        "blob format {found} was written by an older domforge (this build reads format {supported}); run `domforge compile` again"
+    )]
+    OlderFormat { found: u16, supported: u16 },
     #[error("blob format {found} is not a valid format version")]
     BadFormat { found: u16 },
     #[error("reserved header field is {found:#x}, expected 0")]
@@ -206,6 +223,14 @@ pub fn payload(blob: &[u8]) -> Result<&[u8], BlobError> {
     }
     if version > FORMAT_VERSION {
         return Err(BlobError::NewerFormat {
+            found: version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    // Format 1 lacked `arm_gic` and `passthrough_dtb`: postcard has no field tags, so decoding it as
+    // format 2 would misread every later field. Refuse it by number instead.
+    if version < FORMAT_VERSION {
+        return Err(BlobError::OlderFormat {
             found: version,
             supported: FORMAT_VERSION,
         });
@@ -316,6 +341,7 @@ mod tests {
                     irqs: Vec::new(),
                     dt_devices: Vec::new(),
                     p2m_pool_kib: 2048,
+                    passthrough_dtb: None,
                 })
                 .unwrap();
         }
@@ -324,6 +350,7 @@ mod tests {
             xen_major: 4,
             xen_minor: 17,
             domctl_interface: 0x15,
+            arm_gic: None,
             domains,
         }
     }
@@ -365,7 +392,16 @@ mod tests {
             decode(&b),
             Err(BlobError::NewerFormat {
                 found: 9,
-                supported: 1
+                supported: 2
+            })
+        ));
+        let mut b = good.clone();
+        b[4] = 1;
+        assert!(matches!(
+            decode(&b),
+            Err(BlobError::OlderFormat {
+                found: 1,
+                supported: 2
             })
         ));
         let mut b = good.clone();

@@ -145,6 +145,14 @@ pub struct SharedMemoryPlan {
 
 pub use crate::budget::MemoryBudget;
 
+/// An ARM board's interrupt controller generation, as guests see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Gic {
+    V2,
+    V3,
+}
+
 /// The resolved system.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SystemPlan {
@@ -155,6 +163,8 @@ pub struct SystemPlan {
     pub xen: XenVersion,
     /// `XEN_DOMCTL_INTERFACE_VERSION` domforge-init will speak.
     pub domctl_interface: u32,
+    /// ARM: the board's GIC, which every guest gets a virtual one of. `None` on x86.
+    pub gic: Option<Gic>,
     pub xen_cmdline: String,
     pub ram: Vec<Region>,
     pub reserved: Vec<Region>,
@@ -512,6 +522,11 @@ fn build_plan(input: CheckInput<'_>) -> Result<SystemPlan, Diagnostic> {
         boot: board.boot,
         xen,
         domctl_interface: xen.domctl_interface_version().unwrap_or(0),
+        gic: match inv.interrupt_controller.as_ref().map(|c| c.kind) {
+            Some(crate::board::InterruptControllerKind::GicV3) => Some(Gic::V3),
+            Some(crate::board::InterruptControllerKind::GicV2) => Some(Gic::V2),
+            _ => None,
+        },
         xen_cmdline,
         ram: inv.memory.clone(),
         reserved,
@@ -857,6 +872,12 @@ pub fn boot_config(plan: &SystemPlan) -> Result<crate::blob::BootConfig, Diagnos
                 irqs,
                 dt_devices,
                 p2m_pool_kib: d.p2m_pool.div_ceil(1024),
+                passthrough_dtb: match (&d.passthrough_dtb, d.builder) {
+                    (Some(id), Builder::Init) => {
+                        Some(text(&initramfs_module_path(id), "a passthrough DTB path")?)
+                    }
+                    _ => None,
+                },
             },
             "domains",
         )?;
@@ -866,6 +887,10 @@ pub fn boot_config(plan: &SystemPlan) -> Result<crate::blob::BootConfig, Diagnos
         xen_major: plan.xen.major,
         xen_minor: plan.xen.minor,
         domctl_interface: plan.domctl_interface,
+        arm_gic: plan.gic.map(|g| match g {
+            Gic::V2 => BootGic::V2,
+            Gic::V3 => BootGic::V3,
+        }),
         domains,
     };
     config

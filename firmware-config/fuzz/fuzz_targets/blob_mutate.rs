@@ -88,6 +88,7 @@ fn domain(u: &mut Unstructured<'_>, index: usize) -> Result<BootDomain> {
         irqs,
         dt_devices,
         p2m_pool_kib: u.arbitrary()?,
+        passthrough_dtb: None,
     })
 }
 
@@ -101,6 +102,7 @@ fn config(u: &mut Unstructured<'_>) -> Result<BootConfig> {
         xen_major: 4,
         xen_minor: u.int_in_range(17..=22)?,
         domctl_interface: u.arbitrary()?,
+        arm_gic: None,
         domains,
     })
 }
