@@ -12,6 +12,7 @@
 //! 5. supervises them (`VIRQ_DOM_EXC` + `getdomaininfo`) and applies `on_crash` ([`policy`]): restart
 //!    rebuilds the domain from the same manifest entry ([`supervisor`]).
 
+pub mod compat;
 pub mod evtchn;
 pub mod lines;
 pub mod log;

@@ -1,29 +1,47 @@
-//! `domforge-init [--blob PATH] [--root DIR]`: see the library docs. As PID 1 it also sets up the
-//! control domain (mounts, modules) and never exits: an exiting init panics the kernel, and the
-//! console would lose the reason.
+//! `domforge-init [--blob PATH] [--root DIR] [--build-once | --destroy DOMID]`: see the library docs.
+//! As PID 1 it also sets up the control domain (mounts, modules) and never exits: an exiting init
+//! panics the kernel, and the console would lose the reason.
+//!
+//! Two modes exist for the `xl` comparison benchmark (`benches/xl_vs_domforge_init.rs`), which
+//! times one toolstack invocation per guest like `xl create` (returns after unpause) and
+//! `xl destroy`: `--build-once` builds and unpauses every domain of the blob, prints the `started`
+//! events and exits (0 if all started) leaving them running, without relaying or supervising;
+//! `--destroy DOMID` destroys one domain (`XEN_DOMCTL_destroydomain`) and exits.
 
 use domforge_init::supervisor::{Supervisor, missing_files};
-use domforge_init::{BOOT_BLOB, evtchn, info, log, setup};
+use domforge_init::{BOOT_BLOB, compat, evtchn, info, log, setup};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 struct Args {
     blob: PathBuf,
     root: PathBuf,
+    build_once: bool,
+    destroy: Option<u16>,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         blob: PathBuf::from(BOOT_BLOB),
         root: PathBuf::from("/"),
+        build_once: false,
+        destroy: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--blob" => args.blob = it.next().ok_or("--blob needs a path")?.into(),
             "--root" => args.root = it.next().ok_or("--root needs a directory")?.into(),
+            "--build-once" => args.build_once = true,
+            "--destroy" => {
+                let id = it.next().ok_or("--destroy needs a domain id")?;
+                args.destroy = Some(id.parse().map_err(|_| format!("bad domain id {id:?}"))?);
+            }
             "-h" | "--help" => {
-                return Err("usage: domforge-init [--blob PATH] [--root DIR]".into());
+                return Err(
+                    "usage: domforge-init [--blob PATH] [--root DIR] [--build-once | --destroy DOMID]"
+                        .into(),
+                );
             }
             // The kernel passes unknown `key=value` boot parameters to init as arguments/environment.
             _ => {}
@@ -61,6 +79,13 @@ fn run(pid1: bool, t0: Instant) -> Result<std::convert::Infallible, String> {
             ));
         }
     }
+    if let Some(id) = args.destroy {
+        let domid = domctl::DomId::new(id).ok_or(format!("{id} is not an ordinary domain id"))?;
+        let privcmd = domctl::privcmd::Privcmd::open().map_err(|e| e.to_string())?;
+        let (mut xen, _) = domctl::Xen::open(privcmd).map_err(|e| e.to_string())?;
+        xen.destroy(domid).map_err(|e| e.to_string())?;
+        std::process::exit(0);
+    }
     let blob = std::fs::read(&args.blob)
         .map_err(|e| format!("reading the boot blob {}: {e}", args.blob.display()))?;
     let config = firmware_config::blob::decode(&blob)
@@ -83,14 +108,11 @@ fn run(pid1: bool, t0: Instant) -> Result<std::convert::Infallible, String> {
     let privcmd = domctl::privcmd::Privcmd::open().map_err(|e| e.to_string())?;
     let (xen, report) = domctl::Xen::open(privcmd).map_err(|e| e.to_string())?;
     info!("{report}");
-    if report.version.value() != config.domctl_interface {
-        info!(
-            "note: the manifest targets domctl 0x{:02x}, this Xen speaks 0x{:02x}; using Xen's",
-            config.domctl_interface,
-            report.version.value()
-        );
-    }
+    let target = compat::check(&config, &report);
+    info!("{}", target.message);
+    log::event("xen", &target.fields);
     let ev = evtchn::Evtchn::open().map_err(|e| e.to_string())?;
+    let ours = Supervisor::ours(&config).len();
     let mut sup = Supervisor::new(xen, ev, config, args.root);
     let started = sup.start_all();
     log::event(
@@ -100,6 +122,9 @@ fn run(pid1: bool, t0: Instant) -> Result<std::convert::Infallible, String> {
             ("ms_since_init", t0.elapsed().as_millis().to_string()),
         ],
     );
+    if args.build_once {
+        std::process::exit(if started == ours { 0 } else { 1 });
+    }
     sup.run()
 }
 
