@@ -1,21 +1,83 @@
-//! Issue 6, booted for real: Debian's Xen 4.17 in QEMU x86_64 (TCG, `-cpu qemu64,+svm,+npt`), Debian's
-//! kernel as PV dom0 running `domforge-init` as `/init`, which builds two PVH guests through domctl.
+//! Issues 6 and 8, booted for real: Debian's Xen in QEMU x86_64 (TCG, `-cpu qemu64,+svm,+npt`),
+//! Debian's kernel as PV dom0 running `domforge-init` as `/init`, which builds two PVH guests
+//! through domctl — on every release in [`RELEASES`] (Debian 12's 4.17, domctl interface 0x15;
+//! Debian 13's 4.20, 0x17), from one scenario file each, re-targeted with
+//! [`Options::xen_override`] as `domforge test --xen` does.
 //!
 //! * `x86_example_boots_two_pvh_guests`: `examples/qemu-x86_64.toml` through the API `domforge test`
 //!   uses; both guests must report the vCPUs (one has 2) and RAM their manifest gives them, through
-//!   domforge-init's console relay.
+//!   domforge-init's console relay; domforge-init must have probed the release's interface.
 //! * `x86_crashed_guest_is_restarted`: `tests/scenarios/x86-pvh-crash-restart.toml`, where `web`
 //!   crashes its kernel after reporting; domforge-init must see `SHUTDOWN_crash`, apply
 //!   `on_crash = "restart"` and the rebuilt `web` must report again, while `worker` stays up.
+//! * `x86_release_mismatch_is_reported`: the example built for 4.20 but booted on 4.17's
+//!   hypervisor (a fleet device on an older Xen): domforge-init must say so plainly, speak 0x15,
+//!   and still build both guests.
+//!
+//! Each boot's time is printed and the matrix (scenario × release, seconds) is written to
+//! `$CARGO_TARGET_TMPDIR/qemu-x86-matrix.md`.
 //!
 //! They run when `CI=true` or `DOMFORGE_QEMU_TESTS=1` (minutes of TCG); otherwise they print why they
 //! skipped. One QEMU at a time.
 
 use domforge::pipeline::Options;
 use domforge::run::{self, RunOptions};
+use firmware_config::xen::XenVersion;
+use qemu_tests::runner::BootLog;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// The Xen releases every x86 scenario boots on (Debian's stock `xen-hypervisor-<r>-amd64`).
+const RELEASES: [XenVersion; 2] = [XenVersion::V4_17, XenVersion::V4_20];
+
+/// (scenario, release, passed, seconds) of every boot so far.
+static MATRIX: Mutex<Vec<(&'static str, XenVersion, bool, f64)>> = Mutex::new(Vec::new());
+
+fn publish(scenario: &'static str, release: XenVersion, passed: bool, seconds: f64) {
+    use std::fmt::Write;
+    let line = format!(
+        "{scenario} on Xen {release}: {} in {seconds:.1} s",
+        if passed { "pass" } else { "FAIL" }
+    );
+    eprintln!("{line}");
+    let mut m = MATRIX.lock().unwrap_or_else(|p| p.into_inner());
+    m.push((scenario, release, passed, seconds));
+    let mut t = String::from("| x86 scenario | Xen | result | seconds |\n|---|---|---|---|\n");
+    for (sc, r, ok, secs) in m.iter() {
+        let _ = writeln!(
+            t,
+            "| {sc} | {r} | {} | {secs:.1} |",
+            if *ok { "pass" } else { "FAIL" }
+        );
+    }
+    let _ = std::fs::write(
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("qemu-x86-matrix.md"),
+        &t,
+    );
+}
+
+/// domforge-init's `event=xen` line must show the interface `running` speaks and the verdict.
+fn assert_xen_event(log: &BootLog, running: XenVersion, verdict: &str) {
+    let want_interface = format!(
+        " interface=0x{:02x} ",
+        running.domctl_interface_version().unwrap_or(0)
+    );
+    let event = log
+        .lines
+        .iter()
+        .map(|l| l.raw.as_str())
+        .find(|l| l.contains("DOMFORGE-INIT event=xen "))
+        .unwrap_or_else(|| panic!("domforge-init never reported the Xen it found"));
+    assert!(
+        event.contains(&format!(" running={running} ")) && event.contains(&want_interface),
+        "domforge-init probed the wrong Xen: {event}"
+    );
+    assert!(
+        event.ends_with(&format!(" match={verdict}")),
+        "expected match={verdict}: {event}"
+    );
+}
 
 static ONE_QEMU_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -34,9 +96,10 @@ fn path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
-fn opts() -> Options {
+fn opts(release: XenVersion) -> Options {
     let mut o = Options::from_env().unwrap_or_else(|e| panic!("{e}"));
     o.quiet = true;
+    o.xen_override = Some(release);
     o
 }
 
@@ -45,16 +108,29 @@ fn x86_example_boots_two_pvh_guests() {
     if !enabled("x86_example_boots_two_pvh_guests") {
         return;
     }
+    for release in RELEASES {
+        example_on(release);
+    }
+}
+
+fn example_on(release: XenVersion) {
     let _one = ONE_QEMU_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     // Seen: 90-160 s to both reports on a loaded 2-core machine.
     let ro = RunOptions {
         deadline: Duration::from_secs(420),
         ..RunOptions::default()
     };
-    let prepared = run::prepare(&path("examples/qemu-x86_64.toml"), &opts(), &ro, |_| {})
-        .unwrap_or_else(|e| panic!("{e}"));
+    let prepared = run::prepare(
+        &path("examples/qemu-x86_64.toml"),
+        &opts(release),
+        &ro,
+        |_| {},
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(prepared.plan.xen, release);
     let (report, log) = prepared.test(&ro, |_| {}).unwrap_or_else(|e| panic!("{e}"));
     eprintln!("{}", report.table());
+    publish("x86 example", release, report.passed, report.elapsed_s);
     assert!(
         report.passed,
         "{}\n--- console tail ---\n{}",
@@ -70,6 +146,13 @@ fn x86_example_boots_two_pvh_guests() {
             "{name}'s report did not come through the relay"
         );
     }
+    assert!(
+        log.lines
+            .iter()
+            .any(|l| l.raw.contains(&format!("Xen version {release}."))),
+        "no `Xen version {release}.` banner: wrong hypervisor booted"
+    );
+    assert_xen_event(&log, release, "exact");
 }
 
 fn tail(lines: &[String]) -> String {
@@ -81,6 +164,12 @@ fn x86_crashed_guest_is_restarted() {
     if !enabled("x86_crashed_guest_is_restarted") {
         return;
     }
+    for release in RELEASES {
+        crash_restart_on(release);
+    }
+}
+
+fn crash_restart_on(release: XenVersion) {
     let _one = ONE_QEMU_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     // `stay`: keep watching after the first reports, until the deadline, to see the crash and the
     // rebuilt guest's report (seen: first report at ~100 s, the restarted guest's ~50 s later).
@@ -93,7 +182,7 @@ fn x86_crashed_guest_is_restarted() {
     // replacing its `domforge.*` words (which would drop `domforge.crash=1`) with the check knobs.
     let prepared = run::prepare(
         &path("tests/scenarios/x86-pvh-crash-restart.toml"),
-        &opts(),
+        &opts(release),
         &ro,
         |exps| {
             for e in exps.iter_mut().filter(|e| e.name == "web") {
@@ -102,7 +191,9 @@ fn x86_crashed_guest_is_restarted() {
         },
     )
     .unwrap_or_else(|e| panic!("{e}"));
+    let t0 = Instant::now();
     let log = prepared.boot(&ro, |_| {}).unwrap_or_else(|e| panic!("{e}"));
+    assert_xen_event(&log, release, "exact");
     let raw: Vec<String> = log.lines.iter().map(|l| l.raw.clone()).collect();
     let find = |from: usize, pred: &dyn Fn(&str) -> bool| -> Option<usize> {
         raw.iter()
@@ -143,5 +234,65 @@ fn x86_crashed_guest_is_restarted() {
             .starts_with("DOMFORGE-INIT event=shutdown name=worker "))
         .is_none(),
         "worker went down"
+    );
+    // `stay` watches to the deadline; the cell's time is when the restarted guest reported.
+    let restarted_report = log
+        .lines
+        .iter()
+        .rev()
+        .find(|l| l.raw == "[web] DOMFORGE-PROBE web begin=1")
+        .map(|l| l.at.as_secs_f64())
+        .unwrap_or_else(|| t0.elapsed().as_secs_f64());
+    publish("x86 crash-restart", release, true, restarted_report);
+}
+
+#[test]
+fn x86_release_mismatch_is_reported() {
+    if !enabled("x86_release_mismatch_is_reported") {
+        return;
+    }
+    let _one = ONE_QEMU_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let ro = RunOptions {
+        deadline: Duration::from_secs(420),
+        ..RunOptions::default()
+    };
+    let example = path("examples/qemu-x86_64.toml");
+    // The hypervisor a 4.17 build boots (the ELF QEMU's multiboot loader takes)...
+    let on_417 = run::prepare(&example, &opts(XenVersion::V4_17), &ro, |_| {})
+        .unwrap_or_else(|e| panic!("{e}"));
+    let xen_417 = std::fs::read(on_417.built.dir.join("modules/xen"))
+        .unwrap_or_else(|e| panic!("the 4.17 build's Xen: {e}"));
+    // ...under a build validated and compiled for 4.20 (domctl 0x17 in its boot blob).
+    let for_420 = run::prepare(&example, &opts(XenVersion::V4_20), &ro, |_| {})
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(for_420.built.dir.join("modules/xen"), &xen_417)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (report, log) = for_420.test(&ro, |_| {}).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("{}", report.table());
+    publish(
+        "x86 example built for 4.20, booted on 4.17",
+        XenVersion::V4_17,
+        report.passed,
+        report.elapsed_s,
+    );
+    assert!(
+        log.lines
+            .iter()
+            .any(|l| l.raw.contains("Xen version 4.17.")),
+        "the swapped hypervisor did not boot"
+    );
+    assert_xen_event(&log, XenVersion::V4_17, "mismatch");
+    assert!(
+        log.lines.iter().any(|l| l.raw.contains(
+            "XEN RELEASE MISMATCH: the manifest was validated for Xen 4.20 (domctl interface 0x17)"
+        )),
+        "the mismatch was not said in words"
+    );
+    // The probe picked 0x15, so the guests are still built and report as promised.
+    assert!(
+        report.passed,
+        "{}\n--- console tail ---\n{}",
+        report.table(),
+        tail(&log.lines.iter().map(|l| l.raw.clone()).collect::<Vec<_>>())
     );
 }
