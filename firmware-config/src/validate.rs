@@ -387,16 +387,7 @@ impl<'a> Validator<'a> {
                             .help("use `builder = \"init\"` (the default for PVH): domforge-init builds it from dom0"),
                     );
                 }
-                if kind == DomainKind::Arm64 && b.value == Builder::Init {
-                    self.d.push(
-                        Diagnostic::error("E0231", "domforge-init cannot build arm64 guests yet")
-                            .at(
-                                b.span.clone(),
-                                "the ARM domctl builder is not implemented in this release",
-                            )
-                            .help("use `builder = \"xen\"` (dom0less) for now"),
-                    );
-                }
+                
             }
             // On x86 the missing dom0 is already reported once for the whole system (E0237).
             if builder == Builder::Init && !dom0 && board_arch != Arch::X86_64 {
@@ -479,6 +470,8 @@ impl<'a> Validator<'a> {
                         Diagnostic::error("E0242", "`enhanced` is a dom0less (ARM) setting")
                             .at(e.span.clone(), "PVH guests always have PV interfaces"),
                     );
+                } else if builder == Builder::Init {
+                    self.d.push(dom0less_only(&d.name.value, "`enhanced`", e.span.clone()));
                 } else {
                     self.need(XenFeature::Enhanced, &e.span, "`enhanced`");
                     if e.value == Enhanced::Legacy {
@@ -515,6 +508,8 @@ impl<'a> Validator<'a> {
                         Diagnostic::error("E0242", "static memory is an ARM dom0less feature")
                             .at(span.clone(), "not available to PVH guests"),
                     );
+                } else if builder == Builder::Init {
+                    self.d.push(dom0less_only(&d.name.value, "static memory", span.clone()));
                 }
                 self.need(XenFeature::StaticMemory, &span, "static memory");
                 if !m
@@ -1559,6 +1554,20 @@ fn on_crash_name(o: OnCrash) -> &'static str {
         OnCrash::Restart => "restart",
         OnCrash::RebootPlatform => "reboot-platform",
     }
+}
+
+/// E0250: a setting only Xen's dom0less builder implements, on a domain domforge-init builds.
+/// Static memory (`xen,static-mem`, and with it `direct-map`) is allocated by Xen from ranges it
+/// reserved at boot (`xen/arch/arm/dom0less-build.c`); no domctl gives a toolstack those frames,
+/// and `xen,enhanced` only says which PV interfaces Xen sets up for a domain it builds itself.
+fn dom0less_only(domain: &str, what: &str, span: crate::manifest::Span) -> Diagnostic {
+    Diagnostic::error(
+        "E0250",
+        format!("{what} is a dom0less setting, but `{domain}` is built by domforge-init"),
+    )
+    .at(span, "only Xen's boot-time builder implements this")
+    .note("domforge-init builds the domain through domctls, which cannot allocate Xen's reserved static memory and always set up the PV interfaces")
+    .help("use `builder = \"xen\"` for this domain, or drop the setting")
 }
 
 #[cfg(test)]
