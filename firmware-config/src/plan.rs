@@ -414,7 +414,9 @@ fn build_plan(input: CheckInput<'_>) -> Result<SystemPlan, Diagnostic> {
         }
         irqs.sort_unstable();
         irqs.dedup();
-        let passthrough_dtb = (!devices.is_empty() && builder == Builder::Xen)
+        // Xen reads a dom0less domain's fragment as a boot module; domforge-init reads an init-built
+        // domain's from its initramfs (`BootDomain::passthrough_dtb`) and merges it into the guest DT.
+        let passthrough_dtb = (!devices.is_empty())
             .then(|| add_module(&mut modules, ModuleKind::PassthroughDtb, "generated", &name));
         let cmdline = match &d.cmdline {
             Some(c) => c.value.clone(),
@@ -583,32 +585,129 @@ fn budget(input: CheckInput<'_>, modules: &[ModulePlan]) -> MemoryBudget {
 
 /// First-fit placement, 2 MiB aligned, inside the board's module window and RAM, clear of reserved
 /// memory, static memory, shared memory, Xen's own load region and each other.
-fn place_modules(
-    modules: &mut [ModulePlan],
-    input: CheckInput<'_>,
-    domains: &[DomainPlan],
-) -> Result<(), Diagnostic> {
-    let inv = input.inventory;
-    let board = input.board;
-    let mut obstacles: Vec<Region> = inv.reserved.iter().map(|r| r.region).collect();
+/// Host memory no boot module may use: reserved memory, static and shared memory, Xen's own region.
+fn fixed_obstacles(input: CheckInput<'_>, domains: &[DomainPlan]) -> Vec<Region> {
+    let mut obstacles: Vec<Region> = input.inventory.reserved.iter().map(|r| r.region).collect();
     obstacles.extend(domains.iter().flat_map(|d| d.static_memory.iter().copied()));
     obstacles.extend(input.manifest.shared_memory.iter().filter_map(|s| {
         s.host_address
             .as_ref()
             .map(|h| Region::new(h.value, s.size.value))
     }));
-    if let Some(x) = board.xen_load {
+    if let Some(x) = input.board.xen_load {
         obstacles.push(x);
     }
-    let windows: Vec<Region> = inv
+    obstacles
+}
+
+/// The RAM the boot loader may put modules in: every bank, cut to the board's module window.
+fn module_windows(input: CheckInput<'_>) -> Vec<Region> {
+    input
+        .inventory
         .memory
         .iter()
-        .filter_map(|bank| match board.module_window {
+        .filter_map(|bank| match input.board.module_window {
             Some(w) => intersect(bank, &w),
             None => Some(*bank),
         })
-        .collect();
+        .collect()
+}
+
+/// The lowest 2 MiB-aligned slot of `size` bytes in `windows` clear of every obstacle.
+fn find_slot(windows: &[Region], obstacles: &[Region], size: u64) -> Option<Region> {
+    let slot_size = align_up(size.max(1), MODULE_ALIGN)?;
+    for w in windows {
+        let Some(mut at) = align_up(w.base, MODULE_ALIGN) else {
+            continue;
+        };
+        while let Some(end) = at.checked_add(slot_size) {
+            if end > w.end().unwrap_or(u64::MAX) {
+                break;
+            }
+            let candidate = Region::new(at, slot_size);
+            match obstacles
+                .iter()
+                .filter(|o| o.overlaps(&candidate))
+                .filter_map(|o| o.end())
+                .max()
+            {
+                Some(block_end) => match align_up(block_end, MODULE_ALIGN) {
+                    Some(next) => at = next,
+                    None => break,
+                },
+                None => return Some(candidate),
+            }
+        }
+    }
+    None
+}
+
+/// Places a module generated at build time (an ARM dom0's initramfs carrying domforge-init and the
+/// images of the domains it builds), whose size the plan could not know: the same rules as every
+/// planned module, clear of the modules already placed. The module is added to `plan` as dom0's
+/// ramdisk with id `dom0-ramdisk`.
+pub fn place_generated_dom0_ramdisk(
+    plan: &mut SystemPlan,
+    input: CheckInput<'_>,
+    size: u64,
+) -> Result<Region, Diagnostic> {
+    let mut obstacles = fixed_obstacles(input, &plan.domains);
+    obstacles.extend(plan.modules.iter().filter_map(|m| {
+        m.load.map(|l| {
+            let room = match m.kind {
+                ModuleKind::HostDtb | ModuleKind::PassthroughDtb => DTB_SLOT,
+                _ => l.size,
+            };
+            Region::new(l.base, align_up(room.max(1), MODULE_ALIGN).unwrap_or(room))
+        })
+    }));
+    let windows = module_windows(input);
+    let slot = find_slot(&windows, &obstacles, size).ok_or_else(|| {
+        Diagnostic::error(
+            "E0303",
+            format!(
+                "no room to load dom0's generated initramfs ({})",
+                human_size(size)
+            ),
+        )
+        .help("make the kernels or ramdisks domforge-init builds from smaller")
+    })?;
+    let load = Region::new(slot.base, size);
+    plan.modules.push(ModulePlan {
+        id: "dom0-ramdisk".into(),
+        kind: ModuleKind::Dom0Ramdisk,
+        source: "generated".into(),
+        size: Some(size),
+        load: Some(load),
+        users: std::vec!["dom0".into()],
+    });
+    if let Some(d0) = plan.dom0.as_mut() {
+        d0.ramdisk = Some("dom0-ramdisk".into());
+    }
+    Ok(load)
+}
+
+fn place_modules(
+    modules: &mut [ModulePlan],
+    input: CheckInput<'_>,
+    domains: &[DomainPlan],
+) -> Result<(), Diagnostic> {
+    let board = input.board;
+    let mut obstacles = fixed_obstacles(input, domains);
+    let windows = module_windows(input);
     for module in modules.iter_mut() {
+        // Files only domforge-init reads travel in dom0's initramfs, not as boot modules.
+        let init_only = matches!(
+            module.kind,
+            ModuleKind::Kernel | ModuleKind::Ramdisk | ModuleKind::PassthroughDtb
+        ) && module.users.iter().all(|u| {
+            domains
+                .iter()
+                .any(|d| &d.name == u && d.builder == Builder::Init)
+        });
+        if init_only {
+            continue;
+        }
         let size = match (module.kind, module.size) {
             (ModuleKind::Xen, _) => {
                 // The boot loader puts Xen in the board's Xen region (QEMU -kernel, or U-Boot's script).
@@ -630,34 +729,7 @@ fn place_modules(
                 return Err(d);
             }
         };
-        let slot_size = align_up(size.max(1), MODULE_ALIGN).unwrap_or(u64::MAX);
-        let mut placed = None;
-        'windows: for w in &windows {
-            let Some(mut at) = align_up(w.base, MODULE_ALIGN) else {
-                continue;
-            };
-            while let Some(end) = at.checked_add(slot_size) {
-                if end > w.end().unwrap_or(u64::MAX) {
-                    break;
-                }
-                let candidate = Region::new(at, slot_size);
-                match obstacles
-                    .iter()
-                    .filter(|o| o.overlaps(&candidate))
-                    .filter_map(|o| o.end())
-                    .max()
-                {
-                    Some(block_end) => match align_up(block_end, MODULE_ALIGN) {
-                        Some(next) => at = next,
-                        None => break,
-                    },
-                    None => {
-                        placed = Some(candidate);
-                        break 'windows;
-                    }
-                }
-            }
-        }
+        let placed = find_slot(&windows, &obstacles, size);
         let Some(slot) = placed else {
             let mut d = Diagnostic::error(
                 "E0303",
