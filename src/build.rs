@@ -166,6 +166,7 @@ fn clean(dir: &Path) -> Result<(), BuildError> {
                 | "SHA256SUMS"
                 | "build.json"
                 | "disk0.img"
+                | "boot.blob"
         ) || (name.starts_with("passthrough-")
             && (name.ends_with(".dtb") || name.ends_with(".dts")));
         if ours {
@@ -185,11 +186,17 @@ fn check_supported(loaded: &Loaded, plan: &SystemPlan) -> Result<(), BuildError>
             plan.arch.as_str()
         )));
     }
-    if let Some(d) = plan.domains.iter().find(|d| !from_plan::is_dom0less(d)) {
-        return Err(BuildError::Unsupported(format!(
-            "domain `{}` is built by domforge-init, which `build` does not package yet; let Xen build it (builder = \"xen\")",
-            d.name
-        )));
+    if plan.domains.iter().any(|d| !from_plan::is_dom0less(d)) {
+        if plan.dom0.is_none() {
+            return Err(BuildError::Unsupported(
+                "domains built by domforge-init need a dom0 to run it; add `dom0 = true` and a [dom0] table".into(),
+            ));
+        }
+        if plan.modules.iter().any(|m| m.kind == ModuleKind::Dom0Ramdisk) {
+            return Err(BuildError::Unsupported(
+                "a [dom0] ramdisk cannot be combined with domains built by domforge-init: domforge generates dom0's initramfs (domforge-init, the boot blob and those domains' images); remove `ramdisk` from [dom0]".into(),
+            ));
+        }
     }
     if !plan.shared_memory.is_empty() {
         return Err(BuildError::Unsupported(
@@ -277,11 +284,25 @@ pub fn build(
     let board_tree = device_tree::DeviceTree::from_dtb(board_dtb)
         .map_err(|e| BuildError::DeviceTree(FromPlanError::BoardDtb(e)))?;
     let fragments = from_plan::passthrough_fragments(&board_tree, plan)?;
+    // Domains domforge-init builds: dom0's initramfs carries it, the boot blob and their files; the
+    // plan gets that initramfs as dom0's ramdisk, placed like every other module.
+    let mut plan = plan.clone();
+    let dom0_initramfs = dom0_initramfs_for_init(loaded, &mut plan, &fragments, &dir)?;
+    let plan = &plan;
 
     // Modules, in plan order (Xen first). Paths are relative to `dir` until the end.
     let mut modules: Vec<BuiltModule> = Vec::new();
     let mut host_dtb_slot: Option<Region> = None;
     for m in &plan.modules {
+        if m.load.is_none()
+            && matches!(
+                m.kind,
+                ModuleKind::Kernel | ModuleKind::Ramdisk | ModuleKind::PassthroughDtb
+            )
+        {
+            // Only domforge-init reads it (from dom0's initramfs): not a boot module.
+            continue;
+        }
         let (rel, bytes, gzipped) = match m.kind {
             ModuleKind::HostDtb => {
                 host_dtb_slot = Some(plan_load(m)?);
@@ -328,6 +349,12 @@ pub fn build(
                 }
                 out
             }
+            ModuleKind::Dom0Ramdisk if m.source == GENERATED => (
+                PathBuf::from("modules/dom0-initramfs.cpio"),
+                dom0_initramfs.clone().unwrap_or_default(),
+                false,
+            ),
+            
             ModuleKind::Ramdisk | ModuleKind::Dom0Ramdisk => {
                 let (bytes, _) = read_source(loaded, m)?;
                 (PathBuf::from(format!("modules/{}", m.id)), bytes, false)
@@ -480,6 +507,93 @@ pub fn build(
 
     let host_dtb = dir.join("host.dtb");
     Ok(BuildOutput::in_dir(dir, host_dtb, qemu_abs, modules, plan))
+}
+
+/// The `source` of a module domforge writes itself (dom0's generated initramfs).
+const GENERATED: &str = "generated";
+
+/// When some domains are built by domforge-init: dom0's initramfs with the static aarch64
+/// `domforge-init` as `/init` ([`images::dom0::Dom0Initramfs`], as on x86), the boot blob, the
+/// kernels, ramdisks and passthrough fragments of those domains under `/domforge/modules/<id>`, and
+/// the Xen drivers of dom0's kernel package. It becomes dom0's ramdisk in `plan`
+/// ([`firmware_config::plan::place_generated_dom0_ramdisk`]); `boot.blob` is also written to `dir`
+/// for `domforge inspect`. `None` when Xen builds every domain.
+fn dom0_initramfs_for_init(
+    loaded: &Loaded,
+    plan: &mut SystemPlan,
+    fragments: &[DomainFragment],
+    dir: &Path,
+) -> Result<Option<Vec<u8>>, BuildError> {
+    let init_built: Vec<String> = plan
+        .domains
+        .iter()
+        .filter(|d| !from_plan::is_dom0less(d))
+        .map(|d| d.name.clone())
+        .collect();
+    if init_built.is_empty() {
+        return Ok(None);
+    }
+    let blob = firmware_config::plan::boot_config(plan)
+        .map_err(|d| BuildError::Unsupported(d.message.clone()))
+        .and_then(|c| {
+            firmware_config::blob::encode(&c)
+                .map_err(|e| BuildError::Tool(format!("encoding the boot blob: {e}")))
+        })?;
+    write(&dir.join("boot.blob"), &blob)?;
+    let init_path = crate::build_x86::find_domforge_init(Arch::Arm64)?;
+    let init = std::fs::read(&init_path).map_err(io(&init_path))?;
+    let mut initramfs = images::dom0::Dom0Initramfs::new(&init, &blob)
+        .map_err(|e| BuildError::Tool(format!("{}: {e}", init_path.display())))?;
+    let module_err = |m: &ModulePlan, reason: String| BuildError::Module {
+        id: m.id.clone(),
+        source_name: m.source.clone(),
+        reason,
+    };
+    for m in &plan.modules {
+        if !m.users.iter().any(|u| init_built.contains(u)) {
+            continue;
+        }
+        let bytes = match m.kind {
+            ModuleKind::Kernel | ModuleKind::Ramdisk => read_source(loaded, m)?.0,
+            ModuleKind::PassthroughDtb => fragments
+                .iter()
+                .find(|f| f.module_id == m.id)
+                .map(|f| f.fragment.dtb.clone())
+                .ok_or_else(|| module_err(m, "no fragment was generated for it".into()))?,
+            _ => continue,
+        };
+        initramfs
+            .add_module(&m.id, bytes)
+            .map_err(|e| module_err(m, e.to_string()))?;
+    }
+    // Xen drivers for dom0 (privcmd, evtchn) from its kernel's Debian package.
+    let dom0_kernel = plan
+        .dom0
+        .as_ref()
+        .and_then(|d0| plan.module(&d0.kernel))
+        .and_then(|m| loaded.artifacts.get(&m.source))
+        .and_then(|f| f.as_ref().ok())
+        .map(|f| PathBuf::from(&f.path));
+    match dom0_kernel
+        .as_deref()
+        .and_then(crate::build_x86::debian_modules_dir)
+    {
+        Some(mdir) => {
+            initramfs
+                .add_xen_drivers(&mdir)
+                .map_err(|e| BuildError::Tool(format!("dom0's Xen drivers: {e}")))?;
+        }
+        None => eprintln!(
+            "note: dom0's kernel is not from a Debian package with modules; it must have \
+             xen-evtchn and xen-privcmd built in"
+        ),
+    }
+    let cpio = initramfs
+        .to_cpio()
+        .map_err(|e| BuildError::Tool(format!("dom0 initramfs: {e}")))?;
+    firmware_config::plan::place_generated_dom0_ramdisk(plan, loaded.input(), cpio.len() as u64)
+        .map_err(|d| BuildError::Unsupported(d.message.clone()))?;
+    Ok(Some(cpio))
 }
 
 #[cfg(unix)]

@@ -13,12 +13,14 @@
 //! Boot modules have no fixed address on x86: QEMU's multiboot loader (or GRUB) places them, so
 //! [`BuiltModule::addr`] is 0 and `BuildOutput::host_dtb` is empty (x86 has no device tree).
 //!
-//! **Where `domforge-init` comes from.** It must be a static x86_64 executable
-//! (`x86_64-unknown-linux-musl`). In order: `$DOMFORGE_INIT`; when this `domforge` was built from a
-//! source tree that is still there, `cargo build -p domforge-init --release --target
-//! x86_64-unknown-linux-musl` into `domforge-init/` inside this `domforge`'s target directory (a no-op when up to date);
-//! else a binary next to this `domforge` in a Cargo target directory
-//! (`<target>/x86_64-unknown-linux-musl/{release,debug}/domforge-init`).
+//! **Where `domforge-init` comes from** ([`find_domforge_init`], also for ARM builds). It must be a
+//! static executable for the control domain's architecture ([`init_target`]:
+//! `x86_64-unknown-linux-musl` or `aarch64-unknown-linux-musl`). In order: `$DOMFORGE_INIT_X86_64`
+//! (or `$DOMFORGE_INIT`) / `$DOMFORGE_INIT_AARCH64`; when this `domforge` was built from a source
+//! tree that is still there, `cargo build -p domforge-init --release --target <target>` into
+//! `domforge-init/` inside this `domforge`'s target directory (a no-op when up to date; aarch64 links
+//! with `rust-lld`); else a binary next to this `domforge` in a Cargo target directory
+//! (`<target dir>/<target>/{release,debug}/domforge-init`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -33,8 +35,23 @@ use sha2::{Digest, Sha256};
 use crate::build::{BuildError, BuildOutput, BuiltModule};
 use crate::pipeline::{Loaded, hex};
 
-/// The Rust target `domforge-init` must be built for.
-pub const INIT_TARGET: &str = "x86_64-unknown-linux-musl";
+/// The Rust target `domforge-init` is built for on each architecture: static musl binaries, so the
+/// control domain's initramfs needs no libc.
+pub fn init_target(arch: Arch) -> &'static str {
+    match arch {
+        Arch::X86_64 => "x86_64-unknown-linux-musl",
+        Arch::Arm64 => "aarch64-unknown-linux-musl",
+    }
+}
+
+/// The variable naming a ready-made `domforge-init` for `arch` (`DOMFORGE_INIT` also works for
+/// x86_64, as before ARM joined).
+fn init_env(arch: Arch) -> &'static str {
+    match arch {
+        Arch::X86_64 => "DOMFORGE_INIT_X86_64",
+        Arch::Arm64 => "DOMFORGE_INIT_AARCH64",
+    }
+}
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
     move |source| BuildError::Io {
@@ -94,9 +111,15 @@ pub fn debian_modules_dir(kernel: &Path) -> Option<PathBuf> {
     dir.is_dir().then_some(dir)
 }
 
-/// Finds (or builds) the static `domforge-init`; see the module docs for the order.
-pub fn find_domforge_init() -> Result<PathBuf, BuildError> {
-    if let Some(p) = std::env::var_os("DOMFORGE_INIT") {
+/// Finds (or builds) the static `domforge-init` for `arch`; see the module docs for the order.
+pub fn find_domforge_init(arch: Arch) -> Result<PathBuf, BuildError> {
+    let target = init_target(arch);
+    let given = std::env::var_os(init_env(arch)).or_else(|| {
+        (arch == Arch::X86_64)
+            .then(|| std::env::var_os("DOMFORGE_INIT"))
+            .flatten()
+    });
+    if let Some(p) = given {
         let p = PathBuf::from(p);
         return if p.is_file() {
             Ok(p)
@@ -111,17 +134,18 @@ pub fn find_domforge_init() -> Result<PathBuf, BuildError> {
     let exe = std::env::current_exe().map_err(|e| BuildError::Tool(e.to_string()))?;
     let target_dir = exe
         .ancestors()
-        .find(|a| a.join(INIT_TARGET).is_dir() || a.join("CACHEDIR.TAG").is_file())
+        .find(|a| a.join(target).is_dir() || a.join("CACHEDIR.TAG").is_file())
         .map(Path::to_path_buf);
     // From the source tree, let cargo decide whether the binary is up to date (a stale one would
     // read another boot blob format).
     let source = Path::new(env!("CARGO_MANIFEST_DIR"));
     if source.join("domforge-init/Cargo.toml").is_file() {
         // Its own target directory: never waits on the lock of the cargo that may be running us.
-        let target = target_dir
+        let target_dir = target_dir
             .unwrap_or_else(|| source.join("target"))
             .join("domforge-init");
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cargo
             .current_dir(source)
             .args([
                 "build",
@@ -130,31 +154,38 @@ pub fn find_domforge_init() -> Result<PathBuf, BuildError> {
                 "domforge-init",
                 "--release",
                 "--target",
-                INIT_TARGET,
+                target,
             ])
             .arg("--target-dir")
-            .arg(&target)
+            .arg(&target_dir);
+        if arch == Arch::Arm64 {
+            // No aarch64 cross gcc needed: Rust's own LLD links a static musl binary
+            // (shared/notes/crates.md).
+            cargo.env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER", "rust-lld");
+        }
+        let status = cargo
             .status()
             .map_err(|e| BuildError::Tool(format!("running cargo: {e}")))?;
-        let p = target.join(INIT_TARGET).join("release/domforge-init");
+        let p = target_dir.join(target).join("release/domforge-init");
         if status.success() && p.is_file() {
             return Ok(p);
         }
         return Err(BuildError::Tool(format!(
-            "cargo build -p domforge-init --target {INIT_TARGET} failed ({status}); is the target \
-             installed (`rustup target add {INIT_TARGET}`, which scripts/setup does)?"
+            "cargo build -p domforge-init --target {target} failed ({status}); is the target \
+             installed (`rustup target add {target}`, which scripts/setup does)?"
         )));
     }
     if let Some(t) = target_dir {
         for profile in ["release", "debug"] {
-            let p = t.join(INIT_TARGET).join(profile).join("domforge-init");
+            let p = t.join(target).join(profile).join("domforge-init");
             if p.is_file() {
                 return Ok(p);
             }
         }
     }
     Err(BuildError::Tool(format!(
-        "no domforge-init found: set DOMFORGE_INIT to a static {INIT_TARGET} build of it"
+        "no domforge-init found: set {} to a static {target} build of it",
+        init_env(arch)
     )))
 }
 
@@ -218,7 +249,7 @@ pub fn build(loaded: &Loaded, plan: &SystemPlan, out: &Path) -> Result<BuildOutp
         })?;
     write(&dir.join("boot.blob"), &blob)?;
 
-    let init_path = find_domforge_init()?;
+    let init_path = find_domforge_init(Arch::X86_64)?;
     let init = std::fs::read(&init_path).map_err(io(&init_path))?;
     let mut initramfs = Dom0Initramfs::new(&init, &blob)
         .map_err(|e| BuildError::Tool(format!("{}: {e}", init_path.display())))?;

@@ -406,10 +406,21 @@ fn plan_table(p: &SystemPlan) -> String {
     );
     for md in &p.modules {
         let size = md.size.map_or("(built)".to_string(), |x| x.to_string());
-        let load = md
-            .load
-            .as_ref()
-            .map_or("(loader decides)".to_string(), region);
+        let init_only = md.users.iter().all(|u| {
+            p.domains
+                .iter()
+                .any(|d| &d.name == u && d.builder == firmware_config::manifest::Builder::Init)
+        });
+        let load = md.load.as_ref().map_or_else(
+            || {
+                if init_only && p.arch == firmware_config::board::Arch::Arm64 {
+                    "(in dom0's initramfs)".to_string()
+                } else {
+                    "(loader decides)".to_string()
+                }
+            },
+            region,
+        );
         let _ = writeln!(
             s,
             "  {:<22} {:<16} {:>10}  {:<25} {}",

@@ -277,10 +277,12 @@ pub fn chosen_spec(
             sched: Some(p.scheduler.clone()),
         })
         .collect();
+    // Every ARM guest's devices, whoever builds it: the mark keeps dom0 from probing a device an
+    // init-built domain will own (`xen,passthrough`, booting.txt), and Xen from giving it to dom0.
     let passthrough_host_paths = plan
         .domains
         .iter()
-        .filter(|d| is_dom0less(d))
+        .filter(|d| d.kind == DomainKind::Arm64)
         .flat_map(|d| d.devices.iter().map(|dev| dev.path.clone()))
         .collect();
     Ok(ChosenSpec {
@@ -292,15 +294,16 @@ pub fn chosen_spec(
     })
 }
 
-/// One partial DTB per Xen-built domain that owns devices, in plan order, each checked against the
+/// One partial DTB per ARM domain that owns devices, in plan order, each checked against the
 /// plan: the fragment must map exactly the plan's `(host, guest, size)` ranges and route exactly the
-/// plan's SPIs.
+/// plan's SPIs. Xen reads a dom0less domain's as a boot module; domforge-init merges an init-built
+/// domain's into the guest DT it generates.
 pub fn passthrough_fragments(
     host: &DeviceTree,
     plan: &SystemPlan,
 ) -> Result<Vec<DomainFragment>, FromPlanError> {
     let mut out = Vec::new();
-    for d in plan.domains.iter().filter(|d| is_dom0less(d)) {
+    for d in plan.domains.iter().filter(|d| d.kind == DomainKind::Arm64) {
         let Some(module_id) = &d.passthrough_dtb else {
             continue;
         };

@@ -100,7 +100,8 @@ pub struct BootDomain {
     pub depends_on: Vec<u8, MAX_DEPS>,
     pub iomem: Vec<BootIomem, MAX_IOMEM>,
     pub irqs: Vec<u32, MAX_IRQS>,
-    /// Host device-tree paths assigned to the domain (ARM).
+    /// Host device-tree paths to assign with `XEN_DOMCTL_assign_device` (ARM; devices behind an
+    /// IOMMU only — the others are given by `iomem` and `irqs` alone).
     pub dt_devices: Vec<String<MAX_PATH>, MAX_DEVICES>,
     pub p2m_pool_kib: u64,
     /// ARM: path inside the control domain's initramfs of the passthrough partial device tree

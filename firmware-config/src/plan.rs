@@ -900,8 +900,11 @@ pub fn boot_config(plan: &SystemPlan) -> Result<crate::blob::BootConfig, Diagnos
         for &i in &d.irqs {
             push(&mut irqs, i, "interrupts")?;
         }
+        // `XEN_DOMCTL_assign_device` needs an IOMMU in front of the device; one passed without
+        // (`force_without_iommu`, no DMA) is given by its MMIO and SPIs alone, as Xen's dom0less
+        // builder does for `xen,force-assign-without-iommu`.
         let mut dt_devices = heapless::Vec::new();
-        for dev in &d.devices {
+        for dev in d.devices.iter().filter(|dev| dev.behind_iommu) {
             push(
                 &mut dt_devices,
                 text(&dev.path, "a device path")?,

@@ -42,11 +42,17 @@ impl DomainMap {
             map.by_domid.insert(0, DOM0_NAME.to_string());
             map.unprefixed = Some(DOM0_NAME.to_string());
         }
-        for d in &plan.domains {
-            if let Some(domid) = u32::try_from(d.boot_index)
-                .ok()
-                .and_then(|i| i.checked_add(1))
-            {
+        // Xen gives the domains it builds at boot domids 1, 2, ... in `/chosen` order, i.e. boot
+        // order. Domains domforge-init builds get later domids at run time; their lines reach the
+        // console through dom0 as `[name] line` and their probe reports carry their names.
+        let mut xen_built = plan
+            .domains
+            .iter()
+            .filter(|d| d.builder == firmware_config::manifest::Builder::Xen)
+            .collect::<Vec<_>>();
+        xen_built.sort_by_key(|d| d.boot_index);
+        for (i, d) in xen_built.into_iter().enumerate() {
+            if let Some(domid) = u32::try_from(i).ok().and_then(|i| i.checked_add(1)) {
                 map.by_domid.insert(domid, d.name.clone());
             }
         }
