@@ -55,6 +55,10 @@ pub enum Call {
         domid: u16,
         max: u32,
     },
+    SetAddressSize {
+        domid: u16,
+        size: u32,
+    },
     MaxMem {
         domid: u16,
         max_kib: u64,
@@ -168,6 +172,7 @@ impl Call {
             Call::UnpauseDomain { .. } => Op::UnpauseDomain,
             Call::GetDomainInfo { .. } => Op::GetDomainInfo,
             Call::MaxVcpus { .. } => Op::MaxVcpus,
+            Call::SetAddressSize { .. } => Op::SetAddressSize,
             Call::MaxMem { .. } => Op::MaxMem,
             Call::SetPagingMempoolSize { .. } => Op::SetPagingMempoolSize,
             Call::SetVcpuAffinity { .. } => Op::SetVcpuAffinity,
@@ -226,6 +231,8 @@ pub struct FakeDomain {
     pub config: DomainConfig,
     /// vCPUs allocated by `XEN_DOMCTL_max_vcpus`.
     pub vcpus: Option<u32>,
+    /// ARM execution state from `XEN_DOMCTL_set_address_size` (32 or 64); `None` until set.
+    pub address_size: Option<u32>,
     pub max_mem_kib: Option<u64>,
     pub paging_mempool_bytes: Option<u64>,
     /// Populated guest frames and their contents: 4 KiB once written, empty while still all zero (so a
@@ -258,6 +265,7 @@ impl FakeDomain {
             domid,
             config,
             vcpus: None,
+            address_size: None,
             max_mem_kib: None,
             paging_mempool_bytes: None,
             pages: BTreeMap::new(),
@@ -716,6 +724,13 @@ impl State {
                     .map_err(|_| Errno::EFAULT)?
                     .max,
             },
+            cmd::SET_ADDRESS_SIZE => Call::SetAddressSize {
+                domid,
+                size: d
+                    .payload::<abi::DomctlAddressSize>()
+                    .map_err(|_| Errno::EFAULT)?
+                    .size,
+            },
             cmd::MAX_MEM => Call::MaxMem {
                 domid,
                 max_kib: d
@@ -964,6 +979,23 @@ impl State {
                 dom.vcpus = Some(*max);
                 Ok((0, None))
             }
+            Call::SetAddressSize { domid, size } => {
+                let arch = self.arch;
+                let dom = self.dom(*domid)?;
+                // x86: HVM domains answer -EOPNOTSUPP (arch_do_domctl); ARM: switch_mode() refuses a
+                // domain that already has pages, and only 32/64 are sizes.
+                if arch == XenArch::X86_64 && dom.is_hvm() {
+                    return Err(Errno::EOPNOTSUPP);
+                }
+                if *size != 32 && *size != 64 {
+                    return Err(Errno::EINVAL);
+                }
+                if !dom.pages.is_empty() {
+                    return Err(Errno::EBUSY);
+                }
+                dom.address_size = Some(*size);
+                Ok((0, None))
+            }
             Call::MaxMem { domid, max_kib } => {
                 self.dom(*domid)?.max_mem_kib = Some(*max_kib);
                 Ok((0, None))
@@ -1163,6 +1195,10 @@ impl State {
                 // arch_set_info_guest(): a 64-bit context must be in EL0t, EL1t or EL1h.
                 let mode = c.user_regs.cpsr & 0x1f;
                 if !matches!(mode, 0x00 | 0x04 | 0x05) {
+                    return Err(Errno::EINVAL);
+                }
+                // ... and a domain switched to AArch32 (set_address_size 32) takes no 64-bit context.
+                if dom.address_size == Some(32) {
                     return Err(Errno::EINVAL);
                 }
                 dom.arm_vcpu.insert(*vcpu, c);

@@ -2,11 +2,11 @@
 //! what Xen's errno means for it.
 
 use crate::abi::{
-    self, AddToPhysmap, DomctlAssignDeviceDt, DomctlBindPtIrqSpi, DomctlHvmContext,
-    DomctlIomemPermission, DomctlIrqPermission, DomctlMaxMem, DomctlMaxVcpus, DomctlMemoryMapping,
-    DomctlPagingMempool, DomctlVcpuAffinity, DomctlVcpuContext, DomctlVuartOp, EvtchnAllocUnbound,
-    ForeignMemoryMap, GetDomainInfoCommon, HvmParam, InterfaceVersion, MemoryReservation,
-    XenDomctl, XenctlBitmap, arm, cmd, x86,
+    self, AddToPhysmap, DomctlAddressSize, DomctlAssignDeviceDt, DomctlBindPtIrqSpi,
+    DomctlHvmContext, DomctlIomemPermission, DomctlIrqPermission, DomctlMaxMem, DomctlMaxVcpus,
+    DomctlMemoryMapping, DomctlPagingMempool, DomctlVcpuAffinity, DomctlVcpuContext, DomctlVuartOp,
+    EvtchnAllocUnbound, ForeignMemoryMap, GetDomainInfoCommon, HvmParam, InterfaceVersion,
+    MemoryReservation, XenDomctl, XenctlBitmap, arm, cmd, x86,
 };
 use crate::guest_memory::GuestMapping;
 use crate::transport::{Errno, HypercallBuffer, Hypercalls, TransportError, XenArch};
@@ -54,6 +54,7 @@ pub enum Op {
     MaxMem,
     SetVcpuContext,
     MaxVcpus,
+    SetAddressSize,
     IrqPermission,
     IomemPermission,
     GetHvmContext,
@@ -100,6 +101,7 @@ impl Op {
             Self::MaxMem => "XEN_DOMCTL_max_mem",
             Self::SetVcpuContext => "XEN_DOMCTL_setvcpucontext",
             Self::MaxVcpus => "XEN_DOMCTL_max_vcpus",
+            Self::SetAddressSize => "XEN_DOMCTL_set_address_size",
             Self::IrqPermission => "XEN_DOMCTL_irq_permission",
             Self::IomemPermission => "XEN_DOMCTL_iomem_permission",
             Self::GetHvmContext => "XEN_DOMCTL_gethvmcontext",
@@ -152,6 +154,12 @@ pub fn errno_meaning(op: Op, errno: Errno) -> &'static str {
              arch config not supported by this Xen or hardware)"
         }
         (Op::MaxVcpus, Errno::EINVAL) => "the vCPU count must equal createdomain's max_vcpus",
+        (Op::SetAddressSize, Errno::EBUSY) => {
+            "the execution state can only change before the domain has any memory"
+        }
+        (Op::SetAddressSize, Errno::EINVAL) => {
+            "this size is not supported (AArch32 guests need AArch32-capable CPUs)"
+        }
         (Op::SetPagingMempoolSize, Errno::EINVAL) => {
             "the paging pool size must be a whole number of pages"
         }
@@ -1002,6 +1010,30 @@ impl<H: Hypercalls> Xen<H> {
             cmd::MAX_VCPUS,
             domid.get(),
             &DomctlMaxVcpus { max },
+        )
+        .map(drop)
+    }
+
+    /// `XEN_DOMCTL_set_address_size` (ARM): the guest's execution state, 64 (AArch64) or 32 (AArch32).
+    /// libxenguest issues it for every ARM guest before populating memory (`set_mode()` in
+    /// `tools/libs/guest/xg_dom_arm.c`): Xen 4.17 does not default a toolstack-built domain to AArch64,
+    /// and refuses a 64-bit vCPU context for a 32-bit domain (`arch_set_info_guest()`).
+    pub fn set_address_size(&mut self, domid: DomId, bits: u32) -> Result<(), XenError> {
+        let op = Op::SetAddressSize;
+        let dom = Some(domid.get());
+        self.check_arch(op, dom, XenArch::Arm64)?;
+        if bits != 32 && bits != 64 {
+            return Err(Self::invalid(
+                op,
+                dom,
+                format!("address size {bits} is neither 32 nor 64"),
+            ));
+        }
+        self.domctl(
+            op,
+            cmd::SET_ADDRESS_SIZE,
+            domid.get(),
+            &DomctlAddressSize { size: bits },
         )
         .map(drop)
     }

@@ -75,6 +75,7 @@ pub mod cmd {
     pub const IOMEM_PERMISSION: u32 = 20;
     pub const GETHVMCONTEXT: u32 = 33;
     pub const SETHVMCONTEXT: u32 = 34;
+    pub const SET_ADDRESS_SIZE: u32 = 35;
     pub const ASSIGN_DEVICE: u32 = 37;
     pub const BIND_PT_IRQ: u32 = 38;
     pub const MEMORY_MAPPING: u32 = 39;
@@ -199,6 +200,18 @@ pub struct DomctlMaxVcpus {
     pub max: u32,
 }
 const _: () = assert!(size_of::<DomctlMaxVcpus>() == 4);
+
+/// `struct xen_domctl_address_size { uint32_t size; }` = 4 bytes (`XEN_DOMCTL_set_address_size`, 35).
+/// On arm64 `size` picks the guest's execution state: 64 = AArch64, 32 = AArch32
+/// (`xen/arch/arm/arm64/domctl.c`, `switch_mode()`), refused with `-EBUSY` once the domain has pages.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, IntoBytes, FromBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct DomctlAddressSize {
+    pub size: u32,
+}
+const _: () = assert!(size_of::<DomctlAddressSize>() == 4);
 
 /// `struct xen_domctl_max_mem { uint64_aligned_t max_memkb; }` = 8 bytes. The limit is in KiB.
 #[derive(

@@ -37,19 +37,21 @@
 //! MADT to bring up secondary vCPUs and does without with one.
 
 use crate::abi::{hvm_param, x86};
-use crate::builder::memory::{GuestWriteError, WindowedGuestMemory};
+use crate::builder::memory::WindowedGuestMemory;
 use crate::transport::Hypercalls;
-use crate::xen::{CreateDomain, DomId, Xen, XenError};
+use crate::xen::{CreateDomain, DomId, Xen};
 use core::fmt;
+use pvh_boot::BootState;
 use pvh_boot::kernel::{ElfKernel, ImageError};
 use pvh_boot::layout::{LayoutRequest, PvhLayout};
-use pvh_boot::memory::{PAGE_SIZE, PfnRange};
-use pvh_boot::{BootState, LayoutOrImageError};
+use pvh_boot::memory::PAGE_SIZE;
 use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
-/// `LIBXL_MAXMEM_CONSTANT` (KiB, `tools/libs/light/libxl_internal.h`): slack above the guest's pages
-/// that libxl adds to `max_mem` (ballooning drivers, grant/shared-info frames mapped later).
-pub const MAXMEM_SLACK_KIB: u64 = 1024;
+pub use super::{
+    BootDetails, BuildError, BuildFailure, BuildStep, BuiltDomain, Cleanup, ConsoleKind, GuestKind,
+    MAXMEM_SLACK_KIB, RingChannel, split_extents,
+};
+use super::{Failed, at, failed_early, finish_or_destroy};
 
 /// `X86_CR0_PE` (bit 0) and `X86_CR0_ET` (bit 4), `xen/arch/x86/include/asm/x86-defns.h`: the PVH entry
 /// state is 32-bit protected mode, paging off (`docs/misc/pvh.pandoc`; `vcpu_hvm()` sets exactly these).
@@ -67,9 +69,6 @@ pub const TR_LIMIT: u32 = 0x67;
 /// `MTRR_TYPE_WRBACK` 6 | `MTRR_DEF_TYPE_ENABLE` (1 << 11): `IA32_MTRR_DEF_TYPE` with MTRRs on and
 /// write-back default (`vcpu_hvm()`: "Enable MTRR, set default type to WB").
 pub const MTRR_DEF_TYPE_WB_ENABLED: u64 = 6 | (1 << 11);
-/// Extent order of a 2 MiB superpage (2^9 4 KiB pages).
-const SUPERPAGE_ORDER: u32 = 9;
-const SUPERPAGE_PAGES: u64 = 1 << SUPERPAGE_ORDER;
 
 /// A PVH kernel, decompressed and checked once, reusable for many builds (restarts, several guests
 /// from one image): decompressing Debian's xz bzImage is the slowest part of a build under emulation.
@@ -161,217 +160,9 @@ impl<'a> PvhDomainConfig<'a> {
     }
 }
 
-/// The steps of a build, in order; a [`BuildError`] names the one that failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum BuildStep {
-    /// Check the request and plan the guest layout (nothing created yet).
-    Plan,
-    CreateDomain,
-    MaxVcpus,
-    MaxMem,
-    PagingPool,
-    Populate,
-    MemoryMap,
-    LoadImage,
-    ConsoleEvtchn,
-    StoreEvtchn,
-    HvmParams,
-    GetHvmContext,
-    SetMtrr,
-    SetBootCpu,
-    Unpause,
-}
-
-impl BuildStep {
-    /// Every step, in build order.
-    pub const ALL: [BuildStep; 15] = [
-        Self::Plan,
-        Self::CreateDomain,
-        Self::MaxVcpus,
-        Self::MaxMem,
-        Self::PagingPool,
-        Self::Populate,
-        Self::MemoryMap,
-        Self::LoadImage,
-        Self::ConsoleEvtchn,
-        Self::StoreEvtchn,
-        Self::HvmParams,
-        Self::GetHvmContext,
-        Self::SetMtrr,
-        Self::SetBootCpu,
-        Self::Unpause,
-    ];
-
-    pub const fn describe(self) -> &'static str {
-        match self {
-            Self::Plan => "planning the guest layout",
-            Self::CreateDomain => "creating the domain",
-            Self::MaxVcpus => "allocating vCPUs",
-            Self::MaxMem => "setting the memory limit",
-            Self::PagingPool => "sizing the paging pool",
-            Self::Populate => "populating guest memory",
-            Self::MemoryMap => "setting the memory map",
-            Self::LoadImage => "loading kernel, ramdisk, command line, start_info and ACPI tables",
-            Self::ConsoleEvtchn => "allocating the console event channel",
-            Self::StoreEvtchn => "allocating the xenstore event channel",
-            Self::HvmParams => "setting HVM params",
-            Self::GetHvmContext => "reading the HVM context",
-            Self::SetMtrr => "setting the vCPUs' MTRRs",
-            Self::SetBootCpu => "setting the boot vCPU's registers",
-            Self::Unpause => "unpausing the domain",
-        }
-    }
-}
-
-impl fmt::Display for BuildStep {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.describe())
-    }
-}
-
-/// The cause inside a [`BuildError`].
-#[derive(Debug, thiserror::Error)]
-pub enum BuildFailure {
-    #[error(transparent)]
-    Xen(#[from] XenError),
-    #[error("kernel image: {0}")]
-    Image(#[from] ImageError),
-    #[error(transparent)]
-    Layout(#[from] LayoutOrImageError),
-    /// pvh-boot's write errors keep the cause as their `source` only; the chain is spelled out here so a
-    /// one-line report still says why the write failed.
-    #[error("{}", with_causes(.0))]
-    Load(#[from] pvh_boot::BuildError<GuestWriteError>),
-    #[error("HVM context from Xen: {0}")]
-    HvmContext(#[from] x86::HvmContextError),
-    #[error("{0}")]
-    Config(String),
-}
-
-/// `error: cause: cause …`, skipping causes whose text the previous message already contains.
-fn with_causes(e: &dyn core::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !text.contains(&t) {
-            text.push_str(": ");
-            text.push_str(&t);
-        }
-        cur = c.source();
-    }
-    text
-}
-
-/// What happened to the half-built domain after a failure.
-#[derive(Debug)]
-pub enum Cleanup {
-    /// The failure came before a domain existed.
-    NoDomain,
-    /// The domain was destroyed.
-    Destroyed,
-    /// Destroying it failed too; the domain is left behind (paused).
-    DestroyFailed(Box<XenError>),
-}
-
-impl fmt::Display for Cleanup {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::NoDomain => Ok(()),
-            Self::Destroyed => f.write_str("; the half-built domain was destroyed"),
-            Self::DestroyFailed(e) => write!(
-                f,
-                "; destroying the half-built domain failed too ({e}), it is left paused"
-            ),
-        }
-    }
-}
-
-fn domid_text(d: &Option<DomId>) -> String {
-    d.map(|d| format!(" (domain {d})")).unwrap_or_default()
-}
-
-/// A failed build: which domain, which step, why, and what became of the half-built domain.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "building PVH domain '{domain}'{}: {step} failed: {source}{cleanup}",
-    domid_text(domid)
-)]
-pub struct BuildError {
-    pub domain: String,
-    pub domid: Option<DomId>,
-    pub step: BuildStep,
-    #[source]
-    pub source: Box<BuildFailure>,
-    pub cleanup: Cleanup,
-}
-
-/// The console ring of a built guest (`struct xencons_interface`, `xen/include/public/io/console.h`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RingChannel {
-    /// Guest frame of the ring page.
-    pub pfn: u64,
-    /// The unbound port in the guest (`HVM_PARAM_*_EVTCHN`) that the backend binds interdomain.
-    pub port: u32,
-}
-
-/// A built (and, from [`PvhBuilder::build`], running) guest.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BuiltDomain {
-    pub name: String,
-    pub domid: DomId,
-    pub vcpus: u32,
-    pub console: RingChannel,
-    pub xenstore: Option<RingChannel>,
-    /// BSP `rip` and `rbx`.
-    pub entry: u32,
-    pub start_info_gpa: u64,
-    /// Pages populated (RAM + ACPI + special pages).
-    pub populated_pages: u64,
-    /// `max_mem` given, KiB.
-    pub max_mem_kib: u64,
-    pub paging_pool_bytes: u64,
-    /// The e820 given to `XENMEM_set_memory_map`.
-    pub memory_map: Vec<x86::E820Entry>,
-    /// Foreign mappings made while loading.
-    pub mappings: usize,
-}
-
 /// Builds PVH guests over a [`Xen`] handle.
 pub struct PvhBuilder<'x, H: Hypercalls> {
     xen: &'x mut Xen<H>,
-}
-
-/// Splits populate ranges into 2 MiB-aligned superpage bases and the 4 KiB frames around them.
-pub fn split_extents(ranges: &[PfnRange]) -> (Vec<u64>, Vec<u64>) {
-    let mut supers = Vec::new();
-    let mut singles = Vec::new();
-    for r in ranges {
-        let end = r.end();
-        let mut pfn = r.start;
-        while pfn < end {
-            if pfn.is_multiple_of(SUPERPAGE_PAGES) && end - pfn >= SUPERPAGE_PAGES {
-                supers.push(pfn);
-                pfn += SUPERPAGE_PAGES;
-            } else {
-                singles.push(pfn);
-                pfn += 1;
-            }
-        }
-    }
-    (supers, singles)
-}
-
-struct Failed {
-    step: BuildStep,
-    source: Box<BuildFailure>,
-}
-
-fn at<E: Into<BuildFailure>>(step: BuildStep) -> impl FnOnce(E) -> Failed {
-    move |e| Failed {
-        step,
-        source: Box::new(e.into()),
-    }
 }
 
 impl<'x, H: Hypercalls> PvhBuilder<'x, H> {
@@ -404,24 +195,16 @@ impl<'x, H: Hypercalls> PvhBuilder<'x, H> {
         cfg: &PvhDomainConfig<'_>,
         start: bool,
     ) -> Result<BuiltDomain, BuildError> {
-        let fail = |domid: Option<DomId>, f: Failed, cleanup: Cleanup| BuildError {
-            domain: cfg.name.to_string(),
-            domid,
-            step: f.step,
-            source: f.source,
-            cleanup,
-        };
-        let elf = kernel
-            .parsed()
-            .map_err(|e| fail(None, at(BuildStep::Plan)(e), Cleanup::NoDomain))?;
+        let early = |f: Failed| failed_early(GuestKind::Pvh, cfg.name, f);
+        let elf = kernel.parsed().map_err(|e| early(at(BuildStep::Plan)(e)))?;
         let request = LayoutRequest {
             memory_bytes: cfg.memory_bytes,
             vcpus: cfg.vcpus,
             cmdline: cfg.cmdline,
             ramdisk: cfg.ramdisk,
         };
-        let (_, layout) = pvh_boot::plan(&elf, &request)
-            .map_err(|e| fail(None, at(BuildStep::Plan)(e), Cleanup::NoDomain))?;
+        let (_, layout) =
+            pvh_boot::plan(&elf, &request).map_err(|e| early(at(BuildStep::Plan)(e)))?;
 
         let create = CreateDomain {
             handle: cfg.handle,
@@ -430,18 +213,10 @@ impl<'x, H: Hypercalls> PvhBuilder<'x, H> {
         let domid = self
             .xen
             .create_domain(&create)
-            .map_err(|e| fail(None, at(BuildStep::CreateDomain)(e), Cleanup::NoDomain))?;
+            .map_err(|e| early(at(BuildStep::CreateDomain)(e)))?;
 
-        match self.construct(&elf, &layout, &request, cfg, domid, start) {
-            Ok(built) => Ok(built),
-            Err(f) => {
-                let cleanup = match self.xen.destroy(domid) {
-                    Ok(()) => Cleanup::Destroyed,
-                    Err(e) => Cleanup::DestroyFailed(Box::new(e)),
-                };
-                Err(fail(Some(domid), f, cleanup))
-            }
-        }
+        let result = self.construct(&elf, &layout, &request, cfg, domid, start);
+        finish_or_destroy(self.xen, GuestKind::Pvh, cfg.name, domid, result)
     }
 
     fn construct(
@@ -476,15 +251,7 @@ impl<'x, H: Hypercalls> PvhBuilder<'x, H> {
         xen.set_paging_mempool_size(domid, pool)
             .map_err(at(S::PagingPool))?;
 
-        let (supers, singles) = split_extents(populate);
-        if !supers.is_empty() {
-            xen.populate_physmap_order(domid, SUPERPAGE_ORDER, &supers)
-                .map_err(at(S::Populate))?;
-        }
-        if !singles.is_empty() {
-            xen.populate_physmap(domid, &singles)
-                .map_err(at(S::Populate))?;
-        }
+        super::populate(xen, domid, populate).map_err(at(S::Populate))?;
 
         // The e820 comes from the same plan the loader follows (and writes into start_info.memmap).
         let memory_map: Vec<x86::E820Entry> = layout
@@ -602,18 +369,22 @@ impl<'x, H: Hypercalls> PvhBuilder<'x, H> {
             xen.unpause(domid).map_err(at(S::Unpause))?;
         }
         Ok(BuiltDomain {
+            kind: GuestKind::Pvh,
             name: cfg.name.to_string(),
             domid,
             vcpus: cfg.vcpus,
             console,
+            console_kind: ConsoleKind::Pv,
             xenstore,
-            entry: boot.entry,
-            start_info_gpa: boot.start_info_gpa,
             populated_pages,
             max_mem_kib,
             paging_pool_bytes: pool,
-            memory_map,
             mappings,
+            boot: BootDetails::Pvh {
+                entry: boot.entry,
+                start_info_gpa: boot.start_info_gpa,
+                memory_map,
+            },
         })
     }
 }
