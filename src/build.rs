@@ -542,7 +542,7 @@ fn dom0_initramfs_for_init(
     write(&dir.join("boot.blob"), &blob)?;
     let init_path = crate::build_x86::find_domforge_init(Arch::Arm64)?;
     let init = std::fs::read(&init_path).map_err(io(&init_path))?;
-    let mut initramfs = images::dom0::Dom0Initramfs::new(&init, &blob)
+    let mut initramfs = images::dom0::Dom0Initramfs::new_for(images::Arch::Arm64, &init, &blob)
         .map_err(|e| BuildError::Tool(format!("{}: {e}", init_path.display())))?;
     let module_err = |m: &ModulePlan, reason: String| BuildError::Module {
         id: m.id.clone(),

@@ -16,6 +16,7 @@
 use crate::cpio::{CpioError, Initramfs};
 use crate::kmod::{KmodError, ModuleSet};
 use std::path::Path;
+use crate::debian::Arch;
 
 /// The Xen drivers a PV dom0 running domforge-init loads (Debian's amd64 6.1 builds them as modules):
 /// event channels (`/dev/xen/evtchn`, console events and `VIRQ_DOM_EXC`), privcmd (`/dev/xen/privcmd`
@@ -54,8 +55,9 @@ pub enum Dom0Error {
     Kmod(#[from] KmodError),
 }
 
-/// ELF facts checked on the init binary (System V gABI; x86-64 psABI).
-fn check_static_x86_64_elf(bytes: &[u8]) -> Result<(), Dom0Error> {
+/// ELF facts checked on the init binary (System V gABI; x86-64 psABI, AArch64 ELF ABI): a static
+/// 64-bit little-endian executable for the control domain's architecture.
+fn check_static_elf(bytes: &[u8], arch: Arch) -> Result<(), Dom0Error> {
     let get = |r: std::ops::Range<usize>| bytes.get(r).ok_or(Dom0Error::BadInit("truncated ELF"));
     if get(0..4)? != b"\x7fELF" {
         return Err(Dom0Error::BadInit("not an ELF file"));
@@ -78,12 +80,16 @@ fn check_static_x86_64_elf(bytes: &[u8]) -> Result<(), Dom0Error> {
         a.copy_from_slice(b);
         Ok(u64::from_le_bytes(a))
     };
-    // e_type 2 ET_EXEC or 3 ET_DYN (static-pie); e_machine 62 EM_X86_64.
+    // e_type 2 ET_EXEC or 3 ET_DYN (static-pie); e_machine 62 EM_X86_64, 183 EM_AARCH64.
     if !matches!(u16_at(16)?, 2 | 3) {
         return Err(Dom0Error::BadInit("not an executable"));
     }
-    if u16_at(18)? != 62 {
-        return Err(Dom0Error::BadInit("not an x86-64 executable"));
+    let (machine, wrong) = match arch {
+        Arch::Amd64 => (62, "not an x86-64 executable"),
+        Arch::Arm64 => (183, "not an AArch64 executable"),
+    };
+    if u16_at(18)? != machine {
+        return Err(Dom0Error::BadInit(wrong));
     }
     let phoff = usize::try_from(u64_at(32)?).map_err(|_| Dom0Error::BadInit("bad e_phoff"))?;
     let phentsize = usize::from(u16_at(54)?);
@@ -96,7 +102,7 @@ fn check_static_x86_64_elf(bytes: &[u8]) -> Result<(), Dom0Error> {
         // PT_INTERP 3: a dynamic loader is needed, and the initramfs has none.
         if u32_at(at)? == 3 {
             return Err(Dom0Error::BadInit(
-                "dynamically linked (has PT_INTERP); build it for x86_64-unknown-linux-musl",
+                "dynamically linked (has PT_INTERP); build it for the *-unknown-linux-musl target",
             ));
         }
     }
@@ -127,7 +133,12 @@ pub struct Dom0Initramfs {
 impl Dom0Initramfs {
     /// `/init` = `init` (a static x86-64 executable) and `/domforge/boot.blob` = `blob`.
     pub fn new(init: &[u8], blob: &[u8]) -> Result<Self, Dom0Error> {
-        check_static_x86_64_elf(init)?;
+        Self::new_for(Arch::Amd64, init, blob)
+    }
+
+    /// As [`new`](Self::new) for a control domain of architecture `arch`.
+    pub fn new_for(arch: Arch, init: &[u8], blob: &[u8]) -> Result<Self, Dom0Error> {
+        check_static_elf(init, arch)?;
         if !blob.starts_with(b"DFBC") {
             return Err(Dom0Error::BadBlob);
         }
@@ -231,6 +242,12 @@ mod tests {
             Err(Dom0Error::BadInit(m)) if m.contains("PT_INTERP")
         ));
         assert!(Dom0Initramfs::new(&elf(183, &[1]), b"DFBC").is_err()); // EM_AARCH64
+        // An ARM control domain takes the AArch64 build and refuses the x86-64 one.
+        assert!(Dom0Initramfs::new_for(Arch::Arm64, &elf(183, &[1]), b"DFBC").is_ok());
+        assert!(matches!(
+            Dom0Initramfs::new_for(Arch::Arm64, &elf(62, &[1]), b"DFBC"),
+            Err(Dom0Error::BadInit(m)) if m.contains("AArch64")
+        ));
         assert!(Dom0Initramfs::new(b"#!/bin/sh\n", b"DFBC").is_err());
         let mut truncated = elf(62, &[1, 1]);
         truncated.truncate(100);
