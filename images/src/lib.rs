@@ -13,6 +13,8 @@
 //! - [`version`]: Debian version ordering (Debian Policy §5.6.12).
 //! - [`xen_build`]: builds Debian's Xen source package with extra Kconfig options
 //!   (`CONFIG_STATIC_MEMORY` for direct-mapped driver domains), cached like the fetches.
+//! - [`xl_dom0`]: Debian's `xl`, `xenstored` and `xenconsoled` with the shared libraries they
+//!   need (closure read from their ELF dynamic sections), for the `xl` vs `domforge-init` benchmark.
 
 pub mod cpio;
 pub mod debian;
@@ -22,5 +24,6 @@ pub mod kmod;
 pub mod probe;
 pub mod version;
 pub mod xen_build;
+pub mod xl_dom0;
 
 pub use debian::{Arch, FetchError, FetchedPackage, Fetcher, KernelFiles, PackageRequest};

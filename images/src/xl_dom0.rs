@@ -1,0 +1,901 @@
+//! Debian's `xl` toolstack for a dom0 initramfs, to measure `domforge-init` against it
+//! (issue 6: the benchmark `benches/xl_vs_domforge_init.rs` boots both in one dom0).
+//!
+//! `xl`, the C `xenstored` and `xenconsoled` come from bookworm's `xen-utils-4.17`
+//! (`/usr/lib/xen-4.17/bin/`; Debian's `/usr/sbin/xl` is only a wrapper script that picks a
+//! version). They are dynamically linked, so the initramfs must also carry the dynamic loader and
+//! every shared library they need. That closure is computed here from the binaries themselves,
+//! not from package `Depends` (which name far more than the loader ever maps: python3, perl, …):
+//!
+//! 1. read each ELF's `PT_INTERP` and `PT_DYNAMIC` ([`dynamic_info`]): `DT_NEEDED` sonames,
+//!    `DT_RPATH`/`DT_RUNPATH`;
+//! 2. look every soname up the way `ld.so(8)` ("Rpath token expansion", "search order") does for a
+//!    system without `ld.so.cache` (the initramfs has none): `DT_RPATH` of the object and of the
+//!    executable when the object has no `DT_RUNPATH`, the object's `DT_RUNPATH`, then the default
+//!    directories of Debian's multiarch glibc (`/lib/x86_64-linux-gnu`, `/usr/lib/x86_64-linux-gnu`,
+//!    `/lib`, `/usr/lib`);
+//! 3. the lookup runs in the union of the unpacked packages ([`PackageView`]), following the
+//!    packages' symlinks (`libxenlight.so.4.17 -> libxenlight.so.4.17.0`,
+//!    `/lib64/ld-linux-x86-64.so.2 -> /lib/x86_64-linux-gnu/ld-linux-x86-64.so.2`), which go into the
+//!    initramfs as symlinks so the loader finds the sonames it asks for;
+//! 4. repeat for every library found until nothing new is needed.
+//!
+//! A soname found in none of the packages is an error naming it and who needs it
+//! ([`XlDom0Error::Unresolved`]): [`LIBRARY_PACKAGES`] must then grow, rather than an initramfs
+//! that fails at run time.
+
+use crate::cpio::{CpioError, Initramfs};
+use crate::debian::{Arch, FetchError, FetchedPackage, Fetcher, PackageRequest};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// The Debian package with `xl`, `xenstored` and `xenconsoled` for Xen 4.17 (bookworm).
+pub const XEN_UTILS_PACKAGE: &str = "xen-utils-4.17";
+/// `xl` itself (the real binary; `/usr/sbin/xl` in Debian is `xen-utils-wrapper`).
+pub const XL: &str = "usr/lib/xen-4.17/bin/xl";
+/// The C xenstore daemon (the package also has `oxenstored`, the OCaml one).
+pub const XENSTORED: &str = "usr/lib/xen-4.17/bin/xenstored";
+/// The console daemon that serves the PV consoles of the guests `xl` creates.
+pub const XENCONSOLED: &str = "usr/lib/xen-4.17/bin/xenconsoled";
+/// Writes dom0's own xenstore entries (`/local/domain/0/…`); Debian's init script runs it right
+/// after xenstored, before any `xl` command.
+pub const XEN_INIT_DOM0: &str = "usr/lib/xen-4.17/bin/xen-init-dom0";
+/// The binaries a dom0 needs to run `xl create`.
+pub const TOOLSTACK_BINARIES: &[&str] = &[XL, XENSTORED, XENCONSOLED, XEN_INIT_DOM0];
+
+/// Packages searched for the libraries of [`TOOLSTACK_BINARIES`] (bookworm amd64 names). Only the
+/// files the closure reaches are used; a package listed here that nothing needs costs a cached
+/// download, not initramfs space. The `libxen*` ones are built from the same source as
+/// [`XEN_UTILS_PACKAGE`] and are fetched at exactly its version.
+pub const LIBRARY_PACKAGES: &[&str] = &[
+    "libc6",
+    "libxenmisc4.17",
+    "libxencall1",
+    "libxendevicemodel1",
+    "libxenevtchn1",
+    "libxenforeignmemory1",
+    "libxengnttab1",
+    "libxenhypfs1",
+    "libxenstore4",
+    "libxentoolcore1",
+    "libxentoollog1",
+    "libyajl2",
+    "libuuid1",
+    "liblzma5",
+    "libzstd1",
+    "zlib1g",
+    "libbz2-1.0",
+    "libgcc-s1",
+    "libsystemd0",
+    "libcap2",
+    "libgcrypt20",
+    "libgpg-error0",
+    "liblz4-1",
+];
+
+/// Library directories searched after `DT_RPATH`/`DT_RUNPATH`: Debian's glibc built for amd64 adds the
+/// multiarch directories before the traditional ones (its `debian/patches/…/ld.so multiarch` list,
+/// as `ld.so --help` shows under "System search path").
+pub const DEFAULT_LIBRARY_DIRS: &[&str] = &[
+    "lib/x86_64-linux-gnu",
+    "usr/lib/x86_64-linux-gnu",
+    "lib",
+    "usr/lib",
+];
+
+/// Directories `xl`, libxl, xenstored and xenconsoled write to (Xen 4.17 `config/Paths.mk`:
+/// `XEN_RUN_DIR`, `XEN_RUN_STORED`, `XEN_LIB_DIR`, `XEN_LIB_STORED`, `XEN_LOG_DIR`, `XEN_LOCK_DIR`,
+/// `XEN_CONFIG_DIR`). Debian configures `/var/run` paths; `/var/run` is made a symlink to `/run`.
+pub const RUNTIME_DIRS: &[&str] = &[
+    "run/xen",
+    "run/xenstored",
+    "run/lock",
+    "var/lib/xen",
+    "var/lib/xenstored",
+    "var/log/xen/console",
+    "var/lock",
+    "etc/xen",
+];
+
+/// Why the toolstack could not be assembled.
+#[derive(Debug, thiserror::Error)]
+pub enum XlDom0Error {
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error("{path}: {reason}")]
+    BadElf { path: String, reason: &'static str },
+    #[error(
+        "{needed_by} needs {soname}, found in none of the fetched packages ({searched}); add the \
+         package that ships it to images::xl_dom0::LIBRARY_PACKAGES"
+    )]
+    Unresolved {
+        soname: String,
+        needed_by: String,
+        searched: String,
+    },
+    #[error("{0} is in none of the fetched packages")]
+    Missing(String),
+    #[error("{0}: too many levels of symbolic links (or a loop)")]
+    SymlinkLoop(String),
+    #[error("{path} leaves its package's directory")]
+    Escapes { path: String },
+    #[error("reading {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Cpio(#[from] CpioError),
+}
+
+type Result<T, E = XlDom0Error> = std::result::Result<T, E>;
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> XlDom0Error + '_ {
+    move |source| XlDom0Error::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// ELF: PT_INTERP and the dynamic section
+// ------------------------------------------------------------------------------------------------
+
+/// Program header types (System V gABI, "Program Header", `p_type`).
+const PT_LOAD: u32 = 1;
+const PT_DYNAMIC: u32 = 2;
+const PT_INTERP: u32 = 3;
+/// Dynamic section tags (gABI "Dynamic Section", `d_tag`; `DT_RUNPATH` = 29 from the gABI's 2000 update).
+const DT_NULL: u64 = 0;
+const DT_NEEDED: u64 = 1;
+const DT_STRTAB: u64 = 5;
+const DT_STRSZ: u64 = 10;
+const DT_SONAME: u64 = 14;
+const DT_RPATH: u64 = 15;
+const DT_RUNPATH: u64 = 29;
+
+/// What the dynamic loader reads from an ELF file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DynamicInfo {
+    /// `PT_INTERP`: the program interpreter (dynamic loader) of an executable.
+    pub interp: Option<String>,
+    /// `DT_NEEDED`, in order.
+    pub needed: Vec<String>,
+    /// `DT_SONAME`.
+    pub soname: Option<String>,
+    /// `DT_RPATH` (colon-separated in the file; split here).
+    pub rpath: Vec<String>,
+    /// `DT_RUNPATH`.
+    pub runpath: Vec<String>,
+    /// Whether the file has a `PT_DYNAMIC` segment at all (a static executable has none).
+    pub dynamic: bool,
+}
+
+fn u16_at(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(
+        b.get(at..at.checked_add(2)?)?.try_into().ok()?,
+    ))
+}
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(
+        b.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
+}
+fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(
+        b.get(at..at.checked_add(8)?)?.try_into().ok()?,
+    ))
+}
+fn usize_at(b: &[u8], at: usize) -> Option<usize> {
+    usize::try_from(u64_at(b, at)?).ok()
+}
+
+/// A NUL-terminated string at `at` in `b`.
+fn c_str(b: &[u8], at: usize) -> Option<String> {
+    let rest = b.get(at..)?;
+    let end = rest.iter().position(|&c| c == 0)?;
+    Some(String::from_utf8_lossy(rest.get(..end)?).into_owned())
+}
+
+struct Segment {
+    kind: u32,
+    offset: usize,
+    vaddr: u64,
+    filesz: usize,
+}
+
+/// Reads `PT_INTERP` and the `DT_*` entries the loader uses from a 64-bit little-endian ELF
+/// (x86-64, aarch64). Offsets from the System V gABI ELF64 header (`e_phoff` 0x20 u64,
+/// `e_phentsize` 0x36, `e_phnum` 0x38 u16) and program header (`p_type` +0 u32, `p_offset` +8,
+/// `p_vaddr` +16, `p_filesz` +32, u64); a dynamic entry is `d_tag` i64 + `d_val` u64. `DT_STRTAB` is a
+/// virtual address, turned into a file offset through the `PT_LOAD` segment that contains it.
+pub fn dynamic_info(elf: &[u8]) -> Result<DynamicInfo, &'static str> {
+    if elf.get(..4) != Some(b"\x7fELF".as_slice()) {
+        return Err("not an ELF file");
+    }
+    // EI_CLASS = ELFCLASS64 (2), EI_DATA = ELFDATA2LSB (1).
+    if elf.get(4..6) != Some([2u8, 1].as_slice()) {
+        return Err("not a 64-bit little-endian ELF");
+    }
+    let phoff = usize_at(elf, 0x20).ok_or("truncated ELF header")?;
+    let phentsize = usize::from(u16_at(elf, 0x36).ok_or("truncated ELF header")?);
+    let phnum = usize::from(u16_at(elf, 0x38).ok_or("truncated ELF header")?);
+    if phnum > 0 && phentsize < 56 {
+        return Err("program header entries smaller than Elf64_Phdr");
+    }
+    let mut segments = Vec::with_capacity(phnum);
+    for i in 0..phnum {
+        let at = i
+            .checked_mul(phentsize)
+            .and_then(|o| o.checked_add(phoff))
+            .ok_or("program header table out of range")?;
+        let bad = "truncated program header";
+        segments.push(Segment {
+            kind: u32_at(elf, at).ok_or(bad)?,
+            offset: usize_at(elf, at.checked_add(8).ok_or(bad)?).ok_or(bad)?,
+            vaddr: u64_at(elf, at.checked_add(16).ok_or(bad)?).ok_or(bad)?,
+            filesz: usize_at(elf, at.checked_add(32).ok_or(bad)?).ok_or(bad)?,
+        });
+    }
+    let bytes_of = |s: &Segment| -> Result<&[u8], &'static str> {
+        s.offset
+            .checked_add(s.filesz)
+            .and_then(|end| elf.get(s.offset..end))
+            .ok_or("segment outside the file")
+    };
+    let mut info = DynamicInfo::default();
+    if let Some(s) = segments.iter().find(|s| s.kind == PT_INTERP) {
+        let bytes = bytes_of(s)?;
+        info.interp = Some(c_str(bytes, 0).ok_or("PT_INTERP is not NUL-terminated")?);
+    }
+    let Some(dynamic) = segments.iter().find(|s| s.kind == PT_DYNAMIC) else {
+        return Ok(info);
+    };
+    info.dynamic = true;
+    let dynamic = bytes_of(dynamic)?;
+    let mut entries = Vec::new();
+    for entry in dynamic.chunks_exact(16) {
+        let tag = u64_at(entry, 0).ok_or("truncated dynamic entry")?;
+        let value = u64_at(entry, 8).ok_or("truncated dynamic entry")?;
+        if tag == DT_NULL {
+            break;
+        }
+        entries.push((tag, value));
+    }
+    let find = |tag: u64| entries.iter().find(|(t, _)| *t == tag).map(|(_, v)| *v);
+    if !entries
+        .iter()
+        .any(|(t, _)| matches!(*t, DT_NEEDED | DT_SONAME | DT_RPATH | DT_RUNPATH))
+    {
+        return Ok(info);
+    }
+    let strtab_vaddr = find(DT_STRTAB).ok_or("dynamic section without DT_STRTAB")?;
+    let strsz = usize::try_from(find(DT_STRSZ).ok_or("dynamic section without DT_STRSZ")?)
+        .map_err(|_| "DT_STRSZ too large")?;
+    let load = segments
+        .iter()
+        .find(|s| {
+            s.kind == PT_LOAD
+                && strtab_vaddr >= s.vaddr
+                && u64::try_from(s.filesz)
+                    .ok()
+                    .and_then(|f| s.vaddr.checked_add(f))
+                    .is_some_and(|end| strtab_vaddr < end)
+        })
+        .ok_or("DT_STRTAB is in no loaded segment")?;
+    let strtab_offset = usize::try_from(strtab_vaddr - load.vaddr)
+        .ok()
+        .and_then(|d| load.offset.checked_add(d))
+        .ok_or("DT_STRTAB out of range")?;
+    let strtab = strtab_offset
+        .checked_add(strsz)
+        .and_then(|end| elf.get(strtab_offset..end))
+        .ok_or("string table outside the file")?;
+    let string = |value: u64| -> Result<String, &'static str> {
+        usize::try_from(value)
+            .ok()
+            .and_then(|at| c_str(strtab, at))
+            .ok_or("dynamic string outside DT_STRTAB")
+    };
+    let split = |s: String| -> Vec<String> {
+        s.split(':')
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    for &(tag, value) in &entries {
+        match tag {
+            DT_NEEDED => info.needed.push(string(value)?),
+            DT_SONAME => info.soname = Some(string(value)?),
+            DT_RPATH => info.rpath.extend(split(string(value)?)),
+            DT_RUNPATH => info.runpath.extend(split(string(value)?)),
+            _ => {}
+        }
+    }
+    Ok(info)
+}
+
+// ------------------------------------------------------------------------------------------------
+// The union of unpacked packages, and closures in it
+// ------------------------------------------------------------------------------------------------
+
+/// One unpacked package (or any directory tree standing for one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageRoot {
+    /// Name shown in reports (`libc6 2.36-9+deb12u13`).
+    pub label: String,
+    /// The directory the package was unpacked into.
+    pub dir: PathBuf,
+}
+
+/// The file system the packages would make if installed together: a path is looked up in each
+/// root in order, the first that has it wins.
+#[derive(Debug, Clone, Default)]
+pub struct PackageView {
+    roots: Vec<PackageRoot>,
+}
+
+/// Lexically normalises an absolute-or-relative path to a root-relative one without `.`/`..`
+/// (`..` at the top stays at the top, as in the kernel's lookup of `/..`). `None` for a path with
+/// a NUL byte or none at all.
+pub fn normalize(path: &str) -> Option<String> {
+    if path.contains('\0') {
+        return None;
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for p in path.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            other => parts.push(other),
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join("/"))
+}
+
+fn parent(vpath: &str) -> &str {
+    vpath.rsplit_once('/').map_or("", |(d, _)| d)
+}
+
+/// A path resolved in a [`PackageView`]: the symlinks passed through and the file reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// `(path, target as written in the package)` of each symlink followed, in order.
+    pub symlinks: Vec<(String, String)>,
+    /// Root-relative path of the regular file reached.
+    pub path: String,
+    /// That file on the host.
+    pub host_path: PathBuf,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The package it comes from ([`PackageRoot::label`]).
+    pub package: String,
+}
+
+/// Symlink hops before giving up (Linux `MAXSYMLINKS` is 40).
+const MAX_SYMLINKS: usize = 40;
+
+impl PackageView {
+    pub fn new(roots: Vec<PackageRoot>) -> Self {
+        Self { roots }
+    }
+
+    pub fn roots(&self) -> &[PackageRoot] {
+        &self.roots
+    }
+
+    /// The root that has `vpath` (as a file or symlink) and its metadata.
+    fn lookup(&self, vpath: &str) -> Option<(&PackageRoot, PathBuf, std::fs::Metadata)> {
+        self.roots.iter().find_map(|r| {
+            let host = r.dir.join(vpath);
+            let meta = std::fs::symlink_metadata(&host).ok()?;
+            (meta.is_file() || meta.is_symlink()).then_some((r, host, meta))
+        })
+    }
+
+    /// Follows `vpath` through symlinks (within the view) to a regular file; `None` if it is absent.
+    pub fn resolve(&self, vpath: &str) -> Result<Option<Resolved>> {
+        let Some(mut current) = normalize(vpath) else {
+            return Ok(None);
+        };
+        let mut symlinks = Vec::new();
+        for _ in 0..MAX_SYMLINKS {
+            let Some((root, host, meta)) = self.lookup(&current) else {
+                return Ok(None);
+            };
+            if meta.is_symlink() {
+                let target = std::fs::read_link(&host).map_err(io(&host))?;
+                let target = target.to_string_lossy().into_owned();
+                let next = if target.starts_with('/') {
+                    normalize(&target)
+                } else {
+                    normalize(&format!("{}/{target}", parent(&current)))
+                };
+                symlinks.push((current.clone(), target));
+                match next {
+                    Some(n) => current = n,
+                    None => return Ok(None),
+                }
+                continue;
+            }
+            // The file must really be inside its root: `dpkg-deb -x` output is trusted to hold no
+            // directory symlinks pointing outside, but a host tree used as a root might.
+            let real = std::fs::canonicalize(&host).map_err(io(&host))?;
+            let real_root = std::fs::canonicalize(&root.dir).map_err(io(&root.dir))?;
+            if !real.starts_with(&real_root) {
+                return Err(XlDom0Error::Escapes {
+                    path: host.display().to_string(),
+                });
+            }
+            return Ok(Some(Resolved {
+                symlinks,
+                path: current,
+                host_path: host,
+                size: meta.len(),
+                package: root.label.clone(),
+            }));
+        }
+        Err(XlDom0Error::SymlinkLoop(vpath.to_owned()))
+    }
+}
+
+/// One regular file of a closure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClosureFile {
+    /// Root-relative path (where it goes in the initramfs).
+    pub path: String,
+    pub host_path: PathBuf,
+    pub size: u64,
+    pub package: String,
+    /// Why it is there: `root`, `interpreter of X` or `SONAME needed by X`.
+    pub reason: String,
+}
+
+/// Everything some executables need to run: themselves, their loader, their libraries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Closure {
+    /// The executables asked for.
+    pub roots: Vec<String>,
+    /// Regular files, in discovery order (roots first).
+    pub files: Vec<ClosureFile>,
+    /// Symlinks on the way to them (`path -> target`), deduplicated.
+    pub symlinks: BTreeMap<String, String>,
+}
+
+impl Closure {
+    /// Sum of the regular files' sizes (symlinks are a few bytes of metadata, not counted).
+    pub fn total_bytes(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
+
+    /// Adds every file (mode 0755: executables and shared objects) and symlink to `initramfs`.
+    pub fn add_to(&self, initramfs: &mut Initramfs) -> Result<()> {
+        for f in &self.files {
+            initramfs.add_host_file(&f.path, 0o755, &f.host_path)?;
+        }
+        for (path, target) in &self.symlinks {
+            initramfs.add_symlink(path, target)?;
+        }
+        Ok(())
+    }
+}
+
+/// Expands `$ORIGIN`/`${ORIGIN}` (ld.so(8) "Rpath token expansion") to the object's directory.
+fn expand_origin(dir: &str, object_dir: &str) -> String {
+    let origin = format!("/{object_dir}");
+    dir.replace("${ORIGIN}", &origin)
+        .replace("$ORIGIN", &origin)
+}
+
+/// The closure of `executables` (root-relative paths) in `view`; see the module docs for the
+/// search order.
+pub fn closure(view: &PackageView, executables: &[&str]) -> Result<Closure> {
+    let mut out = Closure {
+        roots: executables.iter().map(|s| (*s).to_owned()).collect(),
+        ..Closure::default()
+    };
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    // (path to examine, reason, DT_RPATH of the executable that started the chain)
+    let mut queue: Vec<(String, String, Vec<String>)> = Vec::new();
+    for exe in executables {
+        queue.push(((*exe).to_owned(), "root".to_owned(), Vec::new()));
+    }
+    let searched = || {
+        view.roots
+            .iter()
+            .map(|r| r.label.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    while !queue.is_empty() {
+        let (vpath, reason, exe_rpath) = queue.remove(0);
+        let resolved = view
+            .resolve(&vpath)?
+            .ok_or_else(|| XlDom0Error::Missing(vpath.clone()))?;
+        for (link, target) in &resolved.symlinks {
+            out.symlinks.insert(link.clone(), target.clone());
+        }
+        if !seen.insert(resolved.path.clone()) {
+            continue;
+        }
+        let bytes = std::fs::read(&resolved.host_path).map_err(io(&resolved.host_path))?;
+        let info = dynamic_info(&bytes).map_err(|reason| XlDom0Error::BadElf {
+            path: resolved.path.clone(),
+            reason,
+        })?;
+        let name = resolved.path.clone();
+        let object_dir = parent(&name).to_owned();
+        out.files.push(ClosureFile {
+            path: resolved.path.clone(),
+            host_path: resolved.host_path.clone(),
+            size: resolved.size,
+            package: resolved.package.clone(),
+            reason,
+        });
+        // The executable's DT_RPATH also applies to every library it loads (ld.so(8)); the
+        // executable is the first file of its chain.
+        let chain_rpath = if exe_rpath.is_empty() && info.runpath.is_empty() {
+            info.rpath.clone()
+        } else {
+            exe_rpath
+        };
+        if let Some(interp) = &info.interp {
+            queue.push((
+                interp.clone(),
+                format!("interpreter of {name}"),
+                chain_rpath.clone(),
+            ));
+        }
+        let mut dirs: Vec<String> = Vec::new();
+        if info.runpath.is_empty() {
+            dirs.extend(info.rpath.iter().map(|d| expand_origin(d, &object_dir)));
+            dirs.extend(chain_rpath.iter().cloned());
+        }
+        dirs.extend(info.runpath.iter().map(|d| expand_origin(d, &object_dir)));
+        dirs.extend(DEFAULT_LIBRARY_DIRS.iter().map(|d| (*d).to_owned()));
+        for soname in &info.needed {
+            // A DT_NEEDED with a slash is a path, used as is (ld.so(8)).
+            let candidates: Vec<String> = if soname.contains('/') {
+                vec![soname.clone()]
+            } else {
+                dirs.iter().map(|d| format!("{d}/{soname}")).collect()
+            };
+            let mut found = None;
+            for c in candidates {
+                if view.resolve(&c)?.is_some() {
+                    found = Some(c);
+                    break;
+                }
+            }
+            let path = found.ok_or_else(|| XlDom0Error::Unresolved {
+                soname: soname.clone(),
+                needed_by: name.clone(),
+                searched: searched(),
+            })?;
+            queue.push((
+                path,
+                format!("{soname} needed by {name}"),
+                chain_rpath.clone(),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+// ------------------------------------------------------------------------------------------------
+// Debian's xl toolstack
+// ------------------------------------------------------------------------------------------------
+
+/// `xl` and its daemons from Debian, ready to go into a dom0 initramfs.
+#[derive(Debug, Clone)]
+pub struct XlToolstack {
+    /// The `xen-utils-4.17` package used.
+    pub xen_utils: FetchedPackage,
+    /// Every package fetched (library candidates included).
+    pub packages: Vec<FetchedPackage>,
+    /// `xl` alone with its closure.
+    pub xl: Closure,
+    /// [`TOOLSTACK_BINARIES`] with their closure: what a dom0 must carry to run `xl create`.
+    pub toolstack: Closure,
+    /// Static busybox (`busybox-static`), for the shell that drives the toolstack.
+    pub busybox: PathBuf,
+}
+
+impl XlToolstack {
+    /// Fetches [`XEN_UTILS_PACKAGE`], [`LIBRARY_PACKAGES`] and busybox for amd64 (bookworm) and
+    /// computes the closures.
+    pub fn fetch(fetcher: &Fetcher) -> Result<Self> {
+        let arch = Arch::Amd64;
+        let xen_utils = fetcher.fetch(&PackageRequest::new(XEN_UTILS_PACKAGE, arch))?;
+        let mut packages = vec![xen_utils.clone()];
+        for name in LIBRARY_PACKAGES {
+            let mut request = PackageRequest::new(*name, arch);
+            if name.starts_with("libxen") {
+                request = request.with_version(xen_utils.version.clone());
+            }
+            packages.push(fetcher.fetch(&request)?);
+        }
+        let busybox = fetcher.busybox_static(arch)?;
+        let view = PackageView::new(
+            packages
+                .iter()
+                .map(|p| PackageRoot {
+                    label: format!("{} {}", p.name, p.version),
+                    dir: p.root_dir.clone(),
+                })
+                .collect(),
+        );
+        let xl = closure(&view, &[XL])?;
+        let toolstack = closure(&view, TOOLSTACK_BINARIES)?;
+        Ok(Self {
+            xen_utils,
+            packages,
+            xl,
+            toolstack,
+            busybox,
+        })
+    }
+
+    /// Adds the toolstack closure, `/bin/busybox` with `/bin/sh`, the [`RUNTIME_DIRS`],
+    /// `/var/run -> /run` and an `/etc/xen/xl.conf` with `xl_conf` to `initramfs`.
+    pub fn add_to(&self, initramfs: &mut Initramfs, xl_conf: &str) -> Result<()> {
+        self.toolstack.add_to(initramfs)?;
+        initramfs.add_host_file("bin/busybox", 0o755, &self.busybox)?;
+        initramfs.add_symlink("bin/sh", "busybox")?;
+        for dir in RUNTIME_DIRS {
+            initramfs.add_directory(dir, 0o755)?;
+        }
+        initramfs.add_symlink("var/run", "../run")?;
+        initramfs.add_file("etc/xen/xl.conf", 0o644, xl_conf.as_bytes().to_vec())?;
+        Ok(())
+    }
+
+    /// Sizes of `domforge-init` (`domforge_init_bytes`) against this toolstack.
+    pub fn size_report(&self, domforge_init_bytes: u64) -> SizeReport {
+        SizeReport {
+            domforge_init_bytes,
+            xl: self.xl.clone(),
+            toolstack: self.toolstack.clone(),
+        }
+    }
+}
+
+/// `domforge-init` (one static file) against `xl` + closure and the whole xl toolstack + closure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SizeReport {
+    pub domforge_init_bytes: u64,
+    pub xl: Closure,
+    pub toolstack: Closure,
+}
+
+impl SizeReport {
+    /// `xl` + closure over `domforge-init`.
+    pub fn xl_ratio(&self) -> f64 {
+        ratio(self.xl.total_bytes(), self.domforge_init_bytes)
+    }
+
+    /// Toolstack + closure over `domforge-init`.
+    pub fn toolstack_ratio(&self) -> f64 {
+        ratio(self.toolstack.total_bytes(), self.domforge_init_bytes)
+    }
+
+    /// A table for people: totals, then every file of the toolstack closure.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        let _ = writeln!(
+            s,
+            "domforge-init (static, one file)           {:>10} bytes ({:.2} MiB)",
+            self.domforge_init_bytes,
+            mib(self.domforge_init_bytes)
+        );
+        let _ = writeln!(
+            s,
+            "xl + libraries ({:>2} files)                 {:>10} bytes ({:.2} MiB) = {:.1}x",
+            self.xl.files.len(),
+            self.xl.total_bytes(),
+            mib(self.xl.total_bytes()),
+            self.xl_ratio()
+        );
+        let _ = writeln!(
+            s,
+            "xl+xenstored+xenconsoled+xen-init-dom0     {:>10} bytes ({:.2} MiB) = {:.1}x",
+            self.toolstack.total_bytes(),
+            mib(self.toolstack.total_bytes()),
+            self.toolstack_ratio()
+        );
+        let _ = writeln!(s, "  + libraries ({} files):", self.toolstack.files.len());
+        let in_xl: BTreeSet<&str> = self.xl.files.iter().map(|f| f.path.as_str()).collect();
+        for f in &self.toolstack.files {
+            let _ = writeln!(
+                s,
+                "  {} {:>9}  /{:<52} {}",
+                if in_xl.contains(f.path.as_str()) {
+                    "xl"
+                } else {
+                    "  "
+                },
+                f.size,
+                f.path,
+                f.package
+            );
+        }
+        s
+    }
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 { 0.0 } else { a as f64 / b as f64 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    /// `readelf -d` / `-l` of a host file, the independent reference (binutils).
+    fn readelf(args: &[&str], path: &str) -> Option<String> {
+        let out = Command::new("readelf").args(args).arg(path).output().ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Values in brackets on the readelf lines tagged `tag`, e.g. `(NEEDED) Shared library: [libc.so.6]`.
+    fn bracketed(text: &str, tag: &str) -> Vec<String> {
+        text.lines()
+            .filter(|l| l.contains(tag))
+            .filter_map(|l| {
+                let start = l.find('[')? + 1;
+                let end = l.rfind(']')?;
+                Some(l.get(start..end)?.to_owned())
+            })
+            .collect()
+    }
+
+    fn host_elves() -> Vec<String> {
+        let mut v: Vec<String> = [
+            "/usr/bin/readelf",
+            "/bin/ls",
+            "/usr/bin/apt-get",
+            "/usr/bin/dpkg-deb",
+        ]
+        .iter()
+        .filter(|p| Path::new(p).is_file())
+        .map(|p| (*p).to_owned())
+        .collect();
+        if let Ok(libc) = std::fs::canonicalize("/lib/x86_64-linux-gnu/libc.so.6") {
+            v.push(libc.display().to_string());
+        }
+        v
+    }
+
+    #[test]
+    fn dynamic_info_agrees_with_readelf() {
+        let files = host_elves();
+        assert!(
+            Command::new("readelf").arg("-v").output().is_ok(),
+            "readelf (binutils) is needed as the reference for this test"
+        );
+        assert!(!files.is_empty(), "no host ELF files to compare with");
+        for f in files {
+            let bytes = std::fs::read(&f).unwrap();
+            let info = dynamic_info(&bytes).unwrap_or_else(|e| panic!("{f}: {e}"));
+            let d = readelf(&["-dW"], &f).unwrap_or_else(|| panic!("readelf -d {f}"));
+            assert_eq!(info.needed, bracketed(&d, "(NEEDED)"), "{f}");
+            assert_eq!(
+                info.soname.into_iter().collect::<Vec<_>>(),
+                bracketed(&d, "(SONAME)"),
+                "{f}"
+            );
+            let joined = |v: &[String]| {
+                if v.is_empty() {
+                    vec![]
+                } else {
+                    vec![v.join(":")]
+                }
+            };
+            assert_eq!(joined(&info.runpath), bracketed(&d, "(RUNPATH)"), "{f}");
+            assert_eq!(joined(&info.rpath), bracketed(&d, "(RPATH)"), "{f}");
+            let l = readelf(&["-lW"], &f).unwrap_or_else(|| panic!("readelf -l {f}"));
+            let interp: Vec<String> = l
+                .lines()
+                .filter_map(|x| {
+                    x.trim()
+                        .strip_prefix("[Requesting program interpreter: ")?
+                        .strip_suffix(']')
+                        .map(str::to_owned)
+                })
+                .collect();
+            assert_eq!(info.interp.into_iter().collect::<Vec<_>>(), interp, "{f}");
+        }
+    }
+
+    #[test]
+    fn bad_elves_are_refused_not_panicked_on() {
+        assert!(dynamic_info(b"#!/bin/sh\n").is_err());
+        assert!(dynamic_info(b"\x7fELF\x01\x01").is_err());
+        let ls = std::fs::read("/bin/ls").unwrap();
+        for cut in [5, 40, 63, 64, 200, 1000, ls.len() / 2] {
+            let _ = dynamic_info(&ls[..cut.min(ls.len())]);
+        }
+        // Every single-byte corruption of the header and program headers yields Ok or Err.
+        for at in 0..(64 + 56 * 13).min(ls.len()) {
+            let mut b = ls.clone();
+            b[at] ^= 0xff;
+            let _ = dynamic_info(&b);
+        }
+    }
+
+    #[test]
+    fn normalize_stays_inside_the_root() {
+        assert_eq!(normalize("/lib/../lib64/./x").as_deref(), Some("lib64/x"));
+        assert_eq!(normalize("../../etc/passwd").as_deref(), Some("etc/passwd"));
+        assert_eq!(normalize("/"), None);
+        assert_eq!(normalize("a\0b"), None);
+        assert_eq!(
+            expand_origin("$ORIGIN/../lib", "usr/bin"),
+            "/usr/bin/../lib"
+        );
+    }
+
+    /// The closure of host programs, computed with the host's `/` as the only "package", must be
+    /// the set of files `ldd` (glibc's loader in trace mode, the reference) reports.
+    #[test]
+    fn closure_matches_ldd_on_host_programs() {
+        let view = PackageView::new(vec![PackageRoot {
+            label: "host".into(),
+            dir: PathBuf::from("/"),
+        }]);
+        for exe in ["usr/bin/readelf", "usr/bin/apt-get", "usr/bin/dpkg-deb"] {
+            if !Path::new("/").join(exe).is_file() {
+                continue;
+            }
+            let c = closure(&view, &[exe]).unwrap_or_else(|e| panic!("{exe}: {e}"));
+            let ours: BTreeSet<PathBuf> = c
+                .files
+                .iter()
+                .skip(1)
+                .map(|f| std::fs::canonicalize(&f.host_path).unwrap())
+                .collect();
+            let out = Command::new("ldd").arg(format!("/{exe}")).output().unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            let reference: BTreeSet<PathBuf> = text
+                .lines()
+                .filter_map(|l| {
+                    // `libz.so.1 => /lib/x86_64-linux-gnu/libz.so.1 (0x…)` or `/lib64/ld-linux… (0x…)`
+                    let l = l.trim();
+                    let path = match l.split_once("=>") {
+                        Some((_, rest)) => rest.trim().split(' ').next()?,
+                        None => l.split(' ').next()?,
+                    };
+                    path.starts_with('/')
+                        .then(|| std::fs::canonicalize(path).ok())
+                        .flatten()
+                })
+                .collect();
+            assert!(!reference.is_empty(), "ldd said nothing about {exe}");
+            assert_eq!(ours, reference, "{exe}");
+            assert!(c.total_bytes() > c.files[0].size);
+        }
+    }
+
+    #[test]
+    fn an_unresolvable_soname_names_itself_and_its_user() {
+        // A package tree with only `ls` in it: libc cannot be found.
+        let t = std::env::temp_dir().join(format!("xl-dom0-{}", std::process::id()));
+        std::fs::create_dir_all(t.join("bin")).unwrap();
+        std::fs::copy("/bin/ls", t.join("bin/ls")).unwrap();
+        let view = PackageView::new(vec![PackageRoot {
+            label: "only-ls".into(),
+            dir: t.clone(),
+        }]);
+        let err = closure(&view, &["bin/ls"]).unwrap_err().to_string();
+        assert!(err.contains("bin/ls needs libselinux.so.1"), "{err}");
+        assert!(err.contains("(only-ls)"), "{err}");
+        std::fs::remove_dir_all(&t).unwrap();
+    }
+}
