@@ -1,4 +1,7 @@
-//! Builds the boot blob's PVH domains in order, relays their consoles and applies their shutdown policy.
+//! Builds the boot blob's init-built domains (x86 PVH or arm64) in order, relays their consoles and
+//! applies their shutdown policy. Both builders (`domctl::builder::{pvh, arm}`) return the same
+//! `BuiltDomain`, so everything after the build — console ring, event channel, supervision,
+//! restart — is one code path for both architectures.
 //!
 //! One thread, one `poll(2)` on `/dev/xen/evtchn`: a guest's console event or `VIRQ_DOM_EXC` wakes it;
 //! a timeout makes it look anyway (rings every wake-up, domain states every second), so a missed event
@@ -9,8 +12,7 @@ use crate::lines::LineRelay;
 use crate::policy::{self, Action, RestartBudget};
 use crate::ring::{ConsolePage, drain_out};
 use crate::{info, log};
-use domctl::builder::pvh::config_from_boot;
-use domctl::builder::{PvhBuilder, PvhKernel};
+use domctl::builder::{ArmBuilder, ArmKernel, PvhBuilder, PvhKernel, arm, pvh};
 use domctl::privcmd::{Privcmd, PrivcmdMapping};
 use domctl::{DomId, Errno, Xen, XenError};
 use firmware_config::blob::{BootBuilder, BootConfig, BootDomain, BootKind, BootOnCrash};
@@ -39,6 +41,8 @@ pub enum StartError {
         source: pvh_boot::kernel::ImageError,
     },
     #[error(transparent)]
+    ArmConfig(#[from] arm::ArmConfigError),
+    #[error(transparent)]
     Build(#[from] Box<domctl::builder::BuildError>),
     #[error("domain '{name}' ({domid}): {what}: {detail}; the domain was destroyed")]
     Attach {
@@ -47,8 +51,14 @@ pub enum StartError {
         what: &'static str,
         detail: String,
     },
-    #[error("domain '{0}' is not a PVH domain built by domforge-init")]
+    #[error("domain '{0}' is not built by domforge-init")]
     NotOurs(String),
+}
+
+/// A kernel decompressed and checked once, reused for every build from it (restarts, several guests).
+enum Kernel {
+    Pvh(PvhKernel),
+    Arm(ArmKernel),
 }
 
 struct Guest {
@@ -67,7 +77,7 @@ pub struct Supervisor {
     virq_port: Option<u32>,
     config: BootConfig,
     root: PathBuf,
-    kernels: HashMap<String, Rc<PvhKernel>>,
+    kernels: HashMap<String, Rc<Kernel>>,
     ramdisks: HashMap<String, Rc<Vec<u8>>>,
     guests: Vec<Guest>,
     budgets: HashMap<usize, RestartBudget>,
@@ -104,7 +114,7 @@ impl Supervisor {
         self.root.join(p.trim_start_matches('/'))
     }
 
-    fn kernel(&mut self, path: &str) -> Result<Rc<PvhKernel>, StartError> {
+    fn kernel(&mut self, path: &str, kind: BootKind) -> Result<Rc<Kernel>, StartError> {
         if let Some(k) = self.kernels.get(path) {
             return Ok(Rc::clone(k));
         }
@@ -114,18 +124,29 @@ impl Supervisor {
             path: file.clone(),
             source,
         })?;
-        let k = Rc::new(
-            PvhKernel::from_image(&bytes).map_err(|source| StartError::Kernel {
-                path: file.clone(),
-                source,
-            })?,
-        );
+        let kernel_err = |source| StartError::Kernel {
+            path: file.clone(),
+            source,
+        };
+        let (k, loaded_bytes) = match kind {
+            BootKind::Pvh => {
+                let k = PvhKernel::from_image(&bytes).map_err(kernel_err)?;
+                let n = k.elf_bytes().len();
+                (Kernel::Pvh(k), n)
+            }
+            BootKind::Arm64 => {
+                let k = ArmKernel::from_image(&bytes).map_err(kernel_err)?;
+                let n = k.image_bytes().len();
+                (Kernel::Arm(k), n)
+            }
+        };
+        let k = Rc::new(k);
         log::event(
             "kernel",
             &[
                 ("path", path.to_string()),
                 ("image_bytes", bytes.len().to_string()),
-                ("elf_bytes", k.elf_bytes().len().to_string()),
+                ("loaded_bytes", loaded_bytes.to_string()),
                 ("decompress_ms", now_ms(t)),
             ],
         );
@@ -145,13 +166,13 @@ impl Supervisor {
         Ok(bytes)
     }
 
-    /// The domains domforge-init builds (PVH, builder = init), in boot order.
+    /// The domains domforge-init builds (builder = init, PVH or arm64), in boot order.
     pub fn ours(config: &BootConfig) -> Vec<usize> {
         config
             .domains
             .iter()
             .enumerate()
-            .filter(|(_, d)| d.kind == BootKind::Pvh && d.builder == BootBuilder::Init)
+            .filter(|(_, d)| d.builder == BootBuilder::Init)
             .map(|(i, _)| i)
             .collect()
     }
@@ -186,20 +207,38 @@ impl Supervisor {
             .get(index)
             .cloned()
             .ok_or_else(|| StartError::NotOurs(format!("#{index}")))?;
-        if d.kind != BootKind::Pvh || d.builder != BootBuilder::Init {
+        if d.builder != BootBuilder::Init {
             return Err(StartError::NotOurs(d.name.to_string()));
         }
         let t0 = Instant::now();
-        let kernel = self.kernel(&d.kernel)?;
+        let kernel = self.kernel(&d.kernel, d.kind)?;
         let ramdisk = match &d.ramdisk {
             Some(p) => Some(self.ramdisk(p)?),
             None => None,
         };
+        let passthrough = match &d.passthrough_dtb {
+            Some(p) => Some(self.ramdisk(p)?),
+            None => None,
+        };
+        let ramdisk = ramdisk.as_deref().map(Vec::as_slice);
         let t_build = Instant::now();
-        let cfg = config_from_boot(&d, ramdisk.as_deref().map(Vec::as_slice), DomId::DOM0);
-        let built = PvhBuilder::new(&mut self.xen)
-            .build_paused(&kernel, &cfg)
-            .map_err(Box::new)?;
+        let built = match &*kernel {
+            Kernel::Pvh(k) => {
+                let cfg = pvh::config_from_boot(&d, ramdisk, DomId::DOM0);
+                PvhBuilder::new(&mut self.xen).build_paused(k, &cfg)
+            }
+            Kernel::Arm(k) => {
+                let cfg = arm::config_from_boot(
+                    &self.config,
+                    &d,
+                    ramdisk,
+                    passthrough.as_deref().map(Vec::as_slice),
+                    DomId::DOM0,
+                )?;
+                ArmBuilder::new(&mut self.xen).build_paused(k, &cfg)
+            }
+        }
+        .map_err(Box::new)?;
         let build_ms = now_ms(t_build);
         let domid = built.domid;
         let attach = |this: &mut Self| -> Result<Guest, (&'static str, String)> {
@@ -391,6 +430,9 @@ impl Supervisor {
             v.push(d.kernel.to_string());
             if let Some(r) = &d.ramdisk {
                 v.push(r.to_string());
+            }
+            if let Some(p) = &d.passthrough_dtb {
+                v.push(p.to_string());
             }
         }
         v
