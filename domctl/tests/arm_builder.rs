@@ -489,7 +489,8 @@ fn passthrough_follows_libxl_order_with_the_right_arguments() {
 
 #[test]
 fn requests_xen_or_linux_would_refuse_fail_before_any_domain_exists() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut ArmDomainConfig<'static>)>, &str)> = vec![
+    type Edit = Box<dyn Fn(&mut ArmDomainConfig<'static>)>;
+    let cases: Vec<(&str, Edit, &str)> = vec![
         (
             "SPI 32 with a vPL011",
             Box::new(|c| c.irqs = vec![32]),
