@@ -378,16 +378,16 @@ impl<'a> Validator<'a> {
             }
             // Who builds it.
             let builder = d.builder();
-            if let Some(b) = &d.builder {
-                if kind == DomainKind::Pvh && b.value == Builder::Xen {
-                    self.d.push(
-                        Diagnostic::error("E0231", "Xen cannot build x86 guests at boot")
-                            .at(b.span.clone(), "`builder = \"xen\"` is dom0less, which exists only on ARM")
-                            .note("x86 Hyperlaunch is not merged upstream (Xen 4.22)")
-                            .help("use `builder = \"init\"` (the default for PVH): domforge-init builds it from dom0"),
-                    );
-                }
-                
+            if let Some(b) = &d.builder
+                && kind == DomainKind::Pvh
+                && b.value == Builder::Xen
+            {
+                self.d.push(
+                    Diagnostic::error("E0231", "Xen cannot build x86 guests at boot")
+                        .at(b.span.clone(), "`builder = \"xen\"` is dom0less, which exists only on ARM")
+                        .note("x86 Hyperlaunch is not merged upstream (Xen 4.22)")
+                        .help("use `builder = \"init\"` (the default for PVH): domforge-init builds it from dom0"),
+                );
             }
             // On x86 the missing dom0 is already reported once for the whole system (E0237).
             if builder == Builder::Init && !dom0 && board_arch != Arch::X86_64 {
@@ -471,7 +471,8 @@ impl<'a> Validator<'a> {
                             .at(e.span.clone(), "PVH guests always have PV interfaces"),
                     );
                 } else if builder == Builder::Init {
-                    self.d.push(dom0less_only(&d.name.value, "`enhanced`", e.span.clone()));
+                    self.d
+                        .push(dom0less_only(&d.name.value, "`enhanced`", e.span.clone()));
                 } else {
                     self.need(XenFeature::Enhanced, &e.span, "`enhanced`");
                     if e.value == Enhanced::Legacy {
@@ -509,7 +510,8 @@ impl<'a> Validator<'a> {
                             .at(span.clone(), "not available to PVH guests"),
                     );
                 } else if builder == Builder::Init {
-                    self.d.push(dom0less_only(&d.name.value, "static memory", span.clone()));
+                    self.d
+                        .push(dom0less_only(&d.name.value, "static memory", span.clone()));
                 }
                 self.need(XenFeature::StaticMemory, &span, "static memory");
                 if !m
