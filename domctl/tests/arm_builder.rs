@@ -915,3 +915,81 @@ fn config_from_boot_maps_the_blob_and_builds() {
         Err(ArmConfigError::BuiltByXen(_))
     ));
 }
+
+// ------------------------------------------------------------------------------------------------
+// Debian's arm64 kernel
+// ------------------------------------------------------------------------------------------------
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Debian's arm64 kernel, fetched and verified by `images::debian::Fetcher` into
+/// `${XDG_CACHE_HOME:-$HOME/.cache}/domforge/` (never committed). Missing: skipped with the reason,
+/// except in CI (`CI=true`), where it fails.
+fn debian_arm64_image() -> Option<Vec<u8>> {
+    let fetched = images::debian::Fetcher::from_env()
+        .and_then(|f| f.linux_kernel(images::debian::Arch::Arm64));
+    match fetched.map(|k| std::fs::read(&k.image).map_err(|e| (k.image, e))) {
+        Ok(Ok(bytes)) => Some(bytes),
+        Ok(Err((path, e))) => skip_or_fail(&format!("reading {}: {e}", path.display())),
+        Err(e) => skip_or_fail(&format!("Debian arm64 kernel package: {e}")),
+    }
+}
+
+fn skip_or_fail<T>(what: &str) -> Option<T> {
+    if in_ci() {
+        panic!("CI=true and a test prerequisite is missing: {what}");
+    }
+    eprintln!("SKIPPED: {what}");
+    None
+}
+
+#[test]
+fn debian_arm64_kernel_raw_and_gzipped_builds_with_the_image_at_its_text_offset() {
+    let Some(file) = debian_arm64_image() else {
+        return;
+    };
+    // The Image itself, or the gzip Debian ships as vmlinuz: either way one raw Image and one gzip.
+    let raw = if file.starts_with(&[0x1f, 0x8b]) {
+        let k = ArmKernel::from_image(&file).unwrap();
+        k.image_bytes().to_vec()
+    } else {
+        file
+    };
+    let gz = gzip(&raw);
+    // Header fields read by hand from booting.rst's layout, not by the parser under test.
+    assert_eq!(&raw[56..60], b"ARMd");
+    let text_offset = u64::from_le_bytes(raw[8..16].try_into().unwrap());
+    let image_size = u64::from_le_bytes(raw[16..24].try_into().unwrap());
+    let flags = u64::from_le_bytes(raw[24..32].try_into().unwrap());
+    assert_eq!(flags & 1, 0, "Debian's arm64 kernel is little-endian");
+    assert!(image_size >= raw.len() as u64, "image_size covers the file");
+
+    let k = ArmKernel::from_image(&raw).unwrap();
+    let kz = ArmKernel::from_image(&gz).unwrap();
+    assert_eq!(k.image_bytes(), kz.image_bytes());
+    assert_eq!(k.header().text_offset, text_offset);
+    assert_eq!(k.footprint(), image_size);
+
+    let (mut xen, fake) = xen();
+    let cfg = config(2, 256 * MIB);
+    let built = ArmBuilder::new(&mut xen).build(&kz, &cfg).unwrap();
+    let d = fake.domain(built.domid.get()).unwrap();
+    let ctx = d.arm_vcpu[&0];
+    assert_eq!(ctx.user_regs.pc64, RAM0 + text_offset);
+    let loaded = fake
+        .read_guest(built.domid.get(), ctx.user_regs.pc64, raw.len())
+        .unwrap();
+    assert!(
+        loaded == raw,
+        "the Image in guest memory differs from the file"
+    );
+    // A ~40 MiB kernel ends below RAM0 + 128 MiB, so the modules go there (meminit()).
+    let dts = dtc_decompile(
+        &dtb_at(&fake, built.domid.get(), ctx.user_regs.x[0]),
+        "debian.dtb",
+    );
+    let start = u64_of(&cells(&dts, Some("chosen"), "linux,initrd-start").unwrap());
+    assert_eq!(start, RAM0 + 128 * MIB);
+}
