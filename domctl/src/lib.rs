@@ -12,8 +12,10 @@
 //!   version (a mismatch answers `EACCES`, reported as a version mismatch, not "permission denied").
 //! * [`guest_memory`] — "write bytes at a guest-physical address" over a foreign mapping.
 //! * [`builder`] — domain builders over [`Xen`]: [`builder::PvhBuilder`] builds an x86 PVH guest from a
-//!   kernel, ramdisk and command line (`pvh-boot` lays out its memory), destroying it again if any step
-//!   fails, with a [`builder::BuildError`] that names the step.
+//!   kernel, ramdisk and command line (`pvh-boot` lays out its memory); [`builder::ArmBuilder`] an arm64
+//!   guest from an `Image`, ramdisk, generated device tree and passthrough list. Both destroy the domain
+//!   again if any step fails, with a [`builder::BuildError`] that names the step, and return the same
+//!   [`builder::BuiltDomain`].
 //!
 //! Where the Xen ABI is concerned every constant and layout cites its header and field; the tags read
 //! were `RELEASE-4.17.0` … `RELEASE-4.22.0` of xen.git.
