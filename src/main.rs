@@ -705,6 +705,7 @@ fn run_cmd(
         out_dir: output,
         deadline: std::time::Duration::from_secs(deadline),
         stay,
+        until_seen: None,
         qemu_program: None,
     };
     let prepared = run::prepare(manifest, opts, &ropts, |_| {})?;
@@ -763,6 +764,7 @@ fn test_cmd(
         out_dir: output,
         deadline: std::time::Duration::from_secs(deadline),
         stay: false,
+        until_seen: None,
         qemu_program: None,
     };
     let prepared = run::prepare(manifest, opts, &ropts, |_| {})?;

@@ -37,6 +37,9 @@ pub struct RunOptions {
     pub deadline: Duration,
     /// Keep watching after every domain is up (until the deadline or Ctrl-C).
     pub stay: bool,
+    /// Instead of stopping when every domain is up, also wait for this many console lines starting
+    /// with this text (tests of restarts: the restarted guest's second report).
+    pub until_seen: Option<(&'static str, usize)>,
     /// Run this program instead of the board's QEMU (tests use a sentinel here).
     pub qemu_program: Option<String>,
 }
@@ -47,6 +50,7 @@ impl Default for RunOptions {
             out_dir: None,
             deadline: DEFAULT_DEADLINE,
             stay: false,
+            until_seen: None,
             qemu_program: None,
         }
     }
@@ -143,10 +147,10 @@ impl Prepared {
     ) -> Result<BootLog, PipelineError> {
         let cfg = WatchConfig {
             deadline: ropts.deadline,
-            stop: if ropts.stay {
-                StopWhen::Never
-            } else {
-                StopWhen::AllUp
+            stop: match (ropts.stay, ropts.until_seen) {
+                (true, _) => StopWhen::Never,
+                (false, Some((prefix, times))) => StopWhen::AllUpAndSeen { prefix, times },
+                (false, None) => StopWhen::AllUp,
             },
             domains: self
                 .expectations

@@ -87,6 +87,9 @@ pub enum StopWhen {
     AllUp,
     /// Only at the deadline, a fatal error, Ctrl-C or QEMU's exit (`domforge run --stay`).
     Never,
+    /// When every expected domain is up (or failed) and `times` console lines starting with
+    /// `prefix` (raw text) have been seen: e.g. a restarted domain's second report.
+    AllUpAndSeen { prefix: &'static str, times: usize },
 }
 
 /// How to watch a boot.
@@ -449,12 +452,20 @@ pub fn boot(
                 }
                 None => {}
             }
-            if cfg.stop == StopWhen::AllUp
-                && timings
+            let all_up = || {
+                timings
                     .values()
                     .all(|t| t.up.is_some() || t.failed.is_some())
-            {
-                break 'watch EndReason::AllUp;
+            };
+            match cfg.stop {
+                StopWhen::AllUp if all_up() => break 'watch EndReason::AllUp,
+                StopWhen::AllUpAndSeen { prefix, times }
+                    if all_up()
+                        && lines.iter().filter(|l| l.raw.starts_with(prefix)).count() >= times =>
+                {
+                    break 'watch EndReason::AllUp;
+                }
+                _ => {}
             }
         }
     };
