@@ -116,7 +116,8 @@ fn run() -> Result<(), String> {
     let init_path = find_domforge_init().map_err(|e| e.to_string())?;
     let init_bytes =
         std::fs::read(&init_path).map_err(|e| format!("{}: {e}", init_path.display()))?;
-    let sizes = toolstack.size_report(init_bytes.len() as u64);
+    let mut sizes = toolstack.size_report(init_bytes.len() as u64);
+    sizes.domforge_init_stripped_bytes = stripped_size(&init_path, &out);
     println!(
         "\nSizes ({}, xen-utils-4.17 {}):\n{}",
         init_path.display(),
@@ -255,6 +256,27 @@ fn run() -> Result<(), String> {
     Ok(())
 }
 
+/// Size of `binary` after binutils' `strip` (Debian's executables are stripped; ours is built
+/// with its symbol table), or `None` without binutils.
+fn stripped_size(binary: &Path, out: &Path) -> Option<u64> {
+    let copy = out.join("domforge-init.stripped");
+    let ok = std::process::Command::new("strip")
+        .arg("-o")
+        .arg(&copy)
+        .arg(binary)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!(
+            "    note: `strip` (binutils) is not available; reporting the unstripped size only"
+        );
+        return None;
+    }
+    let size = std::fs::metadata(&copy).ok().map(|m| m.len());
+    let _ = std::fs::remove_file(&copy);
+    size
+}
+
 /// The guest in `xl.cfg(5)` terms, matching what the boot blob gives domforge-init.
 fn xl_config(g: &Guest) -> String {
     let mut s = format!(
@@ -283,6 +305,10 @@ export PATH=/bin:/usr/lib/xen-4.17/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
+# xenconsoled gives each guest console a pty (openpty(3)): without devpts it fails with ENOENT
+# ("Failed to create tty for domain-N") and `xl create` times out waiting for the console tty.
+mkdir -p /dev/pts
+mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /run
 mkdir -p /run/xen /run/xenstored /run/lock /var/log/xen/console /var/lib/xen /var/lib/xenstored
 echo 1 > /proc/sys/kernel/printk
@@ -570,6 +596,7 @@ fn write_json(
         "xen_utils": format!("{} {}", toolstack.xen_utils.name, toolstack.xen_utils.version),
         "sizes": {
             "domforge_init_bytes": sizes.domforge_init_bytes,
+            "domforge_init_stripped_bytes": sizes.domforge_init_stripped_bytes,
             "xl_closure_bytes": sizes.xl.total_bytes(),
             "xl_over_domforge_init": sizes.xl_ratio(),
             "toolstack_closure_bytes": sizes.toolstack.total_bytes(),

@@ -490,9 +490,30 @@ fn expand_origin(dir: &str, object_dir: &str) -> String {
         .replace("$ORIGIN", &origin)
 }
 
-/// The closure of `executables` (root-relative paths) in `view`; see the module docs for the
-/// search order.
+/// Libraries loaded with `dlopen` rather than `DT_NEEDED`, as `(loaded by soname, soname, why)`:
+/// invisible in the dynamic section, yet the program fails without them. Seen: `xl create` on a
+/// timeout path aborts with "libgcc_s.so.1 must be installed for pthread_cancel to work" (glibc 2.36
+/// `nptl/pthread_cancel.c` → `__libc_unwind_link_get()` dlopens `LIBGCC_S_SO`).
+pub const GLIBC_DLOPENS: &[(&str, &str, &str)] = &[(
+    "libc.so.6",
+    "libgcc_s.so.1",
+    "dlopened by libc.so.6 for pthread_cancel and unwinding",
+)];
+
+/// The closure of `executables` (root-relative paths) in `view` through `DT_NEEDED` only (what
+/// `ldd` lists); see the module docs for the search order.
 pub fn closure(view: &PackageView, executables: &[&str]) -> Result<Closure> {
+    closure_with(view, executables, &[])
+}
+
+/// [`closure`] plus `dlopens` (`(loaded by soname, soname, why)`, e.g. [`GLIBC_DLOPENS`]): when a
+/// library whose `DT_SONAME` (or file name) is the first is in the closure, the second is added
+/// as if it were needed by it.
+pub fn closure_with(
+    view: &PackageView,
+    executables: &[&str],
+    dlopens: &[(&str, &str, &str)],
+) -> Result<Closure> {
     let mut out = Closure {
         roots: executables.iter().map(|s| (*s).to_owned()).collect(),
         ..Closure::default()
@@ -556,7 +577,19 @@ pub fn closure(view: &PackageView, executables: &[&str]) -> Result<Closure> {
         }
         dirs.extend(info.runpath.iter().map(|d| expand_origin(d, &object_dir)));
         dirs.extend(DEFAULT_LIBRARY_DIRS.iter().map(|d| (*d).to_owned()));
-        for soname in &info.needed {
+        let file_name = name.rsplit('/').next().unwrap_or(&name);
+        let loaded_by_name = |by: &str| info.soname.as_deref() == Some(by) || file_name == by;
+        let mut needed: Vec<(String, String)> = info
+            .needed
+            .iter()
+            .map(|n| (n.clone(), format!("{n} needed by {name}")))
+            .collect();
+        for (by, soname, why) in dlopens {
+            if loaded_by_name(by) {
+                needed.push(((*soname).to_owned(), format!("{soname} {why}")));
+            }
+        }
+        for (soname, why) in &needed {
             // A DT_NEEDED with a slash is a path, used as is (ld.so(8)).
             let candidates: Vec<String> = if soname.contains('/') {
                 vec![soname.clone()]
@@ -575,11 +608,7 @@ pub fn closure(view: &PackageView, executables: &[&str]) -> Result<Closure> {
                 needed_by: name.clone(),
                 searched: searched(),
             })?;
-            queue.push((
-                path,
-                format!("{soname} needed by {name}"),
-                chain_rpath.clone(),
-            ));
+            queue.push((path, why.clone(), chain_rpath.clone()));
         }
     }
     Ok(out)
@@ -628,8 +657,8 @@ impl XlToolstack {
                 })
                 .collect(),
         );
-        let xl = closure(&view, &[XL])?;
-        let toolstack = closure(&view, TOOLSTACK_BINARIES)?;
+        let xl = closure_with(&view, &[XL], GLIBC_DLOPENS)?;
+        let toolstack = closure_with(&view, TOOLSTACK_BINARIES, GLIBC_DLOPENS)?;
         Ok(Self {
             xen_utils,
             packages,
@@ -657,6 +686,7 @@ impl XlToolstack {
     pub fn size_report(&self, domforge_init_bytes: u64) -> SizeReport {
         SizeReport {
             domforge_init_bytes,
+            domforge_init_stripped_bytes: None,
             xl: self.xl.clone(),
             toolstack: self.toolstack.clone(),
         }
@@ -666,7 +696,10 @@ impl XlToolstack {
 /// `domforge-init` (one static file) against `xl` + closure and the whole xl toolstack + closure.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SizeReport {
+    /// `domforge-init` as cargo built it (release, with its symbol table).
     pub domforge_init_bytes: u64,
+    /// The same binary stripped (`strip`), as Debian ships its executables (`dh_strip`), if known.
+    pub domforge_init_stripped_bytes: Option<u64>,
     pub xl: Closure,
     pub toolstack: Closure,
 }
@@ -692,6 +725,16 @@ impl SizeReport {
             self.domforge_init_bytes,
             mib(self.domforge_init_bytes)
         );
+        if let Some(stripped) = self.domforge_init_stripped_bytes {
+            let _ = writeln!(
+                s,
+                "domforge-init stripped                     {:>10} bytes ({:.2} MiB); xl+libraries = {:.1}x, toolstack = {:.1}x that",
+                stripped,
+                mib(stripped),
+                ratio(self.xl.total_bytes(), stripped),
+                ratio(self.toolstack.total_bytes(), stripped)
+            );
+        }
         let _ = writeln!(
             s,
             "xl + libraries ({:>2} files)                 {:>10} bytes ({:.2} MiB) = {:.1}x",
@@ -881,6 +924,28 @@ mod tests {
             assert_eq!(ours, reference, "{exe}");
             assert!(c.total_bytes() > c.files[0].size);
         }
+    }
+
+    #[test]
+    fn glibc_dlopens_add_libgcc_s_where_libc_is() {
+        let view = PackageView::new(vec![PackageRoot {
+            label: "host".into(),
+            dir: PathBuf::from("/"),
+        }]);
+        let plain = closure(&view, &["bin/ls"]).unwrap();
+        let with = closure_with(&view, &["bin/ls"], GLIBC_DLOPENS).unwrap();
+        let gcc_s = |c: &Closure| {
+            c.files.iter().any(|f| {
+                f.path
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or("")
+                    .starts_with("libgcc_s.so.1")
+            })
+        };
+        assert!(!gcc_s(&plain), "ls does not link libgcc_s (ldd agrees)");
+        assert!(gcc_s(&with));
+        assert_eq!(with.files.len(), plain.files.len() + 1);
     }
 
     #[test]
