@@ -1320,9 +1320,12 @@ impl State {
             }
             .as_bytes()
             .to_vec(),
-            ArchConfig::Arm(a) => arm::GetDomainInfo {
+            // As real Xen: ARM's `arch_get_domain_info()` (`xen/arch/arm/domctl.c`, 4.17-4.22) fills
+            // only the HAP flag and `gpaddr_bits`; the GIC version and clock frequency are answered
+            // by createdomain's copy-back alone.
+            ArchConfig::Arm(_) => arm::GetDomainInfo {
                 common,
-                arch_config: a,
+                arch_config: arm::ArchDomainConfig::default(),
             }
             .as_bytes()
             .to_vec(),

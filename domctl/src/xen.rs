@@ -710,6 +710,19 @@ impl<H: Hypercalls> Xen<H> {
 
     /// `XEN_DOMCTL_createdomain`. The new domain is paused until [`unpause`](Self::unpause).
     pub fn create_domain(&mut self, cfg: &CreateDomain) -> Result<DomId, XenError> {
+        self.create_domain_resolved(cfg).map(|(domid, _)| domid)
+    }
+
+    /// [`create_domain`](Self::create_domain), also returning the arch configuration as Xen
+    /// resolved it. `xen_domctl_createdomain.arch` is IN/OUT and copied back (`copyback` in
+    /// `do_domctl()`): on ARM `arch_sanitise_domain_config()` turns `GIC_NATIVE` into the host's
+    /// version and fills `clock_frequency` — values `XEN_DOMCTL_getdomaininfo` does not report
+    /// (ARM's `arch_get_domain_info()` in `xen/arch/arm/domctl.c` sets only the HAP flag and
+    /// `gpaddr_bits`), so this answer is the only place to learn them.
+    pub fn create_domain_resolved(
+        &mut self,
+        cfg: &CreateDomain,
+    ) -> Result<(DomId, ArchConfig), XenError> {
         let op = Op::CreateDomain;
         let v = self.version;
         let requested = cfg.domid.map(DomId::get);
@@ -860,11 +873,26 @@ impl<H: Hypercalls> Xen<H> {
                 },
             )?,
         };
-        DomId::new(d.domain).ok_or_else(|| XenError::BadAnswer {
+        let domid = DomId::new(d.domain).ok_or_else(|| XenError::BadAnswer {
             op,
             domid: requested,
             detail: format!("Xen returned reserved domain id {:#x}", d.domain),
-        })
+        })?;
+        // The arch member's offset in the union: after `cpupool_id`, 56 (0x15/0x16) or 60 (0x17+,
+        // which added altp2m), as in the layouts above.
+        let resolved = match cfg.arch {
+            ArchConfig::Arm(sent) => {
+                let off = if v.createdomain_has_altp2m() { 60 } else { 56 };
+                let back =
+                    d.u.0
+                        .get(off..off + size_of::<arm::ArchDomainConfig>())
+                        .and_then(|b| arm::ArchDomainConfig::read_from_bytes(b).ok())
+                        .unwrap_or(sent);
+                ArchConfig::Arm(back)
+            }
+            x86 => x86,
+        };
+        Ok((domid, resolved))
     }
 
     /// Fields of the ARM arch config that older Xen would silently ignore (they lie past its struct end,

@@ -710,11 +710,11 @@ impl<'x, H: Hypercalls> ArmBuilder<'x, H> {
             flags: cfg.create_flags(),
             ..CreateDomain::arm(cfg.vcpus, gic_to_xen(cfg.gic), nr_spis)
         };
-        let domid = self
+        let (domid, resolved) = self
             .xen
-            .create_domain(&create)
+            .create_domain_resolved(&create)
             .map_err(|e| early(at(BuildStep::CreateDomain)(e)))?;
-        let result = self.construct(kernel, cfg, &create, nr_spis, domid, start);
+        let result = self.construct(kernel, cfg, (&create, &resolved), nr_spis, domid, start);
         finish_or_destroy(self.xen, GuestKind::Arm64, cfg.name, domid, result)
     }
 
@@ -722,7 +722,8 @@ impl<'x, H: Hypercalls> ArmBuilder<'x, H> {
         &mut self,
         kernel: &ArmKernel,
         cfg: &ArmDomainConfig<'_>,
-        create: &CreateDomain,
+        // What was asked of createdomain, and its arch config as Xen answered it.
+        (create, resolved): (&CreateDomain, &ArchConfig),
         nr_spis: u32,
         domid: DomId,
         start: bool,
@@ -731,9 +732,11 @@ impl<'x, H: Hypercalls> ArmBuilder<'x, H> {
         let xen = &mut *self.xen;
         xen.max_vcpus(domid, cfg.vcpus).map_err(at(S::MaxVcpus))?;
 
-        // What Xen chose: GIC (NATIVE resolved), IPA size, CNTFRQ if the platform's is unreliable.
+        // What Xen chose: the GIC (NATIVE resolved) and CNTFRQ if the platform's is unreliable come
+        // back from createdomain (its arch config is IN/OUT); the IPA size from getdomaininfo, which
+        // on ARM reports nothing else (`arch_get_domain_info()`, `xen/arch/arm/domctl.c`).
         let info = xen.getdomaininfo(domid).map_err(at(S::DomainInfo))?;
-        let ArchConfig::Arm(arch) = info.arch else {
+        let ArchConfig::Arm(arch) = *resolved else {
             return Err(Failed {
                 step: S::DomainInfo,
                 source: Box::new(super::BuildFailure::Config(
