@@ -171,11 +171,11 @@ fn x86_crashed_guest_is_restarted() {
 
 fn crash_restart_on(release: XenVersion) {
     let _one = ONE_QEMU_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    // `stay`: keep watching after the first reports, until the deadline, to see the crash and the
-    // rebuilt guest's report (seen: first report at ~100 s, the restarted guest's ~50 s later).
+    // Keep watching after the first reports until the rebuilt web has reported too (its second
+    // `end=`), to see the crash and the restart (seen: first report at ~100 s, the restarted guest's ~50 s later).
     let ro = RunOptions {
         deadline: Duration::from_secs(330),
-        stay: true,
+        until_seen: Some(("[web] DOMFORGE-PROBE web end=", 2)),
         ..RunOptions::default()
     };
     // `web` is judged here, not by the report module: marking it as no probe keeps the runner from
@@ -235,7 +235,7 @@ fn crash_restart_on(release: XenVersion) {
         .is_none(),
         "worker went down"
     );
-    // `stay` watches to the deadline; the cell's time is when the restarted guest reported.
+    // The cell's time is when the restarted guest reported.
     let restarted_report = log
         .lines
         .iter()
