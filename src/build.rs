@@ -192,7 +192,11 @@ fn check_supported(loaded: &Loaded, plan: &SystemPlan) -> Result<(), BuildError>
                 "domains built by domforge-init need a dom0 to run it; add `dom0 = true` and a [dom0] table".into(),
             ));
         }
-        if plan.modules.iter().any(|m| m.kind == ModuleKind::Dom0Ramdisk) {
+        if plan
+            .modules
+            .iter()
+            .any(|m| m.kind == ModuleKind::Dom0Ramdisk)
+        {
             return Err(BuildError::Unsupported(
                 "a [dom0] ramdisk cannot be combined with domains built by domforge-init: domforge generates dom0's initramfs (domforge-init, the boot blob and those domains' images); remove `ramdisk` from [dom0]".into(),
             ));
@@ -354,7 +358,7 @@ pub fn build(
                 dom0_initramfs.clone().unwrap_or_default(),
                 false,
             ),
-            
+
             ModuleKind::Ramdisk | ModuleKind::Dom0Ramdisk => {
                 let (bytes, _) = read_source(loaded, m)?;
                 (PathBuf::from(format!("modules/{}", m.id)), bytes, false)

@@ -60,12 +60,28 @@ const NOT_RUN: &[(&str, XenVersion, &str)] = &[(
      is built without it (its /boot/xen-4.20-arm64.config)",
 )];
 
+/// Scenario 7 (issue 7: dom0less and domforge-init-built guests on one board, a crash restart)
+/// boots in `tests/qemu_init_arm.rs`, which judges the restart as well as the reports.
+const MIXED_BUILDERS_SCENARIO: &str = "7-mixed-builders-arm.toml";
+
 /// Cells run by another test file: (scenario, release, test).
-const RUN_ELSEWHERE: &[(&str, XenVersion, &str)] = &[(
-    STATIC_MEMORY_SCENARIO,
-    XenVersion::V4_17,
-    "tests/qemu_static_mem.rs",
-)];
+const RUN_ELSEWHERE: &[(&str, XenVersion, &str)] = &[
+    (
+        STATIC_MEMORY_SCENARIO,
+        XenVersion::V4_17,
+        "tests/qemu_static_mem.rs",
+    ),
+    (
+        MIXED_BUILDERS_SCENARIO,
+        XenVersion::V4_17,
+        "tests/qemu_init_arm.rs",
+    ),
+    (
+        MIXED_BUILDERS_SCENARIO,
+        XenVersion::V4_20,
+        "tests/qemu_init_arm.rs",
+    ),
+];
 
 static ONE_QEMU_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -137,7 +153,10 @@ fn matrix_table(runs: &[Run]) -> String {
     }
     let _ = writeln!(t);
     let _ = writeln!(t, "|---|---|{}", "---|".repeat(RUNS));
-    let all = SCENARIOS.iter().copied().chain([STATIC_MEMORY_SCENARIO]);
+    let all = SCENARIOS
+        .iter()
+        .copied()
+        .chain([STATIC_MEMORY_SCENARIO, MIXED_BUILDERS_SCENARIO]);
     for sc in all {
         for release in RELEASES {
             let name = sc.trim_end_matches(".toml");
@@ -280,7 +299,9 @@ fn matrix_exclusions_are_explicit() {
         let arm = text.contains("board = \"qemu-virt-arm64");
         if arm && !f.starts_with("6-") {
             assert!(
-                SCENARIOS.contains(&f.as_str()) || f == STATIC_MEMORY_SCENARIO,
+                SCENARIOS.contains(&f.as_str())
+                    || f == STATIC_MEMORY_SCENARIO
+                    || f == MIXED_BUILDERS_SCENARIO,
                 "{f} is an ARM scenario missing from the release matrix"
             );
         }
@@ -298,7 +319,11 @@ fn matrix_exclusions_are_explicit() {
     let excluded: Vec<(&str, XenVersion)> = NOT_RUN.iter().map(|(s, r, _)| (*s, *r)).collect();
     assert_eq!(excluded, [(STATIC_MEMORY_SCENARIO, XenVersion::V4_20)]);
     // Every cell is decided exactly once.
-    for sc in SCENARIOS.iter().copied().chain([STATIC_MEMORY_SCENARIO]) {
+    for sc in SCENARIOS
+        .iter()
+        .copied()
+        .chain([STATIC_MEMORY_SCENARIO, MIXED_BUILDERS_SCENARIO])
+    {
         for release in RELEASES {
             let decided = usize::from(SCENARIOS.contains(&sc))
                 + NOT_RUN

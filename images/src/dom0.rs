@@ -14,9 +14,9 @@
 //! | `/proc`, `/sys`, `/dev`, `/tmp` | mount points |
 
 use crate::cpio::{CpioError, Initramfs};
+use crate::debian::Arch;
 use crate::kmod::{KmodError, ModuleSet};
 use std::path::Path;
-use crate::debian::Arch;
 
 /// The Xen drivers a PV dom0 running domforge-init loads (Debian's amd64 6.1 builds them as modules):
 /// event channels (`/dev/xen/evtchn`, console events and `VIRQ_DOM_EXC`), privcmd (`/dev/xen/privcmd`

@@ -225,10 +225,15 @@ pub fn expectations(plan: &SystemPlan) -> Vec<Expectation> {
                 DomainKind::Pvh => x86_linux_visible_ram(&d.guest_ram),
                 _ => d.guest_ram.clone(),
             },
-            hypervisor_node: matches!(
-                d.enhanced,
-                Some(Enhanced::Enabled | Enhanced::NoXenstore | Enhanced::Legacy)
-            ),
+            // Xen's dom0less builder writes `/hypervisor` only for `xen,enhanced` domains; a
+            // toolstack-built ARM guest always gets one (`make_hypervisor_node()` in libxl_arm.c,
+            // and domctl's ARM builder after it). PVH guests have no device tree.
+            hypervisor_node: (d.kind == DomainKind::Arm64
+                && d.builder == firmware_config::manifest::Builder::Init)
+                || matches!(
+                    d.enhanced,
+                    Some(Enhanced::Enabled | Enhanced::NoXenstore | Enhanced::Legacy)
+                ),
             owned: d.devices.iter().filter_map(owned_spec).collect(),
             denied: denied_for(&d.name),
         });
