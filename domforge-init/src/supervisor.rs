@@ -228,13 +228,18 @@ impl Supervisor {
                 PvhBuilder::new(&mut self.xen).build_paused(k, &cfg)
             }
             Kernel::Arm(k) => {
-                let cfg = arm::config_from_boot(
+                let mut cfg = arm::config_from_boot(
                     &self.config,
                     &d,
                     ramdisk,
                     passthrough.as_deref().map(Vec::as_slice),
                     DomId::DOM0,
                 )?;
+                // libxl gives every ARM guest 128 fresh random bytes as `/chosen/rng-seed`
+                // (`make_chosen_node()` in libxl_arm.c), which Linux mixes into its early entropy
+                // pool; a guest without it waits for entropy. A new seed per (re)build.
+                let seed = rng_seed();
+                cfg.rng_seed = seed.as_ref().map(|s| s.as_slice());
                 ArmBuilder::new(&mut self.xen).build_paused(k, &cfg)
             }
         }
@@ -437,6 +442,17 @@ impl Supervisor {
         }
         v
     }
+}
+
+/// 128 bytes from the kernel's random pool (`getrandom(2)` through `/dev/urandom`), or none if it
+/// cannot be read (the guest then seeds itself, only later).
+fn rng_seed() -> Option<[u8; 128]> {
+    use std::io::Read;
+    let mut seed = [0u8; 128];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut seed))
+        .ok()
+        .map(|()| seed)
 }
 
 /// Checks that every file the blob names exists under `root`.
