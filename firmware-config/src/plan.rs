@@ -145,6 +145,10 @@ pub struct SharedMemoryPlan {
 
 pub use crate::budget::MemoryBudget;
 
+/// Appended to the command line of an init-built ARM domain with `on_crash = "restart"` (see
+/// `build_plan`): reset one second after a panic, so the crash reaches domforge-init.
+pub const ARM_PANIC_RESET: &str = "panic=1";
+
 /// An ARM board's interrupt controller generation, as guests see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -418,7 +422,7 @@ fn build_plan(input: CheckInput<'_>) -> Result<SystemPlan, Diagnostic> {
         // domain's from its initramfs (`BootDomain::passthrough_dtb`) and merges it into the guest DT.
         let passthrough_dtb = (!devices.is_empty())
             .then(|| add_module(&mut modules, ModuleKind::PassthroughDtb, "generated", &name));
-        let cmdline = match &d.cmdline {
+        let mut cmdline = match &d.cmdline {
             Some(c) => c.value.clone(),
             None => match console {
                 Console::Vpl011 => "console=ttyAMA0".to_string(),
@@ -426,6 +430,21 @@ fn build_plan(input: CheckInput<'_>) -> Result<SystemPlan, Diagnostic> {
                 Console::None => String::new(),
             },
         };
+        // ARM Linux tells Xen nothing when it panics: the SHUTDOWN_crash panic notifier exists on
+        // x86 only (`xen_panic_handler_init()`, arch/x86/xen), so a panicked ARM guest spins and no
+        // toolstack can see it. With `panic=N` it resets N seconds later (PSCI SYSTEM_RESET, which
+        // Xen turns into SHUTDOWN_reboot), which domforge-init sees and answers by rebuilding it —
+        // what `on_crash = "restart"` asks for. A `panic=` of the manifest's own is kept.
+        if d.kind.value == DomainKind::Arm64
+            && builder == Builder::Init
+            && d.on_crash() == OnCrash::Restart
+            && !cmdline.split_whitespace().any(|w| w.starts_with("panic="))
+        {
+            if !cmdline.is_empty() {
+                cmdline.push(' ');
+            }
+            cmdline.push_str(ARM_PANIC_RESET);
+        }
         domains.push(DomainPlan {
             name: name.clone(),
             kind: d.kind.value,

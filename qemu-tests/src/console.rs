@@ -29,6 +29,8 @@ pub struct DomainMap {
     by_domid: BTreeMap<u32, String>,
     /// Who owns unprefixed lines: dom0 (its `hvc0` goes straight to the serial) when there is one.
     unprefixed: Option<String>,
+    /// Domains whose console domforge-init relays through dom0 as `[name] line`.
+    relayed: std::collections::BTreeSet<String>,
 }
 
 /// The name under which dom0's lines are reported.
@@ -56,6 +58,12 @@ impl DomainMap {
                 map.by_domid.insert(domid, d.name.clone());
             }
         }
+        map.relayed = plan
+            .domains
+            .iter()
+            .filter(|d| d.builder == firmware_config::manifest::Builder::Init)
+            .map(|d| d.name.clone())
+            .collect();
         map
     }
 
@@ -67,7 +75,15 @@ impl DomainMap {
         Self {
             by_domid: domains.into_iter().collect(),
             unprefixed,
+            relayed: Default::default(),
         }
+    }
+
+    /// `[name] text` of a domain domforge-init relays: its name and the text.
+    pub fn relayed_line<'a>(&self, raw: &'a str) -> Option<(&str, &'a str)> {
+        let rest = raw.strip_prefix('[')?;
+        let (name, text) = rest.split_once("] ")?;
+        self.relayed.get(name).map(|n| (n.as_str(), text))
     }
 
     /// The name of domain `domid`, or `dom<domid>` for a domid the plan does not know.
@@ -171,6 +187,9 @@ pub fn classify(map: &DomainMap, at: Duration, raw: &str) -> ConsoleLine {
         (Origin::Xen, text)
     } else if raw == "(XEN)" {
         (Origin::Xen, "")
+    } else if let Some((name, text)) = map.relayed_line(raw) {
+        // domforge-init's relay (`[name] line` on dom0's console): the guest said it.
+        (Origin::Domain(name.to_string()), text)
     } else if let Some(owner) = &map.unprefixed {
         (Origin::Domain(owner.clone()), raw)
     } else {
@@ -355,5 +374,36 @@ mod tests {
         let m = DomainMap::new([(1, "a".into()), (2, "b".into())], None);
         assert_eq!(m.domid_of("b"), Some(2));
         assert_eq!(m.name_of(1), "a");
+    }
+
+    #[test]
+    fn relayed_lines_belong_to_their_guest() {
+        let mut map = DomainMap::new([(0, DOM0_NAME.to_string())], Some(DOM0_NAME.into()));
+        map.relayed.insert("app".into());
+        let t = Duration::from_secs(1);
+        let l = classify(
+            &map,
+            t,
+            "[app] [    6.8] Kernel panic - not syncing: sysrq triggered crash",
+        );
+        assert_eq!(l.origin, Origin::Domain("app".into()));
+        assert!(l.text.starts_with("[    6.8] Kernel panic"));
+        // The guest's panic is the guest's, not dom0's.
+        assert_eq!(
+            fatal(&map, &l),
+            Some(Fatal::Domain {
+                name: "app".into(),
+                line: l.raw.clone()
+            })
+        );
+        // A name domforge-init does not relay stays dom0's text.
+        assert_eq!(
+            classify(&map, t, "[other] hello").origin,
+            Origin::Domain(DOM0_NAME.into())
+        );
+        assert_eq!(
+            classify(&map, t, "[    0.000000] Booting Linux").origin,
+            Origin::Domain(DOM0_NAME.into())
+        );
     }
 }
