@@ -1,11 +1,14 @@
-//! domforge-init: the boot-time toolstack of an x86 domforge system.
+//! domforge-init: the boot-time toolstack of a domforge system.
 //!
-//! Upstream Xen has no dom0less on x86, so a small control domain builds the guests at boot. This crate
-//! is that control domain's `/init`: one static executable (x86_64-unknown-linux-musl) with no xl,
-//! libxl, xenstored or daemon beside it. It
+//! Upstream Xen has no dom0less on x86, so a small control domain builds the guests at boot; on ARM64
+//! it builds the domains the manifest marks `builder = "init"` (restartable, supervised), beside the
+//! ones Xen builds at boot. This crate is that control domain's `/init`: one static executable
+//! (`x86_64-unknown-linux-musl` or `aarch64-unknown-linux-musl`) with no xl, libxl, xenstored or
+//! daemon beside it. It
 //! 1. mounts `/proc`, `/sys`, `/dev` and loads the Xen drivers Debian builds as modules ([`setup`]);
 //! 2. reads the compiled manifest, `/domforge/boot.blob` (`firmware_config::blob`);
-//! 3. builds each PVH domain in boot order through domctls (`domctl::builder::pvh`) with the kernels and
+//! 3. builds each of its domains in boot order through domctls (`domctl::builder::pvh` for x86 PVH,
+//!    `domctl::builder::arm` for arm64) with the kernels, passthrough fragments and
 //!    ramdisks found in its own initramfs under `/domforge/modules/`;
 //! 4. is their console backend: it maps each console ring ([`ring`]), binds its event channel
 //!    ([`evtchn`]) and writes every line to its own console as `[name] line` ([`lines`]);
