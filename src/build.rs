@@ -537,12 +537,7 @@ fn dom0_initramfs_for_init(
     if init_built.is_empty() {
         return Ok(None);
     }
-    let blob = firmware_config::plan::boot_config(plan)
-        .map_err(|d| BuildError::Unsupported(d.message.clone()))
-        .and_then(|c| {
-            firmware_config::blob::encode(&c)
-                .map_err(|e| BuildError::Tool(format!("encoding the boot blob: {e}")))
-        })?;
+    let blob = crate::build_x86::encode_boot_blob(plan)?;
     write(&dir.join("boot.blob"), &blob)?;
     let init_path = crate::build_x86::find_domforge_init(Arch::Arm64)?;
     let init = std::fs::read(&init_path).map_err(io(&init_path))?;
@@ -578,20 +573,7 @@ fn dom0_initramfs_for_init(
         .and_then(|m| loaded.artifacts.get(&m.source))
         .and_then(|f| f.as_ref().ok())
         .map(|f| PathBuf::from(&f.path));
-    match dom0_kernel
-        .as_deref()
-        .and_then(crate::build_x86::debian_modules_dir)
-    {
-        Some(mdir) => {
-            initramfs
-                .add_xen_drivers(&mdir)
-                .map_err(|e| BuildError::Tool(format!("dom0's Xen drivers: {e}")))?;
-        }
-        None => eprintln!(
-            "note: dom0's kernel is not from a Debian package with modules; it must have \
-             xen-evtchn and xen-privcmd built in"
-        ),
-    }
+    crate::build_x86::add_dom0_xen_drivers(&mut initramfs, dom0_kernel.as_deref())?;
     let cpio = initramfs
         .to_cpio()
         .map_err(|e| BuildError::Tool(format!("dom0 initramfs: {e}")))?;

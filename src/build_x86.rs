@@ -189,6 +189,36 @@ pub fn find_domforge_init(arch: Arch) -> Result<PathBuf, BuildError> {
     )))
 }
 
+/// The boot blob of `plan` (the compiled manifest domforge-init reads), framed.
+pub(crate) fn encode_boot_blob(plan: &SystemPlan) -> Result<Vec<u8>, BuildError> {
+    plan::boot_config(plan)
+        .map_err(|d| BuildError::Unsupported(d.message.clone()))
+        .and_then(|c| {
+            firmware_config::blob::encode(&c)
+                .map_err(|e| BuildError::Tool(format!("encoding the boot blob: {e}")))
+        })
+}
+
+/// The Xen drivers dom0 needs for domforge-init (privcmd, evtchn) from its kernel's own Debian
+/// package; another kernel must have them built in (said on stderr, not an error).
+pub(crate) fn add_dom0_xen_drivers(
+    initramfs: &mut Dom0Initramfs,
+    dom0_kernel: Option<&Path>,
+) -> Result<(), BuildError> {
+    match dom0_kernel.and_then(debian_modules_dir) {
+        Some(mdir) => {
+            initramfs
+                .add_xen_drivers(&mdir)
+                .map_err(|e| BuildError::Tool(format!("dom0's Xen drivers: {e}")))?;
+        }
+        None => eprintln!(
+            "note: dom0's kernel is not from a Debian package with modules; it must have \
+             xen-evtchn and xen-privcmd built in"
+        ),
+    }
+    Ok(())
+}
+
 /// Builds an x86_64 `plan` into `out`. See the module docs.
 pub fn build(loaded: &Loaded, plan: &SystemPlan, out: &Path) -> Result<BuildOutput, BuildError> {
     if plan.arch != Arch::X86_64 {
@@ -241,12 +271,7 @@ pub fn build(loaded: &Loaded, plan: &SystemPlan, out: &Path) -> Result<BuildOutp
     }
     std::fs::create_dir_all(&modules_dir).map_err(io(&modules_dir))?;
 
-    let blob = plan::boot_config(plan)
-        .map_err(|d| BuildError::Unsupported(d.message.clone()))
-        .and_then(|c| {
-            firmware_config::blob::encode(&c)
-                .map_err(|e| BuildError::Tool(format!("encoding the boot blob: {e}")))
-        })?;
+    let blob = encode_boot_blob(plan)?;
     write(&dir.join("boot.blob"), &blob)?;
 
     let init_path = find_domforge_init(Arch::X86_64)?;
@@ -302,18 +327,7 @@ pub fn build(loaded: &Loaded, plan: &SystemPlan, out: &Path) -> Result<BuildOutp
             ModuleKind::HostDtb | ModuleKind::PassthroughDtb | ModuleKind::Dom0Ramdisk => {}
         }
     }
-    // Xen drivers for dom0 from the kernel's own package; another kernel must have them built in.
-    match dom0_kernel_file.as_deref().and_then(debian_modules_dir) {
-        Some(mdir) => {
-            initramfs
-                .add_xen_drivers(&mdir)
-                .map_err(|e| BuildError::Tool(format!("dom0's Xen drivers: {e}")))?;
-        }
-        None => eprintln!(
-            "note: dom0's kernel is not from a Debian package with modules; it must have \
-             xen-evtchn and xen-privcmd built in"
-        ),
-    }
+    add_dom0_xen_drivers(&mut initramfs, dom0_kernel_file.as_deref())?;
     let cpio = initramfs
         .to_cpio()
         .map_err(|e| BuildError::Tool(format!("dom0 initramfs: {e}")))?;
