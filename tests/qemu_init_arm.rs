@@ -20,7 +20,8 @@
 //! `$CARGO_TARGET_TMPDIR/qemu-init-arm-matrix.md`. Runs when `CI=true` or
 //! `DOMFORGE_QEMU_TESTS=1`; otherwise prints why it skipped.
 
-use domforge::pipeline::Options;
+mod common;
+use common::{enabled, opts};
 use domforge::run::{self, RunOptions};
 use firmware_config::xen::XenVersion;
 use qemu_tests::report::{self, Outcome};
@@ -34,23 +35,7 @@ const RUNS: usize = 3;
 /// The domains domforge-init builds in the scenario.
 const INIT_BUILT: [&str; 2] = ["app", "rtc-driver"];
 
-fn enabled(test: &str) -> bool {
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    let asked = std::env::var("DOMFORGE_QEMU_TESTS").is_ok_and(|v| v == "1");
-    if !(ci || asked) {
-        eprintln!(
-            "SKIPPED {test}: QEMU boots take minutes; set DOMFORGE_QEMU_TESTS=1 (CI=true runs them)"
-        );
-    }
-    ci || asked
-}
 
-fn opts(release: XenVersion) -> Options {
-    let mut o = Options::from_env().unwrap_or_else(|e| panic!("{e}"));
-    o.quiet = true;
-    o.xen_override = Some(release);
-    o
-}
 
 fn tail(log: &BootLog) -> String {
     let n = log.lines.len();

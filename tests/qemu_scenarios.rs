@@ -17,7 +17,9 @@
 //! far (scenario × release × run, seconds) is rewritten to `$CARGO_TARGET_TMPDIR/qemu-matrix.md`
 //! and printed after each scenario, so the last one to finish leaves the whole table.
 
-use domforge::pipeline::{Options, PipelineError};
+mod common;
+use common::{enabled, opts};
+use domforge::pipeline::PipelineError;
 use domforge::run::{self, RunOptions};
 use firmware_config::xen::XenVersion;
 use qemu_tests::expect::DeviceSpec;
@@ -85,16 +87,6 @@ const RUN_ELSEWHERE: &[(&str, XenVersion, &str)] = &[
 
 static ONE_QEMU_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-fn enabled(test: &str) -> bool {
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    let asked = std::env::var("DOMFORGE_QEMU_TESTS").is_ok_and(|v| v == "1");
-    if !(ci || asked) {
-        eprintln!(
-            "SKIPPED {test}: QEMU boots take minutes; set DOMFORGE_QEMU_TESTS=1 (CI=true runs them)"
-        );
-    }
-    ci || asked
-}
 
 fn scenario(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -102,13 +94,6 @@ fn scenario(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Options for `release` (the scenario files say 4.17; the override re-targets them).
-fn opts(release: XenVersion) -> Options {
-    let mut o = Options::from_env().unwrap_or_else(|e| panic!("{e}"));
-    o.quiet = true;
-    o.xen_override = Some(release);
-    o
-}
 
 fn ropts() -> RunOptions {
     RunOptions {

@@ -20,7 +20,8 @@
 //! They run when `CI=true` or `DOMFORGE_QEMU_TESTS=1` (minutes of TCG); otherwise they print why they
 //! skipped. One QEMU at a time.
 
-use domforge::pipeline::Options;
+mod common;
+use common::{enabled, opts};
 use domforge::run::{self, RunOptions};
 use firmware_config::xen::XenVersion;
 use qemu_tests::runner::BootLog;
@@ -81,27 +82,11 @@ fn assert_xen_event(log: &BootLog, running: XenVersion, verdict: &str) {
 
 static ONE_QEMU_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-fn enabled(test: &str) -> bool {
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    let asked = std::env::var("DOMFORGE_QEMU_TESTS").is_ok_and(|v| v == "1");
-    if !(ci || asked) {
-        eprintln!(
-            "SKIPPED {test}: QEMU boots take minutes; set DOMFORGE_QEMU_TESTS=1 (CI=true runs them)"
-        );
-    }
-    ci || asked
-}
 
 fn path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
-fn opts(release: XenVersion) -> Options {
-    let mut o = Options::from_env().unwrap_or_else(|e| panic!("{e}"));
-    o.quiet = true;
-    o.xen_override = Some(release);
-    o
-}
 
 #[test]
 fn x86_example_boots_two_pvh_guests() {
