@@ -35,8 +35,6 @@ const RUNS: usize = 3;
 /// The domains domforge-init builds in the scenario.
 const INIT_BUILT: [&str; 2] = ["app", "rtc-driver"];
 
-
-
 fn tail(log: &BootLog) -> String {
     let n = log.lines.len();
     log.lines[n.saturating_sub(60)..]

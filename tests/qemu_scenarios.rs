@@ -87,13 +87,11 @@ const RUN_ELSEWHERE: &[(&str, XenVersion, &str)] = &[
 
 static ONE_QEMU_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-
 fn scenario(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/scenarios")
         .join(name)
 }
-
 
 fn ropts() -> RunOptions {
     RunOptions {

@@ -82,11 +82,9 @@ fn assert_xen_event(log: &BootLog, running: XenVersion, verdict: &str) {
 
 static ONE_QEMU_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-
 fn path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
-
 
 #[test]
 fn x86_example_boots_two_pvh_guests() {
