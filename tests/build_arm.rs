@@ -531,3 +531,119 @@ fn a_kernel_with_one_user_is_gzipped_in_place() {
     let reg = hex_cells(&fdtget(&host, "x", &node, "reg"));
     assert_eq!(pair(reg[2], reg[3]), kernel.size);
 }
+
+/// Scenario 7 (one dom0less domain, two built by domforge-init): Xen's `/chosen` names only the
+/// dom0less one; the init-built driver domain's device is still marked `xen,passthrough` (so dom0
+/// leaves it alone); dom0's ramdisk is the generated initramfs, whose `reg` is its file size and
+/// whose contents GNU `cpio` lists: the static AArch64 `domforge-init` as `/init` (`readelf`: no
+/// program interpreter), the boot blob, and the init-built domains' kernel, ramdisk and fragment
+/// (`dtc` accepts it, `fdtget` finds the PL031 under `/passthrough`).
+#[test]
+fn mixed_builders_pack_init_built_domains_into_dom0() {
+    if built().is_none() {
+        return;
+    }
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR")).join("build_arm/mixed");
+    let _ = std::fs::remove_dir_all(&tmp);
+    let manifest =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/7-mixed-builders-arm.toml");
+    let mut opts = Options::from_env().expect("options");
+    opts.quiet = true;
+    let loaded = pipeline::load(&manifest, &opts).expect("load");
+    let (plan, _) = loaded.plan().expect("plan");
+    let out = build(&loaded, &plan, &tmp.join("out"), false).expect("build");
+    let host = out.host_dtb.clone();
+
+    let domains: Vec<String> = subnodes(&host, "/chosen")
+        .into_iter()
+        .filter(|n| {
+            let node = format!("/chosen/{n}");
+            props(&host, &node).contains(&"compatible".to_string())
+                && fdtget(&host, "s", &node, "compatible") == "xen,domain"
+        })
+        .collect();
+    assert_eq!(domains, ["boot-app"], "only the dom0less domain is Xen's");
+    assert!(
+        props(&host, "/pl031@9010000").contains(&"xen,passthrough".to_string()),
+        "the init-built driver domain's device must be kept from dom0"
+    );
+
+    let initramfs = out
+        .modules
+        .iter()
+        .find(|m| m.kind == ModuleKind::Dom0Ramdisk)
+        .expect("dom0's generated initramfs is a boot module");
+    let ramdisk_node = subnodes(&host, "/chosen")
+        .into_iter()
+        .map(|n| format!("/chosen/{n}"))
+        .find(|node| {
+            props(&host, node).contains(&"compatible".to_string())
+                && fdtget(&host, "s", node, "compatible").contains("multiboot,ramdisk")
+        })
+        .expect("dom0's ramdisk module node");
+    let reg = hex_cells(&fdtget(&host, "x", &ramdisk_node, "reg"));
+    assert_eq!(pair(reg[0], reg[1]), initramfs.addr);
+    assert_eq!(
+        pair(reg[2], reg[3]),
+        std::fs::metadata(&initramfs.path).expect("initramfs").len()
+    );
+
+    let unpacked = tmp.join("unpacked");
+    std::fs::create_dir_all(&unpacked).expect("dir");
+    let archive = std::fs::File::open(&initramfs.path).expect("open initramfs");
+    let status = Command::new("cpio")
+        .args(["-i", "-d", "--quiet", "--no-absolute-filenames"])
+        .current_dir(&unpacked)
+        .stdin(archive)
+        .status()
+        .expect("cpio");
+    assert!(status.success(), "GNU cpio cannot read dom0's initramfs");
+    for f in [
+        "init",
+        "domforge/boot.blob",
+        "domforge/modules/kernel-0",
+        "domforge/modules/ramdisk-0",
+        "domforge/modules/passthrough-rtc-driver",
+    ] {
+        assert!(
+            unpacked.join(f).is_file(),
+            "{f} missing from dom0's initramfs"
+        );
+    }
+    let header = run("readelf", &["-h", "init"], &unpacked);
+    assert!(header.contains("AArch64"), "{header}");
+    let program = run("readelf", &["-l", "init"], &unpacked);
+    assert!(
+        !program.contains("INTERP"),
+        "/init must be static: {program}"
+    );
+    let fragment = unpacked.join("domforge/modules/passthrough-rtc-driver");
+    let f = fragment.display().to_string();
+    run("dtc", &["-I", "dtb", "-O", "dts", &f], Path::new("."));
+    assert!(subnodes(&fragment, "/passthrough").contains(&"pl031@9010000".to_string()));
+    // The blob domforge-init will read names exactly those files.
+    let blob = std::fs::read(unpacked.join("domforge/boot.blob")).expect("blob");
+    let config = firmware_config::blob::decode(&blob).expect("blob decodes");
+    let init_built: Vec<_> = config
+        .domains
+        .iter()
+        .filter(|d| d.builder == firmware_config::blob::BootBuilder::Init)
+        .map(|d| {
+            (
+                d.name.as_str(),
+                d.passthrough_dtb.as_ref().map(|p| p.as_str()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        init_built,
+        [
+            ("app", None),
+            (
+                "rtc-driver",
+                Some("/domforge/modules/passthrough-rtc-driver")
+            )
+        ]
+    );
+    assert_eq!(config.arm_gic, Some(firmware_config::blob::BootGic::V3));
+}
