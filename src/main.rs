@@ -567,8 +567,15 @@ fn inspect(file: &Path, json: bool) -> Result<(), PipelineError> {
                 bytes.len()
             );
             println!(
-                "  system {} for Xen {}.{} (domctl {:#x})",
-                config.system, config.xen_major, config.xen_minor, config.domctl_interface
+                "  system {} for Xen {}.{} (domctl {:#x}){}",
+                config.system,
+                config.xen_major,
+                config.xen_minor,
+                config.domctl_interface,
+                config
+                    .arm_gic
+                    .map(|g| format!(", guests get GIC{g:?}"))
+                    .unwrap_or_default()
             );
             for (i, d) in config.domains.iter().enumerate() {
                 println!(
@@ -583,6 +590,15 @@ fn inspect(file: &Path, json: bool) -> Result<(), PipelineError> {
                     d.on_crash,
                     d.depends_on
                 );
+                if !d.irqs.is_empty() || !d.iomem.is_empty() || d.passthrough_dtb.is_some() {
+                    println!(
+                        "     passthrough: SPIs {:?}, {} MMIO range(s), assigned {:?}, fragment {}",
+                        d.irqs,
+                        d.iomem.len(),
+                        d.dt_devices,
+                        d.passthrough_dtb.as_deref().unwrap_or("-")
+                    );
+                }
             }
         }
         return Ok(());
