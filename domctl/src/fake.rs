@@ -1076,6 +1076,11 @@ impl State {
                 Ok((0, None))
             }
             Call::IrqPermission { domid, pirq, allow } => {
+                // Xen 4.19+ builds this domctl only with CONFIG_HAS_PIRQ (x86): on ARM it falls
+                // through to arch_do_domctl(), which does not know it.
+                if self.arch == XenArch::Arm64 && self.version >= InterfaceVersion::V17 {
+                    return Err(Errno::ENOSYS);
+                }
                 let dom = self.dom(*domid)?;
                 if *allow {
                     dom.irqs.insert(*pirq);

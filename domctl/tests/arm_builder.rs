@@ -395,22 +395,12 @@ fn passthrough_follows_libxl_order_with_the_right_arguments() {
             })
             .collect();
         let mut want = vec![
-            Call::IrqPermission {
-                domid: id,
-                pirq: 39,
-                allow: true,
-            },
             // PT_IRQ_TYPE_SPI 4 (domctl.h), machine_irq == spi (1:1).
             Call::BindPtIrq {
                 domid: id,
                 machine_irq: 39,
                 irq_type: 4,
                 spi: 39,
-            },
-            Call::IrqPermission {
-                domid: id,
-                pirq: 45,
-                allow: true,
             },
             Call::BindPtIrq {
                 domid: id,
@@ -613,7 +603,6 @@ fn expected_step(
         }
         Op::EvtchnAllocUnbound => BuildStep::StoreEvtchn,
         Op::HvmSetParam => BuildStep::HvmParams,
-        Op::IrqPermission => BuildStep::IrqPermission,
         Op::BindPtIrq => BuildStep::BindIrq,
         Op::IomemPermission => BuildStep::IomemPermission,
         Op::MemoryMapping => BuildStep::MemoryMapping,

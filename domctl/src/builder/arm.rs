@@ -22,7 +22,7 @@
 //! | `ConsoleEvtchn` | `EVTCHNOP_alloc_unbound` | with [`ArmConsole::Pv`]: the PV console's channel, `remote_dom` = backend |
 //! | `StoreEvtchn` | `EVTCHNOP_alloc_unbound` | only with [`ArmDomainConfig::xenstore`] |
 //! | `HvmParams` | `HVMOP_set_param` | `CALLBACK_IRQ` = PPI 31 ([`CALLBACK_IRQ_PPI_31`]), `MONITOR_RING_PFN`, and `CONSOLE_*` / `STORE_*` as chosen |
-//! | `IrqPermission`, `BindIrq` | `XEN_DOMCTL_irq_permission`, `XEN_DOMCTL_bind_pt_irq` | per SPI, routed 1:1 (libxl's `irqs[]` loop in `domcreate_launch_dm()`) |
+//! | `BindIrq` | `XEN_DOMCTL_bind_pt_irq` | per SPI, routed 1:1 (libxl's `irqs[]` loop in `domcreate_launch_dm()`; no `irq_permission` on ARM, see the code) |
 //! | `IomemPermission`, `MemoryMapping` | `XEN_DOMCTL_iomem_permission`, `XEN_DOMCTL_memory_mapping` | per MMIO range (libxl's `iomem[]` loop) |
 //! | `AssignDevice` | `XEN_DOMCTL_assign_device` (`XEN_DOMCTL_DEV_DT`) | per host DT path (libxl's `dtdev[]`) |
 //! | `SetVcpuContext` | `XEN_DOMCTL_setvcpucontext` | vCPU 0: `pc` = Image load address, `x0` = DTB, `PSR_GUEST64_INIT`, `SCTLR_GUEST_INIT`, `VGCF_online` (`vcpu_arm64()`); the others start through PSCI `CPU_ON` |
@@ -845,10 +845,14 @@ impl<'x, H: Hypercalls> ArmBuilder<'x, H> {
                 .map_err(at(S::HvmParams))?;
         }
 
-        // Passthrough in libxl's order: IRQs, MMIO, then IOMMU-protected devices.
+        // Passthrough in libxl's order: IRQs, MMIO, then IOMMU-protected devices. An SPI takes
+        // one call on ARM: `XEN_DOMCTL_bind_pt_irq` itself checks that the caller may use the IRQ
+        // (`irq_access_permitted(current->domain, irq)`, xen/arch/arm/domctl.c), as libxl relies on
+        // (`libxl__arch_domain_map_irq()` is `xc_domain_bind_pt_spi_irq()` alone). A separate
+        // `XEN_DOMCTL_irq_permission` would even fail from Xen 4.19 on: it exists only with
+        // `CONFIG_HAS_PIRQ`, which is x86-only since commit 13a7b0f9f7 ("restrict concept of pIRQ
+        // to x86"); seen on Debian's 4.20 as an error from that domctl.
         for &spi in &cfg.irqs {
-            xen.irq_permission(domid, spi, true)
-                .map_err(at(S::IrqPermission))?;
             xen.bind_pt_spi(domid, spi).map_err(at(S::BindIrq))?;
         }
         for m in &cfg.iomem {

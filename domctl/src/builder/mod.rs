@@ -69,8 +69,6 @@ pub enum BuildStep {
     ConsoleEvtchn,
     StoreEvtchn,
     HvmParams,
-    /// ARM passthrough: `XEN_DOMCTL_irq_permission`.
-    IrqPermission,
     /// ARM passthrough: `XEN_DOMCTL_bind_pt_irq`.
     BindIrq,
     /// ARM passthrough: `XEN_DOMCTL_iomem_permission`.
@@ -108,7 +106,7 @@ impl BuildStep {
     ];
 
     /// The ARM builder's steps, in build order.
-    pub const ARM64: [BuildStep; 24] = [
+    pub const ARM64: [BuildStep; 23] = [
         Self::Plan,
         Self::CreateDomain,
         Self::MaxVcpus,
@@ -126,7 +124,6 @@ impl BuildStep {
         Self::ConsoleEvtchn,
         Self::StoreEvtchn,
         Self::HvmParams,
-        Self::IrqPermission,
         Self::BindIrq,
         Self::IomemPermission,
         Self::MemoryMapping,
@@ -156,7 +153,6 @@ impl BuildStep {
             Self::ConsoleEvtchn => "allocating the console event channel",
             Self::StoreEvtchn => "allocating the xenstore event channel",
             Self::HvmParams => "setting HVM params",
-            Self::IrqPermission => "granting an interrupt",
             Self::BindIrq => "routing an interrupt",
             Self::IomemPermission => "granting device memory",
             Self::MemoryMapping => "mapping device memory",
