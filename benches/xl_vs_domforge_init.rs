@@ -113,7 +113,8 @@ fn run() -> Result<(), String> {
     let opts = Options::from_env().map_err(|e| e.to_string())?;
     let toolstack = XlToolstack::fetch(&opts.fetcher()).map_err(|e| e.to_string())?;
     step("building domforge-init (static, x86_64-unknown-linux-musl, release)");
-    let init_path = find_domforge_init(firmware_config::board::Arch::X86_64).map_err(|e| e.to_string())?;
+    let init_path =
+        find_domforge_init(firmware_config::board::Arch::X86_64).map_err(|e| e.to_string())?;
     let init_bytes =
         std::fs::read(&init_path).map_err(|e| format!("{}: {e}", init_path.display()))?;
     let mut sizes = toolstack.size_report(init_bytes.len() as u64);
