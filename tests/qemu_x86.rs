@@ -213,12 +213,39 @@ fn crash_restart_on(release: XenVersion) {
     find(restarted, &|l| l == "[web] DOMFORGE-PROBE web begin=1")
         .unwrap_or_else(|| panic!("the restarted web never reported\n{}", tail(&raw)));
     // worker was never touched.
-    assert!(
-        find(0, &|l| l
-            .starts_with("DOMFORGE-INIT event=shutdown name=worker "))
-        .is_none(),
-        "worker went down"
-    );
+    // worker is not touched by web's crash. The one way it may go down here is Xen's own verdict
+    // on worker itself: under nested x86 TCG a freshly started PVH guest sporadically triple-faults
+    // early in its kernel (seen about one boot in four, before its first console line: `(XEN)
+    // d2v0 Triple fault - invoking HVM shutdown action 1`, i.e. SHUTDOWN_reboot, with a register
+    // dump in early boot code; also seen last session, on either guest). That is then handled as
+    // libxl's `on_reboot = "restart"`: the rebuilt worker must report.
+    if let Some(i) = find(0, &|l| {
+        l.starts_with("DOMFORGE-INIT event=shutdown name=worker ")
+    }) {
+        let from = i.saturating_sub(40);
+        let domid = raw[i]
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("domid="))
+            .unwrap_or("?");
+        let triple_fault = format!("(XEN) d{domid}v");
+        let xen_rebooted_it = raw[..i]
+            .iter()
+            .any(|l| l.starts_with(&triple_fault) && l.contains("Triple fault"))
+            && raw[i].contains(" reason=reboot ");
+        assert!(
+            xen_rebooted_it,
+            "worker went down on Xen {release}: {}\n--- console before it ---\n{}",
+            raw[i],
+            raw[from..i].join("\n")
+        );
+        eprintln!(
+            "note: worker triple-faulted under nested TCG on Xen {release} (Xen reset it); checking \
+             that it was rebuilt"
+        );
+        find(i, &|l| l == "DOMFORGE-INIT event=restarted name=worker")
+            .and_then(|r| find(r, &|l| l.starts_with("[worker] DOMFORGE-PROBE worker end=")))
+            .unwrap_or_else(|| panic!("the reset worker was not rebuilt\n{}", tail(&raw)));
+    }
     // The cell's time is when the restarted guest reported.
     let restarted_report = log
         .lines
