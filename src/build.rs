@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use device_tree::from_plan::{self, DomainFragment, FromPlanError, PlacedModule};
-use firmware_config::artifacts::ImageFormat;
+use firmware_config::artifacts::{ArtifactFacts, ImageFormat};
 use firmware_config::board::{Arch, Region};
 use firmware_config::plan::{DTB_SLOT, ModuleKind, ModulePlan, SystemPlan};
 use qemu_tests::command::{LoaderModule, QemuInvocation, arm_direct};
@@ -130,18 +130,18 @@ impl From<BuildError> for PipelineError {
     }
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
     move |source| BuildError::Io {
         path: path.to_path_buf(),
         source,
     }
 }
 
-fn write(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
+pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
     std::fs::write(path, bytes).map_err(io(path))
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
@@ -225,18 +225,34 @@ fn plan_load(m: &ModulePlan) -> Result<Region, BuildError> {
     })
 }
 
-/// Reads a module's source file and proves it is the file the plan was made from.
-fn read_source(loaded: &Loaded, m: &ModulePlan) -> Result<(Vec<u8>, ImageFormat), BuildError> {
+/// What examining a module's source found (path, size, digest, format).
+pub(crate) fn facts<'a>(
+    loaded: &'a Loaded,
+    m: &ModulePlan,
+) -> Result<&'a ArtifactFacts, BuildError> {
     let err = |reason: String| BuildError::Module {
         id: m.id.clone(),
         source_name: m.source.clone(),
         reason,
     };
-    let facts = match loaded.artifacts.get(&m.source) {
-        Some(Ok(f)) => f,
-        Some(Err(e)) => return Err(err(e.clone())),
-        None => return Err(err("was never examined".into())),
+    match loaded.artifacts.get(&m.source) {
+        Some(Ok(f)) => Ok(f),
+        Some(Err(e)) => Err(err(e.clone())),
+        None => Err(err("was never examined".into())),
+    }
+}
+
+/// Reads a module's source file and proves it is the file the plan was made from.
+pub(crate) fn read_source(
+    loaded: &Loaded,
+    m: &ModulePlan,
+) -> Result<(Vec<u8>, ImageFormat), BuildError> {
+    let err = |reason: String| BuildError::Module {
+        id: m.id.clone(),
+        source_name: m.source.clone(),
+        reason,
     };
+    let facts = facts(loaded, m)?;
     let bytes = std::fs::read(&facts.path).map_err(|e| err(format!("{}: {e}", facts.path)))?;
     if sha256_hex(&bytes) != facts.sha256 {
         return Err(err(format!(
@@ -570,8 +586,7 @@ fn dom0_initramfs_for_init(
         .dom0
         .as_ref()
         .and_then(|d0| plan.module(&d0.kernel))
-        .and_then(|m| loaded.artifacts.get(&m.source))
-        .and_then(|f| f.as_ref().ok())
+        .and_then(|m| facts(loaded, m).ok())
         .map(|f| PathBuf::from(&f.path));
     crate::build_x86::add_dom0_xen_drivers(&mut initramfs, dom0_kernel.as_deref())?;
     let cpio = initramfs

@@ -25,15 +25,15 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use firmware_config::artifacts::ArtifactFacts;
 use firmware_config::board::Arch;
-use firmware_config::plan::{self, ModuleKind, ModulePlan, SystemPlan};
+use firmware_config::plan::{self, ModuleKind, SystemPlan};
 use images::dom0::Dom0Initramfs;
 use qemu_tests::command_x86::x86_multiboot;
-use sha2::{Digest, Sha256};
 
-use crate::build::{BuildError, BuildOutput, BuiltModule};
-use crate::pipeline::{Loaded, hex};
+use crate::build::{
+    BuildError, BuildOutput, BuiltModule, facts, io, read_source, sha256_hex, write,
+};
+use crate::pipeline::Loaded;
 
 /// The Rust target `domforge-init` is built for on each architecture: static musl binaries, so the
 /// control domain's initramfs needs no libc.
@@ -51,55 +51,6 @@ fn init_env(arch: Arch) -> &'static str {
         Arch::X86_64 => "DOMFORGE_INIT_X86_64",
         Arch::Arm64 => "DOMFORGE_INIT_AARCH64",
     }
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
-    move |source| BuildError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
-fn write(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
-    std::fs::write(path, bytes).map_err(io(path))
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
-
-fn facts<'a>(loaded: &'a Loaded, m: &ModulePlan) -> Result<&'a ArtifactFacts, BuildError> {
-    let err = |reason: String| BuildError::Module {
-        id: m.id.clone(),
-        source_name: m.source.clone(),
-        reason,
-    };
-    match loaded.artifacts.get(&m.source) {
-        Some(Ok(f)) => Ok(f),
-        Some(Err(e)) => Err(err(e.clone())),
-        None => Err(err("was never examined".into())),
-    }
-}
-
-/// Reads a module's file and proves it is the one the plan was made from.
-fn read_module(loaded: &Loaded, m: &ModulePlan) -> Result<Vec<u8>, BuildError> {
-    let f = facts(loaded, m)?;
-    let bytes = std::fs::read(&f.path).map_err(|e| BuildError::Module {
-        id: m.id.clone(),
-        source_name: m.source.clone(),
-        reason: format!("{}: {e}", f.path),
-    })?;
-    if sha256_hex(&bytes) != f.sha256 {
-        return Err(BuildError::Module {
-            id: m.id.clone(),
-            source_name: m.source.clone(),
-            reason: format!(
-                "{} changed since it was examined; run the build again",
-                f.path
-            ),
-        });
-    }
-    Ok(bytes)
 }
 
 /// `lib/modules/<release>` of a Debian kernel package, from its `boot/vmlinuz-<release>`.
@@ -298,7 +249,7 @@ pub fn build(loaded: &Loaded, plan: &SystemPlan, out: &Path) -> Result<BuildOutp
     for m in &plan.modules {
         match m.kind {
             ModuleKind::Xen => {
-                let bytes = read_module(loaded, m)?;
+                let bytes = read_source(loaded, m)?.0;
                 if !images::formats::is_elf(&bytes) {
                     return Err(BuildError::Module {
                         id: m.id.clone(),
@@ -310,12 +261,12 @@ pub fn build(loaded: &Loaded, plan: &SystemPlan, out: &Path) -> Result<BuildOutp
                 record(&m.id, m.kind, PathBuf::from("modules/xen"), &bytes)?;
             }
             ModuleKind::Dom0Kernel => {
-                let bytes = read_module(loaded, m)?;
+                let bytes = read_source(loaded, m)?.0;
                 dom0_kernel_file = Some(PathBuf::from(&facts(loaded, m)?.path));
                 record(&m.id, m.kind, PathBuf::from("modules/dom0-kernel"), &bytes)?;
             }
             ModuleKind::Kernel | ModuleKind::Ramdisk => {
-                let bytes = read_module(loaded, m)?;
+                let bytes = read_source(loaded, m)?.0;
                 initramfs
                     .add_module(&m.id, bytes)
                     .map_err(|e| BuildError::Module {
