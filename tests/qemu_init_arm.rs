@@ -35,15 +35,6 @@ const RUNS: usize = 3;
 /// The domains domforge-init builds in the scenario.
 const INIT_BUILT: [&str; 2] = ["app", "rtc-driver"];
 
-fn tail(log: &BootLog) -> String {
-    let n = log.lines.len();
-    log.lines[n.saturating_sub(60)..]
-        .iter()
-        .map(|l| l.raw.as_str())
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 /// The boot with `name`'s first life only: its lines after its (requested) panic dropped — the
 /// rebuilt guest's report is judged separately — and the panic no longer counted as its failure.
 /// Every other domain's lines stay.
@@ -110,7 +101,7 @@ fn mixed_builders_arm_boot_restart_and_passthrough() {
                     && verdict.domains.len() == prepared.expectations.len(),
                 "Xen {release} run {run}:\n{}\n--- console tail ---\n{}",
                 verdict.table(),
-                tail(&log)
+                log.tail(60)
             );
             assert!(
                 verdict
@@ -127,17 +118,17 @@ fn mixed_builders_arm_boot_restart_and_passthrough() {
                 .timings
                 .get("dom0")
                 .and_then(|t| t.first_output)
-                .unwrap_or_else(|| panic!("dom0 printed nothing\n{}", tail(&log)))
+                .unwrap_or_else(|| panic!("dom0 printed nothing\n{}", log.tail(60)))
                 .as_secs_f64();
             let mut first_outputs = Vec::new();
             for name in INIT_BUILT {
                 let first = raw(&|l| l.starts_with(&format!("[{name}] ")))
-                    .unwrap_or_else(|| panic!("no relayed line of {name}\n{}", tail(&log)));
+                    .unwrap_or_else(|| panic!("no relayed line of {name}\n{}", log.tail(60)));
                 raw(&|l| l.starts_with(&format!("[{name}] DOMFORGE-PROBE {name} end=")))
                     .unwrap_or_else(|| {
                         panic!(
                             "{name}'s report did not come through the relay\n{}",
-                            tail(&log)
+                            log.tail(60)
                         )
                     });
                 first_outputs.push(format!("{:.1}", at(first) - dom0_first));
@@ -172,21 +163,23 @@ fn mixed_builders_arm_boot_restart_and_passthrough() {
                         && l.raw.ends_with(" action=restart")
                 })
                 .map(|i| i + first_end)
-                .unwrap_or_else(|| panic!("no crash of app seen by domforge-init\n{}", tail(&log)));
+                .unwrap_or_else(|| {
+                    panic!("no crash of app seen by domforge-init\n{}", log.tail(60))
+                });
             let restarted = log
                 .lines
                 .iter()
                 .skip(shutdown)
                 .position(|l| l.raw == "DOMFORGE-INIT event=restarted name=app")
                 .map(|i| i + shutdown)
-                .unwrap_or_else(|| panic!("app was not restarted\n{}", tail(&log)));
+                .unwrap_or_else(|| panic!("app was not restarted\n{}", log.tail(60)));
             let second_end = log
                 .lines
                 .iter()
                 .skip(restarted)
                 .position(|l| l.raw.starts_with("[app] DOMFORGE-PROBE app end="))
                 .map(|i| i + restarted)
-                .unwrap_or_else(|| panic!("the restarted app never reported\n{}", tail(&log)));
+                .unwrap_or_else(|| panic!("the restarted app never reported\n{}", log.tail(60)));
             assert!(
                 log.lines[restarted..second_end]
                     .iter()

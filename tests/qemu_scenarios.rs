@@ -251,14 +251,7 @@ fn three_runs(file: &'static str, release: XenVersion) {
             report.passed,
             "{file} on Xen {release} run {i}:\n{}\n--- console tail ---\n{}",
             report.table(),
-            log.lines
-                .iter()
-                .rev()
-                .take(40)
-                .rev()
-                .map(|l| l.raw.as_str())
-                .collect::<Vec<_>>()
-                .join("\n")
+            log.tail(40)
         );
         assert_eq!(report.domains.len(), prepared.expectations.len());
         assert!(report.domains.iter().all(|d| d.outcome == Outcome::Pass));

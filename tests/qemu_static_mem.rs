@@ -60,14 +60,7 @@ fn scenario_4b_virtio_blk_dma_in_a_direct_mapped_driver_domain() {
             report.passed,
             "run {i}:\n{}\n--- console tail ---\n{}",
             report.table(),
-            log.lines
-                .iter()
-                .rev()
-                .take(40)
-                .rev()
-                .map(|l| l.raw.as_str())
-                .collect::<Vec<_>>()
-                .join("\n")
+            log.tail(40)
         );
     }
     // Control: the same boot against a marker the disk does not hold must fail, naming the domain.

@@ -118,7 +118,7 @@ fn example_on(release: XenVersion) {
         report.passed,
         "{}\n--- console tail ---\n{}",
         report.table(),
-        tail(&log.lines.iter().map(|l| l.raw.clone()).collect::<Vec<_>>())
+        log.tail(40)
     );
     // The guests' lines came through domforge-init's relay, prefixed with their names.
     for name in ["web", "worker"] {
@@ -136,10 +136,6 @@ fn example_on(release: XenVersion) {
         "no `Xen version {release}.` banner: wrong hypervisor booted"
     );
     assert_xen_event(&log, release, "exact");
-}
-
-fn tail(lines: &[String]) -> String {
-    lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
 #[test]
@@ -186,7 +182,7 @@ fn crash_restart_on(release: XenVersion) {
             .map(|i| i + from)
     };
     let first_web_end = find(0, &|l| l.starts_with("[web] DOMFORGE-PROBE web end="))
-        .unwrap_or_else(|| panic!("web never reported\n{}", tail(&raw)));
+        .unwrap_or_else(|| panic!("web never reported\n{}", log.tail(40)));
     assert!(
         find(0, &|l| l == "[web] DOMFORGE-PROBE web crash=requested")
             .is_some_and(|i| i < first_web_end),
@@ -200,18 +196,18 @@ fn crash_restart_on(release: XenVersion) {
     assert!(
         find(0, &|l| l == "[worker] DOMFORGE-PROBE worker cpus.online=1").is_some(),
         "worker did not report 1 vCPU\n{}",
-        tail(&raw)
+        log.tail(40)
     );
     let shutdown = find(first_web_end, &|l| {
         l.starts_with("DOMFORGE-INIT event=shutdown name=web ")
             && l.contains(" reason=crash ")
             && l.ends_with(" action=restart")
     })
-    .unwrap_or_else(|| panic!("no crash of web seen by domforge-init\n{}", tail(&raw)));
+    .unwrap_or_else(|| panic!("no crash of web seen by domforge-init\n{}", log.tail(40)));
     let restarted = find(shutdown, &|l| l == "DOMFORGE-INIT event=restarted name=web")
-        .unwrap_or_else(|| panic!("web was not restarted\n{}", tail(&raw)));
+        .unwrap_or_else(|| panic!("web was not restarted\n{}", log.tail(40)));
     find(restarted, &|l| l == "[web] DOMFORGE-PROBE web begin=1")
-        .unwrap_or_else(|| panic!("the restarted web never reported\n{}", tail(&raw)));
+        .unwrap_or_else(|| panic!("the restarted web never reported\n{}", log.tail(40)));
     // worker was never touched.
     // worker is not touched by web's crash. The one way it may go down here is Xen's own verdict
     // on worker itself: under nested x86 TCG a freshly started PVH guest sporadically triple-faults
@@ -244,7 +240,7 @@ fn crash_restart_on(release: XenVersion) {
         );
         find(i, &|l| l == "DOMFORGE-INIT event=restarted name=worker")
             .and_then(|r| find(r, &|l| l.starts_with("[worker] DOMFORGE-PROBE worker end=")))
-            .unwrap_or_else(|| panic!("the reset worker was not rebuilt\n{}", tail(&raw)));
+            .unwrap_or_else(|| panic!("the reset worker was not rebuilt\n{}", log.tail(40)));
     }
     // The cell's time is when the restarted guest reported.
     let restarted_report = log
@@ -304,6 +300,6 @@ fn x86_release_mismatch_is_reported() {
         report.passed,
         "{}\n--- console tail ---\n{}",
         report.table(),
-        tail(&log.lines.iter().map(|l| l.raw.clone()).collect::<Vec<_>>())
+        log.tail(40)
     );
 }

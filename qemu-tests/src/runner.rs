@@ -178,6 +178,15 @@ pub struct BootLog {
 }
 
 impl BootLog {
+    /// The last `n` console lines as they arrived, one per line: the context a failing test prints.
+    pub fn tail(&self, n: usize) -> String {
+        self.lines[self.lines.len().saturating_sub(n)..]
+            .iter()
+            .map(|l| l.raw.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// Every probe report on the console, by the name it gave.
     pub fn reports(&self) -> BTreeMap<String, ProbeReport> {
         ProbeReport::collect(
