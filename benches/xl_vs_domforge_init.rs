@@ -26,11 +26,10 @@
 //! QEMU is always stopped (`qemu_tests::runner`); the dom0 script ends the run by rebooting, which
 //! QEMU's `-no-reboot` turns into an exit.
 
-use domforge::build;
-use domforge::build_x86::find_domforge_init;
-use domforge::pipeline::{self, Options};
+use bundle::init::InitLocator;
 use images::cpio::Initramfs;
 use images::xl_dom0::{SizeReport, XL, XlToolstack};
+use pipeline::{self, Options};
 use qemu_tests::console::DomainMap;
 use qemu_tests::runner::{self, EndReason, QemuCommand, StopWhen, WatchConfig};
 use serde_json::json;
@@ -113,8 +112,9 @@ fn run() -> Result<(), String> {
     let opts = Options::from_env().map_err(|e| e.to_string())?;
     let toolstack = XlToolstack::fetch(&opts.fetcher()).map_err(|e| e.to_string())?;
     step("building domforge-init (static, x86_64-unknown-linux-musl, release)");
-    let init_path =
-        find_domforge_init(firmware_config::board::Arch::X86_64).map_err(|e| e.to_string())?;
+    let init_path = InitLocator::default()
+        .find(firmware_config::board::Arch::X86_64)
+        .map_err(|e| e.to_string())?;
     let init_bytes =
         std::fs::read(&init_path).map_err(|e| format!("{}: {e}", init_path.display()))?;
     let mut sizes = toolstack.size_report(init_bytes.len() as u64);
@@ -155,7 +155,7 @@ fn run() -> Result<(), String> {
         vcpus: domain.vcpus,
     };
     let built_dir = out.join("system");
-    let built = build::build(&loaded, &plan, &built_dir, false).map_err(|e| e.to_string())?;
+    let built = pipeline::build(&loaded, &plan, &built_dir, false).map_err(|e| e.to_string())?;
 
     step(
         "adding xl, its daemons and libraries, busybox and the benchmark script to dom0's initramfs",
@@ -193,9 +193,10 @@ fn run() -> Result<(), String> {
         cpio.len() - base_len
     );
 
+    let invocation = built.qemu.clone().ok_or("the x86 bundle has no QEMU boot")?;
     let qemu = QemuCommand {
-        program: built.qemu.program.clone(),
-        args: built.qemu.args.clone(),
+        program: invocation.program,
+        args: invocation.args,
         package: loaded.board.qemu.as_ref().map(|q| q.package.clone()),
         cwd: Some(built.dir.clone()),
     };

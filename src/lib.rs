@@ -1,10 +1,7 @@
-//! The `domforge` command-line tool, as a library so tests can drive it without a subprocess.
-#![allow(clippy::result_large_err)] // PipelineError carries diagnostics with their sources; cold path.
+//! The `domforge` command-line tool: argument parsing (`src/main.rs`) and rendering ([`render`]).
 //!
-//! The binary (`src/main.rs`) is thin: argument parsing and output. [`pipeline`] gathers what the
-//! libraries need (files, DTBs, artifact facts); [`render`] shows diagnostics to people.
-pub mod build;
-pub mod build_x86;
-pub mod pipeline;
+//! Everything else lives in the libraries along the flow (see `docs/architecture.md`):
+//! `firmware-config` (parse, validate, plan) → `pipeline` (inputs, finalize with spans) → `bundle`
+//! (assemble, write, boot targets) → `qemu-launch` (the QEMU command line) → `qemu-tests` (boot and
+//! prove).
 pub mod render;
-pub mod run;

@@ -2,13 +2,13 @@
 //! plans it, and produces what boots it.
 
 use clap::{Parser, Subcommand};
-use domforge::pipeline::{self, Options, PipelineError};
 use domforge::render::{Sources, render};
 use firmware_config::blob;
 use firmware_config::diag::{Diagnostics, SourceFile};
 use firmware_config::plan::SystemPlan;
 use firmware_config::units::human_size;
 use firmware_config::xen::XenVersion;
+use pipeline::{self, Options, PipelineError};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -29,6 +29,10 @@ struct Cli {
     /// Less progress output.
     #[arg(long, short, global = true)]
     quiet: bool,
+    /// The static domforge-init to put in dom0's initramfs: the binary, or a directory holding
+    /// `<target>/domforge-init` (default: beside this executable, see docs/install.md).
+    #[arg(long, global = true, value_name = "PATH")]
+    init: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -134,6 +138,7 @@ fn main() -> ExitCode {
     };
     opts.offline = cli.offline;
     opts.quiet = cli.quiet;
+    opts.init = bundle::init::InitLocator::new(cli.init);
     if let Some(dir) = cli.cache_dir {
         opts.cache_dir = dir;
     }
@@ -158,7 +163,7 @@ fn main() -> ExitCode {
             manifest,
             output,
             dts,
-        } => domforge::build::run_cli(&manifest, &output, dts, &opts).map(|_| ()),
+        } => build_cmd(&manifest, &output, dts, &opts),
         Command::Run {
             manifest,
             output,
@@ -252,9 +257,42 @@ fn fail(e: &PipelineError) -> ExitCode {
                 if n == 1 { "" } else { "s" }
             );
         }
-        PipelineError::Other(msg) => eprintln!("error: {msg}"),
+        other => {
+            // The error and its causes, outermost first: `error: writing the bundle: out/x: …`.
+            let mut text = other.to_string();
+            let mut cause = std::error::Error::source(other);
+            while let Some(c) = cause {
+                text.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            eprintln!("error: {text}");
+        }
     }
     ExitCode::FAILURE
+}
+
+/// `domforge build`: load, plan, finalize, write the bundle, and say what was written.
+fn build_cmd(manifest: &Path, out: &Path, dts: bool, opts: &Options) -> Result<(), PipelineError> {
+    let loaded = pipeline::load(manifest, opts)?;
+    let (plan, warnings) = loaded.plan()?;
+    print_diags(&warnings, &loaded.manifest_file, Some(&loaded.board_file));
+    let built = pipeline::build(&loaded, &plan, out, dts)?;
+    for n in &built.notes {
+        eprintln!("note: {n}");
+    }
+    eprintln!("built `{}` into {}", plan.name, built.dir.display());
+    for m in &built.modules {
+        eprintln!(
+            "  {:<26} {:#012x} {:>10} bytes{}  {}",
+            m.id,
+            m.addr,
+            m.size,
+            if m.gzip { " (gzip)" } else { "" },
+            m.path.strip_prefix(&built.dir).unwrap_or(&m.path).display()
+        );
+    }
+    eprintln!("boot it: {}", built.dir.join("run-qemu.sh").display());
+    Ok(())
 }
 
 /// The JSON form of diagnostics: code, severity, message, file, line, column, help.
@@ -353,7 +391,8 @@ fn check(manifest: &Path, opts: &Options, json: bool) -> Result<(), PipelineErro
 
 fn plan(manifest: &Path, opts: &Options, json: bool) -> Result<(), PipelineError> {
     let loaded = pipeline::load(manifest, opts)?;
-    let (plan, warnings) = loaded.plan()?;
+    let (fin, warnings) = loaded.final_plan()?;
+    let plan = fin.plan;
     print_diags(&warnings, &loaded.manifest_file, Some(&loaded.board_file));
     if json {
         let text =
@@ -716,7 +755,7 @@ fn run_cmd(
     deadline: u64,
     stay: bool,
 ) -> Result<(), PipelineError> {
-    use domforge::run;
+    use qemu_tests::session as run;
     let ropts = run::RunOptions {
         out_dir: output,
         deadline: std::time::Duration::from_secs(deadline),
@@ -724,7 +763,7 @@ fn run_cmd(
         until_seen: None,
         qemu_program: None,
     };
-    let prepared = run::prepare(manifest, opts, &ropts, |_| {})?;
+    let prepared = run::prepare_as(run::Mode::AsBuilt, manifest, opts, &ropts, |_| {})?;
     qemu_tests::runner::install_interrupt_handler()
         .map_err(|e| PipelineError::Other(e.to_string()))?;
     let width = prepared
@@ -775,7 +814,7 @@ fn test_cmd(
     output: Option<PathBuf>,
     console: Option<&Path>,
 ) -> Result<(), PipelineError> {
-    use domforge::run;
+    use qemu_tests::session as run;
     let ropts = run::RunOptions {
         out_dir: output,
         deadline: std::time::Duration::from_secs(deadline),
@@ -784,6 +823,11 @@ fn test_cmd(
         qemu_program: None,
     };
     let prepared = run::prepare(manifest, opts, &ropts, |_| {})?;
+    if !opts.quiet {
+        for (domain, knobs) in &prepared.overlay {
+            eprintln!("probe overlay: {domain}: kernel command line += {knobs}");
+        }
+    }
     qemu_tests::runner::install_interrupt_handler()
         .map_err(|e| PipelineError::Other(e.to_string()))?;
     if !opts.quiet {

@@ -9,8 +9,8 @@
 //! in its message, label or hint. The expectations were written by hand from the rules in
 //! docs/manifest.md, not captured from the tool's output.
 
-use domforge::pipeline::{self, Options, PipelineError};
 use firmware_config::diag::{Diagnostic, SourceId};
+use pipeline::{self, Options, PipelineError};
 use std::path::Path;
 
 struct Expect {
@@ -79,13 +79,13 @@ fn each_bad_manifest_fails_with_its_own_precise_error() {
                 failures.push(format!("{name}: passed validation, expected {}", want.code));
                 continue;
             }
-            Err(PipelineError::Other(msg)) => {
-                failures.push(format!("{name}: failed outside validation: {msg}"));
-                continue;
-            }
             Err(PipelineError::Diagnostics {
                 diags, manifest, ..
             }) => (diags, manifest),
+            Err(other) => {
+                failures.push(format!("{name}: failed outside validation: {other}"));
+                continue;
+            }
         };
         let (diags, manifest) = diags;
         let errors: Vec<&Diagnostic> = diags.errors().collect();

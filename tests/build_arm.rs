@@ -18,9 +18,9 @@
 //! names (cached under `${XDG_CACHE_HOME:-$HOME/.cache}/domforge/`). When one is missing the tests
 //! skip with the reason printed, except in CI (`CI=true`), where that is a failure.
 
-use domforge::build::{BuildOutput, build};
-use domforge::pipeline::{self, Loaded, Options, PipelineError};
 use firmware_config::plan::{ModuleKind, SystemPlan};
+use pipeline::{self, Loaded, Options, PipelineError};
+use pipeline::{BuildOutput, build};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -352,9 +352,27 @@ fn passthrough_marks_and_fragment_follow_passthrough_txt() {
 fn digests_verify_with_sha256sum() {
     let Some(b) = built() else { return };
     let out = run("sha256sum", &["-c", "SHA256SUMS"], &b.first.dir);
-    let ok = out.lines().filter(|l| l.ends_with(": OK")).count();
-    // host.dtb + xen + kernel + ramdisk + one fragment.
-    assert_eq!(ok, 5, "{out}");
+    let ok: Vec<&str> = out.lines().filter_map(|l| l.strip_suffix(": OK")).collect();
+    // Every file of the bundle but SHA256SUMS itself, as `find` sees the directory.
+    let find = run(
+        "find",
+        &[".", "-type", "f", "-printf", "%P\\n"],
+        &b.first.dir,
+    );
+    let mut files: Vec<&str> = find.lines().filter(|f| *f != "SHA256SUMS").collect();
+    files.sort();
+    let mut listed = ok.clone();
+    listed.sort();
+    assert_eq!(listed, files, "{out}");
+    for must in [
+        "host.dtb",
+        "modules/xen",
+        "boot.scr",
+        "run-qemu.sh",
+        "build.json",
+    ] {
+        assert!(ok.contains(&must), "{must} not in SHA256SUMS: {out}");
+    }
 }
 
 #[test]
@@ -362,7 +380,11 @@ fn qemu_loads_each_module_where_the_dtb_says() {
     let Some(b) = built() else { return };
     let dir = &b.first.dir;
     let host = dir.join("host.dtb");
-    let q = &b.first.qemu;
+    let q = b
+        .first
+        .qemu
+        .as_ref()
+        .expect("a QEMU board gets a QEMU boot");
     assert_eq!(q.program, "qemu-system-aarch64");
     let args = &q.args;
     let after = |flag: &str| -> &str {
@@ -420,9 +442,46 @@ fn qemu_loads_each_module_where_the_dtb_says() {
         boot.trim_end()
             .ends_with(&format!("booti {:#x} - 0x48000000", 0x4000_0000))
     );
+    // boot.scr is domforge's own legacy image; U-Boot's mkimage must read it as a script image and
+    // make the very same bytes from boot.source.
     if tool_present("mkimage") {
-        assert!(dir.join("boot.scr").is_file());
+        let listed = run("mkimage", &["-l", "boot.scr"], dir);
+        assert!(
+            listed.contains("AArch64 Linux Script (uncompressed)"),
+            "{listed}"
+        );
+        let theirs = Path::new(env!("CARGO_TARGET_TMPDIR")).join("build_arm/mkimage-boot.scr");
+        let out = Command::new("mkimage")
+            .current_dir(dir)
+            .env("SOURCE_DATE_EPOCH", "0")
+            .args([
+                "-A",
+                "arm64",
+                "-T",
+                "script",
+                "-C",
+                "none",
+                "-d",
+                "boot.source",
+            ])
+            .arg(&theirs)
+            .output()
+            .expect("mkimage");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            std::fs::read(dir.join("boot.scr")).expect("boot.scr"),
+            std::fs::read(&theirs).expect("mkimage's boot.scr"),
+            "boot.scr differs from mkimage's"
+        );
+    } else if in_ci() {
+        panic!("mkimage (u-boot-tools) is needed in CI");
     }
+    // The marker disk is a test fixture: `domforge test` attaches it, a build never has one.
+    assert!(!dir.join("disk0.img").exists());
     let _ = &b.loaded;
 }
 

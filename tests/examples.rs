@@ -21,11 +21,11 @@
 //! Prerequisites (QEMU for `dumpdtb`, the Debian packages) are fetched first. When one is missing the
 //! test is skipped with the reason printed, except in CI (`CI=true`), where that is a failure.
 
-use domforge::pipeline::{self, Loaded, Options, PipelineError};
 use firmware_config::board::{BUILTIN_BOARDS, Board, Region, builtin_board};
 use firmware_config::diag::Diagnostics;
 use firmware_config::manifest::{Console, DomainKind, Manifest};
 use firmware_config::plan::SystemPlan;
+use pipeline::{self, Loaded, Options, PipelineError};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -96,8 +96,8 @@ fn prerequisites(files: &[PathBuf], opts: &Options) -> Result<(), String> {
         if done.insert(("dtb".to_string(), board.name.clone())) {
             let dir = file.parent().unwrap_or(Path::new("."));
             pipeline::board_dtb(&board, dir, opts).map_err(|e| match e {
-                PipelineError::Other(msg) => format!("the DTB of board `{}`: {msg}", board.name),
                 PipelineError::Diagnostics { .. } => format!("the DTB of board `{}`", board.name),
+                other => format!("the DTB of board `{}`: {other}", board.name),
             })?;
         }
         let xen = m.system.xen.value.to_string();
@@ -141,7 +141,7 @@ fn describe(name: &str, e: PipelineError) -> String {
         PipelineError::Diagnostics { diags, .. } => {
             format!("{name} does not validate:\n  {}", render(&diags))
         }
-        PipelineError::Other(msg) => format!("{name}: {msg}"),
+        other => format!("{name}: {other}"),
     }
 }
 
@@ -533,7 +533,13 @@ fn rust_sources(dir: &Path, out: &mut Vec<PathBuf>) {
 fn docs_list_every_diagnostic_code_and_no_other() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut files = Vec::new();
-    for dir in ["firmware-config/src", "src", "device-tree/src"] {
+    for dir in [
+        "firmware-config/src",
+        "src",
+        "device-tree/src",
+        "pipeline/src",
+        "bundle/src",
+    ] {
         rust_sources(&root.join(dir), &mut files);
     }
     let mut in_code = BTreeSet::new();

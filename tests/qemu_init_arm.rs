@@ -22,10 +22,10 @@
 
 mod common;
 use common::{enabled, opts};
-use domforge::run::{self, RunOptions};
 use firmware_config::xen::XenVersion;
 use qemu_tests::report::{self, Outcome};
 use qemu_tests::runner::BootLog;
+use qemu_tests::session::{self as run, RunOptions};
 use std::path::Path;
 use std::time::Duration;
 

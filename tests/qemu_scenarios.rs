@@ -19,11 +19,11 @@
 
 mod common;
 use common::{enabled, opts};
-use domforge::pipeline::PipelineError;
-use domforge::run::{self, RunOptions};
 use firmware_config::xen::XenVersion;
+use pipeline::PipelineError;
 use qemu_tests::expect::DeviceSpec;
 use qemu_tests::report::Outcome;
+use qemu_tests::session::{self as run, RunOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;

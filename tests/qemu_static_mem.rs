@@ -6,8 +6,8 @@
 //!
 //! Runs when `CI=true` or `DOMFORGE_QEMU_TESTS=1` (it builds Xen and boots QEMU).
 
-use domforge::pipeline::Options;
-use domforge::run::{self, RunOptions};
+use pipeline::Options;
+use qemu_tests::session::{self as run, RunOptions};
 use std::path::Path;
 use std::time::Duration;
 

@@ -22,9 +22,9 @@
 
 mod common;
 use common::{enabled, opts};
-use domforge::run::{self, RunOptions};
 use firmware_config::xen::XenVersion;
 use qemu_tests::runner::BootLog;
+use qemu_tests::session::{self as run, RunOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

@@ -17,9 +17,9 @@
 //! `${XDG_CACHE_HOME:-$HOME/.cache}/domforge/`). Missing ones skip with the reason printed,
 //! except in CI (`CI=true`), where that is a failure.
 
-use domforge::pipeline::{self, Loaded, Options, PipelineError};
 use firmware_config::diag::Diagnostic;
 use firmware_config::xen::XenVersion;
+use pipeline::{self, Loaded, Options, PipelineError};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -174,7 +174,7 @@ fn build_host_dtb(loaded: &Loaded, dir: &Path) -> PathBuf {
     let (plan, _warnings) = loaded.plan().unwrap_or_else(|e| panic!("plan: {e}"));
     let out = dir.join("out");
     let built =
-        domforge::build::build(loaded, &plan, &out, false).unwrap_or_else(|e| panic!("build: {e}"));
+        pipeline::build(loaded, &plan, &out, false).unwrap_or_else(|e| panic!("build: {e}"));
     built.dir.join("host.dtb")
 }
 

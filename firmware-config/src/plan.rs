@@ -300,10 +300,18 @@ fn build_plan(input: CheckInput<'_>) -> Result<SystemPlan, Diagnostic> {
                 vcpus: d0.vcpus.as_ref().map_or(1, |v| v.value),
                 kernel,
                 ramdisk,
-                cmdline: d0
-                    .cmdline
-                    .as_ref()
-                    .map_or_else(|| format!("console={console}"), |c| c.value.clone()),
+                cmdline: {
+                    let mut c = d0
+                        .cmdline
+                        .as_ref()
+                        .map_or_else(|| format!("console={console}"), |c| c.value.clone());
+                    name_the_probe(
+                        &mut c,
+                        d0.ramdisk.as_ref().map(|r| r.value.as_str()),
+                        "dom0",
+                    );
+                    c
+                },
             }
         })
     } else {
@@ -445,6 +453,11 @@ fn build_plan(input: CheckInput<'_>) -> Result<SystemPlan, Diagnostic> {
             }
             cmdline.push_str(ARM_PANIC_RESET);
         }
+        name_the_probe(
+            &mut cmdline,
+            d.ramdisk.as_ref().map(|r| r.value.as_str()),
+            &name,
+        );
         domains.push(DomainPlan {
             name: name.clone(),
             kind: d.kind.value,
@@ -590,8 +603,52 @@ fn xen_cmdline(input: CheckInput<'_>, dom0: Option<&Dom0Plan>) -> String {
     {
         parts.push(extra.value.trim().to_string());
     }
+    let conswitch_set = parts
+        .iter()
+        .flat_map(|p| p.split_whitespace())
+        .any(|w| w.starts_with("conswitch="));
+    if dom0.is_none() && board.arch == Arch::Arm64 && !conswitch_set {
+        parts.push(SERIAL_INPUT_STAYS_WITH_XEN.to_string());
+    }
     parts.join(" ")
 }
+
+/// The source string of domforge's probe guest initramfs.
+pub const PROBE_SOURCE: &str = "builtin:probe";
+
+/// A domain booting the probe guest (`ramdisk = "builtin:probe"`) is told its name
+/// (`domforge.name=<name>`, `images/src/probe.rs`): consoles of several domains interleave, so the
+/// probe prefixes every report line with it, and whoever watches the console (`domforge run`, a
+/// person) can tell the domains apart. A `domforge.name=` the manifest sets itself is kept.
+fn name_the_probe(cmdline: &mut String, ramdisk: Option<&str>, name: &str) {
+    if ramdisk == Some(PROBE_SOURCE)
+        && !cmdline
+            .split_whitespace()
+            .any(|w| w.starts_with("domforge.name="))
+    {
+        if !cmdline.is_empty() {
+            cmdline.push(' ');
+        }
+        cmdline.push_str(&format!("domforge.name={name}"));
+    }
+}
+
+/// The Xen option that keeps serial input with Xen after boot (`conswitch=<char>x`,
+/// `docs/misc/xen-command-line.pandoc`; `a` is the default switch character, Ctrl-A), added to a
+/// dom0-less ARM system's command line unless the board or manifest sets `conswitch` itself.
+///
+/// Without a dom0, Xen 4.20 hands serial input to the first domU at the end of boot
+/// (`console_endboot()` → `switch_serial_input()` in `xen/drivers/char/console.c`; the console
+/// says "*** Serial input to DOM1", where 4.17 says "DOM0" even without a dom0, so no domU has
+/// it there). `vpl011_write_data_xen()` (`xen/arch/arm/vpl011.c`) prints the input domain's
+/// output one character per `printk("%c")`, without the `DOM<n>:` prefix, while the other
+/// domains' lines are buffered and printed whole; with two physical CPUs the characters
+/// interleave with those lines and with `(XEN) ` prefixes mid-line (seen on Debian's 4.20.4:
+/// `(XEN) DO(XEN) MFORGE-PROBE app-1 …`), so a serial console shows garbled lines. Keeping the
+/// input with Xen (the trailing `x`) keeps every domain's output in whole `(XEN) DOM<n>: …`
+/// lines; Ctrl-A still switches by hand. With a dom0 (which takes the input and whose `hvc0` is
+/// printed as written) nothing is added.
+pub const SERIAL_INPUT_STAYS_WITH_XEN: &str = "conswitch=ax";
 
 fn budget(input: CheckInput<'_>, modules: &[ModulePlan]) -> MemoryBudget {
     let mut b = crate::budget::memory_budget(input);

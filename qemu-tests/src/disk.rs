@@ -17,7 +17,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::command::qemu_opt_value;
+use qemu_launch::qemu_opt_value;
 
 /// What a marker line starts with, so a report value can be told from random disk contents.
 pub const MARKER_PREFIX: &str = "DOMFORGE-DISK";

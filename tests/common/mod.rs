@@ -1,7 +1,7 @@
 //! Shared by the QEMU test files (each test file is its own crate; `mod common;` includes this).
 
-use domforge::pipeline::Options;
 use firmware_config::xen::XenVersion;
+use pipeline::Options;
 
 /// QEMU boots take minutes: they run when `CI=true` (where a missing QEMU or package is a failure)
 /// or `DOMFORGE_QEMU_TESTS=1`; otherwise the test prints why it skipped.

@@ -10,7 +10,7 @@
 //! with no escape, so neither the paths nor dom0's command line may contain one. Xen's own options
 //! (`com1=115200,8n1`) are in `-append`, where commas are fine.
 
-use crate::command::{QemuInvocation, machine_args};
+use crate::{QemuInvocation, machine_args};
 use firmware_config::board::QemuMachine;
 use std::path::Path;
 

@@ -1,25 +1,23 @@
-//! `domforge run` and `domforge test`: build a manifest's artifacts and boot them in QEMU.
+//! `domforge run` and `domforge test`: build a manifest's bundle and boot it in QEMU.
 //!
-//! Both go plan → expectations ([`qemu_tests::expect`]) → probe knobs on each kernel command line
-//! → [`crate::build::build`] → [`qemu_tests::runner::boot`]. A manifest that fails validation stops
-//! at the plan: QEMU is never started. `test` then judges the probe reports
-//! ([`qemu_tests::report::evaluate`]); `run` streams the console with `[domain]` prefixes and
-//! reports whether every domain came up.
+//! `run` boots exactly what `domforge build` writes and `./run-qemu.sh` boots: load → plan →
+//! [`pipeline::build`] → [`crate::runner::boot`], with the console split per domain.
+//! `test` adds two things, both shown and both only in the test: the probe **overlay**
+//! ([`expect::apply_knobs`]: what each probe guest is to look for, on its kernel command line) and,
+//! when a domain owns a virtio-mmio transport, a **marker disk** behind it ([`crate::disk`]), which
+//! the probe reads back. Then it judges the probe reports ([`crate::report::evaluate`]). A manifest
+//! that fails validation or finalize stops before anything is built or booted.
 //!
 //! The Xen release comes from the manifest or from [`Options::xen_override`] (`--xen`), which
 //! re-targets the parsed manifest before validation ([`pipeline::retarget_xen`]), so one
 //! scenario file runs against every release of the matrix in `tests/qemu_scenarios.rs`.
-//!
-//! ARM64 only for now because [`crate::build`] is; the runner itself knows no architecture
-//! (x86 joins when the x86 builder produces a QEMU invocation).
 
-use crate::build::{self, BuildOutput};
-use crate::pipeline::{self, Loaded, Options, PipelineError};
+use crate::console::{ConsoleLine, DomainMap};
+use crate::expect::{self, Expectation};
+use crate::report::{self, TestReport};
+use crate::runner::{self, BootLog, QemuCommand, StopWhen, WatchConfig};
 use firmware_config::plan::SystemPlan;
-use qemu_tests::console::{ConsoleLine, DomainMap};
-use qemu_tests::expect::{self, Expectation};
-use qemu_tests::report::{self, TestReport};
-use qemu_tests::runner::{self, BootLog, QemuCommand, StopWhen, WatchConfig};
+use pipeline::{BuildOutput, Loaded, Options, PipelineError};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -62,6 +60,8 @@ pub struct Prepared {
     /// The plan as built: the probe knobs are on the command lines.
     pub plan: SystemPlan,
     pub expectations: Vec<Expectation>,
+    /// The probe overlay `test` applied: (domain, the knobs added to its command line).
+    pub overlay: Vec<(String, String)>,
     pub built: BuildOutput,
     pub qemu: QemuCommand,
     pub map: DomainMap,
@@ -85,10 +85,30 @@ fn temp_out() -> PathBuf {
     ))
 }
 
+/// What a boot adds to the bundle `build` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `domforge run`: the bundle as built, nothing added.
+    AsBuilt,
+    /// `domforge test`: the probe overlay and the marker disk.
+    Test,
+}
+
 /// Loads, validates and plans `manifest`, lets `adjust` change the expectations (tests use it to
-/// state a deliberately wrong one), writes the probe knobs and builds. Validation errors come
-/// back before anything is built or booted.
+/// state a deliberately wrong one), applies the probe overlay and builds: what `domforge test`
+/// boots. Validation errors come back before anything is built or booted.
 pub fn prepare(
+    manifest: &Path,
+    opts: &Options,
+    ropts: &RunOptions,
+    adjust: impl FnOnce(&mut Vec<Expectation>),
+) -> Result<Prepared, PipelineError> {
+    prepare_as(Mode::Test, manifest, opts, ropts, adjust)
+}
+
+/// As [`prepare`] for `mode`.
+pub fn prepare_as(
+    mode: Mode,
     manifest: &Path,
     opts: &Options,
     ropts: &RunOptions,
@@ -96,10 +116,19 @@ pub fn prepare(
 ) -> Result<Prepared, PipelineError> {
     let loaded = pipeline::load(manifest, opts)?;
     let (mut plan, _warnings) = loaded.plan()?;
+    if loaded.board.qemu.is_none() {
+        return Err(PipelineError::Other(format!(
+            "board `{}` has no [qemu] table: QEMU does not emulate it, so `run` and `test` cannot \
+             boot it; `domforge build` writes its bundle for the board's firmware",
+            loaded.board.name
+        )));
+    }
     let mut expectations = expect::expectations(&plan);
     adjust(&mut expectations);
-    expect::apply_knobs(&mut plan, &expectations);
-    keep_serial_input_with_xen(&mut plan);
+    let overlay = match mode {
+        Mode::AsBuilt => Vec::new(),
+        Mode::Test => apply_overlay(&mut plan, &expectations),
+    };
     let (out, temp_dir) = match &ropts.out_dir {
         Some(d) => (d.clone(), None),
         None => {
@@ -107,13 +136,13 @@ pub fn prepare(
             (d.clone(), Some(d))
         }
     };
-    let built = match build::build(&loaded, &plan, &out, false) {
+    let (built, invocation) = match build_for(mode, &loaded, &plan, &out) {
         Ok(b) => b,
         Err(e) => {
             if let Some(d) = &temp_dir {
                 let _ = std::fs::remove_dir_all(d);
             }
-            return Err(e.into());
+            return Err(e);
         }
     };
     let package = loaded.board.qemu.as_ref().map(|q| q.package.clone());
@@ -121,8 +150,8 @@ pub fn prepare(
         program: ropts
             .qemu_program
             .clone()
-            .unwrap_or_else(|| built.qemu.program.clone()),
-        args: built.qemu.args.clone(),
+            .unwrap_or_else(|| invocation.program.clone()),
+        args: invocation.args.clone(),
         package,
         cwd: Some(built.dir.clone()),
     };
@@ -131,11 +160,76 @@ pub fn prepare(
         loaded,
         plan,
         expectations,
+        overlay,
         built,
         qemu,
         map,
         temp_dir,
     })
+}
+
+/// Applies the probe knobs and returns what each domain's command line gained.
+fn apply_overlay(plan: &mut SystemPlan, exps: &[Expectation]) -> Vec<(String, String)> {
+    let before = cmdlines(plan);
+    expect::apply_knobs(plan, exps);
+    cmdlines(plan)
+        .into_iter()
+        .zip(before)
+        .filter(|(after, before)| after.1 != before.1)
+        .map(|(after, _)| {
+            let knobs: Vec<&str> = after
+                .1
+                .split_whitespace()
+                .filter(|w| w.starts_with("domforge."))
+                .collect();
+            (after.0, knobs.join(" "))
+        })
+        .collect()
+}
+
+fn cmdlines(plan: &SystemPlan) -> Vec<(String, String)> {
+    plan.dom0
+        .iter()
+        .map(|d| (crate::console::DOM0_NAME.to_string(), d.cmdline.clone()))
+        .chain(
+            plan.domains
+                .iter()
+                .map(|d| (d.name.clone(), d.cmdline.clone())),
+        )
+        .collect()
+}
+
+/// Builds the bundle; in a test, with a marker disk behind a passed-through virtio-mmio transport.
+///
+/// QEMU plugs the first `virtio-blk-device` into the highest transport (`/virtio_mmio@a003e00` on
+/// `virt`), and the board DTB is the same with or without it (checked in the disk tests); the probe
+/// guest reads the marker line back through the device's DMA.
+fn build_for(
+    mode: Mode,
+    loaded: &Loaded,
+    plan: &SystemPlan,
+    out: &Path,
+) -> Result<(BuildOutput, qemu_launch::QemuInvocation), PipelineError> {
+    let built = pipeline::build(loaded, plan, out, false)?;
+    let mut invocation = built
+        .qemu
+        .clone()
+        .ok_or_else(|| PipelineError::Other("the bundle has no QEMU boot".into()))?;
+    let virtio = plan.domains.iter().any(|d| {
+        d.devices
+            .iter()
+            .any(|dev| dev.compatible.iter().any(|c| c == "virtio,mmio"))
+    });
+    if mode == Mode::Test && virtio {
+        let disk = crate::disk::MarkerDisk::write(
+            &built.dir.join("disk0.img"),
+            &crate::disk::MarkerDisk::marker_for(&plan.name),
+            crate::disk::DEFAULT_DISK_SIZE,
+        )
+        .map_err(|e| PipelineError::Other(format!("writing the virtio-blk marker disk: {e}")))?;
+        invocation.args.extend(disk.qemu_args("d0"));
+    }
+    Ok((built, invocation))
 }
 
 impl Prepared {
@@ -173,38 +267,6 @@ impl Prepared {
             report::evaluate(&self.plan.name, &self.expectations, &log),
             log,
         ))
-    }
-}
-
-/// The Xen option that keeps serial input with Xen after boot (`conswitch=<char>x`,
-/// `docs/misc/xen-command-line.pandoc`; `a` is the default switch character, Ctrl-A).
-pub const SERIAL_INPUT_STAYS_WITH_XEN: &str = "conswitch=ax";
-
-/// Keeps the serial console's input with Xen when no dom0 would take it, so that every
-/// dom0less domain's output arrives as whole `(XEN) DOM<n>: …` lines.
-///
-/// Without a dom0, Xen 4.20 hands serial input to the first domU at the end of boot
-/// (`console_endboot()` → `switch_serial_input()` in `xen/drivers/char/console.c`; the console
-/// says "*** Serial input to DOM1", where 4.17 says "DOM0" even without a dom0, so no domU has
-/// it there). `vpl011_write_data_xen()` (`xen/arch/arm/vpl011.c`) prints the input domain's
-/// output one character per `printk("%c")`, without the `DOM<n>:` prefix,
-/// while the other domains' lines are buffered and printed whole; with two physical CPUs the
-/// characters interleave with those lines and with `(XEN) ` prefixes mid-line (seen on Debian's
-/// 4.20.4: `(XEN) DO(XEN) MFORGE-PROBE app-1 …`), losing probe lines no demultiplexer can put
-/// back. The harness never types into the console, so Xen may keep the input (the trailing
-/// `x`); nothing the guests see changes. A `conswitch` the manifest sets itself is left alone,
-/// and with a dom0 (which takes the input and whose `hvc0` is printed as written) nothing is
-/// added.
-pub fn keep_serial_input_with_xen(plan: &mut SystemPlan) {
-    let set_already = plan
-        .xen_cmdline
-        .split_whitespace()
-        .any(|w| w.starts_with("conswitch="));
-    if plan.dom0.is_none() && plan.arch == firmware_config::board::Arch::Arm64 && !set_already {
-        if !plan.xen_cmdline.is_empty() {
-            plan.xen_cmdline.push(' ');
-        }
-        plan.xen_cmdline.push_str(SERIAL_INPUT_STAYS_WITH_XEN);
     }
 }
 

@@ -1,8 +1,12 @@
-//! parse → resolve board and DTB → examine artifacts → validate → plan.
+//! parse → resolve board and DTB → examine artifacts → validate → plan → finalize.
 //!
 //! This is the only place that touches the file system and the network on the way to a plan: it reads
 //! the manifest and board files, obtains the board's DTB (QEMU `dumpdtb`, a file, or a Debian package),
-//! and examines every kernel and ramdisk the manifest names. Everything after that is pure library code.
+//! and examines every kernel and ramdisk the manifest names. Everything after that is library code:
+//! `firmware_config` validates and plans, [`bundle::finalize`] decides what is left (fragments, dom0's
+//! generated initramfs, every slot), and this crate maps what finalize refuses back to manifest
+//! spans ([`Loaded::final_plan`]), so `check` reports everything `build` would refuse.
+//! [`build`] is finalize → assemble → write.
 
 use firmware_config::artifacts::{ArtifactFacts, ArtifactTable, ImageFormat};
 use firmware_config::board::{
@@ -17,6 +21,10 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub use bundle::{BuildOutput, FinalPlan};
+
+mod blame;
+
 /// Why the pipeline stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -27,6 +35,12 @@ pub enum PipelineError {
         manifest: SourceFile,
         board: Option<SourceFile>,
     },
+    /// Writing the bundle failed (I/O only: everything else was refused at finalize).
+    #[error("writing the bundle")]
+    Write(#[from] bundle::WriteError),
+    /// An input changed or vanished between examining it and assembling the bundle.
+    #[error("assembling the bundle")]
+    Assemble(#[from] bundle::AssembleError),
     /// Anything else (I/O, tools, downloads), with a message for people.
     #[error("{0}")]
     Other(String),
@@ -50,6 +64,8 @@ pub struct Options {
     /// manifest serves several releases without copies. An explicit `[system] hypervisor` file
     /// is still used as given: it must be a build of this release.
     pub xen_override: Option<XenVersion>,
+    /// Where `domforge-init` comes from (`--init`; see [`bundle::init`]).
+    pub init: bundle::init::InitLocator,
 }
 
 impl Options {
@@ -61,6 +77,7 @@ impl Options {
             offline: false,
             quiet: false,
             xen_override: None,
+            init: bundle::init::InitLocator::default(),
         })
     }
 
@@ -89,6 +106,8 @@ pub struct Loaded {
     pub artifacts: ArtifactTable,
     /// The manifest's own `[system] xen` when [`Options::xen_override`] replaced it.
     pub xen_retargeted_from: Option<XenVersion>,
+    /// Where `domforge-init` comes from ([`Options::init`]).
+    pub init: bundle::init::InitLocator,
 }
 
 impl Loaded {
@@ -118,19 +137,55 @@ impl Loaded {
         }
     }
 
-    /// All checks. `Ok` carries the warnings.
+    /// Every check `build` would apply: validation, planning and finalize. `Ok` carries the
+    /// warnings.
     pub fn check(&self) -> Result<Diagnostics, PipelineError> {
         let diags = validate::check(self.input());
         if diags.has_errors() {
-            Err(self.fail(diags))
-        } else {
-            Ok(diags)
+            return Err(self.fail(diags));
+        }
+        let (plan, _) = self.plan()?;
+        self.finalize(plan)?;
+        Ok(diags)
+    }
+
+    /// Checks and plans, before finalize: what an overlay (the probe knobs of `domforge test`)
+    /// may still change.
+    pub fn plan(&self) -> Result<(SystemPlan, Diagnostics), PipelineError> {
+        plan::plan(self.input()).map_err(|d| self.fail(d))
+    }
+
+    /// Checks, plans and finalizes: the plan as it will be built.
+    pub fn final_plan(&self) -> Result<(FinalPlan, Diagnostics), PipelineError> {
+        let (plan, warnings) = self.plan()?;
+        Ok((self.finalize(plan)?, warnings))
+    }
+
+    /// What finalize and assemble read: the manifest, board, DTB and examined files.
+    pub fn bundle_inputs<'a>(
+        &'a self,
+        files: &'a bundle::VerifiedFiles<'a>,
+        init: &'a bundle::init::InitLocator,
+    ) -> bundle::finalize::Inputs<'a> {
+        bundle::finalize::Inputs {
+            check: self.input(),
+            board_dtb: self.board_dtb.as_deref(),
+            files,
+            init,
         }
     }
 
-    /// Checks and plans.
-    pub fn plan(&self) -> Result<(SystemPlan, Diagnostics), PipelineError> {
-        plan::plan(self.input()).map_err(|d| self.fail(d))
+    /// Finalizes `plan` (made from this input, perhaps with an overlay), every refusal as a
+    /// diagnostic pointing at what it concerns.
+    pub fn finalize(&self, plan: SystemPlan) -> Result<FinalPlan, PipelineError> {
+        let files = bundle::VerifiedFiles(&self.artifacts);
+        bundle::finalize(&self.bundle_inputs(&files, &self.init), plan).map_err(|errs| {
+            self.fail(Diagnostics(
+                errs.iter()
+                    .map(|e| blame::diagnostic(&self.manifest, e))
+                    .collect(),
+            ))
+        })
     }
 
     pub fn board_arch(&self) -> Arch {
@@ -221,7 +276,23 @@ pub fn load(manifest_path: &Path, opts: &Options) -> Result<Loaded, PipelineErro
         inventory,
         artifacts,
         xen_retargeted_from,
+        init: opts.init.clone(),
     })
+}
+
+/// Builds `plan` (made from `loaded`, perhaps with an overlay) into `out`: finalize, assemble,
+/// write. After a passing `check`, only I/O can fail here.
+pub fn build(
+    loaded: &Loaded,
+    plan: &SystemPlan,
+    out: &Path,
+    dts: bool,
+) -> Result<BuildOutput, PipelineError> {
+    let fin = loaded.finalize(plan.clone())?;
+    let files = bundle::VerifiedFiles(&loaded.artifacts);
+    let inputs = loaded.bundle_inputs(&files, &loaded.init);
+    let b = bundle::assemble(&fin, &inputs, dts)?;
+    Ok(b.write(out)?)
 }
 
 /// Re-targets a parsed manifest at Xen `release`: the transformation behind
@@ -281,9 +352,9 @@ fn board_source(
     })
 }
 
-/// The QEMU command-line arguments that select the board's machine. They live in
-/// `qemu_tests::command` with the boot command lines, so the dumped DTB is exactly the one QEMU boots.
-pub use qemu_tests::command::machine_args as qemu_machine_args;
+/// The QEMU command-line arguments that select the board's machine. They live in `qemu_launch`
+/// with the boot command lines, so the dumped DTB is exactly the one QEMU boots.
+pub use qemu_launch::machine_args as qemu_machine_args;
 
 /// Obtains the board's DTB bytes (cached).
 pub fn board_dtb(

@@ -1,4 +1,6 @@
-//! The QEMU command lines domforge boots with, as data.
+//! The QEMU command lines domforge boots with, as data: the `qemu` boot target of a bundle and the
+//! DTB dump that tells domforge what a QEMU board has. Below both the bundle and the test harness, so
+//! the product never depends on `qemu-tests`.
 //!
 //! One function builds the machine arguments of a board ([`machine_args`]); both the DTB dump that
 //! tells domforge what hardware the board has (`-machine ...,dumpdtb=`) and the boot itself use it, so
@@ -14,6 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use firmware_config::board::QemuMachine;
+
+pub mod x86;
 
 /// A program and its arguments: what to spawn, and what to print for a person to run by hand.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

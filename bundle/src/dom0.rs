@@ -1,0 +1,166 @@
+//! dom0's generated initramfs, for systems whose domains domforge-init builds (every x86 system;
+//! ARM systems with `builder = "init"` domains).
+//!
+//! Its layout is `images::dom0::Dom0Initramfs`: `/init` = the static `domforge-init` for dom0's
+//! architecture, `/domforge/boot.blob`, the kernels, ramdisks and passthrough fragments of the
+//! domains it builds under `/domforge/modules/<id>`, and the Xen drivers (privcmd, evtchn) of
+//! dom0's kernel package.
+
+use std::path::{Path, PathBuf};
+
+use device_tree::from_plan::DomainFragment;
+use firmware_config::board::Arch;
+use firmware_config::plan::{self, ModuleKind, ModulePlan, SystemPlan};
+use images::dom0::Dom0Initramfs;
+
+use crate::finalize::{Blame, FinalizeError, Inputs};
+use crate::init::init_target;
+
+/// The composed initramfs and the boot blob inside it.
+pub(crate) struct Composed {
+    pub blob: Vec<u8>,
+    pub cpio: Vec<u8>,
+    pub notes: Vec<String>,
+}
+
+/// The boot blob of `plan` (the compiled manifest domforge-init reads), framed.
+pub fn encode_boot_blob(plan: &SystemPlan) -> Result<Vec<u8>, FinalizeError> {
+    let config = plan::boot_config(plan).map_err(|d| {
+        let mut e = FinalizeError::new(d.code, Blame::System, d.message.clone());
+        e.help = d.help.clone();
+        e
+    })?;
+    firmware_config::blob::encode(&config).map_err(|e| {
+        FinalizeError::new(
+            "E0405",
+            Blame::System,
+            format!("the boot blob cannot be encoded: {e}"),
+        )
+    })
+}
+
+/// `lib/modules/<release>` of a Debian kernel package, from its `boot/vmlinuz-<release>`.
+pub fn debian_modules_dir(kernel: &Path) -> Option<PathBuf> {
+    let name = kernel.file_name()?.to_str()?;
+    let release = name.strip_prefix("vmlinuz-")?;
+    let root = kernel.parent()?.parent()?;
+    let dir = root.join("lib/modules").join(release);
+    dir.is_dir().then_some(dir)
+}
+
+fn module_error(m: &ModulePlan, reason: impl std::fmt::Display) -> FinalizeError {
+    FinalizeError::new(
+        "E0402",
+        Blame::module(m),
+        format!("module `{}` ({}): {reason}", m.id, m.source),
+    )
+}
+
+/// Composes dom0's initramfs for the domains named in `init_built`.
+pub(crate) fn compose(
+    inputs: &Inputs<'_>,
+    plan: &SystemPlan,
+    init_built: &[String],
+    fragments: &[DomainFragment],
+) -> Result<Composed, FinalizeError> {
+    let blob = encode_boot_blob(plan)?;
+    let arch = plan.arch;
+    let init_path = inputs.init.find(arch).map_err(|e| {
+        FinalizeError::new("E0406", Blame::Dom0, e.to_string()).help(format!(
+            "domforge-init builds {} at boot and must be found when the bundle is made",
+            init_built.join(", ")
+        ))
+    })?;
+    let init = std::fs::read(&init_path).map_err(|e| {
+        FinalizeError::new(
+            "E0406",
+            Blame::Dom0,
+            format!("{}: {e}", init_path.display()),
+        )
+    })?;
+    let images_arch = match arch {
+        Arch::X86_64 => images::Arch::Amd64,
+        Arch::Arm64 => images::Arch::Arm64,
+    };
+    let mut initramfs = Dom0Initramfs::new_for(images_arch, &init, &blob).map_err(|e| {
+        FinalizeError::new(
+            "E0406",
+            Blame::Dom0,
+            format!("{} (for {}): {e}", init_path.display(), init_target(arch)),
+        )
+    })?;
+    for m in &plan.modules {
+        if !m.users.iter().any(|u| init_built.contains(u)) {
+            continue;
+        }
+        let bytes = match m.kind {
+            ModuleKind::Kernel | ModuleKind::Ramdisk => inputs
+                .files
+                .read(&m.source)
+                .map_err(|e| module_error(m, e))?,
+            ModuleKind::PassthroughDtb => fragments
+                .iter()
+                .find(|f| f.module_id == m.id)
+                .map(|f| f.fragment.dtb.clone())
+                .ok_or_else(|| module_error(m, "no fragment was generated for it"))?,
+            _ => continue,
+        };
+        initramfs
+            .add_module(&m.id, bytes)
+            .map_err(|e| module_error(m, e))?;
+    }
+    let notes = add_dom0_xen_drivers(inputs, plan, &mut initramfs)?;
+    let cpio = initramfs
+        .to_cpio()
+        .map_err(|e| FinalizeError::new("E0407", Blame::Dom0, format!("dom0's initramfs: {e}")))?;
+    Ok(Composed { blob, cpio, notes })
+}
+
+/// The Xen drivers dom0 needs for domforge-init (privcmd, evtchn) from its kernel's own Debian
+/// package; another kernel must have them built in (a note, not an error).
+fn add_dom0_xen_drivers(
+    inputs: &Inputs<'_>,
+    plan: &SystemPlan,
+    initramfs: &mut Dom0Initramfs,
+) -> Result<Vec<String>, FinalizeError> {
+    let kernel = plan
+        .dom0
+        .as_ref()
+        .and_then(|d0| plan.module(&d0.kernel))
+        .and_then(|m| inputs.files.facts(&m.source).ok())
+        .map(|f| PathBuf::from(&f.path));
+    match kernel.as_deref().and_then(debian_modules_dir) {
+        Some(dir) => {
+            initramfs.add_xen_drivers(&dir).map_err(|e| {
+                FinalizeError::new("E0407", Blame::Dom0, format!("dom0's Xen drivers: {e}"))
+            })?;
+            Ok(Vec::new())
+        }
+        None => Ok(vec![
+            "dom0's kernel is not from a Debian package with modules; it must have xen-evtchn and \
+             xen-privcmd built in"
+                .into(),
+        ]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debian_modules_dir_follows_the_package_layout() {
+        let t = std::env::temp_dir().join(format!("bundle-dom0-{}", std::process::id()));
+        let boot = t.join("boot");
+        std::fs::create_dir_all(&boot).unwrap();
+        std::fs::create_dir_all(t.join("lib/modules/6.1.0-56-amd64")).unwrap();
+        let k = boot.join("vmlinuz-6.1.0-56-amd64");
+        std::fs::write(&k, b"x").unwrap();
+        assert_eq!(
+            debian_modules_dir(&k),
+            Some(t.join("lib/modules/6.1.0-56-amd64"))
+        );
+        assert_eq!(debian_modules_dir(&boot.join("bzImage")), None);
+        std::fs::remove_dir_all(&t).unwrap();
+    }
+}

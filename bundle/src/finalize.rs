@@ -1,0 +1,128 @@
+//! Finalize: the last part of planning. Afterwards every address, size and generated file is decided
+//! and every rule that could refuse the system has run.
+//!
+//! `firmware_config::plan` places what it can know from the manifest, the board and the examined
+//! files. Some things only exist once generated: passthrough fragments (their size), dom0's
+//! initramfs when domforge-init builds domains (it carries domforge-init, the boot blob and those
+//! domains' files, so its size is known only after composing it), and the host DTB (whose size
+//! must fit its slot). The boot targets have limits of their own (QEMU's `-initrd` splits at
+//! commas). [`finalize`] does all of that and reports every refusal as a [`FinalizeError`] naming
+//! what it concerns ([`Blame`]); `check` and `plan` run it, so `build` never refuses a system that
+//! `check` passed.
+
+use device_tree::from_plan::{self, DomainFragment, FromPlanError};
+use firmware_config::board::Arch;
+use firmware_config::plan::SystemPlan;
+use firmware_config::validate::CheckInput;
+
+use crate::init::InitLocator;
+use crate::source::ArtifactSource;
+
+/// What a finalize error is about, so the caller can point into the manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Blame {
+    /// The system as a whole (`[system]`).
+    System,
+    /// The board (its file or built-in description).
+    Board,
+    /// `[dom0]`.
+    Dom0,
+    /// The `[[domain]]` with this name.
+    Domain(String),
+    /// The plan's module `id`, made from the manifest's `source` string (a `kernel`, `ramdisk` or
+    /// `hypervisor` value, or `generated`).
+    Module { id: String, source: String },
+    /// The `[[shared_memory]]` table(s).
+    SharedMemory,
+}
+
+/// A rule the final plan breaks, with a code documented in `docs/manifest.md`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct FinalizeError {
+    pub code: &'static str,
+    pub blame: Blame,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+impl Blame {
+    pub fn module(m: &firmware_config::plan::ModulePlan) -> Self {
+        Blame::Module {
+            id: m.id.clone(),
+            source: m.source.clone(),
+        }
+    }
+}
+
+impl FinalizeError {
+    pub fn new(code: &'static str, blame: Blame, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            blame,
+            message: message.into(),
+            help: None,
+        }
+    }
+
+    pub fn help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+}
+
+/// What finalize needs beyond the plan.
+pub struct Inputs<'a> {
+    /// The manifest, board, inventory and examined files the plan was made from.
+    pub check: CheckInput<'a>,
+    /// The board's DTB (ARM).
+    pub board_dtb: Option<&'a [u8]>,
+    /// The bytes of every examined file.
+    pub files: &'a dyn ArtifactSource,
+    /// Where `domforge-init` comes from.
+    pub init: &'a InitLocator,
+}
+
+/// A plan with everything decided: what `assemble` turns into a bundle without refusing anything.
+#[derive(Debug, Clone)]
+pub struct FinalPlan {
+    /// The plan, with dom0's generated initramfs placed when there is one.
+    pub plan: SystemPlan,
+    /// Each driver domain's partial device tree.
+    pub fragments: Vec<DomainFragment>,
+    /// The boot blob, when domforge-init builds domains.
+    pub boot_blob: Option<Vec<u8>>,
+    /// dom0's generated initramfs (domforge-init as `/init`), when there is one.
+    pub dom0_initramfs: Option<Vec<u8>>,
+    /// The host DTB's load address for boot loaders that load it themselves (U-Boot).
+    pub dtb_addr: Option<u64>,
+    /// Things a person should know that do not stop the build.
+    pub notes: Vec<String>,
+}
+
+/// Finalizes `plan` (see the module docs). Every error found comes back, not only the first.
+pub fn finalize(inputs: &Inputs<'_>, plan: SystemPlan) -> Result<FinalPlan, Vec<FinalizeError>> {
+    match plan.arch {
+        Arch::Arm64 => crate::arm::finalize(inputs, plan),
+        Arch::X86_64 => crate::x86::finalize(inputs, plan),
+    }
+}
+
+/// The blame of a fragment-generation error: the domain it names, else the system.
+pub(crate) fn fragment_error(e: FromPlanError) -> FinalizeError {
+    let blame = match &e {
+        FromPlanError::Passthrough { domain, .. } => Blame::Domain(domain.clone()),
+        _ => Blame::System,
+    };
+    FinalizeError::new("E0401", blame, e.to_string())
+}
+
+/// The passthrough fragments of `plan`, generated from the board DTB.
+pub(crate) fn fragments(
+    board_dtb: &[u8],
+    plan: &SystemPlan,
+) -> Result<Vec<DomainFragment>, FinalizeError> {
+    let tree = device_tree::DeviceTree::from_dtb(board_dtb)
+        .map_err(|e| fragment_error(FromPlanError::BoardDtb(e)))?;
+    from_plan::passthrough_fragments(&tree, plan).map_err(fragment_error)
+}

@@ -1,0 +1,160 @@
+//! The boot bundle: everything a board needs to boot a planned system, decided in memory and
+//! written by one writer.
+//!
+//! The flow this crate owns is the end of domforge's path, after `firmware_config::plan`:
+//!
+//! ```text
+//! SystemPlan ──▶ finalize ──▶ FinalPlan ──▶ assemble ──▶ Bundle ──▶ Bundle::write(dir)
+//!                (fragments,   (every size     (files with   (clean, stage,
+//!                 dom0 initramfs, decided,      roles, load   move into place,
+//!                 every rule a  nothing left   plan, digests) SHA256SUMS, build.json)
+//!                 build applies) to refuse)
+//! ```
+//!
+//! - [`finalize()`] runs every rule that could refuse the system after planning — passthrough
+//!   fragments, dom0's generated initramfs and its slot, every module's slot, the host DTB's slot,
+//!   the boot targets' own limits — and returns [`FinalizeError`]s that name the domain or module
+//!   they concern ([`Blame`]), so the caller maps them back to manifest spans. `check` and `plan`
+//!   run it too: after a passing `check`, building can fail only on I/O.
+//! - [`assemble()`] turns a [`FinalPlan`] into a [`Bundle`]: pure and in memory.
+//! - [`Bundle::write`] is the only writer (see [`write`]).
+//! - Boot targets are back ends over one bundle: [`targets::qemu`] (`run-qemu.sh`) and
+//!   [`targets::uboot`] (`boot.source` and the `boot.scr` legacy image).
+//!
+//! This crate never fetches anything and never runs a tool: the files a bundle is made of arrive
+//! through an [`ArtifactSource`], and `domforge-init` through an [`init::InitLocator`].
+#![allow(clippy::result_large_err)] // errors carry the plan item they concern; cold path.
+
+pub mod arm;
+pub mod dom0;
+pub mod finalize;
+pub mod init;
+pub mod legacy_image;
+pub mod source;
+pub mod targets;
+pub mod write;
+pub mod x86;
+
+pub use finalize::{Blame, FinalPlan, FinalizeError, finalize};
+pub use source::{ArtifactSource, VerifiedFiles};
+pub use write::{BuildOutput, WriteError};
+
+use std::path::PathBuf;
+
+use firmware_config::plan::{ModuleKind, SystemPlan};
+use sha2::{Digest, Sha256};
+
+/// What a file in a bundle is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// A boot module the boot loader puts in memory (Xen, kernels, ramdisks, fragments).
+    Module,
+    /// The host device tree Xen boots with.
+    HostDtb,
+    /// DTS text of a DTB in the bundle, for review (`--dts`).
+    Source,
+    /// The compiled manifest domforge-init reads (also inside dom0's initramfs).
+    BootBlob,
+    /// A boot target's own file (`run-qemu.sh`, `boot.source`, `boot.scr`).
+    Target,
+    /// `SHA256SUMS`, `build.json`.
+    Index,
+}
+
+/// One file of a bundle, path relative to the bundle's directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleFile {
+    pub path: PathBuf,
+    pub role: Role,
+    pub bytes: Vec<u8>,
+    pub executable: bool,
+}
+
+/// A file the boot loader puts in memory.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BuiltModule {
+    /// The plan's module id (`xen`, `kernel-0`, `passthrough-rtc-driver`, ...).
+    pub id: String,
+    pub kind: ModuleKind,
+    /// The file in the bundle (relative; absolute in a [`BuildOutput`]).
+    pub path: PathBuf,
+    /// Load address (the plan's; 0 on x86, where the boot loader places modules).
+    pub addr: u64,
+    /// Exact size of the file in bytes (the `reg` size in the host DTB).
+    pub size: u64,
+    /// Hex SHA-256 of the file.
+    pub sha256: String,
+    /// Stored gzip'd for Xen to decompress (see [`arm`]).
+    pub gzip: bool,
+}
+
+/// A boot bundle in memory: its files, the load plan, and how to boot it in QEMU.
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    pub files: Vec<BundleFile>,
+    /// Xen first, then the boot modules in plan order.
+    pub modules: Vec<BuiltModule>,
+    /// The host DTB's path in the bundle (ARM; `None` on x86, which has no device tree).
+    pub host_dtb: Option<PathBuf>,
+    /// How QEMU boots the bundle (the `qemu` boot target), for boards QEMU emulates.
+    pub qemu: Option<targets::qemu::QemuBoot>,
+    /// The final plan the bundle was assembled from.
+    pub plan: SystemPlan,
+    /// Things a person should know that do not stop the build (e.g. a kernel without Xen drivers).
+    pub notes: Vec<String>,
+}
+
+impl Bundle {
+    /// The file at `path` (relative), if the bundle has one.
+    pub fn file(&self, path: &str) -> Option<&BundleFile> {
+        self.files
+            .iter()
+            .find(|f| f.path == std::path::Path::new(path))
+    }
+
+    pub(crate) fn add(&mut self, path: impl Into<PathBuf>, role: Role, bytes: Vec<u8>) {
+        self.files.push(BundleFile {
+            path: path.into(),
+            role,
+            bytes,
+            executable: false,
+        });
+    }
+}
+
+/// Hex SHA-256, the form `sha256sum` prints.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+pub use arm::AssembleError;
+
+/// Assembles the bundle of a final plan, in memory (see the crate docs). `dts` adds DTS text next
+/// to every DTB, for review.
+pub fn assemble(
+    fin: &FinalPlan,
+    inputs: &finalize::Inputs<'_>,
+    dts: bool,
+) -> Result<Bundle, AssembleError> {
+    let board = inputs.check.board;
+    let machine = board.qemu.as_ref();
+    match fin.plan.arch {
+        firmware_config::board::Arch::Arm64 => arm::assemble(
+            fin,
+            inputs.files,
+            inputs.board_dtb.unwrap_or_default(),
+            machine,
+            dts,
+        ),
+        firmware_config::board::Arch::X86_64 => {
+            let machine = machine.ok_or_else(|| {
+                AssembleError::Other(format!("board `{}` has no [qemu] table", board.name))
+            })?;
+            x86::assemble(fin, inputs.files, machine)
+        }
+    }
+}

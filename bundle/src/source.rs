@@ -1,0 +1,41 @@
+//! Where the bytes of a bundle's input files come from.
+//!
+//! The plan names its files by the manifest's source strings (`debian:kernel`, `images/app.cpio`);
+//! whoever resolved them (the `pipeline` crate: files, Debian packages, built-ins) examined each
+//! once and recorded its path, size, format and digest. An [`ArtifactSource`] hands the bytes back
+//! and proves they are the bytes the plan was made from.
+
+use firmware_config::artifacts::{ArtifactFacts, ArtifactTable};
+
+/// Gives a source's bytes, proven to be the file that was examined.
+pub trait ArtifactSource {
+    /// What examining `source` found.
+    fn facts(&self, source: &str) -> Result<&ArtifactFacts, String>;
+    /// The bytes of `source`, the same bytes [`facts`](Self::facts) describes.
+    fn read(&self, source: &str) -> Result<Vec<u8>, String>;
+}
+
+/// Files on disk, as an [`ArtifactTable`] describes them: read and checked against the digest.
+pub struct VerifiedFiles<'a>(pub &'a ArtifactTable);
+
+impl ArtifactSource for VerifiedFiles<'_> {
+    fn facts(&self, source: &str) -> Result<&ArtifactFacts, String> {
+        match self.0.get(source) {
+            Some(Ok(f)) => Ok(f),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err("was never examined".into()),
+        }
+    }
+
+    fn read(&self, source: &str) -> Result<Vec<u8>, String> {
+        let facts = self.facts(source)?;
+        let bytes = std::fs::read(&facts.path).map_err(|e| format!("{}: {e}", facts.path))?;
+        if crate::sha256_hex(&bytes) != facts.sha256 {
+            return Err(format!(
+                "{} changed since it was examined; run the command again",
+                facts.path
+            ));
+        }
+        Ok(bytes)
+    }
+}

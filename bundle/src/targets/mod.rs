@@ -1,0 +1,6 @@
+//! Boot targets: back ends over one [`crate::Bundle`], each adding the files its loader reads.
+//!
+//! - [`qemu`]: `run-qemu.sh`, QEMU loading everything itself (no firmware).
+//! - [`uboot`]: `boot.source` and `boot.scr`, U-Boot loading every file at its planned address.
+pub mod qemu;
+pub mod uboot;

@@ -1,0 +1,228 @@
+//! [`Bundle::write`]: the only code that writes a bundle to disk.
+//!
+//! Everything is decided before the first byte is written: the files, `SHA256SUMS` (every file of
+//! the bundle but itself, `sha256sum -c` format: the host DTB, the boot modules in load order, then
+//! the rest by name) and `build.json` (a [`BuildOutput`] with paths relative to the directory). The
+//! files go into a staging directory inside the output directory first; only when all of them are
+//! written are the previous build's files removed and the new ones moved into place, so a failed
+//! write (a full disk) leaves the previous bundle as it was and never a mix of two. Files in the
+//! directory that are not a bundle's are left alone.
+
+use std::path::{Path, PathBuf};
+
+use qemu_launch::QemuInvocation;
+
+use crate::{BuiltModule, Bundle, Role, sha256_hex};
+
+/// What [`Bundle::write`] wrote. In memory every path is absolute; `build.json` holds the same with
+/// paths relative to the output directory.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BuildOutput {
+    pub dir: PathBuf,
+    /// The host DTB (empty on x86, which has no device tree).
+    pub host_dtb: PathBuf,
+    /// Boots the written bundle in QEMU (absolute paths; spawn from anywhere); `None` for boards
+    /// QEMU does not emulate.
+    pub qemu: Option<QemuInvocation>,
+    /// Xen first, then the modules in plan order.
+    pub modules: Vec<BuiltModule>,
+    pub plan: firmware_config::plan::SystemPlan,
+    /// Things a person should know that did not stop the build (not in build.json).
+    #[serde(skip)]
+    pub notes: Vec<String>,
+}
+
+/// Why writing stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the QEMU command line for {dir}: {reason}")]
+    Qemu { dir: PathBuf, reason: String },
+    #[error("encoding build.json: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> WriteError + '_ {
+    move |source| WriteError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The staging directory inside the output directory (same file system, so moves are renames).
+const STAGING: &str = ".domforge-staging";
+
+/// Top-level names a bundle may have written: removed before a new bundle moves in, so a
+/// directory never mixes two builds (e.g. the fragment of a domain that no longer exists).
+fn is_bundle_name(name: &str, listed: &[String]) -> bool {
+    matches!(
+        name,
+        "modules"
+            | "host.dtb"
+            | "host.dts"
+            | "run-qemu.sh"
+            | "boot.source"
+            | "boot.scr"
+            | "SHA256SUMS"
+            | "build.json"
+            | "disk0.img"
+            | "boot.blob"
+    ) || (name.starts_with("passthrough-") && (name.ends_with(".dtb") || name.ends_with(".dts")))
+        || listed.iter().any(|l| l == name)
+}
+
+impl Bundle {
+    /// `SHA256SUMS`: every file but itself (see the module docs for the order).
+    pub fn sha256sums(&self, extra: &[(&str, &[u8])]) -> String {
+        let mut rest: Vec<(String, String)> = self
+            .files
+            .iter()
+            .filter(|f| f.role != Role::Module && f.role != Role::HostDtb)
+            .map(|f| (f.path.display().to_string(), sha256_hex(&f.bytes)))
+            .chain(extra.iter().map(|(p, b)| (p.to_string(), sha256_hex(b))))
+            .collect();
+        rest.sort();
+        let mut s = String::new();
+        for f in self.files.iter().filter(|f| f.role == Role::HostDtb) {
+            s.push_str(&format!("{}  {}\n", sha256_hex(&f.bytes), f.path.display()));
+        }
+        for m in &self.modules {
+            s.push_str(&format!("{}  {}\n", m.sha256, m.path.display()));
+        }
+        for (p, d) in rest {
+            s.push_str(&format!("{d}  {p}\n"));
+        }
+        s
+    }
+
+    /// The QEMU invocation with paths under `base`.
+    fn qemu_at(&self, base: &Path) -> Result<Option<QemuInvocation>, WriteError> {
+        self.qemu
+            .as_ref()
+            .map(|q| q.invocation(base))
+            .transpose()
+            .map_err(|reason| WriteError::Qemu {
+                dir: base.to_path_buf(),
+                reason,
+            })
+    }
+
+    /// `build.json`: the bundle with paths relative to its directory.
+    pub fn build_json(&self) -> Result<String, WriteError> {
+        let relative = BuildOutput {
+            dir: PathBuf::from("."),
+            host_dtb: self.host_dtb.clone().unwrap_or_default(),
+            qemu: self.qemu_at(Path::new(""))?,
+            modules: self.modules.clone(),
+            plan: self.plan.clone(),
+            notes: Vec::new(),
+        };
+        let mut json = serde_json::to_string_pretty(&relative)?;
+        json.push('\n');
+        Ok(json)
+    }
+
+    /// Writes the bundle into `out` (created if needed); see the module docs.
+    pub fn write(&self, out: &Path) -> Result<BuildOutput, WriteError> {
+        std::fs::create_dir_all(out).map_err(io(out))?;
+        let dir = std::fs::canonicalize(out).map_err(io(out))?;
+        let qemu = self.qemu_at(&dir)?;
+        let json = self.build_json()?;
+        let sums = self.sha256sums(&[("build.json", json.as_bytes())]);
+
+        let staging = dir.join(STAGING);
+        if staging.exists() {
+            std::fs::remove_dir_all(&staging).map_err(io(&staging))?;
+        }
+        let staged = self.stage(&staging, &json, &sums);
+        if let Err(e) = staged {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+        replace(&dir, &staging)?;
+        let modules = self
+            .modules
+            .iter()
+            .map(|m| BuiltModule {
+                path: dir.join(&m.path),
+                ..m.clone()
+            })
+            .collect();
+        Ok(BuildOutput {
+            host_dtb: self
+                .host_dtb
+                .as_ref()
+                .map(|p| dir.join(p))
+                .unwrap_or_default(),
+            dir,
+            qemu,
+            modules,
+            plan: self.plan.clone(),
+            notes: self.notes.clone(),
+        })
+    }
+
+    fn stage(&self, staging: &Path, json: &str, sums: &str) -> Result<(), WriteError> {
+        std::fs::create_dir_all(staging).map_err(io(staging))?;
+        for f in &self.files {
+            let p = staging.join(&f.path);
+            if let Some(parent) = p.parent() {
+                std::fs::create_dir_all(parent).map_err(io(parent))?;
+            }
+            std::fs::write(&p, &f.bytes).map_err(io(&p))?;
+            if f.executable {
+                set_executable(&p)?;
+            }
+        }
+        for (name, text) in [("build.json", json), ("SHA256SUMS", sums)] {
+            let p = staging.join(name);
+            std::fs::write(&p, text).map_err(io(&p))?;
+        }
+        Ok(())
+    }
+}
+
+/// Removes the previous bundle's files from `dir` and moves the staged ones in.
+fn replace(dir: &Path, staging: &Path) -> Result<(), WriteError> {
+    // Names an earlier bundle listed in its SHA256SUMS (top-level component), beyond the fixed set.
+    let listed: Vec<String> = std::fs::read_to_string(dir.join("SHA256SUMS"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once("  ").map(|(_, p)| p))
+        .filter_map(|p| p.split('/').next().map(str::to_string))
+        .collect();
+    for e in std::fs::read_dir(dir).map_err(io(dir))? {
+        let e = e.map_err(io(dir))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name != STAGING && is_bundle_name(&name, &listed) {
+            let p = e.path();
+            if p.is_dir() {
+                std::fs::remove_dir_all(&p).map_err(io(&p))?;
+            } else {
+                std::fs::remove_file(&p).map_err(io(&p))?;
+            }
+        }
+    }
+    for e in std::fs::read_dir(staging).map_err(io(staging))? {
+        let e = e.map_err(io(staging))?;
+        let to = dir.join(e.file_name());
+        std::fs::rename(e.path(), &to).map_err(io(&to))?;
+    }
+    std::fs::remove_dir(staging).map_err(io(staging))
+}
+
+#[cfg(unix)]
+fn set_executable(p: &Path) -> Result<(), WriteError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).map_err(io(p))
+}
+
+#[cfg(not(unix))]
+fn set_executable(_: &Path) -> Result<(), WriteError> {
+    Ok(())
+}
