@@ -27,6 +27,8 @@ pub enum Blame {
     Board,
     /// `[dom0]`.
     Dom0,
+    /// `[dom0] cmdline` (or `[dom0]` when the command line is the default).
+    Dom0Cmdline,
     /// The `[[domain]]` with this name.
     Domain(String),
     /// The plan's module `id`, made from the manifest's `source` string (a `kernel`, `ramdisk` or

@@ -119,7 +119,7 @@ pub(crate) fn finalize(
         && let Err(e) = qemu_invocation(machine, &plan)
     {
         errors.push(
-            FinalizeError::new("E0404", Blame::Dom0, e.to_string())
+            FinalizeError::new("E0404", Blame::Dom0Cmdline, e.to_string())
                 .help("write the option without a comma (e.g. one option per word), or move it to `xen_cmdline`"),
         );
     }

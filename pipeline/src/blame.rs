@@ -27,6 +27,10 @@ fn span_of(m: &Manifest, blame: &Blame) -> Option<(Range<usize>, String)> {
             .dom0
             .as_ref()
             .map(|d| (d.kernel.span.clone(), "dom0".into())),
+        Blame::Dom0Cmdline => m.dom0.as_ref().map(|d| match &d.cmdline {
+            Some(c) => (c.span.clone(), "dom0's command line".into()),
+            None => (d.kernel.span.clone(), "dom0".into()),
+        }),
         Blame::Domain(name) => domain(name),
         Blame::SharedMemory => m
             .shared_memory

@@ -1,0 +1,215 @@
+//! `check` refuses everything `build` would: the rules finalize applies after planning (fragments,
+//! module slots, the QEMU target's limits) come back as diagnostics that point into the manifest.
+//!
+//! Each case starts from a real example (board DTB from QEMU's `dumpdtb`, Debian's kernel), breaks
+//! one thing in the plan the way only finalize can see, and asserts the code, the line the
+//! diagnostic points at (found by searching the manifest text, not from the tool) and the message.
+//! The manifest-level case (a comma in x86 dom0's command line) is in `tests/bad-manifests/`.
+
+use firmware_config::diag::{Diagnostic, SourceId};
+use firmware_config::plan::ModuleKind;
+use pipeline::{Loaded, Options, PipelineError};
+use std::path::Path;
+
+fn load(example: &str) -> Option<Loaded> {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(example);
+    let mut opts = Options::from_env().expect("options");
+    opts.quiet = true;
+    match pipeline::load(&file, &opts) {
+        Ok(l) => Some(l),
+        Err(e) if !strict() => {
+            eprintln!("SKIPPED: {example} cannot be loaded here: {e}");
+            None
+        }
+        Err(e) => panic!("{example}: {e}"),
+    }
+}
+
+fn strict() -> bool {
+    ["CI", "DOMFORGE_STRICT"]
+        .iter()
+        .any(|v| std::env::var(v).is_ok_and(|v| v == "true" || v == "1"))
+}
+
+/// The one error of a failed finalize and the 1-based line it points at.
+fn one_error(
+    loaded: &Loaded,
+    result: Result<pipeline::FinalPlan, PipelineError>,
+) -> (Diagnostic, usize) {
+    let Err(PipelineError::Diagnostics {
+        diags, manifest, ..
+    }) = result
+    else {
+        panic!("finalize passed or failed outside the manifest");
+    };
+    let errors: Vec<&Diagnostic> = diags.errors().collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let d = errors[0].clone();
+    let label = d.primary.as_ref().expect("a location");
+    assert_eq!(label.source, SourceId::Manifest);
+    let _ = loaded;
+    (d.clone(), manifest.line_col(label.span.start).0)
+}
+
+/// The 1-based line of the first line of `text` containing `needle`.
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("`{needle}` not in the manifest"))
+        + 1
+}
+
+#[test]
+fn a_fragment_finalize_cannot_generate_points_at_its_domain() {
+    let Some(loaded) = load("qemu-arm64.toml") else {
+        return;
+    };
+    let (mut plan, _) = loaded.plan().expect("plan");
+    let d = plan
+        .domains
+        .iter_mut()
+        .find(|d| !d.devices.is_empty())
+        .expect("the example has a driver domain");
+    let name = d.name.clone();
+    d.devices[0].path = "/no-such-device@0".into();
+    let (diag, line) = one_error(&loaded, loaded.finalize(plan));
+    assert_eq!(diag.code, "E0401");
+    assert!(
+        diag.message.contains(&format!("domain `{name}`")),
+        "{}",
+        diag.message
+    );
+    assert!(
+        diag.message.contains("/no-such-device@0"),
+        "{}",
+        diag.message
+    );
+    assert_eq!(
+        line,
+        line_of(&loaded.manifest_file.text, &format!("name = \"{name}\""))
+    );
+}
+
+#[test]
+fn a_module_that_does_not_fit_its_slot_points_at_the_file_that_named_it() {
+    let Some(loaded) = load("qemu-arm64.toml") else {
+        return;
+    };
+    let (mut plan, _) = loaded.plan().expect("plan");
+    let m = plan
+        .modules
+        .iter_mut()
+        .find(|m| m.kind == ModuleKind::Ramdisk && m.load.is_some())
+        .expect("a ramdisk boot module");
+    let source = m.source.clone();
+    m.size = Some(0);
+    let (diag, line) = one_error(&loaded, loaded.finalize(plan));
+    assert_eq!(diag.code, "E0402");
+    assert!(
+        diag.message.contains("0 bytes do not fit"),
+        "{}",
+        diag.message
+    );
+    assert_eq!(
+        line,
+        line_of(&loaded.manifest_file.text, &format!("\"{source}\""))
+    );
+}
+
+#[test]
+fn check_runs_finalize() {
+    // `check` is validation + plan + finalize: the example passes all three.
+    let Some(loaded) = load("qemu-arm64.toml") else {
+        return;
+    };
+    loaded.check().expect("the example passes check");
+    let (fin, _) = loaded.final_plan().expect("final plan");
+    assert!(
+        !fin.fragments.is_empty(),
+        "a driver domain gets its fragment at finalize"
+    );
+}
+
+/// The bundle of an example, assembled in memory (not written).
+fn assembled(loaded: &Loaded) -> bundle::Bundle {
+    let (fin, _) = loaded.final_plan().expect("final plan");
+    let files = bundle::VerifiedFiles(&loaded.artifacts);
+    bundle::assemble(&fin, &loaded.bundle_inputs(&files, &loaded.init), false).expect("assemble")
+}
+
+fn scratch(name: &str) -> std::path::PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("finalize")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("scratch dir");
+    d
+}
+
+#[test]
+fn a_failed_write_leaves_the_previous_bundle_as_it_was() {
+    let Some(loaded) = load("qemu-arm64.toml") else {
+        return;
+    };
+    let d = scratch("failed-write");
+    let good = assembled(&loaded);
+    good.write(&d).expect("first write");
+    let before = std::fs::read(d.join("SHA256SUMS")).expect("SHA256SUMS");
+    let dtb = std::fs::read(d.join("host.dtb")).expect("host.dtb");
+    // A file the file system refuses (a NUL in its name), staged after every real file.
+    let mut bad = good.clone();
+    bad.files[0].bytes = b"changed".to_vec();
+    bad.files.push(bundle::BundleFile {
+        path: "bad\0name".into(),
+        role: bundle::Role::Target,
+        bytes: Vec::new(),
+        executable: false,
+    });
+    assert!(matches!(bad.write(&d), Err(bundle::WriteError::Io { .. })));
+    assert_eq!(
+        std::fs::read(d.join("SHA256SUMS")).expect("SHA256SUMS"),
+        before
+    );
+    assert_eq!(std::fs::read(d.join("host.dtb")).expect("host.dtb"), dtb);
+    let out = std::process::Command::new("sha256sum")
+        .args(["-c", "--quiet", "SHA256SUMS"])
+        .current_dir(&d)
+        .output()
+        .expect("sha256sum");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let left: Vec<_> = std::fs::read_dir(&d)
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(left.is_empty(), "staging left behind: {left:?}");
+}
+
+#[test]
+fn a_rebuild_removes_the_old_bundles_files_and_keeps_the_users() {
+    let Some(loaded) = load("qemu-arm64.toml") else {
+        return;
+    };
+    let d = scratch("rebuild");
+    let mut old = assembled(&loaded);
+    old.files.push(bundle::BundleFile {
+        path: "passthrough-gone.dtb".into(),
+        role: bundle::Role::Module,
+        bytes: b"x".to_vec(),
+        executable: false,
+    });
+    old.write(&d).expect("old write");
+    std::fs::write(d.join("notes-of-mine.txt"), b"mine").expect("user file");
+    assembled(&loaded).write(&d).expect("rebuild");
+    assert!(!d.join("passthrough-gone.dtb").exists());
+    assert_eq!(
+        std::fs::read(d.join("notes-of-mine.txt")).expect("user file"),
+        b"mine"
+    );
+}
