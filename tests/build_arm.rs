@@ -41,7 +41,7 @@ enum Setup {
 }
 
 fn in_ci() -> bool {
-    std::env::var("CI").as_deref() == Ok("true")
+    test_support::strict()
 }
 
 fn tool_present(name: &str) -> bool {

@@ -47,7 +47,7 @@ enum Setup {
 }
 
 fn in_ci() -> bool {
-    std::env::var("CI").as_deref() == Ok("true")
+    test_support::strict()
 }
 
 fn example_files() -> Vec<PathBuf> {

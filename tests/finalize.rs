@@ -28,9 +28,7 @@ fn load(example: &str) -> Option<Loaded> {
 }
 
 fn strict() -> bool {
-    ["CI", "DOMFORGE_STRICT"]
-        .iter()
-        .any(|v| std::env::var(v).is_ok_and(|v| v == "true" || v == "1"))
+    test_support::strict()
 }
 
 /// The one error of a failed finalize and the 1-based line it points at.

@@ -15,14 +15,7 @@ const RUNS: usize = 3;
 
 #[test]
 fn scenario_4b_virtio_blk_dma_in_a_direct_mapped_driver_domain() {
-    let enabled = std::env::var("CI").is_ok_and(|v| v == "true")
-        || std::env::var("DOMFORGE_QEMU_TESTS").is_ok_and(|v| v == "1");
-    if !enabled {
-        eprintln!(
-            "SKIPPED: scenario 4b boots QEMU and builds Xen; set DOMFORGE_QEMU_TESTS=1 (CI sets CI=true)"
-        );
-        return;
-    }
+    test_support::require!(qemu "scenario 4b (boots QEMU and builds Xen)");
     let manifest =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/static-mem-virtio-blk.toml");
     let opts = Options {

@@ -29,7 +29,7 @@ const DOMCTL_INTERFACE_4_17: u64 = 0x15;
 const DOMCTL_INTERFACE_4_20: u64 = 0x17;
 
 fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+    test_support::strict()
 }
 
 /// `Some(reason)` when a prerequisite is missing outside CI; panics in CI.

@@ -3,17 +3,10 @@
 use firmware_config::xen::XenVersion;
 use pipeline::Options;
 
-/// QEMU boots take minutes: they run when `CI=true` (where a missing QEMU or package is a failure)
-/// or `DOMFORGE_QEMU_TESTS=1`; otherwise the test prints why it skipped.
+/// QEMU boots take minutes: they run under `scripts/test-all` (and CI) or with
+/// `DOMFORGE_QEMU_TESTS=1`; otherwise the test prints why it skipped (`test_support`).
 pub fn enabled(test: &str) -> bool {
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    let asked = std::env::var("DOMFORGE_QEMU_TESTS").is_ok_and(|v| v == "1");
-    if !(ci || asked) {
-        eprintln!(
-            "SKIPPED {test}: QEMU boots take minutes; set DOMFORGE_QEMU_TESTS=1 (CI=true runs them)"
-        );
-    }
-    ci || asked
+    test_support::need_qemu(test)
 }
 
 /// Pipeline options for `release`, quiet: the scenario files say 4.17 and are re-targeted as
