@@ -28,6 +28,7 @@ pub mod guest_map;
 pub mod manifest;
 #[cfg(feature = "std")]
 pub mod plan;
+pub mod pools;
 pub mod units;
 #[cfg(feature = "std")]
 pub mod validate;

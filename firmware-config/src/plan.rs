@@ -206,6 +206,76 @@ pub fn plan(input: CheckInput<'_>) -> Result<(SystemPlan, Diagnostics), Diagnost
     }
 }
 
+/// The `source` of a module domforge generates (host DTB, passthrough fragments, dom0's initramfs)
+/// rather than reads from a file the manifest names.
+pub const GENERATED: &str = "generated";
+
+impl ModulePlan {
+    /// Whether domforge generates this module's bytes (see [`GENERATED`]).
+    pub fn is_generated(&self) -> bool {
+        self.source == GENERATED
+    }
+}
+
+/// The boot modules of a plan under construction: one per distinct (kind, source), except that
+/// every passthrough fragment is its own; ids are stable (`kernel-0`, `passthrough-<domain>`).
+struct ModuleTable<'a> {
+    input: CheckInput<'a>,
+    modules: Vec<ModulePlan>,
+}
+
+impl<'a> ModuleTable<'a> {
+    fn new(input: CheckInput<'a>) -> Self {
+        Self {
+            input,
+            modules: Vec::new(),
+        }
+    }
+
+    /// The id of the module of `kind` made from `source`, used by `user`; added when new.
+    fn intern(&mut self, kind: ModuleKind, source: &str, user: &str) -> String {
+        if let Some(existing) = self
+            .modules
+            .iter_mut()
+            .find(|x| x.kind == kind && x.source == source && kind != ModuleKind::PassthroughDtb)
+        {
+            if !existing.users.iter().any(|u| u == user) {
+                existing.users.push(user.to_string());
+            }
+            return existing.id.clone();
+        }
+        let n = self.modules.iter().filter(|x| x.kind == kind).count();
+        let id = match kind {
+            ModuleKind::Xen => "xen".to_string(),
+            ModuleKind::HostDtb => "host-dtb".to_string(),
+            ModuleKind::Dom0Kernel => "dom0-kernel".to_string(),
+            ModuleKind::Dom0Ramdisk => "dom0-ramdisk".to_string(),
+            ModuleKind::Kernel => format!("kernel-{n}"),
+            ModuleKind::Ramdisk => format!("ramdisk-{n}"),
+            ModuleKind::PassthroughDtb => format!("passthrough-{user}"),
+        };
+        // Generated modules get a slot at finalize; files are as big as examining them found.
+        let size = match kind {
+            ModuleKind::HostDtb | ModuleKind::PassthroughDtb => None,
+            _ => self
+                .input
+                .artifacts
+                .get(source)
+                .and_then(|r| r.as_ref().ok())
+                .map(|f| f.size),
+        };
+        self.modules.push(ModulePlan {
+            id: id.clone(),
+            kind,
+            source: source.to_string(),
+            size,
+            load: None,
+            users: std::vec![user.to_string()],
+        });
+        id
+    }
+}
+
 fn build_plan(input: CheckInput<'_>) -> Result<SystemPlan, Diagnostic> {
     let m = input.manifest;
     let board = input.board;
@@ -219,77 +289,23 @@ fn build_plan(input: CheckInput<'_>) -> Result<SystemPlan, Diagnostic> {
     );
 
     // Modules: one per distinct source, in a fixed order (Xen, dom0, then domains in boot order).
-    let mut modules: Vec<ModulePlan> = Vec::new();
-    let size_of = |src: &str| {
-        input
-            .artifacts
-            .get(src)
-            .and_then(|r| r.as_ref().ok())
-            .map(|f| f.size)
-    };
-    let add_module =
-        |modules: &mut Vec<ModulePlan>, kind: ModuleKind, source: &str, user: &str| -> String {
-            if let Some(existing) = modules.iter_mut().find(|x| {
-                x.kind == kind && x.source == source && kind != ModuleKind::PassthroughDtb
-            }) {
-                if !existing.users.iter().any(|u| u == user) {
-                    existing.users.push(user.to_string());
-                }
-                return existing.id.clone();
-            }
-            let n = modules.iter().filter(|x| x.kind == kind).count();
-            let prefix = match kind {
-                ModuleKind::Xen => "xen",
-                ModuleKind::HostDtb => "host-dtb",
-                ModuleKind::Dom0Kernel => "dom0-kernel",
-                ModuleKind::Dom0Ramdisk => "dom0-ramdisk",
-                ModuleKind::Kernel => "kernel",
-                ModuleKind::Ramdisk => "ramdisk",
-                ModuleKind::PassthroughDtb => "passthrough",
-            };
-            let id = match kind {
-                ModuleKind::PassthroughDtb => format!("{prefix}-{user}"),
-                ModuleKind::Xen
-                | ModuleKind::HostDtb
-                | ModuleKind::Dom0Kernel
-                | ModuleKind::Dom0Ramdisk => prefix.to_string(),
-                _ => format!("{prefix}-{n}"),
-            };
-            let size = match kind {
-                ModuleKind::HostDtb | ModuleKind::PassthroughDtb => None,
-                _ => size_of(source),
-            };
-            modules.push(ModulePlan {
-                id: id.clone(),
-                kind,
-                source: source.to_string(),
-                size,
-                load: None,
-                users: std::vec![user.to_string()],
-            });
-            id
-        };
+    let mut table = ModuleTable::new(input);
     let xen_source = m
         .system
         .hypervisor
         .as_ref()
         .map_or_else(|| "debian:xen".to_string(), |h| h.value.clone());
-    add_module(&mut modules, ModuleKind::Xen, &xen_source, "xen");
+    table.intern(ModuleKind::Xen, &xen_source, "xen");
     if board.arch == Arch::Arm64 && board.boot != BootMethod::QemuDirect {
-        add_module(&mut modules, ModuleKind::HostDtb, "generated", "xen");
+        table.intern(ModuleKind::HostDtb, GENERATED, "xen");
     }
     let dom0_plan = if has_dom0(m) {
         m.dom0.as_ref().map(|d0| {
-            let kernel = add_module(
-                &mut modules,
-                ModuleKind::Dom0Kernel,
-                &d0.kernel.value,
-                "dom0",
-            );
+            let kernel = table.intern(ModuleKind::Dom0Kernel, &d0.kernel.value, "dom0");
             let ramdisk = d0
                 .ramdisk
                 .as_ref()
-                .map(|r| add_module(&mut modules, ModuleKind::Dom0Ramdisk, &r.value, "dom0"));
+                .map(|r| table.intern(ModuleKind::Dom0Ramdisk, &r.value, "dom0"));
             let console = if board.arch == Arch::Arm64 {
                 "hvc0"
             } else {
@@ -324,11 +340,11 @@ fn build_plan(input: CheckInput<'_>) -> Result<SystemPlan, Diagnostic> {
         let name = d.name.value.clone();
         let builder = d.builder();
         // Domains built by domforge-init are files inside the dom0 initramfs, not boot modules, on x86.
-        let kernel = add_module(&mut modules, ModuleKind::Kernel, &d.kernel.value, &name);
+        let kernel = table.intern(ModuleKind::Kernel, &d.kernel.value, &name);
         let ramdisk = d
             .ramdisk
             .as_ref()
-            .map(|r| add_module(&mut modules, ModuleKind::Ramdisk, &r.value, &name));
+            .map(|r| table.intern(ModuleKind::Ramdisk, &r.value, &name));
         let console = console_of(d);
         let guest_ram: Vec<Region> = match d.kind.value {
             DomainKind::Arm64 if d.direct_map() => {
@@ -429,7 +445,7 @@ fn build_plan(input: CheckInput<'_>) -> Result<SystemPlan, Diagnostic> {
         // Xen reads a dom0less domain's fragment as a boot module; domforge-init reads an init-built
         // domain's from its initramfs (`BootDomain::passthrough_dtb`) and merges it into the guest DT.
         let passthrough_dtb = (!devices.is_empty())
-            .then(|| add_module(&mut modules, ModuleKind::PassthroughDtb, "generated", &name));
+            .then(|| table.intern(ModuleKind::PassthroughDtb, GENERATED, &name));
         let mut cmdline = match &d.cmdline {
             Some(c) => c.value.clone(),
             None => match console {
@@ -504,6 +520,7 @@ fn build_plan(input: CheckInput<'_>) -> Result<SystemPlan, Diagnostic> {
     }
 
     // Place the modules the boot loader loads at addresses we choose (ARM; x86 multiboot decides).
+    let mut modules = table.modules;
     if board.arch == Arch::Arm64 {
         place_modules(&mut modules, input, &domains)?;
     }
@@ -752,7 +769,7 @@ pub fn place_generated_dom0_ramdisk(
     plan.modules.push(ModulePlan {
         id: "dom0-ramdisk".into(),
         kind: ModuleKind::Dom0Ramdisk,
-        source: "generated".into(),
+        source: GENERATED.into(),
         size: Some(size),
         load: Some(load),
         users: std::vec!["dom0".into()],

@@ -34,17 +34,8 @@ pub const XEN_BUILD_FEATURES: &[&str] = &["static-memory", "boot-cpupools"];
 /// Default dom0 memory when `[dom0] memory` is not given.
 pub const DEFAULT_DOM0_MEMORY: u64 = 512 * MIB;
 
-/// Xen's default P2M pool for a dom0less domain: 1 MiB per vCPU, plus 4 KiB per MiB of RAM, plus
-/// 512 KiB (`domain_p2m_pages()` in xen/arch/arm/p2m.c; xen-landscape.md §1.3).
-pub fn default_p2m_pool(vcpus: u32, memory: u64) -> u64 {
-    u64::from(vcpus) * MIB + (memory / MIB) * 4096 + 512 * 1024
-}
-
-/// The HAP paging pool libxl gives an x86 HVM/PVH guest: 1 MiB per vCPU plus 8 KiB per MiB of RAM
-/// (`libxl_get_required_shadow_memory()`: 4 * (256 * vcpus + 2 * maxmem_MiB) KiB).
-pub fn default_paging_pool_x86(vcpus: u32, memory: u64) -> u64 {
-    4 * 1024 * (256 * u64::from(vcpus) + 2 * (memory / MIB))
-}
+pub use crate::pools::default_p2m_pool;
+use crate::pools::libxl_paging_pool as default_paging_pool_x86;
 
 /// The paging/P2M pool a domain gets by default, per architecture.
 pub fn default_pool(kind: DomainKind, vcpus: u32, memory: u64) -> u64 {

@@ -290,12 +290,7 @@ impl<'a> ArmDomainConfig<'a> {
     /// `tools/libs/light/libxl_utils.c`): 4 KiB × (256 per vCPU + 2 per MiB of RAM), i.e. 1 MiB per vCPU
     /// plus 8 KiB per MiB — always whole pages.
     pub fn default_paging_pool_bytes(&self) -> u64 {
-        let mib = self.memory_bytes / MIB;
-        4096u64.saturating_mul(
-            256u64
-                .saturating_mul(u64::from(self.vcpus))
-                .saturating_add(mib.saturating_mul(2)),
-        )
+        firmware_config::pools::libxl_paging_pool(self.vcpus, self.memory_bytes)
     }
 
     /// `arch.nr_spis` as `libxl__arch_domain_prepare_config()` computes it: enough SPIs for the highest

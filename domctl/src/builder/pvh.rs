@@ -151,12 +151,7 @@ impl<'a> PvhDomainConfig<'a> {
 
     /// libxl's default pool size for this guest, in bytes.
     pub fn default_paging_pool_bytes(&self) -> u64 {
-        let mib = self.memory_bytes / (1 << 20);
-        4096u64.saturating_mul(
-            256u64
-                .saturating_mul(u64::from(self.vcpus))
-                .saturating_add(mib.saturating_mul(2)),
-        )
+        firmware_config::pools::libxl_paging_pool(self.vcpus, self.memory_bytes)
     }
 }
 
