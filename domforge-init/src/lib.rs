@@ -25,4 +25,4 @@ pub mod setup;
 pub mod supervisor;
 
 /// Where the boot blob lives in the control domain's initramfs.
-pub const BOOT_BLOB: &str = "/domforge/boot.blob";
+pub const BOOT_BLOB: &str = schema::layout::BOOT_BLOB_AT_BOOT;

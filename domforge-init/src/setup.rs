@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 /// Where images::kmod writes the module load order (one absolute `.ko` path per line, dependencies
 /// first).
-pub const MODULE_LIST: &str = "/etc/domforge/modules";
+pub const MODULE_LIST: &str = schema::layout::KERNEL_MODULE_LIST_AT_BOOT;
 
 /// Mounts `proc`, `sysfs` and `devtmpfs` (the kernel does not mount devtmpfs for an initramfs: its
 /// `CONFIG_DEVTMPFS_MOUNT` applies to the real root only). Returns problems, which are logged, not

@@ -18,7 +18,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod artifacts;
-pub mod blob;
+pub use schema::blob;
 pub mod board;
 #[cfg(feature = "std")]
 pub mod budget;
@@ -29,7 +29,7 @@ pub mod manifest;
 #[cfg(feature = "std")]
 pub mod plan;
 pub mod pools;
-pub mod units;
+pub use schema::units;
 #[cfg(feature = "std")]
 pub mod validate;
-pub mod xen;
+pub use schema::xen;

@@ -925,7 +925,7 @@ pub fn pvh_entry(artifacts: &ArtifactTable, source: &str) -> Option<u64> {
 
 /// Where domforge-init finds a module inside the control domain's initramfs.
 pub fn initramfs_module_path(module_id: &str) -> String {
-    format!("/domforge/modules/{module_id}")
+    schema::layout::module_path(module_id)
 }
 
 /// Turns the plan into the bounded boot-time view domforge-init decodes. Every bound is checked here,

@@ -30,10 +30,10 @@ pub const DOM0_XEN_MODULES: &[&str] = &[
     "xenfs",
 ];
 
-/// Where the boot blob goes (`domforge_init::BOOT_BLOB`).
-pub const BOOT_BLOB_PATH: &str = "domforge/boot.blob";
+/// Where the boot blob goes (`schema::layout`, which domforge-init reads too).
+pub const BOOT_BLOB_PATH: &str = schema::layout::BOOT_BLOB;
 /// Directory of the guests' kernels and ramdisks.
-pub const MODULES_DIR: &str = "domforge/modules";
+pub const MODULES_DIR: &str = schema::layout::MODULES_DIR;
 
 /// Why the initramfs could not be assembled.
 #[derive(Debug, thiserror::Error)]

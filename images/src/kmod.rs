@@ -15,7 +15,7 @@ use crate::cpio::{CpioError, Initramfs};
 
 /// Path, inside the initramfs, of the load-order list the probe's `/init` reads: one
 /// initramfs path of a `.ko` per line, dependencies first.
-pub const MODULE_LIST_PATH: &str = "etc/domforge/modules";
+pub const MODULE_LIST_PATH: &str = schema::layout::KERNEL_MODULE_LIST;
 
 /// Errors selecting kernel modules.
 #[derive(Debug, thiserror::Error)]

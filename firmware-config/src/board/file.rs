@@ -20,21 +20,7 @@ use std::string::{String, ToString};
 use std::vec::Vec;
 use toml::Spanned;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Arch {
-    Arm64,
-    X86_64,
-}
-
-impl Arch {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Arch::Arm64 => "arm64",
-            Arch::X86_64 => "x86_64",
-        }
-    }
-}
+pub use schema::arch::Arch;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

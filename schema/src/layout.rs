@@ -1,0 +1,38 @@
+//! dom0's generated initramfs, as the host tool writes it (`images::dom0`, the planner's module
+//! paths) and domforge-init reads it: paths relative to the initramfs root.
+
+/// The boot blob domforge-init decodes (`/domforge/boot.blob` at boot).
+pub const BOOT_BLOB: &str = "domforge/boot.blob";
+
+/// The directory holding every module domforge-init loads: `<MODULES_DIR>/<module id>`.
+pub const MODULES_DIR: &str = "domforge/modules";
+
+/// Kernel modules (one path per line, in load order) the control domain's `/init` inserts before
+/// anything else (`/etc/domforge/modules` at boot).
+pub const KERNEL_MODULE_LIST: &str = "etc/domforge/modules";
+
+/// The absolute path at boot of the module `id` (what the boot blob names).
+pub fn module_path(id: &str) -> alloc::string::String {
+    alloc::format!("/{MODULES_DIR}/{id}")
+}
+
+/// [`BOOT_BLOB`] as domforge-init opens it at boot.
+pub const BOOT_BLOB_AT_BOOT: &str = "/domforge/boot.blob";
+
+/// [`KERNEL_MODULE_LIST`] as the control domain's `/init` opens it at boot.
+pub const KERNEL_MODULE_LIST_AT_BOOT: &str = "/etc/domforge/modules";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boot_paths_are_the_initramfs_paths_from_the_root() {
+        assert_eq!(BOOT_BLOB_AT_BOOT, alloc::format!("/{BOOT_BLOB}"));
+        assert_eq!(
+            KERNEL_MODULE_LIST_AT_BOOT,
+            alloc::format!("/{KERNEL_MODULE_LIST}")
+        );
+        assert_eq!(module_path("kernel-0"), "/domforge/modules/kernel-0");
+    }
+}
