@@ -493,6 +493,13 @@ pub fn examine(
 
 /// What a boot file is, from its contents.
 pub fn classify(bytes: &[u8]) -> ImageFormat {
+    // A header is no proof of a whole file: hold every format to the sizes its header promises.
+    if let Err(e) = pvh_boot::identify::check_complete(bytes) {
+        return ImageFormat::Damaged {
+            what: e.format.to_string(),
+            reason: e.reason,
+        };
+    }
     if bytes.starts_with(&[0xd0, 0x0d, 0xfe, 0xed]) {
         return ImageFormat::DeviceTree;
     }

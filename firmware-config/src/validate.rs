@@ -294,6 +294,18 @@ impl<'a> Validator<'a> {
                 None
             }
             Some(Ok(f)) => {
+                if let ImageFormat::Damaged { what: format, reason } = &f.format {
+                    self.d.push(
+                        Diagnostic::error(
+                            "E0251",
+                            format!("{what} `{}` is {format} cut short or damaged", source.value),
+                        )
+                        .at(source.span.clone(), reason.clone())
+                        .note(format!("{} has {} bytes", f.path, f.size))
+                        .help("the file is not the whole image (an interrupted download or copy?): fetch, build or copy it again"),
+                    );
+                    return None;
+                }
                 if !accept.iter().any(|a| a.accepts(&f.format)) {
                     let expected: Vec<&str> = accept.iter().map(Accept::describe).collect();
                     let mut d = Diagnostic::error(
@@ -1061,6 +1073,17 @@ impl<'a> Validator<'a> {
                 ));
             }
             for p in &d.passthrough {
+                // Nodes Xen keeps (the interrupt controller and what hangs below it, an IOMMU) and
+                // CPUs are in the tree but not among the passable devices: name them for what they
+                // are instead of claiming the path does not exist.
+                if let Some(what) = xen_own_node(inv, &p.value) {
+                    self.d.push(
+                        Diagnostic::error("E0232", format!("`{}` belongs to Xen", p.value))
+                            .at(p.span.clone(), what)
+                            .help("pass another device; Xen needs this one itself"),
+                    );
+                    continue;
+                }
                 let Some(dev) = inv.device(&p.value) else {
                     let mut diag = Diagnostic::error(
                         "E0209",
@@ -1502,6 +1525,22 @@ impl Accept {
     }
 }
 
+/// What a passthrough path names when it is a node Xen keeps for itself rather than a device:
+/// the interrupt controller (or a node below it, such as a GICv3 ITS), an IOMMU, or a CPU.
+fn xen_own_node(inv: &crate::board::HardwareInventory, path: &str) -> Option<&'static str> {
+    let below = |node: &str| path == node || path.strip_prefix(node).is_some_and(|r| r.starts_with('/'));
+    if inv.interrupt_controller.as_ref().is_some_and(|c| below(&c.path)) {
+        return Some("the interrupt controller: Xen drives it and gives each guest a virtual one");
+    }
+    if inv.iommus.iter().any(|i| i == path) {
+        return Some("an IOMMU: Xen programs it to confine the devices behind it");
+    }
+    if inv.cpus.iter().any(|c| c.path == path) {
+        return Some("a physical CPU: guests get vCPUs (`vcpus`), and Xen schedules them");
+    }
+    None
+}
+
 fn describe_format(f: &ImageFormat) -> String {
     match f {
         ImageFormat::Arm64Image => "an arm64 Image".into(),
@@ -1525,6 +1564,7 @@ fn describe_format(f: &ImageFormat) -> String {
         ImageFormat::Initramfs => "an initramfs".into(),
         ImageFormat::DeviceTree => "a device tree blob".into(),
         ImageFormat::Xen => "a Xen hypervisor image".into(),
+        ImageFormat::Damaged { what, .. } => format!("{what} cut short or damaged"),
         ImageFormat::Unknown(what) => what.clone(),
     }
 }

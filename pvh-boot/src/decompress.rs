@@ -104,6 +104,25 @@ pub fn decompress(
     Ok(out)
 }
 
+/// Decompress a whole compressed *file* (a `.cpio.gz` ramdisk, an `.xz` archive), which has no
+/// Linux size trailer: the stream itself must end properly, so a file cut short is an error.
+/// Returns `Ok(None)` for zstd, whose frames this crate only decodes into a buffer of known size.
+pub fn decompress_file(
+    data: &[u8],
+    compression: Compression,
+    limit: usize,
+) -> Result<Option<Vec<u8>>, ImageError> {
+    let out = match compression {
+        Compression::Gzip => gzip(data, limit)?,
+        Compression::Xz => xz(data, limit)?,
+        Compression::Lzma => lzma(data, limit)?,
+        Compression::Lz4 => lz4_legacy(data, limit)?,
+        Compression::Bzip2 => bzip2(data, limit)?,
+        Compression::Zstd | Compression::Lzo => return Ok(None),
+    };
+    Ok(Some(out))
+}
+
 fn fail(compression: Compression, reason: impl core::fmt::Debug) -> ImageError {
     ImageError::Decompress {
         compression,
