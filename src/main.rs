@@ -262,7 +262,9 @@ fn error_json(e: &PipelineError) -> serde_json::Value {
             diags,
             manifest,
             board,
-        } => serde_json::json!({ "ok": false, "diagnostics": diags_json(diags, manifest, board.as_ref()) }),
+        } => {
+            serde_json::json!({ "ok": false, "diagnostics": diags_json(diags, manifest, board.as_ref()) })
+        }
         PipelineError::Other(msg) => {
             serde_json::json!({ "ok": false, "error": msg, "diagnostics": [] })
         }

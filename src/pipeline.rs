@@ -140,12 +140,18 @@ impl Loaded {
 
 /// Reads the manifest, its board and the board's hardware, and examines every file it names.
 pub fn load(manifest_path: &Path, opts: &Options) -> Result<Loaded, PipelineError> {
-    let text = std::fs::read_to_string(manifest_path).map_err(|e| {
+    let bytes = std::fs::read(manifest_path).map_err(|e| {
         PipelineError::other(format!(
             "cannot read manifest {}: {e}",
             manifest_path.display()
         ))
     })?;
+    let text = firmware_config::manifest::manifest_text(bytes, pvh_boot::identify::identify)
+        .map_err(|(text, d)| PipelineError::Diagnostics {
+            diags: Diagnostics(vec![d]),
+            manifest: SourceFile::new(manifest_path.display().to_string(), text),
+            board: None,
+        })?;
     let manifest_file = SourceFile::new(manifest_path.display().to_string(), text);
     let mut manifest =
         Manifest::parse(&manifest_file.text).map_err(|diags| PipelineError::Diagnostics {

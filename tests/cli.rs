@@ -87,3 +87,148 @@ fn plan_is_deterministic() {
     assert_eq!((c1, c2), (0, 0), "{e1}");
     assert_eq!(a, b);
 }
+
+/// A temporary directory for files a test writes.
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("domforge-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `check --json`: exactly one JSON document on stdout, and one summary line on stderr with the
+/// real error count (not "0 errors").
+fn check_json(path: &str) -> (serde_json::Value, String) {
+    let (code, out, err) = domforge(&["check", "--json", path]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    let v: serde_json::Value = serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("not one JSON document ({e}): {out:?}"));
+    assert_eq!(v["ok"], false);
+    (v, err)
+}
+
+#[test]
+fn check_json_failure_summary_counts_the_errors() {
+    let (v, err) = check_json("tests/bad-manifests/unknown-key.toml");
+    assert_eq!(v["diagnostics"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        err,
+        "error: tests/bad-manifests/unknown-key.toml failed validation with 1 error\n"
+    );
+}
+
+#[test]
+fn check_json_carries_every_label_of_a_diagnostic() {
+    // device-twice.toml gives /pl031@9010000 to `app` (line 14) and `two` (line 21).
+    let (v, _) = check_json("tests/bad-manifests/device-twice.toml");
+    let d = v["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["severity"] == "error")
+        .unwrap();
+    assert_eq!(d["code"], "E0210");
+    let labels = d["labels"].as_array().unwrap();
+    assert_eq!(labels.len(), 2, "{d}");
+    assert_eq!(labels[0]["primary"], true);
+    assert_eq!(labels[0]["line"], 21);
+    assert_eq!(labels[0]["message"], "claimed again here");
+    assert_eq!(labels[1]["primary"], false);
+    assert_eq!(labels[1]["line"], 14);
+    assert_eq!(labels[1]["column"], 16);
+    assert_eq!(labels[1]["text"], "\"/pl031@9010000\"");
+    assert_eq!(labels[1]["message"], "first claimed here");
+    assert_eq!(d["location"], labels[0]);
+}
+
+#[test]
+fn check_json_is_json_when_the_manifest_cannot_be_read() {
+    let (code, out, err) = domforge(&["check", "--json", "tests/no-such-manifest.toml"]);
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON on stdout");
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["diagnostics"], serde_json::json!([]));
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("cannot read manifest tests/no-such-manifest.toml: "),
+        "{v}"
+    );
+    assert!(err.starts_with("error: cannot read manifest"), "{err}");
+}
+
+#[test]
+fn a_binary_file_given_as_the_manifest_is_named_for_what_it_is() {
+    let dir = scratch("binary-manifest");
+    // A DTB compiled by dtc (the independent reference for what a DTB is), and the arm64 Image
+    // fixture: neither is text, and the arm64 Image is valid UTF-8 (ASCII and NUL bytes).
+    let dts = dir.join("t.dts");
+    std::fs::write(&dts, "/dts-v1/;\n/ { model = \"t\"; };\n").unwrap();
+    let dtb = dir.join("board.dtb");
+    let ok = Command::new("dtc")
+        .args(["-I", "dts", "-O", "dtb", "-o"])
+        .arg(&dtb)
+        .arg(&dts)
+        .status()
+        .is_ok_and(|s| s.success());
+    let mut cases = vec![(
+        "tests/bad-manifests/fixtures/Image".to_string(),
+        "an arm64 Image (a Linux or Xen kernel)",
+    )];
+    if ok {
+        cases.push((dtb.display().to_string(), "a device tree blob (DTB)"));
+    } else {
+        eprintln!("SKIPPED the DTB case: dtc (device-tree-compiler) is not installed");
+    }
+    for (path, what) in cases {
+        let (code, _, err) = domforge(&["check", &path]);
+        assert_eq!(code, 1);
+        assert!(
+            err.starts_with(&format!(
+                "error[E0019]: the manifest is not text: this is {what}\n --> {path}:1:1\n"
+            )),
+            "{err}"
+        );
+        assert!(
+            err.contains("= help: give the manifest (a .toml file) here; kernels, ramdisks and DTBs are named inside it"),
+            "{err}"
+        );
+        let (v, err) = check_json(&path);
+        let d = &v["diagnostics"][0];
+        assert_eq!(d["code"], "E0019");
+        assert_eq!(
+            d["message"],
+            format!("the manifest is not text: this is {what}")
+        );
+        assert_eq!(d["location"]["line"], 1);
+        assert_eq!(
+            err,
+            format!("error: {path} failed validation with 1 error\n")
+        );
+    }
+}
+
+#[test]
+fn a_manifest_with_a_latin1_byte_points_at_it() {
+    let dir = scratch("latin1");
+    let path = dir.join("m.toml");
+    // "é" in Latin-1 is the single byte 0xE9, offset 14 = after "[system]\n# caf".
+    std::fs::write(&path, b"[system]\n# caf\xe9\nname = \"x\"\n").unwrap();
+    let path = path.display().to_string();
+    let (code, _, err) = domforge(&["check", &path]);
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with(&format!(
+            "error[E0019]: the manifest is not UTF-8 text: byte 0xe9 at offset 14 is not UTF-8\n --> {path}:2:6\n"
+        )),
+        "{err}"
+    );
+    let (v, _) = check_json(&path);
+    assert_eq!(v["diagnostics"][0]["location"]["line"], 2);
+    assert_eq!(v["diagnostics"][0]["location"]["column"], 6);
+    assert_eq!(
+        v["diagnostics"][0]["help"],
+        "TOML files are UTF-8: save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)"
+    );
+}

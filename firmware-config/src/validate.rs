@@ -294,7 +294,11 @@ impl<'a> Validator<'a> {
                 None
             }
             Some(Ok(f)) => {
-                if let ImageFormat::Damaged { what: format, reason } = &f.format {
+                if let ImageFormat::Damaged {
+                    what: format,
+                    reason,
+                } = &f.format
+                {
                     self.d.push(
                         Diagnostic::error(
                             "E0251",
@@ -1528,8 +1532,13 @@ impl Accept {
 /// What a passthrough path names when it is a node Xen keeps for itself rather than a device:
 /// the interrupt controller (or a node below it, such as a GICv3 ITS), an IOMMU, or a CPU.
 fn xen_own_node(inv: &crate::board::HardwareInventory, path: &str) -> Option<&'static str> {
-    let below = |node: &str| path == node || path.strip_prefix(node).is_some_and(|r| r.starts_with('/'));
-    if inv.interrupt_controller.as_ref().is_some_and(|c| below(&c.path)) {
+    let below =
+        |node: &str| path == node || path.strip_prefix(node).is_some_and(|r| r.starts_with('/'));
+    if inv
+        .interrupt_controller
+        .as_ref()
+        .is_some_and(|c| below(&c.path))
+    {
         return Some("the interrupt controller: Xen drives it and gives each guest a virtual one");
     }
     if inv.iommus.iter().any(|i| i == path) {

@@ -94,7 +94,7 @@ pub fn identify(bytes: &[u8]) -> Option<&'static str> {
         "an ar archive (a .deb package?)"
     } else if bytes.get(257..262) == Some(&b"ustar"[..]) {
         "a tar archive"
-    } else if m(&[0x53, 0xef]) || bytes.get(0x438..0x43a) == Some(&[0x53, 0xef][..]) {
+    } else if bytes.get(0x438..0x43a) == Some(&[0x53, 0xef][..]) {
         "an ext2/3/4 file system image"
     } else if let Some(c) = decompress::detect(bytes) {
         match c {
@@ -164,13 +164,9 @@ fn dtb(b: &[u8]) -> Result<(), Incomplete> {
     const F: &str = "a device tree blob";
     let len = b.len() as u64;
     let field = |off| be32(b, off).map(u64::from);
-    let (Some(total), Some(off_struct), Some(off_strings), Some(size_strings), Some(size_struct)) = (
-        field(4),
-        field(8),
-        field(12),
-        field(32),
-        field(36),
-    ) else {
+    let (Some(total), Some(off_struct), Some(off_strings), Some(size_strings), Some(size_struct)) =
+        (field(4), field(8), field(12), field(32), field(36))
+    else {
         return Err(Incomplete {
             format: F,
             reason: format!("the 40-byte header is cut at {len} bytes"),
@@ -269,7 +265,9 @@ fn arm64(b: &[u8], format: &'static str) -> Result<(), Incomplete> {
         let end = u64::from(raw_at) + u64::from(raw_size);
         if end > len {
             let name = b.get(at..at + 8).unwrap_or(&[]);
-            let name = core::str::from_utf8(name).unwrap_or("?").trim_end_matches('\0');
+            let name = core::str::from_utf8(name)
+                .unwrap_or("?")
+                .trim_end_matches('\0');
             return Err(Incomplete {
                 format,
                 reason: format!(

@@ -33,7 +33,11 @@ fn dtb(dir: &Path) -> Vec<u8> {
          memory@40000000 { device_type = \"memory\"; reg = <0 0x40000000 0 0x8000000>; }; };\n",
     )
     .unwrap();
-    common::run(Command::new("dtc").args(["-I", "dts", "-O", "dtb", "-p", "256"]).arg(&dts))
+    common::run(
+        Command::new("dtc")
+            .args(["-I", "dts", "-O", "dtb", "-p", "256"])
+            .arg(&dts),
+    )
 }
 
 #[test]
@@ -90,11 +94,7 @@ fn a_cpio_archive_must_hold_every_entry_and_its_trailer() {
         "a cpio archive cut short or damaged: entry `init` at byte 0 needs 3000 bytes of data up to byte 3116, the file has 1000"
     );
     // Cut right after the last file's data: the TRAILER!!! entry is missing.
-    let trailer = whole
-        .windows(10)
-        .position(|w| w == b"TRAILER!!!")
-        .unwrap()
-        - 110;
+    let trailer = whole.windows(10).position(|w| w == b"TRAILER!!!").unwrap() - 110;
     assert_eq!(
         reason(cut(&whole, trailer)),
         format!(
@@ -128,7 +128,11 @@ fn compressed_ramdisks_must_decode_to_their_end() {
         assert_eq!(check_complete(&whole), Ok(()), "{tool}");
         let half = cut(&whole, whole.len() / 2);
         let r = reason(half);
-        let article = if name == "xz" || name == "lz4" { "an" } else { "a" };
+        let article = if name == "xz" || name == "lz4" {
+            "an"
+        } else {
+            "a"
+        };
         assert!(
             r.starts_with(&format!(
                 "{article} {name} file cut short or damaged: the {name} stream does not decode to its end"
@@ -244,22 +248,32 @@ fn debian_xen_arm64_passes_whole_and_fails_cut() {
             })
     });
     let Some(xen) = xen else {
-        eprintln!("SKIPPED: no Debian Xen arm64 image cached (run `domforge check` on an arm64 example)");
+        eprintln!(
+            "SKIPPED: no Debian Xen arm64 image cached (run `domforge check` on an arm64 example)"
+        );
         return;
     };
     let whole = std::fs::read(&xen).unwrap();
     assert_eq!(check_complete(&whole), Ok(()), "{}", xen.display());
     let r = reason(cut(&whole, 4096));
     assert!(
-        r.starts_with("an arm64 Image cut short or damaged: its PE header places section `.text` up to byte "),
+        r.starts_with(
+            "an arm64 Image cut short or damaged: its PE header places section `.text` up to byte "
+        ),
         "{r}"
     );
-    assert!(r.ends_with(&format!("{}, the file has 4096", whole.len())), "{r}");
+    assert!(
+        r.ends_with(&format!("{}, the file has 4096", whole.len())),
+        "{r}"
+    );
 }
 
 #[test]
 fn identify_names_what_a_file_looks_like() {
-    assert_eq!(identify(b"\x7fELF\x02\x01\x01"), Some("an ELF file (a kernel or a program)"));
+    assert_eq!(
+        identify(b"\x7fELF\x02\x01\x01"),
+        Some("an ELF file (a kernel or a program)")
+    );
     assert_eq!(identify(&[0x1f, 0x8b, 8, 0]), Some("gzip-compressed data"));
     assert_eq!(identify(b"[system]\nname = \"x\"\n"), None);
     let mut bz = vec![0u8; 0x300];

@@ -302,6 +302,47 @@ impl Manifest {
     }
 }
 
+/// The text of a manifest file, or E0019 when the bytes are not UTF-8 text. `identify` says what
+/// a binary file looks like (`pvh_boot::identify::identify`: "a device tree blob (DTB)"), so a
+/// DTB or kernel given in the manifest's place is named for what it is. The error comes with the
+/// text to show it against: the file itself (invalid bytes replaced) when it is text with a stray
+/// byte, so the location points at that byte; nothing when it is binary.
+pub fn manifest_text(
+    bytes: Vec<u8>,
+    identify: impl Fn(&[u8]) -> Option<&'static str>,
+) -> Result<String, (String, Diagnostic)> {
+    // Binary: control bytes other than tab, newline, carriage return and form feed (TOML allows
+    // none of them outside strings either), or invalid UTF-8 in a recognised binary format.
+    // NUL is valid UTF-8, so a kernel or cpio archive can pass the UTF-8 test.
+    let head = &bytes[..bytes.len().min(8192)];
+    let control = head
+        .iter()
+        .any(|&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | 0x0c) || b == 0x7f);
+    let valid = core::str::from_utf8(&bytes).map_err(|e| e.valid_up_to());
+    let kind = identify(&bytes);
+    if control || (valid.is_err() && kind.is_some()) {
+        let what = kind.unwrap_or("binary data");
+        let d = Diagnostic::error("E0019", format!("the manifest is not text: this is {what}"))
+            .at(0..0, "not a TOML file")
+            .help("give the manifest (a .toml file) here; kernels, ramdisks and DTBs are named inside it");
+        return Err((String::new(), d));
+    }
+    let at = match valid {
+        Ok(_) => return Ok(String::from_utf8(bytes).unwrap_or_default()),
+        Err(at) => at,
+    };
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let byte = bytes.get(at).copied().unwrap_or(0);
+    let d = Diagnostic::error(
+        "E0019",
+        format!("the manifest is not UTF-8 text: byte {byte:#04x} at offset {at} is not UTF-8"),
+    )
+    // The replacement character U+FFFD stands for the byte in the text shown.
+    .at(at..at + '\u{fffd}'.len_utf8(), "not UTF-8")
+    .help("TOML files are UTF-8: save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)");
+    Err((text, d))
+}
+
 /// Turns a TOML or serde error into a diagnostic, adding "did you mean" for misspelt keys and values.
 pub(crate) fn toml_error(e: &toml::de::Error, text: &str) -> Diagnostic {
     let message = e.message().trim().to_string();
