@@ -634,6 +634,11 @@ fn inspect(file: &Path, json: bool) -> Result<(), PipelineError> {
         }
         return Ok(());
     }
+    // A header is no proof of a whole file: a cut kernel, DTB or initramfs is refused with the
+    // size its header promises, not described as if it were whole.
+    if let Err(e) = pvh_boot::identify::check_complete(&bytes) {
+        return Err(PipelineError::Other(format!("{}: {e}", file.display())));
+    }
     if bytes.starts_with(&[0xd0, 0x0d, 0xfe, 0xed]) {
         let tree = device_tree::DeviceTree::from_dtb(&bytes).map_err(|e| {
             PipelineError::Other(format!("{}: device tree blob, but {e}", file.display()))
@@ -655,10 +660,18 @@ fn inspect(file: &Path, json: bool) -> Result<(), PipelineError> {
             }
             Ok(())
         }
-        Err(e) => Err(PipelineError::Other(format!(
-            "{}: not a boot blob, device tree or kernel image: {e}",
-            file.display()
-        ))),
+        Err(e) => Err(PipelineError::Other(
+            match pvh_boot::identify::identify(&bytes) {
+                Some(what) => format!(
+                    "{}: {what}, not a boot blob, device tree or kernel image",
+                    file.display()
+                ),
+                None => format!(
+                    "{}: not a boot blob, device tree or kernel image: {e}",
+                    file.display()
+                ),
+            },
+        )),
     }
 }
 

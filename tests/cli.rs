@@ -232,3 +232,45 @@ fn a_manifest_with_a_latin1_byte_points_at_it() {
         "TOML files are UTF-8: save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)"
     );
 }
+
+#[test]
+fn inspect_refuses_a_cut_image_with_the_size_its_header_promises() {
+    // fixtures/Image-cut: 4096 bytes of an EFI-stub Image whose PE header places `.text` at
+    // 0x10000 for 0x1000000 bytes (see tests/bad-manifests/fixtures/README.md).
+    let path = "tests/bad-manifests/fixtures/Image-cut";
+    let (code, out, err) = domforge(&["inspect", path]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(
+        err,
+        format!(
+            "error: {path}: an arm64 Image cut short or damaged: its PE header places section `.text` up to byte 16842752, the file has 4096\n"
+        )
+    );
+    let (code, out, _) = domforge(&["inspect", "--json", path]);
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON on stdout");
+    assert!(
+        v["error"].as_str().unwrap().contains("the file has 4096"),
+        "{v}"
+    );
+    // The whole fixture is described as usual.
+    let (code, out, err) = domforge(&["inspect", "tests/bad-manifests/fixtures/Image"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("format:       arm64 Image"), "{out}");
+}
+
+#[test]
+fn kernel_truncated_json_names_the_broken_promise() {
+    let (v, _) = check_json("tests/bad-manifests/kernel-truncated.toml");
+    let d = &v["diagnostics"][0];
+    assert_eq!(d["code"], "E0251");
+    assert_eq!(
+        d["message"],
+        "kernel of `app` `fixtures/Image-cut` is an arm64 Image cut short or damaged"
+    );
+    assert_eq!(d["location"]["line"], 13);
+    assert_eq!(
+        d["location"]["message"],
+        "its PE header places section `.text` up to byte 16842752, the file has 4096"
+    );
+}
