@@ -125,3 +125,198 @@ fn pci_and_iomem_syntax() {
     );
     assert!(parse_cpu_list("3-1").is_err());
 }
+
+/// One `[[domain]]` of GOOD with `line` added (or replacing the key it sets).
+fn with_domain_line(line: &str) -> String {
+    let key = line.split('=').next().unwrap().trim();
+    let kept: std::vec::Vec<&str> = GOOD
+        .lines()
+        .filter(|l| l.split('=').next().unwrap().trim() != key)
+        .collect();
+    let mut text = kept.join("\n");
+    text.push('\n');
+    text.push_str(line);
+    text.push('\n');
+    text
+}
+
+/// The message, every label and the hint of the one error a manifest has.
+fn error_parts(text: &str) -> (&'static str, String, String, Option<String>) {
+    let (d, _) = first_error(text);
+    let label = d
+        .primary
+        .as_ref()
+        .map(|l| l.message.clone())
+        .unwrap_or_default();
+    (d.code, d.message, label, d.help)
+}
+
+#[test]
+fn bare_memory_gets_the_mib_hint_the_docs_promise() {
+    let (code, msg, label, help) = error_parts(&with_domain_line("memory = 256"));
+    assert_eq!(code, "E0011");
+    assert_eq!(
+        msg,
+        "domain memory must be at least 1 MiB, a whole number of 4 KiB pages"
+    );
+    assert_eq!(label, "not a whole number of 4 KiB pages");
+    // docs/manifest.md: `memory = 256` is "refused by E0011 with the hint "did you mean "256M"?""
+    assert_eq!(
+        help.as_deref(),
+        Some("a bare number is bytes, not MiB as in xl.cfg: did you mean \"256M\"?")
+    );
+    let (_, _, label, help) = error_parts(&with_domain_line("memory = 4096"));
+    assert_eq!(label, "this is under 1 MiB");
+    assert_eq!(
+        help.as_deref(),
+        Some("a bare number is bytes, not MiB as in xl.cfg: did you mean \"4096M\"?")
+    );
+    // With a unit there is nothing to guess.
+    let (_, _, label, help) = error_parts(&with_domain_line("memory = \"512K\""));
+    assert_eq!(label, "this is under 1 MiB");
+    assert_eq!(help, None);
+}
+
+#[test]
+fn a_space_before_the_unit_is_a_documented_form() {
+    let m = Manifest::parse(&with_domain_line("memory = \"512 MB\"")).expect("documented form");
+    assert_eq!(m.domains[0].memory.value, 512 << 20);
+    let (code, msg, _, _) = error_parts(&with_domain_line("memory = \"1.5G\""));
+    assert_eq!(code, "E0013");
+    assert_eq!(
+        msg,
+        "invalid size: `1.5G`: fractions are not accepted; write \"1536M\""
+    );
+}
+
+#[test]
+fn xl_keys_map_to_their_domforge_names() {
+    let (code, msg, _, help) = error_parts(&with_domain_line("cpus = \"1\""));
+    assert_eq!((code, msg.as_str()), ("E0002", "unknown key `cpus`"));
+    assert_eq!(
+        help.as_deref(),
+        Some(
+            "xl's `cpus` pins vCPUs to physical CPUs; here that is `vcpu_affinity`, one cpu list per vCPU: `cpus = \"1\"` becomes `vcpu_affinity = [\"1\"]`"
+        )
+    );
+    let (_, _, _, help) = error_parts(&with_domain_line("vif = [\"bridge=xenbr0\"]"));
+    assert_eq!(
+        help.as_deref(),
+        Some(
+            "xl's `vif` has no domforge equivalent: domforge builds no network backends; pass a network device with `passthrough`"
+        )
+    );
+    let (_, _, _, help) = error_parts(&with_domain_line("DOMU_MEM = 256"));
+    assert_eq!(
+        help.as_deref(),
+        Some(
+            "ImageBuilder's `DOMU_MEM[n]` (MiB) is `memory` with a unit, e.g. `memory = \"256M\"`"
+        )
+    );
+    let (_, _, _, help) = error_parts(&with_domain_line("type = \"pvh\""));
+    assert_eq!(
+        help.as_deref(),
+        Some("xl's `type` is `kind` here: `kind = \"pvh\"` (x86_64) or `kind = \"arm64\"`")
+    );
+}
+
+/// Every xl.cfg/ImageBuilder key with a domforge name points at a key that exists.
+#[test]
+fn foreign_keys_point_at_real_keys() {
+    for (key, ours, why) in FOREIGN_KEYS {
+        // (`cpus` is a key of `[[cpupool]]`, but where xl users write it, in a domain, it is not.)
+        assert!(
+            [SYSTEM_KEYS, DOM0_KEYS, DOMAIN_KEYS]
+                .iter()
+                .all(|l| !l.contains(key)),
+            "`{key}` is a domforge key, not a foreign one"
+        );
+        if let Some(ours) = ours {
+            let exists = ALL_KEY_LISTS.iter().any(|l| l.contains(ours))
+                || ours.trim_matches(['[', ']']) == "shared_memory";
+            assert!(exists, "`{key}` maps to `{ours}`, which is no key");
+            assert!(why.contains(&std::format!("`{ours}")), "{key}: {why}");
+        }
+    }
+}
+
+#[test]
+fn a_key_of_another_table_names_that_table() {
+    let (_, _, _, help) = error_parts(&with_domain_line("xen_cmdline = \"x\""));
+    assert_eq!(
+        help.as_deref(),
+        Some("`xen_cmdline` is a key of `[system]`, not of this table; move it there")
+    );
+    let (_, _, _, help) = error_parts(&with_domain_line("scheduler = \"x\""));
+    assert_eq!(
+        help.as_deref(),
+        Some("`scheduler` is a key of `[[cpupool]]`, not of this table; move it there")
+    );
+}
+
+#[test]
+fn an_empty_manifest_is_told_system_is_a_table() {
+    let (code, msg, label, help) = error_parts("");
+    assert_eq!(
+        (code, msg.as_str()),
+        ("E0004", "missing required key `system`")
+    );
+    assert_eq!(label, "the manifest has no `[system]` table");
+    assert_eq!(
+        help.as_deref(),
+        Some("`system` is a table: add `[system]` with `name` and `board`; see docs/manifest.md")
+    );
+}
+
+#[test]
+fn type_errors_are_explained_in_our_words() {
+    let single = GOOD.replace("[[domain]]", "[domain]");
+    let (code, msg, label, help) = error_parts(&single);
+    assert_eq!(code, "E0005");
+    assert_eq!(
+        msg,
+        "wrong type: `[domain]` is one table, but `domain` is an array of tables"
+    );
+    assert_eq!(label, "a table here");
+    assert_eq!(
+        help.as_deref(),
+        Some("write `[[domain]]`: each `[[domain]]` header starts one entry")
+    );
+    for (line, msg, help) in [
+        (
+            "passthrough = \"/pl031@9010000\"",
+            "wrong type: `passthrough` takes a list, not a string",
+            "a list, even of one: write `[\"/pl031@9010000\"]`",
+        ),
+        (
+            "vcpus = \"2\"",
+            "wrong type: `vcpus` takes a whole number, not a string",
+            "write `2` without quotes",
+        ),
+        (
+            "direct_map = \"true\"",
+            "wrong type: `direct_map` takes `true` or `false`, not a string",
+            "write `true` without quotes",
+        ),
+        (
+            "cmdline = 5",
+            "wrong type: `cmdline` takes a string, not a number",
+            "write it in quotes: `\"5\"`",
+        ),
+        (
+            "cpupool = [\"a\"]",
+            "wrong type: `cpupool` takes a string, not a list",
+            "one value, not a list: remove the brackets",
+        ),
+        (
+            "memory = 1.5",
+            "wrong type: `memory` takes a size or address, not a floating-point number",
+            "fractions are not accepted: write a whole number with a unit, e.g. \"1536M\" for 1.5 GiB",
+        ),
+    ] {
+        let (code, m, _, h) = error_parts(&with_domain_line(line));
+        assert_eq!(code, "E0005", "{line}");
+        assert_eq!(m, msg, "{line}");
+        assert_eq!(h.as_deref(), Some(help), "{line}");
+    }
+}
