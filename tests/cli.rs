@@ -274,3 +274,149 @@ fn kernel_truncated_json_names_the_broken_promise() {
         "its PE header places section `.text` up to byte 16842752, the file has 4096"
     );
 }
+
+/// Issue 15's defects, in `--json` form: the code, the primary line, the message and the hint each
+/// fixture's `# expect` line promises for the text form, exactly.
+#[test]
+fn issue_15_messages_in_json() {
+    let cases: &[(&str, &str, u64, &str, Option<&str>)] = &[
+        (
+            "passthrough-intc",
+            "E0232",
+            14,
+            "`/intc@8000000` belongs to Xen",
+            Some("pass another device; Xen needs this one itself"),
+        ),
+        (
+            "memory-without-unit",
+            "E0011",
+            12,
+            "domain memory must be at least 1 MiB, a whole number of 4 KiB pages",
+            Some("a bare number is bytes, not MiB as in xl.cfg: did you mean \"128M\"?"),
+        ),
+        (
+            "xl-cpus",
+            "E0002",
+            14,
+            "unknown key `cpus`",
+            Some(
+                "xl's `cpus` pins vCPUs to physical CPUs; here that is `vcpu_affinity`, one cpu list per vCPU: `cpus = \"1\"` becomes `vcpu_affinity = [\"1\"]`",
+            ),
+        ),
+        (
+            "domain-single-table",
+            "E0005",
+            9,
+            "wrong type: `[domain]` is one table, but `domain` is an array of tables",
+            Some("write `[[domain]]`: each `[[domain]]` header starts one entry"),
+        ),
+        (
+            "passthrough-not-a-list",
+            "E0005",
+            14,
+            "wrong type: `passthrough` takes a list, not a string",
+            Some("a list, even of one: write `[\"/pl031@9010000\"]`"),
+        ),
+        (
+            "key-of-another-table",
+            "E0002",
+            14,
+            "unknown key `xen_cmdline`",
+            Some("`xen_cmdline` is a key of `[system]`, not of this table; move it there"),
+        ),
+        (
+            "no-system-table",
+            "E0004",
+            1,
+            "missing required key `system`",
+            Some(
+                "`system` is a table: add `[system]` with `name` and `board`; see docs/manifest.md",
+            ),
+        ),
+        (
+            "memory-just-over",
+            "E0203",
+            13,
+            "the system needs 2112016 KiB but board `qemu-virt-arm64` has 2 GiB of usable RAM",
+            Some("free 14864 KiB by shrinking domains"),
+        ),
+        (
+            "shm-unknown-borrower",
+            "E0233",
+            27,
+            "no domain is named `raeder`",
+            Some("did you mean `reader`?"),
+        ),
+        (
+            "size-fraction",
+            "E0013",
+            14,
+            "invalid size: `1.5G`: fractions are not accepted; write \"1536M\"",
+            Some("units are binary: K = 1024, M = 1024 K, G = 1024 M"),
+        ),
+        (
+            "kernel-truncated",
+            "E0251",
+            13,
+            "kernel of `app` `fixtures/Image-cut` is an arm64 Image cut short or damaged",
+            Some(
+                "the file is not the whole image (an interrupted download or copy?): fetch, build or copy it again",
+            ),
+        ),
+    ];
+    for (name, code, line, message, help) in cases {
+        let path = format!("tests/bad-manifests/{name}.toml");
+        let (v, err) = check_json(&path);
+        let errors: Vec<&serde_json::Value> = v["diagnostics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["severity"] == "error")
+            .collect();
+        assert_eq!(errors.len(), 1, "{name}: {v}");
+        let d = errors[0];
+        assert_eq!(d["code"], *code, "{name}");
+        assert_eq!(d["location"]["line"], *line, "{name}");
+        assert_eq!(d["message"], *message, "{name}");
+        assert_eq!(d["help"].as_str(), *help, "{name}");
+        assert_eq!(
+            err,
+            format!("error: {path} failed validation with 1 error\n")
+        );
+    }
+}
+
+#[test]
+fn a_dependency_cycle_in_json_carries_each_edge() {
+    // dependency-cycle.toml: `app` depends on `two` (line 14), `two` on `app` (line 20).
+    let (v, _) = check_json("tests/bad-manifests/dependency-cycle.toml");
+    let d = &v["diagnostics"][0];
+    assert_eq!(d["code"], "E0224");
+    assert_eq!(
+        d["message"],
+        "`depends_on` forms a cycle: app -> two -> app"
+    );
+    let labels: Vec<(u64, &str, &str)> = d["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["line"].as_u64().unwrap(),
+                l["text"].as_str().unwrap(),
+                l["message"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            (20, "\"app\"", "`two` depends on `app`"),
+            (14, "\"two\"", "`app` depends on `two`"),
+        ]
+    );
+    assert_eq!(
+        d["help"],
+        "remove one edge of the cycle, e.g. `\"app\"` from the `depends_on` of `two`"
+    );
+}

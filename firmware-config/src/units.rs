@@ -129,7 +129,10 @@ pub fn parse_u64(text: &str) -> Result<u64, String> {
     })
 }
 
-/// Renders a byte count the way a person reads it: `256 MiB`, `1.5 GiB`, `4 KiB`, `123 B`.
+/// Renders a byte count the way a person reads it, and always exactly: in the largest unit that
+/// holds it as a whole number or with at most two decimals (`256 MiB`, `1.5 GiB`, `1.75 GiB`),
+/// else in the next smaller unit that does (`2097148 KiB`, never a rounded `2.0 GiB`), else bytes.
+/// So two different sizes never print alike, and one size always prints one way.
 pub fn human_size(bytes: u64) -> String {
     const UNITS: [(u64, &str); 4] = [
         (1024 * GIB, "TiB"),
@@ -138,12 +141,22 @@ pub fn human_size(bytes: u64) -> String {
         (KIB, "KiB"),
     ];
     for (unit, name) in UNITS {
-        if bytes >= unit {
-            if bytes.is_multiple_of(unit) {
-                return format!("{} {name}", bytes / unit);
-            }
-            let tenths = (bytes as u128 * 10 / unit as u128) as u64;
-            return format!("{}.{} {name}", tenths / 10, tenths % 10);
+        if bytes < unit {
+            continue;
+        }
+        if bytes.is_multiple_of(unit) {
+            return format!("{} {name}", bytes / unit);
+        }
+        let hundredths = u128::from(bytes) * 100;
+        let unit = u128::from(unit);
+        if hundredths % unit == 0 {
+            let h = hundredths / unit;
+            let (whole, frac) = (h / 100, h % 100);
+            return if frac % 10 == 0 {
+                format!("{whole}.{} {name}", frac / 10)
+            } else {
+                format!("{whole}.{frac:02} {name}")
+            };
         }
     }
     format!("{bytes} B")
@@ -264,6 +277,13 @@ mod tests {
         assert_eq!(human_size(256 * MIB), "256 MiB");
         assert_eq!(human_size(GIB + GIB / 2), "1.5 GiB");
         assert_eq!(human_size(100), "100 B");
+        // Exact always: 1792 MiB is 1.75 GiB (not 1.7 or 1.8), and a size just over 2 GiB does
+        // not print as "2.0 GiB" next to a "2 GiB".
+        assert_eq!(human_size(1792 * MIB), "1.75 GiB");
+        assert_eq!(human_size(2 * GIB + 4 * KIB), "2097156 KiB");
+        assert_eq!(human_size(2 * GIB - 4 * KIB), "2097148 KiB");
+        assert_eq!(human_size(GIB + 1), "1073741825 B");
+        assert_eq!(human_size(1536 * KIB), "1.5 MiB");
     }
 
     #[test]

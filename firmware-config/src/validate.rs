@@ -8,7 +8,7 @@ use crate::artifacts::{ArtifactTable, ImageFormat};
 use crate::board::{
     Arch, Board, DeviceInterrupt, HardwareInventory, InterruptControllerKind, Region,
 };
-use crate::diag::{Diagnostic, Diagnostics, did_you_mean};
+use crate::diag::{Diagnostic, Diagnostics};
 use crate::guest_map;
 use crate::manifest::*;
 use crate::units::{MIB, PAGE_SIZE, human_size};
@@ -168,18 +168,21 @@ impl<'a> Validator<'a> {
         }
         for f in &m.system.xen_features {
             if !XEN_BUILD_FEATURES.contains(&f.value.as_str()) {
-                let mut d = Diagnostic::error(
-                    "E0244",
-                    format!("unknown hypervisor build feature `{}`", f.value),
-                )
-                .at(
-                    f.span.clone(),
-                    format!("known: {}", XEN_BUILD_FEATURES.join(", ")),
+                self.d.push(
+                    Diagnostic::error(
+                        "E0244",
+                        format!("unknown hypervisor build feature `{}`", f.value),
+                    )
+                    .at(
+                        f.span.clone(),
+                        format!("known: {}", XEN_BUILD_FEATURES.join(", ")),
+                    )
+                    .suggest(
+                        &f.value,
+                        XEN_BUILD_FEATURES.iter().copied(),
+                        None,
+                    ),
                 );
-                if let Some(s) = did_you_mean(&f.value, XEN_BUILD_FEATURES.iter().copied()) {
-                    d = d.help(format!("did you mean `{s}`?"));
-                }
-                self.d.push(d);
             }
         }
         match (&m.system.dom0, &m.dom0) {
@@ -941,15 +944,15 @@ impl<'a> Validator<'a> {
             let Some(pool) = &d.cpupool else { continue };
             match names.get(pool.value.as_str()) {
                 None => {
-                    let mut diag =
+                    self.d.push(
                         Diagnostic::error("E0225", format!("no cpupool is named `{}`", pool.value))
-                            .at(pool.span.clone(), "unknown pool");
-                    if let Some(s) = did_you_mean(&pool.value, names.keys().copied()) {
-                        diag = diag.help(format!("did you mean `{s}`?"));
-                    } else {
-                        diag = diag.help("declare it with a [[cpupool]] table");
-                    }
-                    self.d.push(diag);
+                            .at(pool.span.clone(), "unknown pool")
+                            .suggest(
+                                &pool.value,
+                                names.keys().copied(),
+                                Some("declare it with a [[cpupool]] table"),
+                            ),
+                    );
                 }
                 Some(p) => {
                     let pool_cpus: BTreeSet<u32> = p.cpus.value.iter().map(|c| c.value).collect();
@@ -980,29 +983,50 @@ impl<'a> Validator<'a> {
                             .at(dep.span.clone(), "here"),
                     );
                 } else if !names.contains(&dep.value.as_str()) {
-                    let mut diag =
+                    self.d.push(
                         Diagnostic::error("E0224", format!("no domain is named `{}`", dep.value))
-                            .at(dep.span.clone(), "unknown domain");
-                    if let Some(s) = did_you_mean(&dep.value, names.iter().copied()) {
-                        diag = diag.help(format!("did you mean `{s}`?"));
-                    }
-                    self.d.push(diag);
+                            .at(dep.span.clone(), "unknown domain")
+                            .suggest(&dep.value, names.iter().copied(), None),
+                    );
                 }
             }
         }
         if let Err(cycle) = boot_order(m) {
-            let first = m
-                .domain(&cycle[0])
-                .map(|d| d.name.span.clone())
-                .unwrap_or(0..0);
-            self.d.push(
-                Diagnostic::error(
-                    "E0224",
-                    format!("`depends_on` forms a cycle: {}", cycle.join(" -> ")),
-                )
-                .at(first, "part of the cycle")
-                .help("remove one of the dependencies"),
+            // Each edge of the cycle is one `depends_on` entry: show them all, and propose the
+            // one written last (the newest, most likely the mistake) for removal.
+            let edges: Vec<(&str, &str, Span)> = cycle
+                .windows(2)
+                .filter_map(|w| {
+                    let dep = m
+                        .domain(&w[0])?
+                        .depends_on
+                        .iter()
+                        .find(|x| x.value == w[1])?;
+                    Some((w[0].as_str(), w[1].as_str(), dep.span.clone()))
+                })
+                .collect();
+            let last = edges
+                .iter()
+                .enumerate()
+                .max_by_key(|(_, e)| e.2.start)
+                .map_or(0, |(i, _)| i);
+            let mut diag = Diagnostic::error(
+                "E0224",
+                format!("`depends_on` forms a cycle: {}", cycle.join(" -> ")),
             );
+            if let Some((from, to, span)) = edges.get(last) {
+                diag = diag
+                    .at(span.clone(), format!("`{from}` depends on `{to}`"))
+                    .help(format!(
+                        "remove one edge of the cycle, e.g. `\"{to}\"` from the `depends_on` of `{from}`"
+                    ));
+            }
+            for (i, (from, to, span)) in edges.iter().enumerate() {
+                if i != last {
+                    diag = diag.also(span.clone(), format!("`{from}` depends on `{to}`"));
+                }
+            }
+            self.d.push(diag);
         }
     }
 
@@ -1089,20 +1113,18 @@ impl<'a> Validator<'a> {
                     continue;
                 }
                 let Some(dev) = inv.device(&p.value) else {
-                    let mut diag = Diagnostic::error(
-                        "E0209",
-                        format!("the board has no device at `{}`", p.value),
-                    )
-                    .at(p.span.clone(), "not in the board's device tree");
-                    if let Some(s) =
-                        did_you_mean(&p.value, inv.devices.iter().map(|d| d.path.as_str()))
-                    {
-                        diag = diag.help(format!("did you mean `{s}`?"));
-                    } else {
-                        diag = diag
-                            .help("list the board's devices with `domforge inspect --board BOARD`");
-                    }
-                    self.d.push(diag);
+                    self.d.push(
+                        Diagnostic::error(
+                            "E0209",
+                            format!("the board has no device at `{}`", p.value),
+                        )
+                        .at(p.span.clone(), "not in the board's device tree")
+                        .suggest(
+                            &p.value,
+                            inv.devices.iter().map(|d| d.path.as_str()),
+                            Some("list the board's devices with `domforge inspect --board BOARD`"),
+                        ),
+                    );
                     continue;
                 };
                 if let Some((other, first)) = device_owner.get(dev.path.as_str()) {
@@ -1324,7 +1346,12 @@ impl<'a> Validator<'a> {
                 let Some(d) = m.domain(&who.value) else {
                     self.d.push(
                         Diagnostic::error("E0233", format!("no domain is named `{}`", who.value))
-                            .at(who.span.clone(), "unknown domain"),
+                            .at(who.span.clone(), "unknown domain")
+                            .suggest(
+                                &who.value,
+                                m.domains.iter().map(|d| d.name.value.as_str()),
+                                None,
+                            ),
                     );
                     continue;
                 };
@@ -1620,6 +1647,9 @@ fn dom0less_only(domain: &str, what: &str, span: crate::manifest::Span) -> Diagn
     .note("domforge-init builds the domain through domctls, which cannot allocate Xen's reserved static memory and always set up the PV interfaces")
     .help("use `builder = \"xen\"` for this domain, or drop the setting")
 }
+
+#[cfg(test)]
+mod diagnostics_tests;
 
 #[cfg(test)]
 mod tests {
