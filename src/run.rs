@@ -96,6 +96,15 @@ pub fn prepare(
 ) -> Result<Prepared, PipelineError> {
     let loaded = pipeline::load(manifest, opts)?;
     let (mut plan, _warnings) = loaded.plan()?;
+    // A domain without a console can never report: refuse before building and booting.
+    let silent = firmware_config::observe::unobservable_domains(&loaded.manifest);
+    if silent.has_errors() {
+        return Err(PipelineError::Diagnostics {
+            diags: silent,
+            manifest: loaded.manifest_file.clone(),
+            board: Some(loaded.board_file.clone()),
+        });
+    }
     let mut expectations = expect::expectations(&plan);
     adjust(&mut expectations);
     expect::apply_knobs(&mut plan, &expectations);

@@ -420,3 +420,46 @@ fn a_dependency_cycle_in_json_carries_each_edge() {
         "remove one edge of the cycle, e.g. `\"app\"` from the `depends_on` of `two`"
     );
 }
+
+#[test]
+fn test_refuses_a_domain_without_a_console_before_booting() {
+    let dir = scratch("console-none");
+    let image =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad-manifests/fixtures/Image");
+    let manifest = dir.join("silent.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "[system]\nname = \"silent\"\nboard = \"qemu-virt-arm64\"\n\n[[domain]]\nname = \"app\"\nkind = \"arm64\"\nmemory = \"128M\"\nkernel = \"{}\"\nconsole = \"none\"\n",
+            image.display()
+        ),
+    )
+    .unwrap();
+    let path = manifest.display().to_string();
+    // `check` accepts the system: only observing it is impossible.
+    let (code, _, err) = domforge(&["check", &path]);
+    assert_eq!(code, 0, "{err}");
+    let started = std::time::Instant::now();
+    let (code, _, err) = domforge(&["test", &path]);
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with(&format!(
+            "error[E0252]: domain `app` has no console, so `domforge test` and `domforge run` can never hear from it\n  --> {path}:10:11\n"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("^^^^^^ this domain prints nothing anywhere"),
+        "{err}"
+    );
+    // Refused before QEMU: nowhere near the 180 s deadline.
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    let (code, out, _) = domforge(&["test", "--json", &path]);
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON on stdout");
+    assert_eq!(v["diagnostics"][0]["code"], "E0252");
+    assert_eq!(v["diagnostics"][0]["location"]["line"], 10);
+    let (code, _, err) = domforge(&["run", &path]);
+    assert_eq!(code, 1);
+    assert!(err.starts_with("error[E0252]"), "{err}");
+}

@@ -235,7 +235,7 @@ impl Board {
     /// Parses a board file. Errors point into the board file ([`crate::diag::SourceId::Board`]).
     pub fn parse(text: &str) -> Result<Board, Vec<Diagnostic>> {
         let raw: RawBoardFile = toml::from_str(text).map_err(|e| {
-            let mut d = crate::manifest::toml_error(&e, text);
+            let mut d = crate::manifest::board_toml_error(&e, text);
             if let Some(p) = d.primary.as_mut() {
                 p.source = crate::diag::SourceId::Board;
             }

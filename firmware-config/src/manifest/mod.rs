@@ -343,14 +343,34 @@ pub fn manifest_text(
     Err((text, d))
 }
 
-/// Turns a TOML or serde error into a diagnostic, adding "did you mean" for misspelt keys and values.
+/// Turns a TOML or serde error in a manifest into a diagnostic, adding "did you mean" for misspelt
+/// keys and values.
 pub(crate) fn toml_error(e: &toml::de::Error, text: &str) -> Diagnostic {
+    toml_error_in(e, text, true)
+}
+
+/// [`toml_error`] for a board file: the same hints, but none about manifest tables or xl.cfg keys.
+pub(crate) fn board_toml_error(e: &toml::de::Error, text: &str) -> Diagnostic {
+    toml_error_in(e, text, false)
+}
+
+fn toml_error_in(e: &toml::de::Error, text: &str, manifest: bool) -> Diagnostic {
     let message = e.message().trim().to_string();
     let span = e.span().unwrap_or(0..0);
     let offending = text.get(span.clone()).unwrap_or("").trim().to_string();
     if let Some(rest) = message.strip_prefix("unknown field `") {
         let (field, expected) = rest.split_once('`').unwrap_or((rest, ""));
         let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+        if !manifest {
+            let d = Diagnostic::error("E0002", format!("unknown key `{field}`"))
+                .at(span, "not a key of this table");
+            let all = format!("keys allowed here: {}", candidates.join(", "));
+            return d.suggest(
+                field,
+                candidates.iter().copied(),
+                (!candidates.is_empty()).then_some(all.as_str()),
+            );
+        }
         return unknown_key(field, &candidates, span);
     }
     if let Some(rest) = message.strip_prefix("unknown variant `") {
@@ -367,7 +387,10 @@ pub(crate) fn toml_error(e: &toml::de::Error, text: &str) -> Diagnostic {
         let field = rest.split('`').next().unwrap_or(rest);
         let table = offending.lines().next().unwrap_or("").trim().to_string();
         let d = Diagnostic::error("E0004", format!("missing required key `{field}`"));
-        if let Some(keys) = TABLE_KEYS_REQUIRED.iter().find(|(t, _)| *t == field) {
+        if let Some(keys) = TABLE_KEYS_REQUIRED
+            .iter()
+            .find(|(t, _)| manifest && *t == field)
+        {
             // A missing table (only `[system]` is required at the top level), not a key.
             return d
                 .at(span, format!("the manifest has no `[{field}]` table"))
