@@ -412,8 +412,11 @@ impl<'a> Validator<'a> {
             if builder == Builder::Init && !dom0 && board_arch != Arch::X86_64 {
                 self.d.push(
                     Diagnostic::error("E0238", format!("domain `{}` is built by domforge-init, which runs in dom0, but there is no dom0", d.name.value))
-                        .at(d.name.span.clone(), "built by domforge-init")
-                        .help("add `dom0 = true` and a [dom0] table"),
+                        .at(
+                            d.builder.as_ref().map_or(d.name.span.clone(), |b| b.span.clone()),
+                            "built by domforge-init",
+                        )
+                        .help("add a [dom0] table (domforge-init runs in it), or `builder = \"xen\"` for a dom0less domain"),
                 );
             }
             // Kernel and ramdisk formats.
