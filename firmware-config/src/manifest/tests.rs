@@ -320,3 +320,15 @@ fn type_errors_are_explained_in_our_words() {
         assert_eq!(h.as_deref(), Some(help), "{line}");
     }
 }
+
+#[test]
+fn a_manifest_over_1_mib_is_e0001() {
+    let text = std::format!("{GOOD}# {}\n", "x".repeat(MAX_MANIFEST_BYTES));
+    let diags = Manifest::parse(&text).expect_err("too big");
+    let d = diags.errors().next().unwrap();
+    assert_eq!(d.code, "E0001");
+    assert_eq!(
+        d.message,
+        std::format!("the manifest is {} bytes, over the 1 MiB limit", text.len())
+    );
+}

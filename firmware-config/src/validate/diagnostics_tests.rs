@@ -27,6 +27,15 @@ fn inventory() -> HardwareInventory {
 }
 
 fn errors(manifest: &str) -> Vec<Diagnostic> {
+    all(manifest, &inventory(), 4096)
+        .into_iter()
+        .filter(Diagnostic::is_error)
+        .collect()
+}
+
+/// Every diagnostic of `check`, then of `plan` when `check` passes, with the kernel `Image`
+/// `kernel_size` bytes long.
+fn all(manifest: &str, inv: &HardwareInventory, kernel_size: u64) -> Vec<Diagnostic> {
     let m = Manifest::parse(manifest).expect("parses");
     let board = Board::parse(crate::board::builtin_board("qemu-virt-arm64").unwrap()).unwrap();
     let mut artifacts = ArtifactTable::new();
@@ -34,22 +43,104 @@ fn errors(manifest: &str) -> Vec<Diagnostic> {
         artifacts.insert(
             s.into(),
             Ok(ArtifactFacts {
-                size: 4096,
+                size: kernel_size,
                 format: ImageFormat::Arm64Image,
                 path: s.into(),
                 sha256: String::new(),
             }),
         );
     }
-    check(CheckInput {
+    let input = CheckInput {
         manifest: &m,
         board: &board,
-        inventory: &inventory(),
+        inventory: inv,
         artifacts: &artifacts,
-    })
-    .errors()
-    .cloned()
-    .collect()
+    };
+    let diags = check(input);
+    if diags.has_errors() {
+        return diags.0;
+    }
+    match crate::plan::plan(CheckInput {
+        manifest: &m,
+        board: &board,
+        inventory: inv,
+        artifacts: &artifacts,
+    }) {
+        Ok((_, warnings)) => warnings.0,
+        Err(d) => d.0,
+    }
+}
+
+fn device(path: &str, irq: DeviceInterrupt, behind_iommu: bool) -> crate::board::DeviceNode {
+    crate::board::DeviceNode {
+        path: path.into(),
+        compatible: std::vec!["test,dev".into()],
+        enabled: true,
+        regions: std::vec![Region::new(0x0a00_0000, 0x1000)],
+        interrupts: std::vec![irq],
+        behind_iommu,
+        dma_capable: false,
+        dependencies: Vec::new(),
+        phandle: None,
+    }
+}
+
+fn codes_and_messages(d: &[Diagnostic]) -> Vec<(&'static str, String)> {
+    d.iter().map(|d| (d.code, d.message.clone())).collect()
+}
+
+/// Codes the QEMU boards cannot produce (no PPI or GPIO-routed device to pass, no huge kernel in
+/// the fixtures), checked against hand-made inventories.
+#[test]
+fn rules_the_qemu_boards_cannot_trigger() {
+    let pass = domain("one", "passthrough = [\"/dev@a000000\"]");
+    let with = |irq, iommu| {
+        let mut inv = inventory();
+        inv.devices = std::vec![device("/dev@a000000", irq, iommu)];
+        inv
+    };
+    let d = all(
+        &format!("{HEAD}{pass}"),
+        &with(DeviceInterrupt::Ppi(27), true),
+        4096,
+    );
+    assert_eq!(codes_and_messages(&d)[0].0, "E0241", "{d:?}");
+    let d = all(
+        &format!("{HEAD}{pass}"),
+        &with(DeviceInterrupt::Nested(7), true),
+        4096,
+    );
+    assert_eq!(codes_and_messages(&d)[0].0, "E0243", "{d:?}");
+    let forced = domain(
+        "one",
+        "passthrough = [\"/dev@a000000\"]\nforce_without_iommu = true",
+    );
+    let d = all(
+        &format!("{HEAD}{forced}"),
+        &with(DeviceInterrupt::Spi(40), false),
+        4096,
+    );
+    assert_eq!(
+        codes_and_messages(&d),
+        [(
+            "W0201",
+            String::from(
+                "`/dev@a000000` has no IOMMU: any DMA it does is not confined to its guest"
+            )
+        )]
+    );
+    // A command line without console= (W0203); the domain in `domain()` has none.
+    let talk = domain("one", "cmdline = \"quiet\"").replace("console = \"none\"\n", "");
+    let d = all(&format!("{HEAD}{talk}"), &inventory(), 4096);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0].code, "W0203");
+    // A kernel larger than the board's module window (0x37e00000 bytes on qemu-virt-arm64).
+    let d = all(
+        &format!("{HEAD}{}", domain("one", "")),
+        &inventory(),
+        0x4000_0000,
+    );
+    assert_eq!(codes_and_messages(&d)[0].0, "E0303", "{d:?}");
 }
 
 fn domain(name: &str, extra: &str) -> String {
