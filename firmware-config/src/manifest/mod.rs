@@ -417,6 +417,32 @@ fn toml_error_in(e: &toml::de::Error, text: &str, manifest: bool) -> Diagnostic 
     if let Some(rest) = message.strip_prefix("invalid type: ") {
         return type_error(rest, &offending, text, span);
     }
+    if let Some(rest) = message.strip_prefix("invalid value: ") {
+        // serde: "invalid value: integer `-1`, expected u32" (a number out of the field's range).
+        let (found, expected) = rest.split_once(", expected ").unwrap_or((rest, ""));
+        let value = found.split('`').nth(1).unwrap_or(found);
+        let range = match expected {
+            "u8" => "0 to 255",
+            "u16" => "0 to 65535",
+            "u32" => "0 to 4294967295",
+            "u64" => "0 or more",
+            other => other,
+        };
+        let mut d = Diagnostic::error(
+            "E0005",
+            match key_before(text, span.start) {
+                Some(k) => {
+                    format!("wrong value: `{k}` takes a whole number from {range}, not {value}")
+                }
+                None => format!("wrong value: expected a whole number from {range}, not {value}"),
+            },
+        )
+        .at(span, "out of range");
+        if value.starts_with('-') {
+            d = d.help("negative numbers mean nothing here");
+        }
+        return d;
+    }
     Diagnostic::error("E0006", format!("TOML syntax: {message}")).at(span, "here")
 }
 
@@ -727,10 +753,14 @@ fn type_error(rest: &str, offending: &str, text: &str, span: Span) -> Diagnostic
         && want == "a list"
         && offending.starts_with('[')
         && !offending.starts_with("[[");
+    let table_array = offending.starts_with("[[") && want != "a list";
     let table_name = offending.trim_matches(['[', ']']).trim();
     let what = match &key {
         _ if single_table => {
             format!("`[{table_name}]` is one table, but `{table_name}` is an array of tables")
+        }
+        _ if table_array => {
+            format!("`[[{table_name}]]` makes a list of tables, but there is one `[{table_name}]`")
         }
         Some(k) => format!("`{k}` takes {want}, not {got}"),
         None => format!("expected {want}, found {got}"),
@@ -742,10 +772,26 @@ fn type_error(rest: &str, offending: &str, text: &str, span: Span) -> Diagnostic
         Some(format!(
             "write `[[{table_name}]]`: each `[[{table_name}]]` header starts one entry"
         ))
-    } else if found_kind == "string" && want == "a list" {
+    } else if table_array {
+        Some(format!("write `[{table_name}]`"))
+    } else if found_kind == "map" && want == "a list" {
+        Some(format!(
+            "a list of tables, even of one: write `[{offending}]`"
+        ))
+    } else if want == "a list" && found_kind != "map" {
         Some(format!("a list, even of one: write `[{offending}]`"))
     } else if found_kind == "string" && (want == "a whole number" || want.starts_with("`true`")) {
         Some(format!("write `{unquoted}` without quotes"))
+    } else if found_kind == "integer" && want.starts_with("`true`") {
+        Some(String::from("write `true` or `false`"))
+    } else if found_kind == "floating" && want == "a whole number" {
+        let whole = offending
+            .strip_suffix(".0")
+            .filter(|w| w.bytes().all(|b| b.is_ascii_digit()));
+        Some(match whole {
+            Some(w) => format!("write `{w}`"),
+            None => String::from("a whole number: no fractions"),
+        })
     } else if found_kind == "floating" && want == "a size or address" {
         Some(String::from(
             "fractions are not accepted: write a whole number with a unit, e.g. \"1536M\" for 1.5 GiB",

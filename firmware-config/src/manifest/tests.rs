@@ -313,6 +313,31 @@ fn type_errors_are_explained_in_our_words() {
             "wrong type: `memory` takes a size or address, not a floating-point number",
             "fractions are not accepted: write a whole number with a unit, e.g. \"1536M\" for 1.5 GiB",
         ),
+        (
+            "static_memory = { base = \"0x60000000\", size = \"128M\" }",
+            "wrong type: `static_memory` takes a list, not a table",
+            "a list of tables, even of one: write `[{ base = \"0x60000000\", size = \"128M\" }]`",
+        ),
+        (
+            "irqs = 40",
+            "wrong type: `irqs` takes a list, not a number",
+            "a list, even of one: write `[40]`",
+        ),
+        (
+            "force_without_iommu = 1",
+            "wrong type: `force_without_iommu` takes `true` or `false`, not a number",
+            "write `true` or `false`",
+        ),
+        (
+            "vcpus = 2.0",
+            "wrong type: `vcpus` takes a whole number, not a floating-point number",
+            "write `2`",
+        ),
+        (
+            "vcpus = -1",
+            "wrong value: `vcpus` takes a whole number from 0 to 4294967295, not -1",
+            "negative numbers mean nothing here",
+        ),
     ] {
         let (code, m, _, h) = error_parts(&with_domain_line(line));
         assert_eq!(code, "E0005", "{line}");
@@ -331,4 +356,16 @@ fn a_manifest_over_1_mib_is_e0001() {
         d.message,
         std::format!("the manifest is {} bytes, over the 1 MiB limit", text.len())
     );
+}
+
+#[test]
+fn a_doubled_system_header_is_explained() {
+    let text = GOOD.replace("[system]", "[[system]]");
+    let (code, msg, _, help) = error_parts(&text);
+    assert_eq!(code, "E0005");
+    assert_eq!(
+        msg,
+        "wrong type: `[[system]]` makes a list of tables, but there is one `[system]`"
+    );
+    assert_eq!(help.as_deref(), Some("write `[system]`"));
 }
