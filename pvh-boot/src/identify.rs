@@ -15,9 +15,9 @@
 //! | U-Boot legacy `uImage` | 64-byte header + `ih_size` (u-boot `include/image.h`) |
 //! | ELF | every `PT_LOAD` segment's `p_offset + p_filesz` (checked by [`crate::kernel`]'s parser) |
 //! | newc cpio (initramfs) | every entry's name and data (`c_namesize`, `c_filesize`), and a closing `TRAILER!!!` (Linux `init/initramfs.c`) |
-//! | gzip, xz, lzma, lz4, bzip2 | the compressed stream ends properly; a cpio or Image inside is checked in turn |
+//! | gzip, xz, lzma, lz4, bzip2, zstd | the compressed stream ends properly; a cpio or Image inside is checked in turn |
 //!
-//! zstd streams are not decoded here (see [`crate::decompress::decompress_file`]).
+//! LZO streams are not decoded (there is no decoder here; see [`crate::decompress`]).
 
 use alloc::format;
 use alloc::string::String;

@@ -111,6 +111,7 @@ fn compressed_ramdisks_must_decode_to_their_end() {
         ("xz", "xz-utils"),
         ("bzip2", "bzip2"),
         ("lz4", "lz4"),
+        ("zstd", "zstd"),
     ]) {
         return;
     }
@@ -123,6 +124,7 @@ fn compressed_ramdisks_must_decode_to_their_end() {
         ("xz", &["--check=crc32", "-c"][..], "xz"),
         ("bzip2", &["-c"][..], "bzip2"),
         ("lz4", &["-l", "-c"][..], "lz4"),
+        ("zstd", &["-q", "-c"][..], "zstd"),
     ] {
         let whole = common::run(Command::new(tool).args(args).arg(&input));
         assert_eq!(check_complete(&whole), Ok(()), "{tool}");
