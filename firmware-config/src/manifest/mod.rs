@@ -376,12 +376,13 @@ fn toml_error_in(e: &toml::de::Error, text: &str, manifest: bool) -> Diagnostic 
     if let Some(rest) = message.strip_prefix("unknown variant `") {
         let (value, expected) = rest.split_once('`').unwrap_or((rest, ""));
         let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
-        let mut d = Diagnostic::error("E0003", format!("`{value}` is not an accepted value"))
+        let d = Diagnostic::error("E0003", format!("`{value}` is not an accepted value"))
             .at(span, format!("expected one of: {}", candidates.join(", ")));
-        if let Some(s) = did_you_mean(value, candidates.iter().copied()) {
-            d = d.help(format!("did you mean `{s}`?"));
+        // xl's `builder = "hvm"` chose the guest type; domforge's `builder` says who builds it.
+        if candidates.contains(&"init") && ["hvm", "generic", "pv", "pvh"].contains(&value) {
+            return d.help("xl's `builder` chose the guest type, which is `kind` here (`kind = \"pvh\"`); `builder` says who builds the domain: `\"xen\"` (dom0less) or `\"init\"` (domforge-init)");
         }
-        return d;
+        return d.suggest(value, candidates.iter().copied(), None);
     }
     if let Some(rest) = message.strip_prefix("missing field `") {
         let field = rest.split('`').next().unwrap_or(rest);
@@ -579,6 +580,76 @@ const FOREIGN_KEYS: &[(&str, Option<&str>, &str)] = &[
         Some("p2m_pool"),
         "the P2M pool size is `p2m_pool` (a size)",
     ),
+    (
+        "tee",
+        None,
+        "xl's `tee` has no domforge equivalent: no TEE mediator is configured for guests",
+    ),
+    (
+        "ioports",
+        None,
+        "xl's `ioports` has no domforge equivalent: x86 I/O-port grants are not supported; grant MMIO with `iomem`",
+    ),
+    (
+        "on_watchdog",
+        None,
+        "xl's `on_watchdog` has no domforge equivalent: only `on_crash` is configurable",
+    ),
+    (
+        "on_soft_reset",
+        None,
+        "xl's `on_soft_reset` has no domforge equivalent: only `on_crash` is configurable",
+    ),
+    (
+        "viridian",
+        None,
+        "xl's `viridian` is an HVM option; domforge builds PVH and arm64 guests",
+    ),
+    (
+        "acpi",
+        None,
+        "xl's `acpi` has no domforge equivalent: PVH guests get ACPI tables from domforge-init, arm64 guests a device tree",
+    ),
+    (
+        "device_model_version",
+        None,
+        "xl's device-model options have no domforge equivalent: there is no QEMU device model",
+    ),
+    (
+        "localtime",
+        None,
+        "xl's `localtime` has no domforge equivalent",
+    ),
+    (
+        "e820_host",
+        None,
+        "xl's `e820_host` has no domforge equivalent: PVH guests get domforge's own memory map",
+    ),
+    (
+        "vtpm",
+        None,
+        "xl's `vtpm` has no domforge equivalent: domforge builds no PV backends",
+    ),
+    (
+        "vkb",
+        None,
+        "xl's `vkb` has no domforge equivalent: domforge builds no PV backends",
+    ),
+    (
+        "channel",
+        None,
+        "xl's `channel` has no domforge equivalent: domforge builds no PV backends",
+    ),
+    (
+        "p9",
+        None,
+        "xl's `p9` has no domforge equivalent: domforge builds no PV backends",
+    ),
+    (
+        "usbctrl",
+        None,
+        "xl's `usbctrl` has no domforge equivalent: domforge builds no PV backends; pass a USB controller with `passthrough`",
+    ),
     // ImageBuilder (uboot-script-gen config), as TOML keys
     (
         "domu_kernel",
@@ -768,7 +839,13 @@ fn type_error(rest: &str, offending: &str, text: &str, span: Span) -> Diagnostic
     let mut d =
         Diagnostic::error("E0005", format!("wrong type: {what}")).at(span, format!("{got} here"));
     let unquoted = offending.trim_matches('"');
-    let help = if single_table {
+    let xl_passthrough = key.as_deref() == Some("passthrough")
+        && ["enabled", "disabled", "sync_pt", "share_pt"].contains(&unquoted);
+    let help = if xl_passthrough {
+        Some(format!(
+            "xl's `passthrough = \"{unquoted}\"` sets up the IOMMU; here `passthrough` lists the devices, by DT path: `passthrough = [\"/pl031@9010000\"]`"
+        ))
+    } else if single_table {
         Some(format!(
             "write `[[{table_name}]]`: each `[[{table_name}]]` header starts one entry"
         ))

@@ -369,3 +369,25 @@ fn a_doubled_system_header_is_explained() {
     );
     assert_eq!(help.as_deref(), Some("write `[system]`"));
 }
+
+#[test]
+fn xl_values_under_domforge_keys_are_explained() {
+    let (code, _, _, help) = error_parts(&with_domain_line("passthrough = \"enabled\""));
+    assert_eq!(code, "E0005");
+    assert_eq!(
+        help.as_deref(),
+        Some(
+            "xl's `passthrough = \"enabled\"` sets up the IOMMU; here `passthrough` lists the devices, by DT path: `passthrough = [\"/pl031@9010000\"]`"
+        )
+    );
+    let (code, _, _, help) = error_parts(&with_domain_line("builder = \"hvm\""));
+    assert_eq!(code, "E0003");
+    assert_eq!(
+        help.as_deref(),
+        Some(
+            "xl's `builder` chose the guest type, which is `kind` here (`kind = \"pvh\"`); `builder` says who builds the domain: `\"xen\"` (dom0less) or `\"init\"` (domforge-init)"
+        )
+    );
+    let (_, _, _, help) = error_parts(&with_domain_line("console = \"vpl01\""));
+    assert_eq!(help.as_deref(), Some("did you mean `vpl011`?"));
+}
