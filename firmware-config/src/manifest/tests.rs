@@ -391,3 +391,27 @@ fn xl_values_under_domforge_keys_are_explained() {
     let (_, _, _, help) = error_parts(&with_domain_line("console = \"vpl01\""));
     assert_eq!(help.as_deref(), Some("did you mean `vpl011`?"));
 }
+
+/// docs/manifest.md names every xl.cfg and ImageBuilder key the parser maps or explains.
+#[test]
+fn docs_list_every_foreign_key() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/manifest.md"))
+        .unwrap();
+    let start = doc
+        .find("**Keys from xl.cfg and ImageBuilder**")
+        .expect("the section");
+    let section = &doc[start..start + doc[start..].find("\n- ").unwrap_or(doc.len() - start)];
+    for (key, ours, _) in FOREIGN_KEYS {
+        let upper = key.to_ascii_uppercase();
+        let shown = [std::format!("`{key}` → "), std::format!("`{upper}` → ")];
+        let entry = shown
+            .iter()
+            .find_map(|s| section.find(s.as_str()).map(|i| &section[i + s.len()..]))
+            .unwrap_or_else(|| panic!("docs do not list `{key}`"));
+        let want = ours.map_or(std::string::String::from("none"), |o| std::format!("`{o}`"));
+        assert!(
+            entry.starts_with(&want),
+            "docs map `{key}` otherwise than {want}"
+        );
+    }
+}
