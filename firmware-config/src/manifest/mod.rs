@@ -769,7 +769,15 @@ fn unknown_key(field: &str, candidates: &[&str], span: Span) -> Diagnostic {
     let mut d = Diagnostic::error("E0002", format!("unknown key `{field}`"))
         .at(span, "not a key of this table");
     let lower = field.to_ascii_lowercase();
-    if let Some((_, _, why)) = FOREIGN_KEYS.iter().find(|(k, _, _)| *k == lower) {
+    // A mapping applies where its key lives (xl's `cpus` means `vcpu_affinity` in a domain, not
+    // in `[dom0]`), or when its hint names the table, or when there is no equivalent at all.
+    let applies = |ours: &Option<&str>, why: &str| {
+        ours.is_none_or(|o| candidates.contains(&o) || why.contains("in `[") || o.starts_with('['))
+    };
+    if let Some((_, _, why)) = FOREIGN_KEYS
+        .iter()
+        .find(|(k, ours, why)| *k == lower && applies(ours, why))
+    {
         return d.help(*why);
     }
     if let Some(s) = did_you_mean(field, candidates.iter().copied()) {

@@ -415,3 +415,12 @@ fn docs_list_every_foreign_key() {
         );
     }
 }
+
+#[test]
+fn an_xl_mapping_applies_only_where_its_key_lives() {
+    // `[dom0]` has no `vcpu_affinity`: xl's meaning of `cpus` would mislead there.
+    let text = std::format!("{GOOD}\n[dom0]\nkernel = \"Image\"\ncpus = \"1\"\n");
+    let (code, _, _, help) = error_parts(&text);
+    assert_eq!(code, "E0002");
+    assert_eq!(help.as_deref(), Some("did you mean `vcpus`?"));
+}
