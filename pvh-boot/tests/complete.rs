@@ -230,44 +230,63 @@ fn an_arm64_image_must_hold_what_its_pe_header_places() {
     );
 }
 
-/// Debian's Xen for arm64 carries the Linux Image header and a PE header; the real file passes
-/// and its first 4 KiB do not.
+/// Real release files from domforge's download cache (Debian's Xen and Linux for arm64 and amd64,
+/// the probe initramfs built from Debian's busybox), when a build has fetched them: each whole file
+/// passes, and its first 4 KiB (or half, for a compressed one) are refused with the format's own
+/// promise.
 #[test]
-fn debian_xen_arm64_passes_whole_and_fails_cut() {
+fn real_release_files_pass_whole_and_fail_cut() {
     let cache = std::env::var_os("XDG_CACHE_HOME")
         .map(std::path::PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))
         .unwrap()
-        .join("domforge/packages/arm64");
-    let xen = std::fs::read_dir(&cache).ok().and_then(|dirs| {
-        dirs.flatten()
-            .map(|d| d.path().join("root/boot"))
-            .flat_map(|b| std::fs::read_dir(b).into_iter().flatten().flatten())
-            .map(|e| e.path())
-            .find(|p| {
-                let n = p.file_name().unwrap().to_string_lossy().to_string();
-                n.starts_with("xen-") && n.ends_with("-arm64")
-            })
-    });
-    let Some(xen) = xen else {
+        .join("domforge");
+    let mut found = Vec::new();
+    for arch in ["arm64", "amd64"] {
+        let Ok(dirs) = std::fs::read_dir(cache.join("packages").join(arch)) else {
+            continue;
+        };
+        for d in dirs.flatten() {
+            let Ok(files) = std::fs::read_dir(d.path().join("root/boot")) else {
+                continue;
+            };
+            for f in files.flatten() {
+                let n = f.file_name().to_string_lossy().to_string();
+                if n.starts_with("vmlinuz-") || (n.starts_with("xen-") && !n.contains('.')) {
+                    found.push(f.path());
+                }
+            }
+        }
+    }
+    if let Ok(probes) = std::fs::read_dir(cache.join("probe")) {
+        found.extend(probes.flatten().map(|e| e.path()));
+    }
+    if found.is_empty() {
         eprintln!(
-            "SKIPPED: no Debian Xen arm64 image cached (run `domforge check` on an arm64 example)"
+            "SKIPPED: no Debian kernel, Xen or probe image cached (run `cargo test --test build_arm`)"
         );
         return;
-    };
-    let whole = std::fs::read(&xen).unwrap();
-    assert_eq!(check_complete(&whole), Ok(()), "{}", xen.display());
-    let r = reason(cut(&whole, 4096));
-    assert!(
-        r.starts_with(
-            "an arm64 Image cut short or damaged: its PE header places section `.text` up to byte "
-        ),
-        "{r}"
-    );
-    assert!(
-        r.ends_with(&format!("{}, the file has 4096", whole.len())),
-        "{r}"
-    );
+    }
+    for path in found {
+        let whole = std::fs::read(&path).unwrap();
+        assert_eq!(check_complete(&whole), Ok(()), "{}", path.display());
+        let compressed = whole.starts_with(&[0x1f, 0x8b]);
+        let n = if compressed { whole.len() / 2 } else { 4096 };
+        let r = reason(cut(&whole, n));
+        let want = match identify(&whole) {
+            Some("an arm64 Image (a Linux or Xen kernel)") => {
+                "an arm64 Image cut short or damaged: its PE header places section `"
+            }
+            Some("an x86 bzImage (a Linux kernel)") => {
+                "an x86 bzImage cut short or damaged: its bzImage payload needs "
+            }
+            Some("gzip-compressed data") => {
+                "a gzip file cut short or damaged: the gzip stream does not decode to its end"
+            }
+            other => panic!("{}: unexpected kind {other:?}", path.display()),
+        };
+        assert!(r.starts_with(want), "{}: {r}", path.display());
+    }
 }
 
 #[test]
