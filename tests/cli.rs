@@ -355,6 +355,15 @@ fn issue_15_messages_in_json() {
             Some("units are binary: K = 1024, M = 1024 K, G = 1024 M"),
         ),
         (
+            "kernel-missing",
+            "E0216",
+            13,
+            "kernel of `app` `fixtures/nope` cannot be used: no file at tests/bad-manifests/fixtures/nope",
+            Some(
+                "paths are relative to the manifest's directory; the other sources are `debian:kernel`, `debian:xen`, `builtin:probe` and `builtin:xen-static-memory` (docs/manifest.md, \"Artifact sources\")",
+            ),
+        ),
+        (
             "kernel-truncated",
             "E0251",
             13,

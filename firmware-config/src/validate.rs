@@ -292,7 +292,7 @@ impl<'a> Validator<'a> {
                 self.d.push(
                     Diagnostic::error("E0216", format!("{what} `{}` cannot be used: {why}", source.value))
                         .at(source.span.clone(), "this file")
-                        .help("paths are relative to the manifest; `debian:PACKAGE` and `builtin:probe` are also accepted"),
+                        .help("paths are relative to the manifest's directory; the other sources are `debian:kernel`, `debian:xen`, `builtin:probe` and `builtin:xen-static-memory` (docs/manifest.md, \"Artifact sources\")"),
                 );
                 None
             }
