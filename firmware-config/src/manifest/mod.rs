@@ -783,22 +783,29 @@ fn unknown_key(field: &str, candidates: &[&str], span: Span) -> Diagnostic {
     if let Some(s) = did_you_mean(field, candidates.iter().copied()) {
         return d.help(format!("did you mean `{s}`?"));
     }
-    // The key (or a close one) in another table: name that table.
-    let elsewhere = ALL_KEY_LISTS
+    // The key in other tables (name them all), else a close key in another table.
+    let others: Vec<&[&str]> = ALL_KEY_LISTS
         .iter()
+        .copied()
         .filter(|l| !candidates.iter().all(|c| l.contains(c)) || candidates.is_empty())
-        .find_map(|l| {
-            let exact = l.iter().find(|k| **k == field).copied();
-            exact
-                .or_else(|| did_you_mean(field, l.iter().copied()))
-                .map(|k| (k, table_of(l)))
-        });
-    if let Some((key, table)) = elsewhere {
-        d = d.help(if key == field {
-            format!("`{key}` is a key of {table}, not of this table; move it there")
-        } else {
-            format!("did you mean `{key}`? It is a key of {table}, not of this table")
-        });
+        .collect();
+    let exact: Vec<&str> = others
+        .iter()
+        .filter(|l| l.contains(&field))
+        .map(|l| table_of(l))
+        .collect();
+    let close = others
+        .iter()
+        .find_map(|l| did_you_mean(field, l.iter().copied()).map(|k| (k, table_of(l))));
+    if !exact.is_empty() {
+        d = d.help(format!(
+            "`{field}` is a key of {}, not of this table; move it there",
+            exact.join(" and ")
+        ));
+    } else if let Some((key, table)) = close {
+        d = d.help(format!(
+            "did you mean `{key}`? It is a key of {table}, not of this table"
+        ));
     } else if !candidates.is_empty() {
         d = d.help(format!("keys allowed here: {}", candidates.join(", ")));
     }

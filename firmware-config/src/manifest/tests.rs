@@ -424,3 +424,19 @@ fn an_xl_mapping_applies_only_where_its_key_lives() {
     assert_eq!(code, "E0002");
     assert_eq!(help.as_deref(), Some("did you mean `vcpus`?"));
 }
+
+#[test]
+fn a_key_of_several_tables_names_them_all() {
+    let text = std::format!("kernel = \"Image\"\n{GOOD}");
+    let (code, _, _, help) = error_parts(&text);
+    assert_eq!(code, "E0002");
+    assert_eq!(
+        help.as_deref(),
+        Some("`kernel` is a key of `[dom0]` and `[[domain]]`, not of this table; move it there")
+    );
+    let (_, _, _, help) = error_parts(&with_domain_line("xen_cmdlin = \"x\""));
+    assert_eq!(
+        help.as_deref(),
+        Some("did you mean `xen_cmdline`? It is a key of `[system]`, not of this table")
+    );
+}
