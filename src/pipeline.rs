@@ -253,9 +253,20 @@ fn board_source(
             dir.to_path_buf(),
         ));
     }
-    let looks_like_path = name.contains('/') || name.ends_with(".toml");
+    let looks_like_path = name.contains('/') || name.ends_with(".toml") || dir.join(name).is_file();
     let path = dir.join(name);
-    if looks_like_path && let Ok(text) = std::fs::read_to_string(&path) {
+    if looks_like_path && let Ok(bytes) = std::fs::read(&path) {
+        // A board file that is not text (often the board's DTB given in its place) is named for
+        // what it is, at the manifest's `board = ...`, not reported as missing.
+        let what = format!("board file `{name}`");
+        let text = firmware_config::manifest::toml_text(bytes, &what, pvh_boot::identify::identify)
+            .map_err(|(_, d)| PipelineError::Diagnostics {
+                diags: Diagnostics(vec![d.at(m.system.board.span.clone(), "not a TOML board file").help(
+                    "a board file is TOML (docs/boards.md); the board's DTB is named inside it, in `[dtb] file = ...`",
+                )]),
+                manifest: mf.clone(),
+                board: None,
+            })?;
         let board_dir = path
             .parent()
             .map_or_else(|| dir.to_path_buf(), Path::to_path_buf);

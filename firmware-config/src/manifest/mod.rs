@@ -311,6 +311,16 @@ pub fn manifest_text(
     bytes: Vec<u8>,
     identify: impl Fn(&[u8]) -> Option<&'static str>,
 ) -> Result<String, (String, Diagnostic)> {
+    toml_text(bytes, "the manifest", identify)
+}
+
+/// [`manifest_text`] for any TOML file domforge reads; `file` names it in the message
+/// (`"the manifest"`, `"board file `x.toml`"`).
+pub fn toml_text(
+    bytes: Vec<u8>,
+    file: &str,
+    identify: impl Fn(&[u8]) -> Option<&'static str>,
+) -> Result<String, (String, Diagnostic)> {
     // Binary: control bytes other than tab, newline, carriage return and form feed (TOML allows
     // none of them outside strings either), or invalid UTF-8 in a recognised binary format.
     // NUL is valid UTF-8, so a kernel or cpio archive can pass the UTF-8 test.
@@ -322,7 +332,7 @@ pub fn manifest_text(
     let kind = identify(&bytes);
     if control || (valid.is_err() && kind.is_some()) {
         let what = kind.unwrap_or("binary data");
-        let d = Diagnostic::error("E0019", format!("the manifest is not text: this is {what}"))
+        let d = Diagnostic::error("E0019", format!("{file} is not text: this is {what}"))
             .at(0..0, "not a TOML file")
             .help("give the manifest (a .toml file) here; kernels, ramdisks and DTBs are named inside it");
         return Err((String::new(), d));
@@ -335,7 +345,7 @@ pub fn manifest_text(
     let byte = bytes.get(at).copied().unwrap_or(0);
     let d = Diagnostic::error(
         "E0019",
-        format!("the manifest is not UTF-8 text: byte {byte:#04x} at offset {at} is not UTF-8"),
+        format!("{file} is not UTF-8 text: byte {byte:#04x} at offset {at} is not UTF-8"),
     )
     // The replacement character U+FFFD stands for the byte in the text shown.
     .at(at..at + '\u{fffd}'.len_utf8(), "not UTF-8")
