@@ -472,3 +472,24 @@ fn test_refuses_a_domain_without_a_console_before_booting() {
     assert_eq!(code, 1);
     assert!(err.starts_with("error[E0252]"), "{err}");
 }
+
+#[test]
+fn every_json_command_prints_json_when_it_fails() {
+    for args in [
+        &["plan", "--json", "tests/bad-manifests/device-twice.toml"][..],
+        &["inspect", "--json", "--board", "no-such-board"][..],
+        &[
+            "inspect",
+            "--json",
+            "tests/bad-manifests/fixtures/README.md",
+        ][..],
+        &["test", "--json", "tests/bad-manifests/unknown-key.toml"][..],
+    ] {
+        let (code, out, err) = domforge(args);
+        assert_eq!(code, 1, "{args:?}");
+        let v: serde_json::Value = serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("{args:?}: not one JSON document ({e}): {out:?}"));
+        assert_eq!(v["ok"], false, "{args:?}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: one summary line: {err}");
+    }
+}
