@@ -790,8 +790,8 @@ fn unknown_key(field: &str, candidates: &[&str], span: Span) -> Diagnostic {
     {
         return d.help(*why);
     }
-    if let Some(s) = did_you_mean(field, candidates.iter().copied()) {
-        return d.help(format!("did you mean `{s}`?"));
+    if did_you_mean(field, candidates.iter().copied()).is_some() {
+        return d.suggest(field, candidates.iter().copied(), None);
     }
     // The key in other tables (name them all), else a close key in another table.
     let others: Vec<&[&str]> = ALL_KEY_LISTS
@@ -947,18 +947,21 @@ impl Convert {
                     ),
                     scheduler: p.scheduler.map(|s| {
                         if !SCHEDULERS.contains(&s.get_ref().as_str()) {
-                            let mut d = Diagnostic::error(
-                                "E0007",
-                                format!("unknown scheduler `{}`", s.get_ref()),
-                            )
-                            .at(
-                                s.span(),
-                                format!("Xen schedulers: {}", SCHEDULERS.join(", ")),
+                            self.diags.push(
+                                Diagnostic::error(
+                                    "E0007",
+                                    format!("unknown scheduler `{}`", s.get_ref()),
+                                )
+                                .at(
+                                    s.span(),
+                                    format!("Xen schedulers: {}", SCHEDULERS.join(", ")),
+                                )
+                                .suggest(
+                                    s.get_ref(),
+                                    SCHEDULERS.iter().copied(),
+                                    None,
+                                ),
                             );
-                            if let Some(m) = did_you_mean(s.get_ref(), SCHEDULERS.iter().copied()) {
-                                d = d.help(format!("did you mean `{m}`?"));
-                            }
-                            self.diags.push(d);
                         }
                         At::from(&s)
                     }),
