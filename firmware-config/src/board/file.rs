@@ -97,6 +97,9 @@ pub struct Board {
     /// Where the board file lists them (`[memory] banks`), for errors about them.
     #[serde(skip)]
     pub memory_banks_span: Option<core::ops::Range<usize>>,
+    /// The board file's `[dtb]` table, for errors about what the DTB holds.
+    #[serde(skip)]
+    pub dtb_span: Option<core::ops::Range<usize>>,
     /// Regions firmware keeps that the DTB does not mark.
     pub extra_reserved: Vec<Region>,
     /// Memory Xen keeps for itself (heap, frame table, structures); added to the domains' total.
@@ -393,6 +396,7 @@ impl Board {
             linux_console,
             memory_banks,
             memory_banks_span,
+            dtb_span: raw.dtb.as_ref().map(|d| d.span()),
             extra_reserved,
             xen_memory,
             module_window,
@@ -465,14 +469,23 @@ impl Board {
             });
         }
         if inv.memory.is_empty() {
-            return Err(Diagnostic::error("E0110", format!("board `{}` has no RAM banks", self.name))
-                .help("the DTB's /memory is empty (firmware fills it at boot): list [memory] banks in the board file"));
+            let mut d = Diagnostic::error("E0110", format!("board `{}` has no RAM banks", self.name))
+                .help("the DTB's /memory is empty (firmware fills it at boot): list [memory] banks in the board file");
+            if let Some(span) = &self.dtb_span {
+                d = d.at_board(span.clone(), "this device tree's /memory is empty");
+            }
+            return Err(d);
         }
         if inv.cpus.is_empty() {
-            return Err(Diagnostic::error(
+            let mut d = Diagnostic::error(
                 "E0111",
                 format!("board `{}` has no CPUs in its device tree", self.name),
-            ));
+            )
+            .help("use the board's real device tree: Xen needs its /cpus nodes");
+            if let Some(span) = &self.dtb_span {
+                d = d.at_board(span.clone(), "this device tree has no /cpus/cpu@N nodes");
+            }
+            return Err(d);
         }
         Ok(inv)
     }
