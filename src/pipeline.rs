@@ -554,6 +554,9 @@ pub fn classify(bytes: &[u8]) -> ImageFormat {
                 || bytes.starts_with(&[0x02, 0x21, 0x4c, 0x18]);
             if compressed {
                 ImageFormat::Initramfs
+            } else if let Some(what) = pvh_boot::identify::identify(bytes) {
+                // Name what it is (a .deb, a zip, a uImage...), as `inspect` does.
+                ImageFormat::Unknown(what.to_string())
             } else {
                 ImageFormat::Unknown(format!("not a recognised image ({e})"))
             }

@@ -332,6 +332,13 @@ impl<'a> Validator<'a> {
                     {
                         d = d.help("the kernel has no XEN_ELFNOTE_PHYS32_ENTRY note: build it with CONFIG_PVH=y");
                     }
+                    if let ImageFormat::Unknown(what) = &f.format {
+                        if what.contains(".deb package") {
+                            d = d.help("give the file inside the package (`dpkg-deb -x PKG.deb DIR`, then DIR/boot/...), or `debian:kernel` / `debian:xen`, which domforge unpacks itself");
+                        } else if what.contains("uImage") {
+                            d = d.help("give the image inside the U-Boot wrapper (`dumpimage -T kernel -p 0 -o Image uImage`, or the `Image` the build made before `mkimage`)");
+                        }
+                    }
                     self.d.push(d);
                 }
                 Some(f.format.clone())
