@@ -132,6 +132,7 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
+    let json = cli.command.json();
     let mut opts = match Options::from_env() {
         Ok(o) => o,
         Err(e) => return fail(&e),
@@ -212,7 +213,75 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if json => {
+            // `--json` promises JSON on stdout whatever went wrong (one document: not a second one
+            // after a printed test report); stderr gets one summary line.
+            if !JSON_PRINTED.load(std::sync::atomic::Ordering::Relaxed) {
+                println!("{}", error_json(&e));
+            }
+            eprintln!("error: {}", summary(&e));
+            ExitCode::FAILURE
+        }
         Err(e) => fail(&e),
+    }
+}
+
+/// Set once a command has printed its JSON document, so a failure after it adds no second one.
+static JSON_PRINTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+impl Command {
+    /// Whether the command was asked for machine-readable output.
+    fn json(&self) -> bool {
+        match self {
+            Command::Check { json, .. }
+            | Command::Plan { json, .. }
+            | Command::Inspect { json, .. }
+            | Command::Test { json, .. } => *json,
+            _ => false,
+        }
+    }
+}
+
+/// The one-line account of a failure: the error count for diagnostics, else the message.
+fn summary(e: &PipelineError) -> String {
+    match e {
+        PipelineError::Diagnostics {
+            diags, manifest, ..
+        } => {
+            let n = diags.errors().count();
+            format!(
+                "{} failed validation with {n} error{}",
+                manifest.name,
+                if n == 1 { "" } else { "s" }
+            )
+        }
+        other => {
+            // The error and its causes, outermost first: `writing the bundle: out/x: …`.
+            let mut text = other.to_string();
+            let mut cause = std::error::Error::source(other);
+            while let Some(c) = cause {
+                text.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            text
+        }
+    }
+}
+
+/// The `--json` form of a failure: `{"ok": false, "diagnostics": [...]}`, with `"error"` holding
+/// the message of a failure that is not about a place in a file.
+fn error_json(e: &PipelineError) -> serde_json::Value {
+    match e {
+        PipelineError::Diagnostics {
+            diags,
+            manifest,
+            board,
+        } => {
+            serde_json::json!({ "ok": false, "diagnostics": diags_json(diags, manifest, board.as_ref()) })
+        }
+        other => {
+            serde_json::json!({ "ok": false, "error": summary(other), "diagnostics": [] })
+        }
     }
 }
 
@@ -243,31 +312,15 @@ fn print_diags(diags: &Diagnostics, manifest: &SourceFile, board: Option<&Source
 }
 
 fn fail(e: &PipelineError) -> ExitCode {
-    match e {
-        PipelineError::Diagnostics {
-            diags,
-            manifest,
-            board,
-        } => {
-            print_diags(diags, manifest, board.as_ref());
-            let n = diags.errors().count();
-            eprintln!(
-                "error: {} failed validation with {n} error{}",
-                manifest.name,
-                if n == 1 { "" } else { "s" }
-            );
-        }
-        other => {
-            // The error and its causes, outermost first: `error: writing the bundle: out/x: …`.
-            let mut text = other.to_string();
-            let mut cause = std::error::Error::source(other);
-            while let Some(c) = cause {
-                text.push_str(&format!(": {c}"));
-                cause = c.source();
-            }
-            eprintln!("error: {text}");
-        }
+    if let PipelineError::Diagnostics {
+        diags,
+        manifest,
+        board,
+    } = e
+    {
+        print_diags(diags, manifest, board.as_ref());
     }
+    eprintln!("error: {}", summary(e));
     ExitCode::FAILURE
 }
 
@@ -295,28 +348,42 @@ fn build_cmd(manifest: &Path, out: &Path, dts: bool, opts: &Options) -> Result<(
     Ok(())
 }
 
-/// The JSON form of diagnostics: code, severity, message, file, line, column, help.
+/// The JSON form of diagnostics: code, severity, message, the primary `location` and every label
+/// (primary first, then the secondary ones such as "first claimed here"), help and notes.
 fn diags_json(
     diags: &Diagnostics,
     manifest: &SourceFile,
     board: Option<&SourceFile>,
 ) -> serde_json::Value {
+    let label = |l: &firmware_config::diag::Label, primary: bool| {
+        let f = match l.source {
+            firmware_config::diag::SourceId::Manifest => Some(manifest),
+            firmware_config::diag::SourceId::Board => board,
+        }?;
+        let (line, col) = f.line_col(l.span.start);
+        let (end_line, end_col) = f.line_col(l.span.end.max(l.span.start));
+        Some(serde_json::json!({
+            "file": f.name, "line": line, "column": col, "end_line": end_line,
+            "end_column": end_col, "text": f.text.get(l.span.clone()).unwrap_or(""),
+            "message": l.message, "primary": primary,
+        }))
+    };
     serde_json::Value::Array(
         diags
             .0
             .iter()
             .map(|d| {
-                let loc = d.primary.as_ref().and_then(|l| {
-                    let f = match l.source {
-                        firmware_config::diag::SourceId::Manifest => Some(manifest),
-                        firmware_config::diag::SourceId::Board => board,
-                    }?;
-                    let (line, col) = f.line_col(l.span.start);
-                    Some(serde_json::json!({ "file": f.name, "line": line, "column": col, "text": f.text.get(l.span.clone()).unwrap_or("") }))
-                });
+                let labels: Vec<serde_json::Value> = d
+                    .primary
+                    .iter()
+                    .map(|l| label(l, true))
+                    .chain(d.secondary.iter().map(|l| label(l, false)))
+                    .flatten()
+                    .collect();
                 serde_json::json!({
                     "severity": d.severity, "code": d.code, "message": d.message,
-                    "location": loc, "help": d.help, "notes": d.notes,
+                    "location": d.primary.as_ref().and_then(|l| label(l, true)),
+                    "labels": labels, "help": d.help, "notes": d.notes,
                 })
             })
             .collect(),
@@ -324,69 +391,33 @@ fn diags_json(
 }
 
 fn check(manifest: &Path, opts: &Options, json: bool) -> Result<(), PipelineError> {
-    let loaded = match pipeline::load(manifest, opts) {
-        Err(PipelineError::Diagnostics {
-            diags,
-            manifest: m,
-            board,
-        }) if json => {
-            println!(
-                "{}",
-                serde_json::json!({ "ok": false, "diagnostics": diags_json(&diags, &m, board.as_ref()) })
-            );
-            return Err(PipelineError::Diagnostics {
-                diags: Diagnostics::default(),
-                manifest: m,
-                board,
-            });
-        }
-        other => other?,
-    };
-    match loaded.check() {
-        Ok(warnings) => {
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({ "ok": true, "diagnostics": diags_json(&warnings, &loaded.manifest_file, Some(&loaded.board_file)) })
-                );
+    let loaded = pipeline::load(manifest, opts)?;
+    let warnings = loaded.check()?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "ok": true, "diagnostics": diags_json(&warnings, &loaded.manifest_file, Some(&loaded.board_file)) })
+        );
+    } else {
+        print_diags(&warnings, &loaded.manifest_file, Some(&loaded.board_file));
+        println!(
+            "{}: ok — {} domain{} on {} (Xen {}){}",
+            loaded.manifest_file.name,
+            loaded.manifest.domains.len(),
+            if loaded.manifest.domains.len() == 1 {
+                ""
             } else {
-                print_diags(&warnings, &loaded.manifest_file, Some(&loaded.board_file));
-                println!(
-                    "{}: ok — {} domain{} on {} (Xen {}){}",
-                    loaded.manifest_file.name,
-                    loaded.manifest.domains.len(),
-                    if loaded.manifest.domains.len() == 1 {
-                        ""
-                    } else {
-                        "s"
-                    },
-                    loaded.board.name,
-                    loaded.manifest.system.xen.value,
-                    match warnings.warnings().count() {
-                        0 => String::new(),
-                        n => format!(", {n} warning{}", if n == 1 { "" } else { "s" }),
-                    }
-                );
+                "s"
+            },
+            loaded.board.name,
+            loaded.manifest.system.xen.value,
+            match warnings.warnings().count() {
+                0 => String::new(),
+                n => format!(", {n} warning{}", if n == 1 { "" } else { "s" }),
             }
-            Ok(())
-        }
-        Err(PipelineError::Diagnostics {
-            diags,
-            manifest: m,
-            board,
-        }) if json => {
-            println!(
-                "{}",
-                serde_json::json!({ "ok": false, "diagnostics": diags_json(&diags, &m, board.as_ref()) })
-            );
-            Err(PipelineError::Diagnostics {
-                diags: Diagnostics::default(),
-                manifest: m,
-                board,
-            })
-        }
-        Err(e) => Err(e),
+        );
     }
+    Ok(())
 }
 
 fn plan(manifest: &Path, opts: &Options, json: bool) -> Result<(), PipelineError> {
@@ -642,6 +673,11 @@ fn inspect(file: &Path, json: bool) -> Result<(), PipelineError> {
         }
         return Ok(());
     }
+    // A header is no proof of a whole file: a cut kernel, DTB or initramfs is refused with the
+    // size its header promises, not described as if it were whole.
+    if let Err(e) = pvh_boot::identify::check_complete(&bytes) {
+        return Err(PipelineError::Other(format!("{}: {e}", file.display())));
+    }
     if bytes.starts_with(&[0xd0, 0x0d, 0xfe, 0xed]) {
         let tree = device_tree::DeviceTree::from_dtb(&bytes).map_err(|e| {
             PipelineError::Other(format!("{}: device tree blob, but {e}", file.display()))
@@ -663,10 +699,18 @@ fn inspect(file: &Path, json: bool) -> Result<(), PipelineError> {
             }
             Ok(())
         }
-        Err(e) => Err(PipelineError::Other(format!(
-            "{}: not a boot blob, device tree or kernel image: {e}",
-            file.display()
-        ))),
+        Err(e) => Err(PipelineError::Other(
+            match pvh_boot::identify::identify(&bytes) {
+                Some(what) => format!(
+                    "{}: {what}, not a boot blob, device tree or kernel image",
+                    file.display()
+                ),
+                None => format!(
+                    "{}: not a boot blob, device tree or kernel image: {e}",
+                    file.display()
+                ),
+            },
+        )),
     }
 }
 
@@ -857,6 +901,7 @@ fn test_cmd(
             serde_json::to_string_pretty(&report.to_json())
                 .map_err(|e| PipelineError::Other(e.to_string()))?
         );
+        JSON_PRINTED.store(true, std::sync::atomic::Ordering::Relaxed);
     } else {
         print!("{}", report.table());
     }

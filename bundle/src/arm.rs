@@ -69,13 +69,13 @@ fn check_supported(inputs: &Inputs<'_>, plan: &SystemPlan) -> Vec<FinalizeError>
                 )
                 .help("add `dom0 = true` to [system] and a [dom0] table"),
             );
-        } else if plan
+        } else if let Some(m) = plan
             .modules
             .iter()
-            .any(|m| m.kind == ModuleKind::Dom0Ramdisk)
+            .find(|m| m.kind == ModuleKind::Dom0Ramdisk)
         {
             errors.push(unsupported(
-                Blame::Dom0,
+                Blame::module(m),
                 "a [dom0] ramdisk cannot be combined with domains built by domforge-init: domforge generates dom0's initramfs (domforge-init, the boot blob and those domains' images)",
             ).help("remove `ramdisk` from [dom0]"));
         }

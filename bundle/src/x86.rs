@@ -63,13 +63,13 @@ fn check_supported(inputs: &Inputs<'_>, plan: &SystemPlan) -> Vec<FinalizeError>
             .help("let domforge-init build it: builder = \"init\""),
         );
     }
-    if plan
+    if let Some(m) = plan
         .modules
         .iter()
-        .any(|m| m.kind == ModuleKind::Dom0Ramdisk)
+        .find(|m| m.kind == ModuleKind::Dom0Ramdisk)
     {
         errors.push(unsupported(
-            Blame::Dom0,
+            Blame::module(m),
             "a [dom0] ramdisk is not supported on x86: domforge generates dom0's initramfs (domforge-init, the boot blob and the guests' images)",
         ).help("remove `ramdisk` from [dom0]"));
     }

@@ -28,6 +28,9 @@ pub enum ImageFormat {
     DeviceTree,
     /// A Xen hypervisor image.
     Xen,
+    /// A file shorter (or longer) than its own headers promise: an interrupted download or copy.
+    /// `what` is the format with an article (`"an arm64 Image"`), `reason` the broken promise.
+    Damaged { what: String, reason: String },
     /// Something else; the string says what was recognised.
     Unknown(String),
 }

@@ -142,6 +142,22 @@ impl Diagnostic {
         self
     }
 
+    /// The one "did you mean" of every name reference (keys, values, domain, pool, board, device
+    /// names): adds the hint when [`did_you_mean`] finds a close candidate, else `fallback` if any.
+    #[cfg(feature = "std")]
+    pub fn suggest<'a>(
+        self,
+        given: &str,
+        candidates: impl IntoIterator<Item = &'a str>,
+        fallback: Option<&str>,
+    ) -> Self {
+        match (did_you_mean(given, candidates), fallback) {
+            (Some(s), _) => self.help(alloc::format!("did you mean `{s}`?")),
+            (None, Some(f)) => self.help(f),
+            (None, None) => self,
+        }
+    }
+
     pub fn note(mut self, note: impl Into<String>) -> Self {
         self.notes.push(note.into());
         self

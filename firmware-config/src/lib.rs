@@ -27,6 +27,8 @@ pub mod guest_map;
 #[cfg(feature = "std")]
 pub mod manifest;
 #[cfg(feature = "std")]
+pub mod observe;
+#[cfg(feature = "std")]
 pub mod plan;
 pub mod pools;
 pub use schema::units;

@@ -8,7 +8,7 @@ use crate::artifacts::{ArtifactTable, ImageFormat};
 use crate::board::{
     Arch, Board, DeviceInterrupt, HardwareInventory, InterruptControllerKind, Region,
 };
-use crate::diag::{Diagnostic, Diagnostics, did_you_mean};
+use crate::diag::{Diagnostic, Diagnostics};
 use crate::guest_map;
 use crate::manifest::*;
 use crate::units::{MIB, PAGE_SIZE, human_size};
@@ -159,18 +159,21 @@ impl<'a> Validator<'a> {
         }
         for f in &m.system.xen_features {
             if !XEN_BUILD_FEATURES.contains(&f.value.as_str()) {
-                let mut d = Diagnostic::error(
-                    "E0244",
-                    format!("unknown hypervisor build feature `{}`", f.value),
-                )
-                .at(
-                    f.span.clone(),
-                    format!("known: {}", XEN_BUILD_FEATURES.join(", ")),
+                self.d.push(
+                    Diagnostic::error(
+                        "E0244",
+                        format!("unknown hypervisor build feature `{}`", f.value),
+                    )
+                    .at(
+                        f.span.clone(),
+                        format!("known: {}", XEN_BUILD_FEATURES.join(", ")),
+                    )
+                    .suggest(
+                        &f.value,
+                        XEN_BUILD_FEATURES.iter().copied(),
+                        None,
+                    ),
                 );
-                if let Some(s) = did_you_mean(&f.value, XEN_BUILD_FEATURES.iter().copied()) {
-                    d = d.help(format!("did you mean `{s}`?"));
-                }
-                self.d.push(d);
             }
         }
         match (&m.system.dom0, &m.dom0) {
@@ -280,11 +283,27 @@ impl<'a> Validator<'a> {
                 self.d.push(
                     Diagnostic::error("E0216", format!("{what} `{}` cannot be used: {why}", source.value))
                         .at(source.span.clone(), "this file")
-                        .help("paths are relative to the manifest; `debian:PACKAGE` and `builtin:probe` are also accepted"),
+                        .help("paths are relative to the manifest's directory; the other sources are `debian:kernel`, `debian:xen`, `builtin:probe` and `builtin:xen-static-memory` (docs/manifest.md, \"Artifact sources\")"),
                 );
                 None
             }
             Some(Ok(f)) => {
+                if let ImageFormat::Damaged {
+                    what: format,
+                    reason,
+                } = &f.format
+                {
+                    self.d.push(
+                        Diagnostic::error(
+                            "E0251",
+                            format!("{what} `{}` is {format} cut short or damaged", source.value),
+                        )
+                        .at(source.span.clone(), reason.clone())
+                        .note(format!("{} has {} bytes", f.path, f.size))
+                        .help("the file is not the whole image (an interrupted download or copy?): fetch, build or copy it again"),
+                    );
+                    return None;
+                }
                 if !accept.iter().any(|a| a.accepts(&f.format)) {
                     let expected: Vec<&str> = accept.iter().map(Accept::describe).collect();
                     let mut d = Diagnostic::error(
@@ -303,6 +322,13 @@ impl<'a> Validator<'a> {
                     | ImageFormat::BzImage { pvh_entry: None } = f.format
                     {
                         d = d.help("the kernel has no XEN_ELFNOTE_PHYS32_ENTRY note: build it with CONFIG_PVH=y");
+                    }
+                    if let ImageFormat::Unknown(what) = &f.format {
+                        if what.contains(".deb package") {
+                            d = d.help("give the file inside the package (`dpkg-deb -x PKG.deb DIR`, then DIR/boot/...), or `debian:kernel` / `debian:xen`, which domforge unpacks itself");
+                        } else if what.contains("uImage") {
+                            d = d.help("give the image inside the U-Boot wrapper (`dumpimage -T kernel -p 0 -o Image uImage`, or the `Image` the build made before `mkimage`)");
+                        }
                     }
                     self.d.push(d);
                 }
@@ -384,8 +410,11 @@ impl<'a> Validator<'a> {
             if builder == Builder::Init && !dom0 && board_arch != Arch::X86_64 {
                 self.d.push(
                     Diagnostic::error("E0238", format!("domain `{}` is built by domforge-init, which runs in dom0, but there is no dom0", d.name.value))
-                        .at(d.name.span.clone(), "built by domforge-init")
-                        .help("add `dom0 = true` and a [dom0] table"),
+                        .at(
+                            d.builder.as_ref().map_or(d.name.span.clone(), |b| b.span.clone()),
+                            "built by domforge-init",
+                        )
+                        .help("add a [dom0] table (domforge-init runs in it), or `builder = \"xen\"` for a dom0less domain"),
                 );
             }
             // Kernel and ramdisk formats.
@@ -916,15 +945,15 @@ impl<'a> Validator<'a> {
             let Some(pool) = &d.cpupool else { continue };
             match names.get(pool.value.as_str()) {
                 None => {
-                    let mut diag =
+                    self.d.push(
                         Diagnostic::error("E0225", format!("no cpupool is named `{}`", pool.value))
-                            .at(pool.span.clone(), "unknown pool");
-                    if let Some(s) = did_you_mean(&pool.value, names.keys().copied()) {
-                        diag = diag.help(format!("did you mean `{s}`?"));
-                    } else {
-                        diag = diag.help("declare it with a [[cpupool]] table");
-                    }
-                    self.d.push(diag);
+                            .at(pool.span.clone(), "unknown pool")
+                            .suggest(
+                                &pool.value,
+                                names.keys().copied(),
+                                Some("declare it with a [[cpupool]] table"),
+                            ),
+                    );
                 }
                 Some(p) => {
                     let pool_cpus: BTreeSet<u32> = p.cpus.value.iter().map(|c| c.value).collect();
@@ -955,29 +984,50 @@ impl<'a> Validator<'a> {
                             .at(dep.span.clone(), "here"),
                     );
                 } else if !names.contains(&dep.value.as_str()) {
-                    let mut diag =
+                    self.d.push(
                         Diagnostic::error("E0224", format!("no domain is named `{}`", dep.value))
-                            .at(dep.span.clone(), "unknown domain");
-                    if let Some(s) = did_you_mean(&dep.value, names.iter().copied()) {
-                        diag = diag.help(format!("did you mean `{s}`?"));
-                    }
-                    self.d.push(diag);
+                            .at(dep.span.clone(), "unknown domain")
+                            .suggest(&dep.value, names.iter().copied(), None),
+                    );
                 }
             }
         }
         if let Err(cycle) = boot_order(m) {
-            let first = m
-                .domain(&cycle[0])
-                .map(|d| d.name.span.clone())
-                .unwrap_or(0..0);
-            self.d.push(
-                Diagnostic::error(
-                    "E0224",
-                    format!("`depends_on` forms a cycle: {}", cycle.join(" -> ")),
-                )
-                .at(first, "part of the cycle")
-                .help("remove one of the dependencies"),
+            // Each edge of the cycle is one `depends_on` entry: show them all, and propose the
+            // one written last (the newest, most likely the mistake) for removal.
+            let edges: Vec<(&str, &str, Span)> = cycle
+                .windows(2)
+                .filter_map(|w| {
+                    let dep = m
+                        .domain(&w[0])?
+                        .depends_on
+                        .iter()
+                        .find(|x| x.value == w[1])?;
+                    Some((w[0].as_str(), w[1].as_str(), dep.span.clone()))
+                })
+                .collect();
+            let last = edges
+                .iter()
+                .enumerate()
+                .max_by_key(|(_, e)| e.2.start)
+                .map_or(0, |(i, _)| i);
+            let mut diag = Diagnostic::error(
+                "E0224",
+                format!("`depends_on` forms a cycle: {}", cycle.join(" -> ")),
             );
+            if let Some((from, to, span)) = edges.get(last) {
+                diag = diag
+                    .at(span.clone(), format!("`{from}` depends on `{to}`"))
+                    .help(format!(
+                        "remove one edge of the cycle, e.g. `\"{to}\"` from the `depends_on` of `{from}`"
+                    ));
+            }
+            for (i, (from, to, span)) in edges.iter().enumerate() {
+                if i != last {
+                    diag = diag.also(span.clone(), format!("`{from}` depends on `{to}`"));
+                }
+            }
+            self.d.push(diag);
         }
     }
 
@@ -1052,21 +1102,30 @@ impl<'a> Validator<'a> {
                 ));
             }
             for p in &d.passthrough {
+                // Nodes Xen keeps (the interrupt controller and what hangs below it, an IOMMU) and
+                // CPUs are in the tree but not among the passable devices: name them for what they
+                // are instead of claiming the path does not exist.
+                if let Some(what) = xen_own_node(inv, &p.value) {
+                    self.d.push(
+                        Diagnostic::error("E0232", format!("`{}` belongs to Xen", p.value))
+                            .at(p.span.clone(), what)
+                            .help("pass another device; Xen needs this one itself"),
+                    );
+                    continue;
+                }
                 let Some(dev) = inv.device(&p.value) else {
-                    let mut diag = Diagnostic::error(
-                        "E0209",
-                        format!("the board has no device at `{}`", p.value),
-                    )
-                    .at(p.span.clone(), "not in the board's device tree");
-                    if let Some(s) =
-                        did_you_mean(&p.value, inv.devices.iter().map(|d| d.path.as_str()))
-                    {
-                        diag = diag.help(format!("did you mean `{s}`?"));
-                    } else {
-                        diag = diag
-                            .help("list the board's devices with `domforge inspect --board BOARD`");
-                    }
-                    self.d.push(diag);
+                    self.d.push(
+                        Diagnostic::error(
+                            "E0209",
+                            format!("the board has no device at `{}`", p.value),
+                        )
+                        .at(p.span.clone(), "not in the board's device tree")
+                        .suggest(
+                            &p.value,
+                            inv.devices.iter().map(|d| d.path.as_str()),
+                            Some("list the board's devices with `domforge inspect --board BOARD`"),
+                        ),
+                    );
                     continue;
                 };
                 if let Some((other, first)) = device_owner.get(dev.path.as_str()) {
@@ -1288,7 +1347,12 @@ impl<'a> Validator<'a> {
                 let Some(d) = m.domain(&who.value) else {
                     self.d.push(
                         Diagnostic::error("E0233", format!("no domain is named `{}`", who.value))
-                            .at(who.span.clone(), "unknown domain"),
+                            .at(who.span.clone(), "unknown domain")
+                            .suggest(
+                                &who.value,
+                                m.domains.iter().map(|d| d.name.value.as_str()),
+                                None,
+                            ),
                     );
                     continue;
                 };
@@ -1493,6 +1557,27 @@ impl Accept {
     }
 }
 
+/// What a passthrough path names when it is a node Xen keeps for itself rather than a device:
+/// the interrupt controller (or a node below it, such as a GICv3 ITS), an IOMMU, or a CPU.
+fn xen_own_node(inv: &crate::board::HardwareInventory, path: &str) -> Option<&'static str> {
+    let below =
+        |node: &str| path == node || path.strip_prefix(node).is_some_and(|r| r.starts_with('/'));
+    if inv
+        .interrupt_controller
+        .as_ref()
+        .is_some_and(|c| below(&c.path))
+    {
+        return Some("the interrupt controller: Xen drives it and gives each guest a virtual one");
+    }
+    if inv.iommus.iter().any(|i| i == path) {
+        return Some("an IOMMU: Xen programs it to confine the devices behind it");
+    }
+    if inv.cpus.iter().any(|c| c.path == path) {
+        return Some("a physical CPU: guests get vCPUs (`vcpus`), and Xen schedules them");
+    }
+    None
+}
+
 fn describe_format(f: &ImageFormat) -> String {
     match f {
         ImageFormat::Arm64Image => "an arm64 Image".into(),
@@ -1516,6 +1601,7 @@ fn describe_format(f: &ImageFormat) -> String {
         ImageFormat::Initramfs => "an initramfs".into(),
         ImageFormat::DeviceTree => "a device tree blob".into(),
         ImageFormat::Xen => "a Xen hypervisor image".into(),
+        ImageFormat::Damaged { what, .. } => format!("{what} cut short or damaged"),
         ImageFormat::Unknown(what) => what.clone(),
     }
 }
@@ -1562,6 +1648,9 @@ fn dom0less_only(domain: &str, what: &str, span: crate::manifest::Span) -> Diagn
     .note("domforge-init builds the domain through domctls, which cannot allocate Xen's reserved static memory and always set up the PV interfaces")
     .help("use `builder = \"xen\"` for this domain, or drop the setting")
 }
+
+#[cfg(test)]
+mod diagnostics_tests;
 
 #[cfg(test)]
 mod tests {

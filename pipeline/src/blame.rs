@@ -40,10 +40,12 @@ fn span_of(m: &Manifest, blame: &Blame) -> Option<(Range<usize>, String)> {
             if let Some(d) = id.strip_prefix("passthrough-").and_then(domain) {
                 return Some(d);
             }
-            if id == "dom0-ramdisk" {
-                return span_of(m, &Blame::Dom0);
-            }
-            source_span(m, source)
+            source_span(m, source).or_else(|| {
+                // dom0's generated initramfs has no source in the manifest.
+                (id == "dom0-ramdisk")
+                    .then(|| span_of(m, &Blame::Dom0))
+                    .flatten()
+            })
         }
     }
 }

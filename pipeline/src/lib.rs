@@ -195,12 +195,18 @@ impl Loaded {
 
 /// Reads the manifest, its board and the board's hardware, and examines every file it names.
 pub fn load(manifest_path: &Path, opts: &Options) -> Result<Loaded, PipelineError> {
-    let text = std::fs::read_to_string(manifest_path).map_err(|e| {
+    let bytes = std::fs::read(manifest_path).map_err(|e| {
         PipelineError::other(format!(
             "cannot read manifest {}: {e}",
             manifest_path.display()
         ))
     })?;
+    let text = firmware_config::manifest::manifest_text(bytes, pvh_boot::identify::identify)
+        .map_err(|(text, d)| PipelineError::Diagnostics {
+            diags: Diagnostics(vec![d]),
+            manifest: SourceFile::new(manifest_path.display().to_string(), text),
+            board: None,
+        })?;
     let manifest_file = SourceFile::new(manifest_path.display().to_string(), text);
     let mut manifest =
         Manifest::parse(&manifest_file.text).map_err(|diags| PipelineError::Diagnostics {
@@ -318,9 +324,20 @@ fn board_source(
             dir.to_path_buf(),
         ));
     }
-    let looks_like_path = name.contains('/') || name.ends_with(".toml");
+    let looks_like_path = name.contains('/') || name.ends_with(".toml") || dir.join(name).is_file();
     let path = dir.join(name);
-    if looks_like_path && let Ok(text) = std::fs::read_to_string(&path) {
+    if looks_like_path && let Ok(bytes) = std::fs::read(&path) {
+        // A board file that is not text (often the board's DTB given in its place) is named for
+        // what it is, at the manifest's `board = ...`, not reported as missing.
+        let what = format!("board file `{name}`");
+        let text = firmware_config::manifest::toml_text(bytes, &what, pvh_boot::identify::identify)
+            .map_err(|(_, d)| PipelineError::Diagnostics {
+                diags: Diagnostics(vec![d.at(m.system.board.span.clone(), "not a TOML board file").help(
+                    "a board file is TOML (docs/boards.md); the board's DTB is named inside it, in `[dtb] file = ...`",
+                )]),
+                manifest: mf.clone(),
+                board: None,
+            })?;
         let board_dir = path
             .parent()
             .map_or_else(|| dir.to_path_buf(), Path::to_path_buf);
@@ -564,6 +581,13 @@ pub fn examine(
 
 /// What a boot file is, from its contents.
 pub fn classify(bytes: &[u8]) -> ImageFormat {
+    // A header is no proof of a whole file: hold every format to the sizes its header promises.
+    if let Err(e) = pvh_boot::identify::check_complete(bytes) {
+        return ImageFormat::Damaged {
+            what: e.format.to_string(),
+            reason: e.reason,
+        };
+    }
     if bytes.starts_with(&[0xd0, 0x0d, 0xfe, 0xed]) {
         return ImageFormat::DeviceTree;
     }
@@ -601,6 +625,9 @@ pub fn classify(bytes: &[u8]) -> ImageFormat {
                 || bytes.starts_with(&[0x02, 0x21, 0x4c, 0x18]);
             if compressed {
                 ImageFormat::Initramfs
+            } else if let Some(what) = pvh_boot::identify::identify(bytes) {
+                // Name what it is (a .deb, a zip, a uImage...), as `inspect` does.
+                ImageFormat::Unknown(what.to_string())
             } else {
                 ImageFormat::Unknown(format!("not a recognised image ({e})"))
             }

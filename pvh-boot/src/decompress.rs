@@ -104,6 +104,56 @@ pub fn decompress(
     Ok(out)
 }
 
+/// Decompress a whole compressed *file* (a `.cpio.gz` ramdisk, an `.xz` archive), which has no
+/// Linux size trailer: the stream itself must end properly, so a file cut short is an error.
+/// Returns `Ok(None)` for LZO, which has no decoder here.
+pub fn decompress_file(
+    data: &[u8],
+    compression: Compression,
+    limit: usize,
+) -> Result<Option<Vec<u8>>, ImageError> {
+    let out = match compression {
+        Compression::Gzip => gzip(data, limit)?,
+        Compression::Xz => xz(data, limit)?,
+        Compression::Lzma => lzma(data, limit)?,
+        Compression::Lz4 => lz4_legacy(data, limit)?,
+        Compression::Bzip2 => bzip2(data, limit)?,
+        Compression::Zstd => zstd_file(data, limit)?,
+        Compression::Lzo => return Ok(None),
+    };
+    Ok(Some(out))
+}
+
+/// zstd frames of unknown total size (a `.zst` file has no Linux size trailer), decoded a
+/// megabyte at a time; a frame cut short fails reading its next block.
+fn zstd_file(mut data: &[u8], limit: usize) -> Result<Vec<u8>, ImageError> {
+    use ruzstd::decoding::{BlockDecodingStrategy, FrameDecoder};
+    const C: Compression = Compression::Zstd;
+    let mut out = Vec::new();
+    let mut decoder = FrameDecoder::new();
+    while !data.is_empty() {
+        decoder.reset(&mut data).map_err(|e| fail(C, e))?;
+        while !decoder.is_finished() {
+            decoder
+                .decode_blocks(&mut data, BlockDecodingStrategy::UptoBytes(CHUNK))
+                .map_err(|e| fail(C, e))?;
+            if let Some(chunk) = decoder.collect() {
+                if out.len() + chunk.len() > limit {
+                    return Err(ImageError::DecompressedTooLarge {
+                        compression: C,
+                        limit: limit as u64,
+                    });
+                }
+                out.extend_from_slice(&chunk);
+            }
+        }
+        if let Some(chunk) = decoder.collect() {
+            out.extend_from_slice(&chunk);
+        }
+    }
+    Ok(out)
+}
+
 fn fail(compression: Compression, reason: impl core::fmt::Debug) -> ImageError {
     ImageError::Decompress {
         compression,

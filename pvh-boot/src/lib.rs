@@ -37,6 +37,7 @@ extern crate std;
 
 pub mod acpi;
 pub mod decompress;
+pub mod identify;
 pub mod inspect;
 pub mod kernel;
 pub mod layout;

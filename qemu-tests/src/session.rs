@@ -123,6 +123,15 @@ pub fn prepare_as(
             loaded.board.name
         )));
     }
+    // A domain without a console can never report: refuse before building and booting.
+    let silent = firmware_config::observe::unobservable_domains(&loaded.manifest);
+    if silent.has_errors() {
+        return Err(PipelineError::Diagnostics {
+            diags: silent,
+            manifest: loaded.manifest_file.clone(),
+            board: Some(loaded.board_file.clone()),
+        });
+    }
     let mut expectations = expect::expectations(&plan);
     adjust(&mut expectations);
     let overlay = match mode {

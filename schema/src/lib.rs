@@ -9,6 +9,9 @@
 //! - [`layout`]: where things are in dom0's generated initramfs.
 #![no_std]
 
+#[cfg(test)]
+extern crate std;
+
 extern crate alloc;
 
 pub mod arch;

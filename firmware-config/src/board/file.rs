@@ -80,6 +80,12 @@ pub struct Board {
     pub linux_console: String,
     /// RAM banks when the DTB does not carry them.
     pub memory_banks: Vec<Region>,
+    /// Where the board file lists them (`[memory] banks`), for errors about them.
+    #[serde(skip)]
+    pub memory_banks_span: Option<core::ops::Range<usize>>,
+    /// The board file's `[dtb]` table, for errors about what the DTB holds.
+    #[serde(skip)]
+    pub dtb_span: Option<core::ops::Range<usize>>,
     /// Regions firmware keeps that the DTB does not mark.
     pub extra_reserved: Vec<Region>,
     /// Memory Xen keeps for itself (heap, frame table, structures); added to the domains' total.
@@ -221,7 +227,7 @@ impl Board {
     /// Parses a board file. Errors point into the board file ([`crate::diag::SourceId::Board`]).
     pub fn parse(text: &str) -> Result<Board, Vec<Diagnostic>> {
         let raw: RawBoardFile = toml::from_str(text).map_err(|e| {
-            let mut d = crate::manifest::toml_error(&e, text);
+            let mut d = crate::manifest::board_toml_error(&e, text);
             if let Some(p) = d.primary.as_mut() {
                 p.source = crate::diag::SourceId::Board;
             }
@@ -230,6 +236,9 @@ impl Board {
         let mut errors = Vec::new();
         let b = raw.board.get_ref();
         let arch = *b.arch.get_ref();
+        // A [dtb] table that names no valid source is reported once (E0102), not again as a
+        // missing device tree (E0104/E0105).
+        let has_dtb_table = raw.dtb.is_some();
         let dtb = match raw.dtb.as_ref().map(|d| (d.get_ref(), d.span())) {
             None => DtbSource::None,
             Some((d, span)) => match (d.qemu_dump, &d.file, &d.debian_package, &d.debian_path) {
@@ -262,14 +271,19 @@ impl Board {
             cpus: h.get_ref().cpus,
             memory: Vec::new(),
         });
-        if arch == Arch::Arm64 && matches!(dtb, DtbSource::None) {
+        if arch == Arch::Arm64 && matches!(dtb, DtbSource::None) && !has_dtb_table {
             errors.push(
                 Diagnostic::error("E0104", "an arm64 board needs a device tree")
                     .at_board(raw.board.span(), "no [dtb] table")
                     .help("Xen on ARM boots from a DTB; add a [dtb] table"),
             );
         }
-        if matches!(dtb, DtbSource::None) && hardware.is_none() {
+        // On arm64 the missing DTB is the fault (E0104): [hardware] would not replace it.
+        if matches!(dtb, DtbSource::None)
+            && hardware.is_none()
+            && !has_dtb_table
+            && arch != Arch::Arm64
+        {
             errors.push(
                 Diagnostic::error(
                     "E0105",
@@ -297,11 +311,13 @@ impl Board {
             }
         };
         let mut memory_banks = Vec::new();
+        let mut memory_banks_span = None;
         let mut extra_reserved = Vec::new();
         let mut xen_memory = 128 * MIB;
         match &raw.memory {
             Some(m) => {
                 let m = m.get_ref();
+                memory_banks_span = m.banks.first().map(|b| b.span());
                 for r in &m.banks {
                     match region(r, "memory bank") {
                         Ok(reg) => memory_banks.push(reg),
@@ -365,6 +381,8 @@ impl Board {
             xen_cmdline,
             linux_console,
             memory_banks,
+            memory_banks_span,
+            dtb_span: raw.dtb.as_ref().map(|d| d.span()),
             extra_reserved,
             xen_memory,
             module_window,
@@ -412,14 +430,17 @@ impl Board {
         };
         if !self.memory_banks.is_empty() && self.hardware.is_none() {
             if !inv.memory.is_empty() {
-                return Err(Diagnostic::error(
+                let mut d = Diagnostic::error(
                     "E0109",
                     format!(
                         "board `{}` lists RAM banks, but its device tree has them too",
                         self.name
                     ),
-                )
-                .help(
+                );
+                if let Some(span) = &self.memory_banks_span {
+                    d = d.at_board(span.clone(), "banks listed here");
+                }
+                return Err(d.help(
                     "remove [memory] banks from the board file: what the DTB says is read from it",
                 ));
             }
@@ -434,14 +455,23 @@ impl Board {
             });
         }
         if inv.memory.is_empty() {
-            return Err(Diagnostic::error("E0110", format!("board `{}` has no RAM banks", self.name))
-                .help("the DTB's /memory is empty (firmware fills it at boot): list [memory] banks in the board file"));
+            let mut d = Diagnostic::error("E0110", format!("board `{}` has no RAM banks", self.name))
+                .help("the DTB's /memory is empty (firmware fills it at boot): list [memory] banks in the board file");
+            if let Some(span) = &self.dtb_span {
+                d = d.at_board(span.clone(), "this device tree's /memory is empty");
+            }
+            return Err(d);
         }
         if inv.cpus.is_empty() {
-            return Err(Diagnostic::error(
+            let mut d = Diagnostic::error(
                 "E0111",
                 format!("board `{}` has no CPUs in its device tree", self.name),
-            ));
+            )
+            .help("use the board's real device tree: Xen needs its /cpus nodes");
+            if let Some(span) = &self.dtb_span {
+                d = d.at_board(span.clone(), "this device tree has no /cpus/cpu@N nodes");
+            }
+            return Err(d);
         }
         Ok(inv)
     }

@@ -302,42 +302,115 @@ impl Manifest {
     }
 }
 
-/// Turns a TOML or serde error into a diagnostic, adding "did you mean" for misspelt keys and values.
+/// The text of a manifest file, or E0019 when the bytes are not UTF-8 text. `identify` says what
+/// a binary file looks like (`pvh_boot::identify::identify`: "a device tree blob (DTB)"), so a
+/// DTB or kernel given in the manifest's place is named for what it is. The error comes with the
+/// text to show it against: the file itself (invalid bytes replaced) when it is text with a stray
+/// byte, so the location points at that byte; nothing when it is binary.
+pub fn manifest_text(
+    bytes: Vec<u8>,
+    identify: impl Fn(&[u8]) -> Option<&'static str>,
+) -> Result<String, (String, Diagnostic)> {
+    toml_text(bytes, "the manifest", identify)
+}
+
+/// [`manifest_text`] for any TOML file domforge reads; `file` names it in the message
+/// (`"the manifest"`, `"board file `x.toml`"`).
+pub fn toml_text(
+    bytes: Vec<u8>,
+    file: &str,
+    identify: impl Fn(&[u8]) -> Option<&'static str>,
+) -> Result<String, (String, Diagnostic)> {
+    // Binary: control bytes other than tab, newline, carriage return and form feed (TOML allows
+    // none of them outside strings either), or invalid UTF-8 in a recognised binary format.
+    // NUL is valid UTF-8, so a kernel or cpio archive can pass the UTF-8 test.
+    let head = &bytes[..bytes.len().min(8192)];
+    let control = head
+        .iter()
+        .any(|&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | 0x0c) || b == 0x7f);
+    let valid = core::str::from_utf8(&bytes).map_err(|e| e.valid_up_to());
+    let kind = identify(&bytes);
+    if control || (valid.is_err() && kind.is_some()) {
+        let what = kind.unwrap_or("binary data");
+        let d = Diagnostic::error("E0019", format!("{file} is not text: this is {what}"))
+            .at(0..0, "not a TOML file")
+            .help("give the manifest (a .toml file) here; kernels, ramdisks and DTBs are named inside it");
+        return Err((String::new(), d));
+    }
+    let at = match valid {
+        Ok(_) => return Ok(String::from_utf8(bytes).unwrap_or_default()),
+        Err(at) => at,
+    };
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let byte = bytes.get(at).copied().unwrap_or(0);
+    let d = Diagnostic::error(
+        "E0019",
+        format!("{file} is not UTF-8 text: byte {byte:#04x} at offset {at} is not UTF-8"),
+    )
+    // The replacement character U+FFFD stands for the byte in the text shown.
+    .at(at..at + '\u{fffd}'.len_utf8(), "not UTF-8")
+    .help("TOML files are UTF-8: save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)");
+    Err((text, d))
+}
+
+/// Turns a TOML or serde error in a manifest into a diagnostic, adding "did you mean" for misspelt
+/// keys and values.
 pub(crate) fn toml_error(e: &toml::de::Error, text: &str) -> Diagnostic {
+    toml_error_in(e, text, true)
+}
+
+/// [`toml_error`] for a board file: the same hints, but none about manifest tables or xl.cfg keys.
+pub(crate) fn board_toml_error(e: &toml::de::Error, text: &str) -> Diagnostic {
+    toml_error_in(e, text, false)
+}
+
+fn toml_error_in(e: &toml::de::Error, text: &str, manifest: bool) -> Diagnostic {
     let message = e.message().trim().to_string();
     let span = e.span().unwrap_or(0..0);
     let offending = text.get(span.clone()).unwrap_or("").trim().to_string();
     if let Some(rest) = message.strip_prefix("unknown field `") {
         let (field, expected) = rest.split_once('`').unwrap_or((rest, ""));
         let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
-        let mut d = Diagnostic::error("E0002", format!("unknown key `{field}`"))
-            .at(span, "not a key of this table");
-        let everywhere = ALL_KEY_LISTS.iter().flat_map(|l| l.iter().copied());
-        if let Some(s) = did_you_mean(field, candidates.iter().copied()) {
-            d = d.help(format!("did you mean `{s}`?"));
-        } else if let Some(s) = did_you_mean(field, everywhere) {
-            d = d.help(format!(
-                "`{s}` exists, but in another table; see docs/manifest.md"
-            ));
-        } else if !candidates.is_empty() {
-            d = d.help(format!("keys allowed here: {}", candidates.join(", ")));
+        if !manifest {
+            let d = Diagnostic::error("E0002", format!("unknown key `{field}`"))
+                .at(span, "not a key of this table");
+            let all = format!("keys allowed here: {}", candidates.join(", "));
+            return d.suggest(
+                field,
+                candidates.iter().copied(),
+                (!candidates.is_empty()).then_some(all.as_str()),
+            );
         }
-        return d;
+        return unknown_key(field, &candidates, span);
     }
     if let Some(rest) = message.strip_prefix("unknown variant `") {
         let (value, expected) = rest.split_once('`').unwrap_or((rest, ""));
         let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
-        let mut d = Diagnostic::error("E0003", format!("`{value}` is not an accepted value"))
+        let d = Diagnostic::error("E0003", format!("`{value}` is not an accepted value"))
             .at(span, format!("expected one of: {}", candidates.join(", ")));
-        if let Some(s) = did_you_mean(value, candidates.iter().copied()) {
-            d = d.help(format!("did you mean `{s}`?"));
+        // xl's `builder = "hvm"` chose the guest type; domforge's `builder` says who builds it.
+        if candidates.contains(&"init") && ["hvm", "generic", "pv", "pvh"].contains(&value) {
+            return d.help("xl's `builder` chose the guest type, which is `kind` here (`kind = \"pvh\"`); `builder` says who builds the domain: `\"xen\"` (dom0less) or `\"init\"` (domforge-init)");
         }
-        return d;
+        return d.suggest(value, candidates.iter().copied(), None);
     }
     if let Some(rest) = message.strip_prefix("missing field `") {
         let field = rest.split('`').next().unwrap_or(rest);
         let table = offending.lines().next().unwrap_or("").trim().to_string();
-        return Diagnostic::error("E0004", format!("missing required key `{field}`"))
+        let d = Diagnostic::error("E0004", format!("missing required key `{field}`"));
+        if let Some(keys) = TABLE_KEYS_REQUIRED
+            .iter()
+            .find(|(t, _)| manifest && *t == field)
+        {
+            // A missing table (only `[system]` is required at the top level), not a key.
+            return d
+                .at(span, format!("the manifest has no `[{field}]` table"))
+                .help(format!(
+                    "`{field}` is a table: add `[{field}]` with {}; see docs/manifest.md",
+                    keys.1
+                ));
+        }
+        return d
             .at(span, format!("`{field}` must be set in this table"))
             .help(format!(
                 "add `{field} = ...` to {}; see docs/manifest.md",
@@ -352,10 +425,501 @@ pub(crate) fn toml_error(e: &toml::de::Error, text: &str) -> Diagnostic {
         return Diagnostic::error("E0013", format!("invalid size: {message}"))
             .at(span, "a size or address is zero or more");
     }
-    if message.starts_with("invalid type") {
-        return Diagnostic::error("E0005", format!("wrong type: {message}")).at(span, "this value");
+    if let Some(rest) = message.strip_prefix("invalid type: ") {
+        return type_error(rest, &offending, text, span);
+    }
+    if let Some(rest) = message.strip_prefix("invalid value: ") {
+        // serde: "invalid value: integer `-1`, expected u32" (a number out of the field's range).
+        let (found, expected) = rest.split_once(", expected ").unwrap_or((rest, ""));
+        let value = found.split('`').nth(1).unwrap_or(found);
+        let range = match expected {
+            "u8" => "0 to 255",
+            "u16" => "0 to 65535",
+            "u32" => "0 to 4294967295",
+            "u64" => "0 or more",
+            other => other,
+        };
+        let mut d = Diagnostic::error(
+            "E0005",
+            match key_before(text, span.start) {
+                Some(k) => {
+                    format!("wrong value: `{k}` takes a whole number from {range}, not {value}")
+                }
+                None => format!("wrong value: expected a whole number from {range}, not {value}"),
+            },
+        )
+        .at(span, "out of range");
+        if value.starts_with('-') {
+            d = d.help("negative numbers mean nothing here");
+        }
+        return d;
     }
     Diagnostic::error("E0006", format!("TOML syntax: {message}")).at(span, "here")
+}
+
+/// For a memory size written as a bare number that is too small to be bytes: xl.cfg counts MiB,
+/// so say what it would be with the unit.
+fn bare_mib_hint(raw: &Quantity, bytes: u64) -> Option<String> {
+    let bare = !raw.0.is_empty() && raw.0.bytes().all(|b| b.is_ascii_digit() || b == b'_');
+    (bare && bytes > 0 && bytes < crate::units::MIB).then(|| {
+        format!("a bare number is bytes, not MiB as in xl.cfg: did you mean \"{bytes}M\"?")
+    })
+}
+
+/// The tables a manifest must have, with what they need, for "add `[system]`".
+const TABLE_KEYS_REQUIRED: &[(&str, &str)] = &[("system", "`name` and `board`")];
+
+/// The table header a key list belongs to, for "`xen_cmdline` is a key of `[system]`".
+fn table_of(list: &[&str]) -> &'static str {
+    const TABLES: &[(&[&str], &str)] = &[
+        (MANIFEST_KEYS, "the top level"),
+        (SYSTEM_KEYS, "`[system]`"),
+        (DOM0_KEYS, "`[dom0]`"),
+        (DOMAIN_KEYS, "`[[domain]]`"),
+        (CPUPOOL_KEYS, "`[[cpupool]]`"),
+        (SHARED_MEMORY_KEYS, "`[[shared_memory]]`"),
+    ];
+    TABLES
+        .iter()
+        .find(|(keys, _)| core::ptr::eq(*keys, list))
+        .map_or("another table", |(_, t)| t)
+}
+
+/// Keys people bring from xl.cfg(5) and ImageBuilder's config (`DOMU_*`, `DOM0_*`), with the
+/// domforge key of the same meaning (`Some`), or why there is none.
+const FOREIGN_KEYS: &[(&str, Option<&str>, &str)] = &[
+    // xl.cfg(5)
+    (
+        "cpus",
+        Some("vcpu_affinity"),
+        "xl's `cpus` pins vCPUs to physical CPUs; here that is `vcpu_affinity`, one cpu list per vCPU: `cpus = \"1\"` becomes `vcpu_affinity = [\"1\"]`",
+    ),
+    (
+        "cpus_soft",
+        None,
+        "xl's `cpus_soft` (soft affinity) has no domforge equivalent: Xen's dom0less and domforge-init set hard affinity only, with `vcpu_affinity`",
+    ),
+    (
+        "maxvcpus",
+        Some("vcpus"),
+        "domforge domains have a fixed vCPU count: `vcpus`",
+    ),
+    (
+        "maxmem",
+        Some("memory"),
+        "domforge domains have fixed memory (no balloon target): set `memory`",
+    ),
+    (
+        "type",
+        Some("kind"),
+        "xl's `type` is `kind` here: `kind = \"pvh\"` (x86_64) or `kind = \"arm64\"`",
+    ),
+    ("pvh", Some("kind"), "write `kind = \"pvh\"`"),
+    (
+        "vuart",
+        Some("console"),
+        "xl's `vuart = \"sbsa_uart\"` is `console = \"vpl011\"` here",
+    ),
+    (
+        "root",
+        Some("cmdline"),
+        "xl's `root` is appended to the kernel command line: put `root=...` in `cmdline`",
+    ),
+    (
+        "device_tree",
+        Some("passthrough"),
+        "domforge writes the partial device tree itself from the DT paths in `passthrough`",
+    ),
+    (
+        "static_shm",
+        Some("[[shared_memory]]"),
+        "shared memory is a `[[shared_memory]]` table with `id`, `size`, `guest_address`, `owner` and `borrowers`",
+    ),
+    (
+        "vif",
+        None,
+        "xl's `vif` has no domforge equivalent: domforge builds no network backends; pass a network device with `passthrough`",
+    ),
+    (
+        "disk",
+        None,
+        "xl's `disk` has no domforge equivalent: domforge builds no block backends; pass a disk controller with `passthrough`, or put the root file system in `ramdisk`",
+    ),
+    (
+        "vfb",
+        None,
+        "xl's `vfb` has no domforge equivalent: there are no framebuffer backends",
+    ),
+    (
+        "on_poweroff",
+        None,
+        "xl's `on_poweroff` has no domforge equivalent: a domain that powers off stays down (only `on_crash` is configurable)",
+    ),
+    (
+        "on_reboot",
+        None,
+        "xl's `on_reboot` has no domforge equivalent: only `on_crash` is configurable",
+    ),
+    (
+        "uuid",
+        None,
+        "xl's `uuid` has no domforge equivalent: domains are named by `name`",
+    ),
+    (
+        "gic_version",
+        None,
+        "xl's `gic_version` has no domforge equivalent: guests get the board's GIC version",
+    ),
+    (
+        "nr_spis",
+        None,
+        "xl's `nr_spis` has no domforge equivalent: the number of SPIs follows from the devices in `passthrough`",
+    ),
+    (
+        "bootloader",
+        None,
+        "xl's `bootloader` has no domforge equivalent: domains boot `kernel` directly",
+    ),
+    (
+        "seclabel",
+        None,
+        "xl's `seclabel` (XSM/FLASK) has no domforge equivalent",
+    ),
+    (
+        "shadow_memory",
+        Some("p2m_pool"),
+        "the P2M pool size is `p2m_pool` (a size)",
+    ),
+    (
+        "tee",
+        None,
+        "xl's `tee` has no domforge equivalent: no TEE mediator is configured for guests",
+    ),
+    (
+        "ioports",
+        None,
+        "xl's `ioports` has no domforge equivalent: x86 I/O-port grants are not supported; grant MMIO with `iomem`",
+    ),
+    (
+        "on_watchdog",
+        None,
+        "xl's `on_watchdog` has no domforge equivalent: only `on_crash` is configurable",
+    ),
+    (
+        "on_soft_reset",
+        None,
+        "xl's `on_soft_reset` has no domforge equivalent: only `on_crash` is configurable",
+    ),
+    (
+        "viridian",
+        None,
+        "xl's `viridian` is an HVM option; domforge builds PVH and arm64 guests",
+    ),
+    (
+        "acpi",
+        None,
+        "xl's `acpi` has no domforge equivalent: PVH guests get ACPI tables from domforge-init, arm64 guests a device tree",
+    ),
+    (
+        "device_model_version",
+        None,
+        "xl's device-model options have no domforge equivalent: there is no QEMU device model",
+    ),
+    (
+        "localtime",
+        None,
+        "xl's `localtime` has no domforge equivalent",
+    ),
+    (
+        "e820_host",
+        None,
+        "xl's `e820_host` has no domforge equivalent: PVH guests get domforge's own memory map",
+    ),
+    (
+        "vtpm",
+        None,
+        "xl's `vtpm` has no domforge equivalent: domforge builds no PV backends",
+    ),
+    (
+        "vkb",
+        None,
+        "xl's `vkb` has no domforge equivalent: domforge builds no PV backends",
+    ),
+    (
+        "channel",
+        None,
+        "xl's `channel` has no domforge equivalent: domforge builds no PV backends",
+    ),
+    (
+        "p9",
+        None,
+        "xl's `p9` has no domforge equivalent: domforge builds no PV backends",
+    ),
+    (
+        "usbctrl",
+        None,
+        "xl's `usbctrl` has no domforge equivalent: domforge builds no PV backends; pass a USB controller with `passthrough`",
+    ),
+    // ImageBuilder (uboot-script-gen config), as TOML keys
+    (
+        "domu_kernel",
+        Some("kernel"),
+        "ImageBuilder's `DOMU_KERNEL[n]` is `kernel` in the n-th `[[domain]]`",
+    ),
+    (
+        "domu_ramdisk",
+        Some("ramdisk"),
+        "ImageBuilder's `DOMU_RAMDISK[n]` is `ramdisk` in the n-th `[[domain]]`",
+    ),
+    (
+        "domu_mem",
+        Some("memory"),
+        "ImageBuilder's `DOMU_MEM[n]` (MiB) is `memory` with a unit, e.g. `memory = \"256M\"`",
+    ),
+    (
+        "domu_vcpus",
+        Some("vcpus"),
+        "ImageBuilder's `DOMU_VCPUS[n]` is `vcpus`",
+    ),
+    (
+        "domu_cmd",
+        Some("cmdline"),
+        "ImageBuilder's `DOMU_CMD[n]` is `cmdline`",
+    ),
+    (
+        "domu_name",
+        Some("name"),
+        "ImageBuilder's `DOMU_NAME[n]` is `name`",
+    ),
+    (
+        "domu_passthrough_paths",
+        Some("passthrough"),
+        "ImageBuilder's `DOMU_PASSTHROUGH_PATHS[n]` is `passthrough`, a list of DT paths",
+    ),
+    (
+        "domu_passthrough_dtb",
+        Some("passthrough"),
+        "domforge generates the passthrough DTB from `passthrough`; there is no file to give",
+    ),
+    (
+        "domu_static_mem",
+        Some("static_memory"),
+        "ImageBuilder's `DOMU_STATIC_MEM[n]` is `static_memory = [{ base = ..., size = ... }]`",
+    ),
+    (
+        "domu_direct_map",
+        Some("direct_map"),
+        "ImageBuilder's `DOMU_DIRECT_MAP[n]` is `direct_map`",
+    ),
+    (
+        "domu_enhanced",
+        Some("enhanced"),
+        "ImageBuilder's `DOMU_ENHANCED[n]` is `enhanced`",
+    ),
+    (
+        "domu_colors",
+        Some("llc_colors"),
+        "ImageBuilder's `DOMU_COLORS[n]` is `llc_colors`",
+    ),
+    (
+        "domu_cpupool",
+        Some("cpupool"),
+        "ImageBuilder's `DOMU_CPUPOOL[n]` is `cpupool`",
+    ),
+    (
+        "num_domus",
+        None,
+        "ImageBuilder's `NUM_DOMUS` has no domforge equivalent: write one `[[domain]]` table per domain",
+    ),
+    (
+        "dom0_kernel",
+        Some("kernel"),
+        "ImageBuilder's `DOM0_KERNEL` is `kernel` in `[dom0]`",
+    ),
+    (
+        "dom0_ramdisk",
+        Some("ramdisk"),
+        "ImageBuilder's `DOM0_RAMDISK` is `ramdisk` in `[dom0]`",
+    ),
+    (
+        "dom0_mem",
+        Some("memory"),
+        "Xen's `dom0_mem` / ImageBuilder's `DOM0_MEM` is `memory` in `[dom0]`",
+    ),
+    (
+        "dom0_vcpus",
+        Some("vcpus"),
+        "ImageBuilder's `DOM0_VCPUS` is `vcpus` in `[dom0]`",
+    ),
+    (
+        "dom0_max_vcpus",
+        Some("vcpus"),
+        "Xen's `dom0_max_vcpus` is `vcpus` in `[dom0]`",
+    ),
+    (
+        "dom0_cmd",
+        Some("cmdline"),
+        "ImageBuilder's `DOM0_CMD` is `cmdline` in `[dom0]`",
+    ),
+    (
+        "xen_cmd",
+        Some("xen_cmdline"),
+        "ImageBuilder's `XEN_CMD` is `xen_cmdline` in `[system]`",
+    ),
+    (
+        "device_tree_file",
+        Some("board"),
+        "the host device tree comes from the board: `board` in `[system]`",
+    ),
+];
+
+/// E0002 for a key this table does not have: the close key of this table, or the table that has
+/// it, or the domforge name of an xl.cfg/ImageBuilder key, or the keys allowed here.
+fn unknown_key(field: &str, candidates: &[&str], span: Span) -> Diagnostic {
+    let mut d = Diagnostic::error("E0002", format!("unknown key `{field}`"))
+        .at(span, "not a key of this table");
+    let lower = field.to_ascii_lowercase();
+    // A mapping applies where its key lives (xl's `cpus` means `vcpu_affinity` in a domain, not
+    // in `[dom0]`), or when its hint names the table, or when there is no equivalent at all.
+    let applies = |ours: &Option<&str>, why: &str| {
+        ours.is_none_or(|o| candidates.contains(&o) || why.contains("in `[") || o.starts_with('['))
+    };
+    if let Some((_, _, why)) = FOREIGN_KEYS
+        .iter()
+        .find(|(k, ours, why)| *k == lower && applies(ours, why))
+    {
+        return d.help(*why);
+    }
+    if did_you_mean(field, candidates.iter().copied()).is_some() {
+        return d.suggest(field, candidates.iter().copied(), None);
+    }
+    // The key in other tables (name them all), else a close key in another table.
+    let others: Vec<&[&str]> = ALL_KEY_LISTS
+        .iter()
+        .copied()
+        .filter(|l| !candidates.iter().all(|c| l.contains(c)) || candidates.is_empty())
+        .collect();
+    let exact: Vec<&str> = others
+        .iter()
+        .filter(|l| l.contains(&field))
+        .map(|l| table_of(l))
+        .collect();
+    let close = others
+        .iter()
+        .find_map(|l| did_you_mean(field, l.iter().copied()).map(|k| (k, table_of(l))));
+    if !exact.is_empty() {
+        d = d.help(format!(
+            "`{field}` is a key of {}, not of this table; move it there",
+            exact.join(" and ")
+        ));
+    } else if let Some((key, table)) = close {
+        d = d.help(format!(
+            "did you mean `{key}`? It is a key of {table}, not of this table"
+        ));
+    } else if !candidates.is_empty() {
+        d = d.help(format!("keys allowed here: {}", candidates.join(", ")));
+    }
+    d
+}
+
+/// E0005 in our words: what the key takes, what was written, and how to write it.
+fn type_error(rest: &str, offending: &str, text: &str, span: Span) -> Diagnostic {
+    // serde: "invalid type: <found>, expected <expected>"
+    let (found, expected) = rest.split_once(", expected ").unwrap_or((rest, ""));
+    let found_kind = found.split([' ', '`', '"']).next().unwrap_or(found);
+    let key = key_before(text, span.start);
+    let want = match expected {
+        "a sequence" => "a list",
+        "a boolean" => "`true` or `false`",
+        "a string" => "a string",
+        e if e.starts_with('u') || e.starts_with('i') || e.contains("integer") => "a whole number",
+        e if e.starts_with("a size or address") => "a size or address",
+        e => e,
+    };
+    let got = match found_kind {
+        "map" => "a table",
+        "sequence" => "a list",
+        "string" => "a string",
+        "integer" => "a number",
+        "floating" => "a floating-point number",
+        "boolean" => "a boolean",
+        other => other,
+    };
+    let single_table = found_kind == "map"
+        && want == "a list"
+        && offending.starts_with('[')
+        && !offending.starts_with("[[");
+    let table_array = offending.starts_with("[[") && want != "a list";
+    let table_name = offending.trim_matches(['[', ']']).trim();
+    let what = match &key {
+        _ if single_table => {
+            format!("`[{table_name}]` is one table, but `{table_name}` is an array of tables")
+        }
+        _ if table_array => {
+            format!("`[[{table_name}]]` makes a list of tables, but there is one `[{table_name}]`")
+        }
+        Some(k) => format!("`{k}` takes {want}, not {got}"),
+        None => format!("expected {want}, found {got}"),
+    };
+    let mut d =
+        Diagnostic::error("E0005", format!("wrong type: {what}")).at(span, format!("{got} here"));
+    let unquoted = offending.trim_matches('"');
+    let xl_passthrough = key.as_deref() == Some("passthrough")
+        && ["enabled", "disabled", "sync_pt", "share_pt"].contains(&unquoted);
+    let help = if xl_passthrough {
+        Some(format!(
+            "xl's `passthrough = \"{unquoted}\"` sets up the IOMMU; here `passthrough` lists the devices, by DT path: `passthrough = [\"/pl031@9010000\"]`"
+        ))
+    } else if single_table {
+        Some(format!(
+            "write `[[{table_name}]]`: each `[[{table_name}]]` header starts one entry"
+        ))
+    } else if table_array {
+        Some(format!("write `[{table_name}]`"))
+    } else if found_kind == "map" && want == "a list" {
+        Some(format!(
+            "a list of tables, even of one: write `[{offending}]`"
+        ))
+    } else if want == "a list" && found_kind != "map" {
+        Some(format!("a list, even of one: write `[{offending}]`"))
+    } else if found_kind == "string" && (want == "a whole number" || want.starts_with("`true`")) {
+        Some(format!("write `{unquoted}` without quotes"))
+    } else if found_kind == "integer" && want.starts_with("`true`") {
+        Some(String::from("write `true` or `false`"))
+    } else if found_kind == "floating" && want == "a whole number" {
+        let whole = offending
+            .strip_suffix(".0")
+            .filter(|w| w.bytes().all(|b| b.is_ascii_digit()));
+        Some(match whole {
+            Some(w) => format!("write `{w}`"),
+            None => String::from("a whole number: no fractions"),
+        })
+    } else if found_kind == "floating" && want == "a size or address" {
+        Some(String::from(
+            "fractions are not accepted: write a whole number with a unit, e.g. \"1536M\" for 1.5 GiB",
+        ))
+    } else if found_kind == "sequence" && want != "a list" {
+        Some(String::from("one value, not a list: remove the brackets"))
+    } else if want == "a string" && found_kind != "map" {
+        Some(format!("write it in quotes: `\"{unquoted}\"`"))
+    } else if found_kind == "map" && want != "a list" {
+        Some(String::from("a value, not a table: write `key = value`"))
+    } else {
+        None
+    };
+    if let Some(h) = help {
+        d = d.help(h);
+    }
+    d
+}
+
+/// The key of the `key = value` pair whose value starts at `at`, if the value follows one.
+fn key_before(text: &str, at: usize) -> Option<String> {
+    let line_start = text.get(..at)?.rfind('\n').map_or(0, |i| i + 1);
+    let before = text.get(line_start..at)?.trim_end();
+    let key = before.strip_suffix('=')?.trim();
+    let key = key.rsplit(['{', ',']).next()?.trim().trim_matches('"');
+    (!key.is_empty()).then(|| key.to_string())
 }
 
 #[derive(Default)]
@@ -383,18 +947,21 @@ impl Convert {
                     ),
                     scheduler: p.scheduler.map(|s| {
                         if !SCHEDULERS.contains(&s.get_ref().as_str()) {
-                            let mut d = Diagnostic::error(
-                                "E0007",
-                                format!("unknown scheduler `{}`", s.get_ref()),
-                            )
-                            .at(
-                                s.span(),
-                                format!("Xen schedulers: {}", SCHEDULERS.join(", ")),
+                            self.diags.push(
+                                Diagnostic::error(
+                                    "E0007",
+                                    format!("unknown scheduler `{}`", s.get_ref()),
+                                )
+                                .at(
+                                    s.span(),
+                                    format!("Xen schedulers: {}", SCHEDULERS.join(", ")),
+                                )
+                                .suggest(
+                                    s.get_ref(),
+                                    SCHEDULERS.iter().copied(),
+                                    None,
+                                ),
                             );
-                            if let Some(m) = did_you_mean(s.get_ref(), SCHEDULERS.iter().copied()) {
-                                d = d.help(format!("did you mean `{m}`?"));
-                            }
-                            self.diags.push(d);
                         }
                         At::from(&s)
                     }),
@@ -485,13 +1052,15 @@ impl Convert {
                 if self.diags.0.len() == before
                     && (size.value == 0 || !size.value.is_multiple_of(crate::units::MIB))
                 {
-                    self.diags.push(
-                        Diagnostic::error(
-                            "E0011",
-                            "dom0 memory must be a non-zero whole number of MiB",
-                        )
-                        .at(size.span.clone(), "passed to Xen as `dom0_mem=<n>M`"),
-                    );
+                    let mut diag = Diagnostic::error(
+                        "E0011",
+                        "dom0 memory must be a non-zero whole number of MiB",
+                    )
+                    .at(size.span.clone(), "passed to Xen as `dom0_mem=<n>M`");
+                    if let Some(h) = bare_mib_hint(m.get_ref(), size.value) {
+                        diag = diag.help(h);
+                    }
+                    self.diags.push(diag);
                 }
                 size
             }),
@@ -534,25 +1103,29 @@ impl Convert {
                 let before = self.diags.0.len();
                 let m = self.size(&d.memory);
                 let parsed = self.diags.0.len() == before;
-                if !parsed {
+                let hint = bare_mib_hint(d.memory.get_ref(), m.value);
+                let problem = if !parsed {
                     // The size itself is wrong; it was reported, and its value means nothing.
-                } else if !m.value.is_multiple_of(PAGE_SIZE) || m.value == 0 {
-                    self.diags.push(
-                        Diagnostic::error(
-                            "E0011",
-                            "domain memory must be a non-zero multiple of 4 KiB",
-                        )
-                        .at(m.span.clone(), "not a whole number of pages"),
-                    );
+                    None
+                } else if m.value == 0 {
+                    Some("zero bytes")
+                } else if !m.value.is_multiple_of(PAGE_SIZE) {
+                    Some("not a whole number of 4 KiB pages")
                 } else if m.value < crate::units::MIB {
-                    self.diags.push(
-                        Diagnostic::error(
-                            "E0011",
-                            "domain memory must be a non-zero multiple of 4 KiB",
-                        )
-                        .at(m.span.clone(), "this is under 1 MiB")
-                        .help("sizes are bytes unless they carry a unit: did you mean \"256M\"?"),
-                    );
+                    Some("this is under 1 MiB")
+                } else {
+                    None
+                };
+                if let Some(label) = problem {
+                    let mut diag = Diagnostic::error(
+                        "E0011",
+                        "domain memory must be at least 1 MiB, a whole number of 4 KiB pages",
+                    )
+                    .at(m.span.clone(), label);
+                    if let Some(h) = hint {
+                        diag = diag.help(h);
+                    }
+                    self.diags.push(diag);
                 }
                 m
             },
