@@ -411,6 +411,7 @@ fn passthrough_fragments_agree_with_the_plan() {
                 .map(|dev| PassthroughRequest {
                     path: dev.path.clone(),
                     guest_base: dev.mappings.first().map(|m| m.guest),
+                    guest_pages: Vec::new(),
                     force_without_iommu: dev.forced,
                 })
                 .collect();
@@ -418,6 +419,7 @@ fn passthrough_fragments_agree_with_the_plan() {
                 drop_dependencies: d.drop_device_dependencies,
                 guest_ram: d.guest_ram.clone(),
                 vpl011: d.console == Console::Vpl011,
+                gic_v3: None,
             };
             let frag = fragment(&host, &requests, &opts).unwrap_or_else(|err| {
                 panic!(

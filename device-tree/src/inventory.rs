@@ -215,19 +215,82 @@ pub fn read_inventory(tree: &DeviceTree) -> Result<HardwareInventory, DtError> {
     Ok(inv)
 }
 
-/// Whether `path` has an `iommus` link to an IOMMU that is enabled (`status` okay): Xen's SMMU drivers
-/// skip disabled nodes, so a link to a disabled SMMU protects nothing (ZCU102's Linux 6.1 tree ships
-/// `iommu@fd800000` disabled).
+/// What protects a device's DMA, as Xen sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IommuStatus {
+    /// Every `iommus` entry names an enabled IOMMU Xen drives ([`IOMMU_COMPATIBLES`]).
+    Xen(Vec<String>),
+    /// No `iommus` property.
+    None,
+    /// An `iommus` entry names a disabled IOMMU (Xen's drivers skip disabled nodes).
+    Disabled(String),
+    /// An `iommus` entry names an IOMMU Xen has no driver for (e.g. `rockchip,iommu`).
+    NoXenDriver { path: String, compatible: String },
+    /// `iommus` cannot be parsed or names no node.
+    Broken(String),
+}
+
+impl IommuStatus {
+    /// Why the status does not count as protection, in words (empty for [`IommuStatus::Xen`]).
+    pub fn explain(&self) -> String {
+        match self {
+            Self::Xen(_) => String::new(),
+            Self::None => "it has no `iommus` link".into(),
+            Self::Disabled(p) => format!("its IOMMU {p} is disabled in the device tree"),
+            Self::NoXenDriver { path, compatible } => format!(
+                "its IOMMU {path} is a `{compatible}`, which Xen has no driver for (Xen drives {})",
+                IOMMU_COMPATIBLES.join(", ")
+            ),
+            Self::Broken(why) => format!("its `iommus` is unusable: {why}"),
+        }
+    }
+}
+
+/// Whether and how `path` is protected by an IOMMU **Xen can drive**. Only IOMMUs with a driver in
+/// `xen/drivers/passthrough/arm/` count (`smmu.c`: SMMUv1/v2 and MMU-400/401/500; `smmu-v3.c`;
+/// `ipmmu-vmsa.c`: Renesas R-Car Gen3/RZ/G2 — the same set in 4.17 through 4.22): Xen refuses
+/// `iommu_assign_dt_device` for any other, so a link to, say, a `rockchip,iommu` protects nothing
+/// and the device needs `force_without_iommu` like one without `iommus`. A link to a disabled IOMMU
+/// protects nothing either (ZCU102's Linux 6.1 tree ships `iommu@fd800000` disabled).
+pub fn iommu_status(r: &Resolver<'_>, path: &str) -> IommuStatus {
+    let refs = match r.phandle_refs(path, "iommus") {
+        Ok(v) => v,
+        Err(e) => return IommuStatus::Broken(e),
+    };
+    if refs.is_empty() {
+        return IommuStatus::None;
+    }
+    let mut providers = Vec::new();
+    for rf in refs {
+        let Some(p) = rf.provider else {
+            return IommuStatus::Broken(format!("phandle {:#x} names no node", rf.phandle));
+        };
+        let Some(n) = r.node(&p) else {
+            return IommuStatus::Broken(format!("{p} vanished"));
+        };
+        if !IOMMU_COMPATIBLES.iter().any(|c| n.is_compatible(c)) {
+            let compatible = n
+                .prop_strings("compatible")
+                .and_then(|v| v.first().map(|s| (*s).to_owned()))
+                .unwrap_or_else(|| "(no compatible)".into());
+            return IommuStatus::NoXenDriver {
+                path: p,
+                compatible,
+            };
+        }
+        if !n.is_enabled() {
+            return IommuStatus::Disabled(p);
+        }
+        if !providers.contains(&p) {
+            providers.push(p);
+        }
+    }
+    IommuStatus::Xen(providers)
+}
+
+/// Whether `path` is behind an enabled IOMMU that Xen drives ([`iommu_status`]).
 pub fn behind_enabled_iommu(r: &Resolver<'_>, path: &str) -> bool {
-    r.phandle_refs(path, "iommus").is_ok_and(|refs| {
-        !refs.is_empty()
-            && refs.iter().all(|rf| {
-                rf.provider
-                    .as_deref()
-                    .and_then(|p| r.node(p))
-                    .is_some_and(|n| n.is_enabled())
-            })
-    })
+    matches!(iommu_status(r, path), IommuStatus::Xen(_))
 }
 
 /// `/chosen/stdout-path` (or the legacy `linux,stdout-path`) resolved to a node path.
