@@ -79,15 +79,33 @@ pub mod layout {
     pub const GUEST_VIRTIO_MMIO_SPI_FIRST: u32 = 33;
     pub const GUEST_VIRTIO_MMIO_SPI_LAST: u32 = 43;
 
-    /// Guest-physical ranges that are never free for passthrough MMIO, with their header names, for
-    /// a guest of either GIC version: `firmware_config::guest_map`, the one map the planner and the
-    /// fragment generator share. (RAM depends on the domain and the vPL011 on its config; callers add
+    /// Guest-physical ranges that are never free for passthrough MMIO, for a guest of either GIC
+    /// version: `firmware_config::guest_map::fixed_regions`, the one map validation, the planner and
+    /// the fragment generator share. (RAM depends on the domain and the vPL011 on its config; callers add
     /// those.)
     pub fn reserved_regions() -> Vec<(String, Region)> {
         firmware_config::guest_map::fixed_regions_any_gic(false)
             .into_iter()
             .map(|(n, r)| (n.to_owned(), r))
             .collect()
+    }
+
+    /// Guest RAM banks for `bytes` of memory: bank 0 is filled first, then bank 1
+    /// (`tools/libs/guest/xg_dom_arm.c` `meminit`). `None` if it does not fit both banks.
+    pub fn ram_banks(bytes: u64) -> Option<Vec<Region>> {
+        if bytes > GUEST_RAM0_SIZE + GUEST_RAM1_SIZE {
+            return None;
+        }
+        let b0 = bytes.min(GUEST_RAM0_SIZE);
+        let b1 = bytes - b0;
+        let mut v = Vec::new();
+        if b0 > 0 {
+            v.push(Region::new(GUEST_RAM0_BASE, b0));
+        }
+        if b1 > 0 {
+            v.push(Region::new(GUEST_RAM1_BASE, b1));
+        }
+        Some(v)
     }
 
     #[cfg(test)]
@@ -135,24 +153,6 @@ pub mod layout {
             }
             assert_eq!(map::VPL011_SPI, GUEST_VPL011_SPI);
         }
-    }
-
-    /// Guest RAM banks for `bytes` of memory: bank 0 is filled first, then bank 1
-    /// (`tools/libs/guest/xg_dom_arm.c` `meminit`). `None` if it does not fit both banks.
-    pub fn ram_banks(bytes: u64) -> Option<Vec<Region>> {
-        if bytes > GUEST_RAM0_SIZE + GUEST_RAM1_SIZE {
-            return None;
-        }
-        let b0 = bytes.min(GUEST_RAM0_SIZE);
-        let b1 = bytes - b0;
-        let mut v = Vec::new();
-        if b0 > 0 {
-            v.push(Region::new(GUEST_RAM0_BASE, b0));
-        }
-        if b1 > 0 {
-            v.push(Region::new(GUEST_RAM1_BASE, b1));
-        }
-        Some(v)
     }
 }
 

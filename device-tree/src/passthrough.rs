@@ -38,8 +38,9 @@
 //!   `/passthrough` (a constant rate needs no hardware); anything else is refused with
 //!   [`PassthroughError::Dependency`] unless the caller opts in to dropping it
 //!   ([`FragmentOptions::drop_dependencies`]).
-//! - Guest addresses must miss `firmware_config::guest_map` (the same map the planner relocates
-//!   devices around), guest RAM and each other.
+//! - Guest addresses must miss `firmware_config::guest_map::fixed_regions` (the same map validation
+//!   and the planner use: what Xen fills in every guest), guest RAM and each other. The plan's
+//!   per-range guest addresses ([`PassthroughRequest::guest_pages`]) are written as given.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -220,7 +221,11 @@ pub enum PassthroughError {
     NoIommu { path: String, why: String },
     #[error("{path}: guest address {guest:#x} is not page aligned")]
     Unaligned { path: String, guest: u64 },
-    #[error("{path}: guest range {range:#x?} overlaps {what}")]
+    #[error(
+        "{path}: guest range {:#x}-{:#x} overlaps {what}",
+        range.base,
+        range.base.saturating_add(range.size)
+    )]
     GuestOverlap {
         path: String,
         range: Region,
@@ -232,6 +237,29 @@ pub enum PassthroughError {
     NameClash(String),
     #[error("fragment needs more than {0} phandles")]
     TooManyPhandles(u32),
+}
+
+/// Properties that must go when `property` is dropped: its `*-names` list, and for the assigned-clock
+/// group (`clock/clock-bindings.txt`, "Assigned clock parents and rates") the whole group — Linux's
+/// `of_clk_set_defaults` fails the probe when `assigned-clock-parents`/`-rates` index an
+/// `assigned-clocks` entry that is not there.
+fn companions(property: &str) -> Vec<String> {
+    match property {
+        "assigned-clocks" | "assigned-clock-parents" => {
+            return [
+                "assigned-clocks",
+                "assigned-clock-parents",
+                "assigned-clock-rates",
+            ]
+            .map(str::to_owned)
+            .into_iter()
+            .filter(|p| p != property)
+            .collect();
+        }
+        p if p.starts_with("pinctrl-") => return vec!["pinctrl-names".to_owned()],
+        _ => {}
+    }
+    names_companion(property).into_iter().collect()
 }
 
 /// Dependency properties' companion name lists, dropped with them.
@@ -605,13 +633,15 @@ fn check_guest_addresses(
     opts: &FragmentOptions,
     guest_ranges: &[(String, OwnedRegion)],
 ) -> Result<(), PassthroughError> {
+    let named =
+        |(n, r): (&str, Region)| (format!("the guest {n} (xen/include/public/arch-arm.h)"), r);
     let mut fixed: Vec<(String, Region)> = match opts.gic_v3 {
         Some(v3) => guest_map::fixed_regions(v3, opts.vpl011)
-            .map(|(n, r)| (n.to_owned(), r))
+            .map(named)
             .collect(),
         None => guest_map::fixed_regions_any_gic(opts.vpl011)
             .into_iter()
-            .map(|(n, r)| (n.to_owned(), r))
+            .map(named)
             .collect(),
     };
     for (i, g) in opts.guest_ram.iter().enumerate() {
@@ -817,12 +847,7 @@ impl<'r, 'a> Builder<'r, 'a> {
             match self.copy_property(device, path, node, prop)? {
                 Copied::Keep(p) => copy.properties.push(p),
                 Copied::Skip => {}
-                Copied::Dropped => {
-                    dropped.extend(names_companion(&prop.name));
-                    if prop.name.starts_with("pinctrl-") {
-                        dropped.insert("pinctrl-names".to_owned());
-                    }
-                }
+                Copied::Dropped => dropped.extend(companions(&prop.name)),
             }
         }
         remove_companions(&mut copy, &dropped);

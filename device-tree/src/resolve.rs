@@ -330,6 +330,8 @@ pub fn dependency_kind(name: &str) -> Option<ListKind> {
         | "sram"
         | "nvmem" => Bare,
         "gpio-ranges" => Fixed(3),
+        // `net/fsl,fec.yaml`: phandle of the GPR syscon, register offset, bit.
+        "fsl,stop-mode" => Fixed(2),
         "msi-parent" => WithCellsDefault0("#msi-cells"),
         "gpios" | "gpio" => WithCells("#gpio-cells"),
         _ if SYSCON_PHANDLE_PROPERTIES.contains(&name) => Bare,

@@ -8,13 +8,16 @@
 //! the fragment generator writes (issue 13: i.MX8MQ's peripherals at 0x30000000–0x30c00000 lie in
 //! `GUEST_VPCI_MEM`; the plan relocates them instead of the build refusing them).
 //!
-//! Which ranges count as occupied ([`fixed_regions`]): everything `arch-arm.h` assigns below guest RAM
-//! and between the RAM banks, whether or not a given domain uses it. Xen itself fills the GIC frames,
-//! the grant table, the magic pages and the vPL011; the virtio-mmio window, ACPI tables and the vPCI
-//! ECAM/MMIO windows are filled by the toolstack (libxl, and domforge-init which follows it) or by a
-//! vPCI-enabled Xen (`HAS_VPCI_GUEST_SUPPORT`, `xen/arch/arm/Kconfig`). Keeping a device out of all
-//! of them costs nothing (relocation is free in the guest map) and stays right whoever builds the
-//! domain.
+//! Which ranges count as occupied ([`fixed_regions`]): those Xen fills for every domain domforge
+//! builds on 4.17–4.22 — the guest GIC frames, the grant table, the magic pages and the vPL011. The
+//! other windows of `arch-arm.h` are **not** occupied for these domains and stay usable by a
+//! passed-through device (i.MX8MQ/8MP peripherals sit at 0x30000000–0x30c00000, inside
+//! `GUEST_VPCI_MEM`): `GUEST_VPCI_ECAM`/`GUEST_VPCI_MEM`/`GUEST_VPCI_PREFETCH_MEM` are populated only
+//! for a domain with vPCI, which needs `HAS_VPCI_GUEST_SUPPORT` (selected by `PCI_PASSTHROUGH` in
+//! `xen/arch/arm/Kconfig`, an unsupported option Debian's builds leave off); `GUEST_VIRTIO_MMIO` and
+//! `GUEST_ACPI` are filled only by libxl when a guest config asks for virtio-mmio devices or ACPI,
+//! and neither Xen's dom0less builder nor domforge-init's guest DT (`device-tree`'s `guest` module)
+//! uses them. Their constants are kept here so the guest-DT layout can be checked against one table.
 
 use alloc::vec::Vec;
 
@@ -53,36 +56,25 @@ pub const VPL011_SPI: u32 = 32;
 /// `GUEST_PHANDLE_GIC` (`public/device_tree_defs.h`).
 pub const PHANDLE_GIC: u32 = 65000;
 
-/// Regions of the guest map that are never free for a passed-through device, with their
-/// `arch-arm.h` names, for a guest with this GIC and console (see the module docs for why the
-/// toolstack and vPCI windows are included). Guest RAM is not included: it depends on the domain.
+/// Regions of the guest map that are never free for a passed-through device, shared memory or an
+/// iomem grant, with their `arch-arm.h` names, for a guest with this GIC and console (see the module
+/// docs for why the vPCI, virtio-mmio and ACPI windows are not among them). Guest RAM is not
+/// included: it depends on the domain.
 pub fn fixed_regions(gic_v3: bool, vpl011: bool) -> impl Iterator<Item = (&'static str, Region)> {
     let gic: [(&'static str, Region); 2] = if gic_v3 {
         [
-            ("GICv3 distributor (GUEST_GICV3_GICD)", GICV3_DIST),
-            ("GICv3 redistributors (GUEST_GICV3_GICR0)", GICV3_REDIST),
+            ("GICv3 distributor", GICV3_DIST),
+            ("GICv3 redistributors", GICV3_REDIST),
         ]
     } else {
         [
-            ("GICv2 distributor (GUEST_GICD)", GICV2_DIST),
-            ("GICv2 CPU interface (GUEST_GICC)", GICV2_CPU),
+            ("GICv2 distributor", GICV2_DIST),
+            ("GICv2 CPU interface", GICV2_CPU),
         ]
     };
-    [("virtio-mmio window (GUEST_VIRTIO_MMIO)", VIRTIO_MMIO)]
-        .into_iter()
-        .chain(gic)
-        .chain([
-            ("vPCI ECAM (GUEST_VPCI_ECAM)", VPCI_ECAM),
-            ("ACPI tables (GUEST_ACPI)", ACPI),
-            ("vPCI MMIO window (GUEST_VPCI_MEM)", VPCI_MEM),
-            ("grant table (GUEST_GNTTAB)", GNTTAB),
-            ("magic pages (GUEST_MAGIC)", MAGIC),
-            (
-                "vPCI prefetchable window (GUEST_VPCI_PREFETCH_MEM)",
-                VPCI_PREFETCH_MEM,
-            ),
-        ])
-        .chain(vpl011.then_some(("vpl011 UART (GUEST_PL011)", VPL011)))
+    gic.into_iter()
+        .chain([("grant table", GNTTAB), ("magic pages", MAGIC)])
+        .chain(vpl011.then_some(("vpl011 UART", VPL011)))
 }
 
 /// [`fixed_regions`] when the guest GIC version is not known: both GICs' frames are reserved.
