@@ -235,14 +235,22 @@ fn rk3399_rockchip_iommu_is_not_protection() {
     assert_eq!(
         e.to_string(),
         "/video-codec@ff650000 is not behind an IOMMU Xen can drive (its IOMMU /iommu@ff650800 is a \
-         `rockchip,iommu`, which Xen has no driver for (Xen drives arm,smmu-v3, arm,mmu-500, \
-         arm,smmu-v2, arm,smmu-v1, arm,mmu-400, arm,mmu-401, renesas,ipmmu-vmsa)), so Xen refuses \
-         to assign it; set force_without_iommu to assign it anyway (unsafe if it masters DMA)"
+         `rockchip,iommu`, which Xen has no driver for (Xen drives arm,smmu-v1, arm,smmu-v2, \
+         arm,mmu-400, arm,mmu-401, arm,mmu-500, arm,smmu-v3, renesas,ipmmu-r8a7795, \
+         renesas,ipmmu-r8a7796, renesas,ipmmu-r8a77961, renesas,ipmmu-r8a77965, \
+         renesas,ipmmu-r8a779f0)), so Xen refuses to assign it; set force_without_iommu to assign \
+         it anyway (unsafe if it masters DMA)"
     );
     // The inventory (and so validation) agrees: not behind an IOMMU.
     let inv = device_tree::inventory::read_inventory(&host).expect("inventory");
     let dev = inv.device("/video-codec@ff650000").expect("device");
     assert!(!dev.behind_iommu);
+    assert!(dev.dma_capable, "a video codec behind an IOMMU masters DMA");
+    assert!(
+        inv.iommus.is_empty(),
+        "no IOMMU of this board counts: {:?}",
+        inv.iommus
+    );
 }
 
 #[test]
@@ -517,4 +525,36 @@ fn interrupts_extended_and_parent_chains_on_a_four_cell_gic() {
         fragment(&host, &[forced("/bus@40000000/pmu@30000")], &none),
         Err(PassthroughError::Interrupt { .. })
     ));
+}
+
+#[test]
+fn rzg2m_ipmmu_is_not_driven_by_xen_and_dma_masters_are_recognised() {
+    let Some(blob) = support::rzg2m() else {
+        return;
+    };
+    let host_ref = Host::new(&blob, "rzg2m.dtb");
+    let host = DeviceTree::from_dtb(&blob).expect("parse");
+    // dma-controller@e6700000 (SYS-DMAC0) { iommus = <&ipmmu_ds0 0> ...; } and that IPMMU is a
+    // `renesas,ipmmu-r8a774a1`, which Xen's ipmmu-vmsa.c does not list (R-Car H3/M3-W/M3-N/S4 only).
+    let dmac = "/soc/dma-controller@e6700000";
+    let ipmmu = &host_ref.phandles[&host_ref.cells(dmac, "iommus").expect("iommus")[0]];
+    assert_eq!(host_ref.compatible(ipmmu), "renesas,ipmmu-r8a774a1");
+    let e =
+        fragment(&host, &[PassthroughRequest::new(dmac)], &dropping()).expect_err("no Xen IPMMU");
+    assert!(
+        e.to_string().contains(&format!(
+            "its IOMMU {ipmmu} is a `renesas,ipmmu-r8a774a1`, which Xen has no driver for"
+        )),
+        "{e}"
+    );
+    let inv = device_tree::inventory::read_inventory(&host).expect("inventory");
+    let dev = inv.device(dmac).expect("dmac");
+    assert!(!dev.behind_iommu);
+    assert!(dev.dma_capable);
+    // The DMA master rules say why; a DMA *client* (a SCIF with `dmas`) is not a master.
+    let node = host.node(dmac).expect("node");
+    assert!(device_tree::inventory::dma_master_rule(node).is_some_and(|r| r.contains("iommus")),);
+    let scif = host.node("/soc/serial@e6e88000").expect("scif2");
+    assert!(support::fdt_props(&blob, "/soc/serial@e6e88000").contains(&"dmas".to_owned()));
+    assert_eq!(device_tree::inventory::dma_master_rule(scif), None);
 }

@@ -32,3 +32,4 @@ pub mod units;
 #[cfg(feature = "std")]
 pub mod validate;
 pub mod xen;
+pub mod xen_drivers;

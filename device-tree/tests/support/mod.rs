@@ -238,3 +238,7 @@ pub fn fdt_cells(dtb: &[u8], node: &str, prop: &str) -> Option<Vec<u32>> {
             .collect()
     })
 }
+
+pub fn rzg2m() -> Option<Vec<u8>> {
+    debian_dtb("renesas/r8a774a1-hihope-rzg2m-rev2.dtb")
+}
