@@ -18,6 +18,8 @@ use std::format;
 use std::string::String;
 use std::vec::Vec;
 
+mod xen_support;
+
 /// Everything validation looks at. The caller gathers it; validation only reads.
 #[derive(Clone, Copy)]
 pub struct CheckInput<'a> {
@@ -95,6 +97,7 @@ pub fn check(input: CheckInput<'_>) -> Diagnostics {
     v.ownership();
     v.shared_memory();
     v.memory_fits();
+    v.console_driver();
     v.d
 }
 
