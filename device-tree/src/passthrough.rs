@@ -38,6 +38,9 @@
 //!   `/passthrough` (a constant rate needs no hardware); anything else is refused with
 //!   [`PassthroughError::Dependency`] unless the caller opts in to dropping it
 //!   ([`FragmentOptions::drop_dependencies`]).
+//! - `dma-ranges` of the buses above a passed DMA master (i.MX8M's `soc@0` limits DMA to
+//!   0x40000000–0x100000000) are composed and written on `/passthrough`; two DMA masters whose buses
+//!   disagree cannot share a fragment and are refused ([`PassthroughError::DmaRanges`]).
 //! - Guest addresses must miss `firmware_config::guest_map::fixed_regions` (the same map validation
 //!   and the planner use: what Xen fills in every guest), guest RAM and each other. The plan's
 //!   per-range guest addresses ([`PassthroughRequest::guest_pages`]) are written as given.
@@ -180,6 +183,9 @@ pub struct Fragment {
     pub shared_pages: Vec<SharedPage>,
     /// Changes the host DT needs for Xen to route the granted interrupts ([`HostFixup`]).
     pub host_fixups: Vec<HostFixup>,
+    /// The DMA windows of the passed DMA masters, written as `/passthrough`'s `dma-ranges` (empty:
+    /// no ancestor bus restricts or translates their DMA).
+    pub dma_ranges: Vec<DmaWindow>,
 }
 
 /// Why a fragment could not be built.
@@ -237,6 +243,17 @@ pub enum PassthroughError {
     NameClash(String),
     #[error("fragment needs more than {0} phandles")]
     TooManyPhandles(u32),
+    #[error("{path} masters DMA through `dma-ranges` the fragment cannot carry: {reason}")]
+    DmaRanges { path: String, reason: String },
+}
+
+/// One DMA window of a device: bus addresses `bus..bus+size` reach CPU addresses `cpu..` (the
+/// composition of every ancestor's `dma-ranges`, Devicetree Specification v0.4 §2.3.9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DmaWindow {
+    pub bus: u64,
+    pub cpu: u64,
+    pub size: u64,
 }
 
 /// Properties that must go when `property` is dropped: its `*-names` list, and for the assigned-clock
@@ -320,7 +337,114 @@ pub fn fragment(
         b.out.host_fixups.extend(irqs.fixup);
     }
     check_guest_addresses(opts, &guest_ranges)?;
+    b.out.dma_ranges = shared_dma_windows(&r, &paths)?;
     Ok(assemble(b.out, b.carried_nodes, device_nodes))
+}
+
+/// The `dma-ranges` every passed DMA master sees, which the fragment carries on `/passthrough`
+/// (Xen copies that node's properties into the guest, `scan_pfdt_node`). A DMA master whose buses
+/// restrict or offset DMA differently from another's cannot share one `/passthrough`: refused.
+/// Devices that do not master DMA ([`crate::inventory::dma_master_rule`]) are not concerned.
+fn shared_dma_windows(
+    r: &Resolver<'_>,
+    paths: &[String],
+) -> Result<Vec<DmaWindow>, PassthroughError> {
+    let mut shared: Option<(String, Vec<DmaWindow>)> = None;
+    for path in paths {
+        let Some(node) = r.node(path) else { continue };
+        if crate::inventory::dma_master_rule(node).is_none() {
+            continue;
+        }
+        let windows = dma_windows(r, path).map_err(|reason| PassthroughError::DmaRanges {
+            path: path.clone(),
+            reason,
+        })?;
+        match &shared {
+            None => shared = Some((path.clone(), windows)),
+            Some((other, w)) if *w != windows => {
+                return Err(PassthroughError::DmaRanges {
+                    path: path.clone(),
+                    reason: format!(
+                        "its buses give DMA windows {windows:#x?}, but {other}'s are {w:#x?}; pass them to different domains"
+                    ),
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(shared.map(|(_, w)| w).unwrap_or_default())
+}
+
+/// The composition of every ancestor bus's `dma-ranges` for `path` (absent or empty: identity).
+/// Empty result: DMA is untranslated and unrestricted.
+pub fn dma_windows(r: &Resolver<'_>, path: &str) -> Result<Vec<DmaWindow>, String> {
+    let cells = |n: &str, prop: &str, default: u32| {
+        r.node(n).and_then(|x| x.prop_u32(prop)).unwrap_or(default)
+    };
+    let mut windows: Option<Vec<DmaWindow>> = None;
+    let mut bus = r.parent(path).unwrap_or("/").to_owned();
+    while bus != "/" {
+        let up = r.parent(&bus).unwrap_or("/").to_owned();
+        let raw = r.node(&bus).and_then(|n| n.prop("dma-ranges"));
+        if let Some(raw) = raw.filter(|v| !v.is_empty()) {
+            let (cac, pac, csc) = (
+                cells(&bus, "#address-cells", 2),
+                cells(&up, "#address-cells", 2),
+                cells(&bus, "#size-cells", 1),
+            );
+            if cac > 2 || pac > 2 || csc > 2 {
+                return Err(format!(
+                    "{bus}: `dma-ranges` with {cac}/{pac}/{csc} cells (PCI-style addresses are not handled)"
+                ));
+            }
+            let entries = parse_dma_ranges(raw, cac, pac, csc)
+                .ok_or_else(|| format!("{bus}: `dma-ranges` is malformed"))?;
+            windows = Some(match windows {
+                None => entries,
+                Some(inner) => compose(&inner, &entries)
+                    .ok_or_else(|| format!("{bus}: `dma-ranges` does not cover the inner bus's"))?,
+            });
+        }
+        bus = up;
+    }
+    Ok(windows.unwrap_or_default())
+}
+
+fn parse_dma_ranges(raw: &[u8], cac: u32, pac: u32, csc: u32) -> Option<Vec<DmaWindow>> {
+    let cells = bytes_to_cells(raw)?;
+    let (c, p, s) = (cac as usize, pac as usize, csc as usize);
+    if cells.len() % (c + p + s) != 0 {
+        return None;
+    }
+    let join = |v: &[u32]| v.iter().fold(0u64, |a, x| (a << 32) | u64::from(*x));
+    Some(
+        cells
+            .chunks_exact(c + p + s)
+            .map(|e| DmaWindow {
+                bus: join(&e[..c]),
+                cpu: join(&e[c..c + p]),
+                size: join(&e[c + p..]),
+            })
+            .collect(),
+    )
+}
+
+/// Maps each inner window's parent-side addresses through the outer bus's windows.
+fn compose(inner: &[DmaWindow], outer: &[DmaWindow]) -> Option<Vec<DmaWindow>> {
+    inner
+        .iter()
+        .map(|w| {
+            let o = outer
+                .iter()
+                .find(|o| w.cpu >= o.bus && w.cpu - o.bus < o.size)?;
+            let off = w.cpu - o.bus;
+            Some(DmaWindow {
+                bus: w.bus,
+                cpu: o.cpu.checked_add(off)?,
+                size: w.size.min(o.size - off),
+            })
+        })
+        .collect()
 }
 
 /// Canonical paths of the requests: each exists, is not `/`, is enabled and is asked for once.
@@ -690,6 +814,15 @@ fn assemble(mut out: Fragment, carried_nodes: Vec<Node>, device_nodes: Vec<Node>
     pt.set_prop("ranges", value::empty());
     pt.set_prop("#address-cells", value::u32(2));
     pt.set_prop("#size-cells", value::u32(2));
+    if !out.dma_ranges.is_empty() {
+        // /passthrough has 2 + 2 cells and sits at the guest root (2 address cells).
+        let v: Vec<u8> = out
+            .dma_ranges
+            .iter()
+            .flat_map(|w| [value::u64(w.bus), value::u64(w.cpu), value::u64(w.size)].concat())
+            .collect();
+        pt.set_prop("dma-ranges", v);
+    }
     pt.children.extend(carried_nodes);
     pt.children.extend(device_nodes);
     let mut tree = DeviceTree::new();
@@ -743,6 +876,7 @@ impl<'r, 'a> Builder<'r, 'a> {
                 dropped_dependencies: Vec::new(),
                 shared_pages: Vec::new(),
                 host_fixups: Vec::new(),
+                dma_ranges: Vec::new(),
             },
             passed,
             remap: BTreeMap::new(),

@@ -408,6 +408,25 @@ fn imx8mq_gpc_forwarded_interrupts_vpci_window_and_internal_phandles() {
         expected
     );
 
+    // soc@0 { #address-cells = <1>; dma-ranges = <0x40000000 0x0 0x40000000 0xc0000000>; }: the FEC
+    // (a DMA master) sees RAM only from 0x40000000 for 3 GiB; /passthrough carries that window in its
+    // 2 + 2 cells, read here from the host with fdtget.
+    let soc_dma = host_ref
+        .cells("/soc@0", "dma-ranges")
+        .expect("soc dma-ranges");
+    assert_eq!(soc_dma.len(), 4, "1 child + 2 parent + 1 size cells");
+    let join = |hi: u32, lo: u32| (u64::from(hi) << 32) | u64::from(lo);
+    let (bus, cpu, size) = (
+        u64::from(soc_dma[0]),
+        join(soc_dma[1], soc_dma[2]),
+        u64::from(soc_dma[3]),
+    );
+    let split = |v: u64| [(v >> 32) as u32, v as u32];
+    assert_eq!(
+        support::fdt_cells(&f.dtb, "/passthrough", "dma-ranges"),
+        Some([split(bus), split(cpu), split(size)].concat())
+    );
+
     // Phandles inside the copied subtree are re-linked to their copies: phy-handle -> the PHY,
     // the PHY's vddio-supply -> its vddh-regulator child.
     let frag_node_to_host = |prop: &str, at: &str| {
@@ -557,4 +576,83 @@ fn rzg2m_ipmmu_is_not_driven_by_xen_and_dma_masters_are_recognised() {
     let scif = host.node("/soc/serial@e6e88000").expect("scif2");
     assert!(support::fdt_props(&blob, "/soc/serial@e6e88000").contains(&"dmas".to_owned()));
     assert_eq!(device_tree::inventory::dma_master_rule(scif), None);
+}
+
+const TWO_DMA_BUSES: &str = r#"
+/dts-v1/;
+/ {
+    #address-cells = <2>;
+    #size-cells = <2>;
+    interrupt-parent = <&gic>;
+    gic: interrupt-controller@8000000 {
+        compatible = "arm,gic-400";
+        #interrupt-cells = <3>;
+        interrupt-controller;
+        reg = <0 0x8000000 0 0x1000>, <0 0x8010000 0 0x2000>;
+    };
+    low@40000000 {
+        compatible = "simple-bus";
+        #address-cells = <1>;
+        #size-cells = <1>;
+        ranges = <0 0 0x40000000 0x100000>;
+        dma-ranges = <0 0 0x80000000 0x40000000>;
+        mid@0 {
+            compatible = "simple-bus";
+            #address-cells = <1>;
+            #size-cells = <1>;
+            ranges;
+            dma-ranges = <0x10000000 0x10000000 0x10000000>;
+            ethernet@10000 {
+                compatible = "test,mac";
+                reg = <0x10000 0x1000>;
+                interrupts = <0 10 4>;
+            };
+        };
+        timer@20000 {
+            compatible = "test,timer";
+            reg = <0x20000 0x1000>;
+            interrupts = <0 11 4>;
+        };
+    };
+    high@50000000 {
+        compatible = "simple-bus";
+        #address-cells = <1>;
+        #size-cells = <1>;
+        ranges = <0 0 0x50000000 0x100000>;
+        mmc@10000 {
+            compatible = "test,mmc";
+            reg = <0x10000 0x1000>;
+            interrupts = <0 12 4>;
+        };
+    };
+};
+"#;
+
+#[test]
+fn dma_ranges_are_composed_carried_or_refused() {
+    let dtb = support::dtc_compile(TWO_DMA_BUSES, "dma.dtb").expect("dtc compiles");
+    let host = DeviceTree::from_dtb(&dtb).expect("parse");
+    let none = FragmentOptions::default();
+    let mac = "/low@40000000/mid@0/ethernet@10000";
+    // mid@0: bus 0x10000000 -> 0x10000000 (256 MiB) inside low@40000000: bus 0 -> CPU 0x80000000
+    // (1 GiB); composed: 0x10000000 -> 0x90000000, 256 MiB.
+    let f = fragment(&host, &[forced(mac)], &none).expect("mac");
+    assert_eq!(
+        support::fdt_cells(&f.dtb, "/passthrough", "dma-ranges"),
+        Some(vec![0, 0x1000_0000, 0, 0x9000_0000, 0, 0x1000_0000])
+    );
+    // A device that does not master DMA ignores its bus's dma-ranges.
+    let f = fragment(&host, &[forced("/low@40000000/timer@20000")], &none).expect("timer");
+    assert!(support::fdtget(&f.dtb, "/passthrough", "dma-ranges", "x").is_none());
+    // Two DMA masters whose buses disagree cannot share one /passthrough.
+    let e = fragment(
+        &host,
+        &[forced(mac), forced("/high@50000000/mmc@10000")],
+        &none,
+    )
+    .expect_err("different DMA windows");
+    assert!(matches!(e, PassthroughError::DmaRanges { .. }), "{e}");
+    assert!(e.to_string().starts_with(
+        "/high@50000000/mmc@10000 masters DMA through `dma-ranges` the fragment cannot carry"
+    ));
 }
