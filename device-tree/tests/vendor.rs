@@ -656,3 +656,150 @@ fn dma_ranges_are_composed_carried_or_refused() {
         "/high@50000000/mmc@10000 masters DMA through `dma-ranges` the fragment cannot carry"
     ));
 }
+
+/// Property name → how its cells hold phandles, written from the bindings here (the reference the
+/// crate's own table is checked against): `None` = every cell is a phandle; `Some(cells)` = phandle
+/// followed by the target's `cells` property count.
+fn phandle_layout(name: &str) -> Option<Option<&'static str>> {
+    Some(match name {
+        "clocks" | "assigned-clocks" | "assigned-clock-parents" => Some("#clock-cells"),
+        "resets" => Some("#reset-cells"),
+        "power-domains" => Some("#power-domain-cells"),
+        "phys" => Some("#phy-cells"),
+        "dmas" => Some("#dma-cells"),
+        "io-channels" => Some("#io-channel-cells"),
+        "gpios" => Some("#gpio-cells"),
+        n if n.ends_with("-gpios") || n.ends_with("-gpio") => Some("#gpio-cells"),
+        n if n.ends_with("-supply") => None,
+        n if n.starts_with("pinctrl-") && n[8..].chars().all(|c| c.is_ascii_digit()) => None,
+        "phy-handle" | "remote-endpoint" | "mmc-pwrseq" | "memory-region" | "rockchip,grf" => None,
+        _ => return None,
+    })
+}
+
+/// Every node path of a blob, from dtc's decompiled source.
+fn node_paths(dtb: &[u8], name: &str) -> Vec<String> {
+    let dts = support::dtc_decompile(dtb, name);
+    let mut stack: Vec<String> = Vec::new();
+    let mut out = Vec::new();
+    for line in dts.lines().map(str::trim) {
+        if let Some(node) = line.strip_suffix(" {") {
+            stack.push(node.to_owned());
+            out.push(if stack.len() <= 1 {
+                "/".to_owned()
+            } else {
+                format!("/{}", stack[1..].join("/"))
+            });
+        } else if line == "};" {
+            stack.pop();
+        }
+    }
+    out
+}
+
+/// No phandle cell of the fragment names a node the fragment does not carry (65000 is the guest
+/// GIC), and every `interrupts` specifier has the guest GIC's 3 cells.
+fn assert_fragment_self_contained(frag: &[u8], what: &str) {
+    let phandles = support::dtc_phandle_paths(frag, "self.dtb");
+    for node in node_paths(frag, "paths.dtb") {
+        for prop in support::fdt_props(frag, &node) {
+            if prop == "interrupt-parent" {
+                let h = support::fdt_cells(frag, &node, &prop).expect("cells")[0];
+                assert!(
+                    h == 65000 || phandles.contains_key(&h),
+                    "{what}: {node} {prop}"
+                );
+                continue;
+            }
+            if prop == "interrupts" {
+                let n = support::fdt_cells(frag, &node, &prop).expect("cells").len();
+                assert_eq!(n % 3, 0, "{what}: {node} interrupts is not 3-cell");
+                continue;
+            }
+            let Some(layout) = phandle_layout(&prop) else {
+                continue;
+            };
+            let cells = support::fdt_cells(frag, &node, &prop).expect("cells");
+            let mut i = 0;
+            while i < cells.len() {
+                let h = cells[i];
+                let target = phandles.get(&h).unwrap_or_else(|| {
+                    panic!("{what}: {node} `{prop}` cell {i} = {h:#x} names no fragment node")
+                });
+                let args = match layout {
+                    None => 0,
+                    Some(c) => support::fdt_cells(frag, target, c)
+                        .unwrap_or_else(|| panic!("{what}: {target} lacks {c}"))[0]
+                        as usize,
+                };
+                i += 1 + args;
+            }
+        }
+    }
+}
+
+/// Every example manifest of a Debian-DTB board: its fragment, read back against the host DTB.
+#[test]
+fn example_fragments_match_an_independent_reading_of_the_board_dtb() {
+    use firmware_config::manifest::Manifest;
+    let boards = [
+        ("rock-pi-4b", "rockchip/rk3399-rock-pi-4b.dtb"),
+        ("rzg2m", "renesas/r8a774a1-hihope-rzg2m-rev2.dtb"),
+        ("am625-sk", "ti/k3-am625-sk.dtb"),
+        ("rpi4", "broadcom/bcm2711-rpi-4-b.dtb"),
+        ("zcu102", "xilinx/zynqmp-zcu102-rev1.0.dtb"),
+    ];
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for (board, dtb) in boards {
+        let Some(blob) = support::debian_dtb(dtb) else {
+            return;
+        };
+        let host_ref = Host::new(&blob, &format!("{board}.dtb"));
+        let host = DeviceTree::from_dtb(&blob).expect("parse");
+        let text =
+            std::fs::read_to_string(root.join(format!("examples/{board}.toml"))).expect("example");
+        let m = Manifest::parse(&text).expect("example parses");
+        for d in m.domains.iter().filter(|d| !d.passthrough.is_empty()) {
+            let requests: Vec<PassthroughRequest> = d
+                .passthrough
+                .iter()
+                .map(|p| PassthroughRequest {
+                    force_without_iommu: d.force_without_iommu(),
+                    ..PassthroughRequest::new(p.value.clone())
+                })
+                .collect();
+            let opts = FragmentOptions {
+                drop_dependencies: d.drop_device_dependencies.as_ref().is_some_and(|x| x.value),
+                ..Default::default()
+            };
+            let f = fragment(&host, &requests, &opts)
+                .unwrap_or_else(|e| panic!("{board}/{}: {e}", d.name.value));
+            let what = format!("{board}/{}", d.name.value);
+            assert_fragment_self_contained(&f.dtb, &what);
+            for p in &d.passthrough {
+                let path = &p.value;
+                let name = path.rsplit('/').next().expect("name");
+                let node = format!("/passthrough/{name}");
+                assert_eq!(
+                    support::fdt_cells(&f.dtb, &node, "xen,reg"),
+                    Some(page_triples(&host_ref.cpu_regs(path), |g| g)),
+                    "{what}: xen,reg of {path}"
+                );
+                let expected: Vec<u32> = host_ref
+                    .gic_interrupts(path)
+                    .into_iter()
+                    .flat_map(|(_, c)| c)
+                    .collect();
+                assert_eq!(
+                    support::fdt_cells(&f.dtb, &node, "interrupts").unwrap_or_default(),
+                    expected,
+                    "{what}: interrupts of {path}"
+                );
+                assert_eq!(
+                    support::fdtget(&f.dtb, &node, "xen,path", "s").as_deref(),
+                    Some(path.as_str())
+                );
+            }
+        }
+    }
+}
