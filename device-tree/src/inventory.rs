@@ -18,7 +18,7 @@ use firmware_config::board::{
 use firmware_config::xen_drivers;
 
 use crate::DtError;
-use crate::resolve::{GICV2_COMPATIBLES, GICV3_COMPATIBLES, Resolver, dependency_kind};
+use crate::resolve::{GICV2_COMPATIBLES, GICV3_COMPATIBLES, Resolver, node_dependency_kind};
 use crate::tree::DeviceTree;
 
 /// `compatible` strings of IOMMUs Xen drives on ARM in **every** supported release
@@ -234,30 +234,7 @@ pub fn read_inventory(tree: &DeviceTree) -> Result<HardwareInventory, DtError> {
             Ok(list) => list.into_iter().map(|d| d.interrupt).collect(),
             Err(_) => Vec::new(),
         };
-        let mut dependencies = Vec::new();
-        for prop in &n.properties {
-            if dependency_kind(&prop.name).is_none() {
-                continue;
-            }
-            // Best effort: a malformed list still names the providers it could parse.
-            if let Ok(refs) = r.phandle_refs(p, &prop.name) {
-                for rf in refs {
-                    if let Some(provider) = rf.provider {
-                        let copyable = tree.node(&provider).is_some_and(|pn| {
-                            crate::passthrough::carryable_provider(pn, &prop.name)
-                        });
-                        let dep = DeviceDependency {
-                            property: prop.name.clone(),
-                            provider,
-                            copyable,
-                        };
-                        if !dependencies.contains(&dep) {
-                            dependencies.push(dep);
-                        }
-                    }
-                }
-            }
-        }
+        let dependencies = subtree_dependencies(&r, p);
         let compatible = strings(n.prop_strings("compatible"));
         let behind_iommu = behind_enabled_iommu(&r, p);
         let dma_capable = dma_master_rule(n).is_some();
@@ -271,6 +248,7 @@ pub fn read_inventory(tree: &DeviceTree) -> Result<HardwareInventory, DtError> {
             dma_capable,
             dependencies,
             phandle: n.phandle(),
+            nested_mmio: nested_mmio(&r, p),
         });
     }
     memory.sort();
@@ -285,6 +263,69 @@ pub fn read_inventory(tree: &DeviceTree) -> Result<HardwareInventory, DtError> {
 
     inv.stdout_path = stdout_path(tree);
     Ok(inv)
+}
+
+/// Nodes below `path` whose `reg` reaches the CPU address space (the fragment generator's
+/// [`crate::passthrough::PassthroughError::NestedMmio`] rule).
+pub fn nested_mmio(r: &Resolver<'_>, path: &str) -> Vec<String> {
+    let prefix = format!("{path}/");
+    r.paths()
+        .iter()
+        .filter(|q| q.starts_with(&prefix))
+        .filter(|q| r.node(q).is_some_and(|n| n.has_prop("reg")))
+        .filter(|q| matches!(r.regions(q), Ok(Some(_))))
+        .cloned()
+        .collect()
+}
+
+/// The phandle dependencies of the device at `path` **and of every node below it** (a passthrough
+/// fragment copies the whole subtree), with providers inside the subtree left out. A child node's
+/// interrupts count as a dependency on their controller (`property = "interrupts"`): Xen routes
+/// only the `xen,path` node's own interrupts, so the fragment keeps a child's interrupts only when
+/// their controller is passed too (then the child is re-linked to it), and drops or refuses them
+/// otherwise — the rule `passthrough::fragment` applies.
+pub fn subtree_dependencies(r: &Resolver<'_>, path: &str) -> Vec<DeviceDependency> {
+    let inside = |q: &str| q == path || q.starts_with(&format!("{path}/"));
+    let mut out: Vec<DeviceDependency> = Vec::new();
+    let mut push = |property: &str, provider: String, copyable: bool| {
+        let dep = DeviceDependency {
+            property: property.to_owned(),
+            provider,
+            copyable,
+        };
+        if !out.contains(&dep) {
+            out.push(dep);
+        }
+    };
+    for q in r.paths().iter().filter(|q| inside(q)) {
+        let Some(n) = r.node(q) else { continue };
+        for prop in &n.properties {
+            if node_dependency_kind(n, &prop.name).is_none() {
+                continue;
+            }
+            // Best effort: a malformed list still names the providers it could parse.
+            let Ok(refs) = r.phandle_refs(q, &prop.name) else {
+                continue;
+            };
+            for provider in refs.into_iter().filter_map(|rf| rf.provider) {
+                if inside(&provider) {
+                    continue;
+                }
+                let copyable = r
+                    .node(&provider)
+                    .is_some_and(|pn| crate::passthrough::carryable_provider(pn, &prop.name));
+                push(&prop.name, provider, copyable);
+            }
+        }
+        if q != path && (n.has_prop("interrupts") || n.has_prop("interrupts-extended")) {
+            for d in r.interrupts(q).unwrap_or_default() {
+                if !inside(&d.controller) {
+                    push("interrupts", d.controller, false);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// What protects a device's DMA, as Xen sees it.

@@ -52,7 +52,7 @@ use firmware_config::guest_map;
 
 use crate::guest::layout;
 use crate::inventory::{IommuStatus, iommu_status};
-use crate::resolve::{DecodedInterrupt, GicKind, Resolver, dependency_kind};
+use crate::resolve::{DecodedInterrupt, GicKind, Resolver, node_dependency_kind};
 use crate::tree::{DeviceTree, Node, Property, bytes_to_cells, value};
 
 /// `GUEST_PHANDLE_GIC` (Xen `xen/include/public/device_tree_defs.h`): the guest GIC's phandle.
@@ -237,7 +237,9 @@ pub enum PassthroughError {
         range: Region,
         what: String,
     },
-    #[error("{path}: child node {child} has its own CPU-addressable MMIO; pass {child} separately")]
+    #[error(
+        "{path}: child node {child} has its own CPU-addressable MMIO, which a passthrough fragment cannot describe under {path}; pass the devices inside it instead of {path}"
+    )]
     NestedMmio { path: String, child: String },
     #[error("fragment node name {0} is used by two passed devices")]
     NameClash(String),
@@ -520,8 +522,8 @@ fn device_mmio(
         owned: Vec::new(),
         first: None,
     };
-    for (orig, al) in regions.iter().zip(&aligned) {
-        let gbase = place.guest_of(al).map_err(mmio_err)?;
+    for (i, (orig, al)) in regions.iter().zip(&aligned).enumerate() {
+        let gbase = place.guest_of(i, al).map_err(mmio_err)?;
         let gaddr = gbase
             .checked_add(orig.base - al.base)
             .ok_or_else(|| mmio_err("guest address overflows".into()))?;
@@ -532,8 +534,14 @@ fn device_mmio(
             host: *al,
             guest_base: gbase,
         };
-        // Two `reg` entries in one page: map the page once.
-        if !out.owned.iter().any(|m| m.host.overlaps(&owned.host)) {
+        // Two `reg` entries in one page placed alike: map the page once. (A plan may place them
+        // apart; then each placement is its own mapping of the page.)
+        let same_placement = |m: &OwnedRegion| {
+            m.host.overlaps(&owned.host)
+                && m.guest_base.wrapping_sub(m.host.base)
+                    == owned.guest_base.wrapping_sub(owned.host.base)
+        };
+        if !out.owned.iter().any(same_placement) {
             out.owned.push(owned);
         }
     }
@@ -551,14 +559,15 @@ enum GuestPlacement<'a> {
     Identity,
     /// The lowest page at `base`, the others at the same offsets from it.
     Base { base: u64, lowest: u64 },
-    /// Each range where the caller's plan put it.
-    Pages(&'a [PageMapping]),
+    /// Each range where the caller's plan put it: the i-th `reg` range at the i-th mapping when
+    /// there is one per range (the plan's layout), else the mapping that contains it.
+    Pages(&'a [PageMapping], usize),
 }
 
 impl<'a> GuestPlacement<'a> {
     fn new(req: &'a PassthroughRequest, aligned: &[Region]) -> Self {
         if !req.guest_pages.is_empty() {
-            return Self::Pages(&req.guest_pages);
+            return Self::Pages(&req.guest_pages, aligned.len());
         }
         match req.guest_base {
             None => Self::Identity,
@@ -569,15 +578,25 @@ impl<'a> GuestPlacement<'a> {
         }
     }
 
-    fn guest_of(&self, host: &Region) -> Result<u64, String> {
+    fn guest_of(&self, index: usize, host: &Region) -> Result<u64, String> {
         match self {
+            Self::Pages(pages, ranges) if pages.len() == *ranges => {
+                let m = pages[index];
+                if m.host != host.base || m.size != host.size {
+                    return Err(format!(
+                        "the plan maps {:#x}+{:#x} for host range {host:#x?}",
+                        m.host, m.size
+                    ));
+                }
+                Ok(m.guest)
+            }
             Self::Identity => Ok(host.base),
             Self::Base { base, lowest } => host
                 .base
                 .checked_sub(*lowest)
                 .and_then(|off| base.checked_add(off))
                 .ok_or_else(|| "guest address overflows".to_owned()),
-            Self::Pages(pages) => pages
+            Self::Pages(pages, _) => pages
                 .iter()
                 .find(|m| {
                     m.host <= host.base
@@ -985,6 +1004,9 @@ impl<'r, 'a> Builder<'r, 'a> {
             }
         }
         remove_companions(&mut copy, &dropped);
+        if path != device {
+            self.child_interrupts(path, node, &mut copy)?;
+        }
         for child in &node.children {
             let c = self.copy_subtree(device, &format!("{path}/{}", child.name))?;
             copy.children.push(c);
@@ -1013,8 +1035,9 @@ impl<'r, 'a> Builder<'r, 'a> {
             }
             // The guest has no SMMU; Xen programs the host one from `xen,path`.
             "iommus" | "iommu-map" | "iommu-map-mask" => return Ok(Copied::Skip),
+            // Written by `child_interrupts` once the node's controllers are known.
             "interrupts" | "interrupts-extended" | "interrupt-parent" if !is_top => {
-                return self.child_interrupts(device, path, name);
+                return Ok(Copied::Skip);
             }
             "reg" if !is_top => {
                 if let Ok(Some(_)) = self.r.regions(path) {
@@ -1026,35 +1049,78 @@ impl<'r, 'a> Builder<'r, 'a> {
             }
             _ => {}
         }
-        if dependency_kind(name).is_none() {
+        if node_dependency_kind(node, name).is_none() {
             return Ok(Copied::Keep(prop.clone()));
         }
         self.relink(path, prop)
     }
 
-    /// Interrupt properties of a child node: Xen routes only the `xen,path` node's interrupts.
+    /// Interrupts of a node below the `xen,path` node. Xen routes only the `xen,path` node's own
+    /// interrupts, so a child keeps its interrupts only when every controller they go to is carried
+    /// by the fragment (a passed GPIO block, say): then it gets an explicit `interrupt-parent` (or
+    /// `interrupts-extended`) naming the copy. Otherwise the interrupts are a dependency on that
+    /// controller, dropped with `drop_dependencies` or refused — the rule validation applies (the
+    /// inventory lists a child's interrupt controllers as `interrupts` dependencies).
     fn child_interrupts(
         &mut self,
-        device: &str,
         path: &str,
-        name: &str,
-    ) -> Result<Copied, PassthroughError> {
-        if !self.opts.drop_dependencies {
-            return Err(PassthroughError::Interrupt {
-                path: path.to_owned(),
-                detail: format!("`{name}` of a child node"),
-                reason: format!("Xen routes only the interrupts of the xen,path node {device}"),
-            });
-        }
-        if name != "interrupt-parent" {
-            let provider = self.r.interrupt_parent(path).ok().flatten();
-            self.out.dropped_dependencies.push(DependencyAction {
+        node: &Node,
+        copy: &mut Node,
+    ) -> Result<(), PassthroughError> {
+        let name = if node.has_prop("interrupts-extended") {
+            "interrupts-extended"
+        } else if node.has_prop("interrupts") {
+            "interrupts"
+        } else {
+            return Ok(());
+        };
+        let bad = |reason: String| PassthroughError::BadDependency {
+            device: path.to_owned(),
+            property: name.to_owned(),
+            reason,
+        };
+        let decoded = self.r.interrupts(path).map_err(|e| bad(e.to_string()))?;
+        let outside = decoded
+            .iter()
+            .find(|d| !self.in_passed(&d.controller))
+            .map(|d| d.controller.clone());
+        if let Some(provider) = outside {
+            let action = DependencyAction {
                 device: path.to_owned(),
                 property: name.to_owned(),
-                provider: provider.unwrap_or_default(),
-            });
+                provider,
+            };
+            if !self.opts.drop_dependencies {
+                return Err(PassthroughError::Dependency {
+                    device: action.device,
+                    property: action.property,
+                    provider: action.provider,
+                });
+            }
+            self.out.dropped_dependencies.push(action);
+            copy.remove_prop("interrupt-names");
+            return Ok(());
         }
-        Ok(Copied::Skip)
+        let relinked = |d: &DecodedInterrupt| {
+            d.controller_phandle
+                .and_then(|h| self.remap.get(&h).copied())
+                .ok_or_else(|| bad(format!("{} has no phandle to re-link", d.controller)))
+        };
+        if name == "interrupts-extended" {
+            let mut cells = Vec::new();
+            for d in &decoded {
+                cells.push(relinked(d)?);
+                cells.extend(&d.cells);
+            }
+            copy.set_prop(name, value::cells(&cells));
+        } else if let Some(d) = decoded.first() {
+            let h = relinked(d)?;
+            if let Some(p) = node.property("interrupts") {
+                copy.properties.push(p.clone());
+            }
+            copy.set_prop("interrupt-parent", value::u32(h));
+        }
+        Ok(())
     }
 
     /// Re-links every phandle cell of a dependency property to the fragment's copy of its target, or

@@ -354,6 +354,16 @@ pub fn dependency_kind(name: &str) -> Option<ListKind> {
     Some(k)
 }
 
+/// [`dependency_kind`] for property `name` **of `node`**: the same, except where a binding gives the
+/// name another meaning on some nodes. A GPIO hog (`gpio-hog;`, `gpio/gpio.txt` "GPIO hogging") has
+/// `gpios = <offset flags>...` without phandles: the controller is the hog's parent.
+pub fn node_dependency_kind(node: &Node, name: &str) -> Option<ListKind> {
+    if name == "gpios" && node.has_prop("gpio-hog") {
+        return None;
+    }
+    dependency_kind(name)
+}
+
 /// An index over one tree: parents, phandles and the interrupt-controller facts.
 pub struct Resolver<'a> {
     pub tree: &'a DeviceTree,
@@ -744,13 +754,16 @@ impl<'a> Resolver<'a> {
             })
     }
 
-    /// The phandle references in property `name` of `path`, parsed per [`dependency_kind`]. Stops at
+    /// The phandle references in property `name` of `path`, parsed per [`node_dependency_kind`]. Stops at
     /// the first entry it cannot parse and reports it as an error string.
     pub fn phandle_refs(&self, path: &str, name: &str) -> Result<Vec<PhandleRef>, String> {
-        let Some(kind) = dependency_kind(name) else {
+        let Some(node) = self.node(path) else {
             return Ok(Vec::new());
         };
-        let Some(v) = self.node(path).and_then(|n| n.prop(name)) else {
+        let Some(kind) = node_dependency_kind(node, name) else {
+            return Ok(Vec::new());
+        };
+        let Some(v) = node.prop(name) else {
             return Ok(Vec::new());
         };
         let cells = crate::tree::bytes_to_cells(v)

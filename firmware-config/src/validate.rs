@@ -18,6 +18,7 @@ use std::format;
 use std::string::String;
 use std::vec::Vec;
 
+mod passthrough_rules;
 mod xen_support;
 
 /// Everything validation looks at. The caller gathers it; validation only reads.
@@ -98,6 +99,7 @@ pub fn check(input: CheckInput<'_>) -> Diagnostics {
     v.shared_memory();
     v.memory_fits();
     v.console_driver();
+    v.passthrough_rules();
     v.d
 }
 
@@ -1642,6 +1644,7 @@ mod tests {
             dma_capable: false,
             dependencies: Vec::new(),
             phandle: None,
+            nested_mmio: Vec::new(),
         }
     }
 

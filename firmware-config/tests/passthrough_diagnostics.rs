@@ -23,6 +23,7 @@ fn device(path: &str, base: u64, interrupts: Vec<DeviceInterrupt>) -> DeviceNode
         dma_capable: false,
         dependencies: Vec::new(),
         phandle: None,
+        nested_mmio: Vec::new(),
     }
 }
 
@@ -131,5 +132,29 @@ fn e0240_suggests_passing_only_what_passthrough_accepts() {
     assert_eq!(
         help_for("uart0-pins"),
         "`/soc/pinctrl/uart0-pins` is not a device a domain can own (no MMIO of its own, or disabled); set `drop_device_dependencies = true` if firmware already set it up"
+    );
+}
+
+#[test]
+fn e0261_refuses_a_node_with_mmio_below_it() {
+    let mut syscon = device("/bus/syscon@100000", 0x10_0000, vec![]);
+    syscon.nested_mmio = vec![
+        "/bus/syscon@100000/phy@4044".into(),
+        "/bus/syscon@100000/clock@4130".into(),
+    ];
+    let d = diagnostics("\"/bus/syscon@100000\"", &inventory(vec![syscon]));
+    let e = d
+        .iter()
+        .find(|x| x.code == "E0261")
+        .unwrap_or_else(|| panic!("E0261 expected: {d:?}"));
+    assert_eq!(
+        e.message,
+        "`/bus/syscon@100000` has nodes with MMIO of their own below it (`/bus/syscon@100000/phy@4044` and 1 more)"
+    );
+    assert_eq!(
+        e.help.as_deref(),
+        Some(
+            "pass the devices inside it instead: /bus/syscon@100000/phy@4044, /bus/syscon@100000/clock@4130"
+        )
     );
 }

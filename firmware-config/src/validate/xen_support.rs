@@ -96,6 +96,7 @@ mod tests {
     use std::format;
     use std::string::{String, ToString};
     use std::vec;
+    use std::vec::Vec;
 
     use crate::artifacts::{ArtifactFacts, ArtifactTable, ImageFormat};
     use crate::board::{Board, DeviceNode, HardwareInventory, Region, builtin_board};
@@ -118,6 +119,7 @@ mod tests {
             dma_capable: false,
             dependencies: vec![],
             phandle: None,
+            nested_mmio: Vec::new(),
         });
         inv
     }
