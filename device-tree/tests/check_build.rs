@@ -126,3 +126,41 @@ fn what_check_accepts_build_writes() {
         disagreements.join("\n")
     );
 }
+
+/// A DMA master forced without an IOMMU into a domain that is not direct-mapped is E0248 — on
+/// RK3399 the GMAC was "the device tree shows no DMA capability" before DMA masters were recognised.
+#[test]
+fn dma_masters_without_a_xen_iommu_need_a_direct_map() {
+    let Some(blob) = support::rock_pi_4b() else {
+        return;
+    };
+    let tree = DeviceTree::from_dtb(&blob).expect("parse");
+    let board = Board::parse(builtin_board("rock-pi-4b").expect("built in")).expect("board");
+    let inv = board
+        .resolve_inventory(Some(
+            device_tree::inventory::read_inventory(&tree).expect("inventory"),
+        ))
+        .expect("inventory");
+    let text = "[system]\nname = \"dma\"\nboard = \"rock-pi-4b\"\nxen = \"4.17\"\n\n[[domain]]\nname = \"net\"\nkind = \"arm64\"\nmemory = \"128M\"\nkernel = \"Image\"\ncmdline = \"console=ttyAMA0\"\npassthrough = [\"/ethernet@fe300000\"]\nforce_without_iommu = true\ndrop_device_dependencies = true\n";
+    let m = Manifest::parse(text).expect("parses");
+    let artifacts = artifacts();
+    let diags = firmware_config::validate::check(CheckInput {
+        manifest: &m,
+        board: &board,
+        inventory: &inv,
+        artifacts: &artifacts,
+    });
+    let e = diags
+        .0
+        .iter()
+        .find(|d| d.code == "E0248")
+        .unwrap_or_else(|| panic!("E0248 expected: {:?}", diags.0));
+    assert_eq!(
+        e.message,
+        "`/ethernet@fe300000` masters DMA, has no IOMMU, and `net` is not direct-mapped"
+    );
+    // The rule that recognised it: the GMAC's node name is the generic name of a DMA master.
+    let rule =
+        device_tree::inventory::dma_master_rule(tree.node("/ethernet@fe300000").expect("gmac"));
+    assert!(rule.is_some_and(|r| r.contains("`ethernet`")));
+}
