@@ -5,8 +5,9 @@
 //! module only translates it into the bindings of Xen `docs/misc/arm/device-tree/booting.txt`:
 //! - [`passthrough_fragments`]: one partial DTB per driver domain (`docs/misc/arm/passthrough.txt`),
 //!   built by [`crate::passthrough::fragment`] from the plan's
-//!   [`firmware_config::plan::DevicePlan`]s and then checked against the plan (the MMIO mappings and interrupts the fragment grants must be exactly the ones
-//!   the plan validated — a disagreement is a bug, reported instead of booted);
+//!   [`firmware_config::plan::DevicePlan`]s and then checked against the plan (the MMIO mappings
+//!   and interrupts the fragment grants must be exactly the ones the plan validated — a
+//!   disagreement is a bug, reported instead of booted);
 //! - [`chosen_spec`]: the `/chosen` content (`xen,xen-bootargs`, dom0 modules, one `xen,domain` node
 //!   per Xen-built domain, cpupools) for modules placed at known addresses with exact sizes;
 //! - [`host_dtb`]: the board DTB with that `/chosen` written in and every passed-through host node
