@@ -99,6 +99,7 @@ pub fn check(input: CheckInput<'_>) -> Diagnostics {
     v.shared_memory();
     v.memory_fits();
     v.console_driver();
+    v.static_memory_build();
     v.passthrough_rules();
     v.d
 }

@@ -6,6 +6,9 @@
 //!   not exist and Xen boots silently: nothing Xen or the guests print through it reaches the serial
 //!   line. Checked for Debian's and the built-in Xen builds only — a hypervisor built elsewhere may
 //!   carry more drivers.
+//! - **E0262**: `xen_features = ["static-memory"]` declares a hypervisor built with
+//!   `CONFIG_STATIC_MEMORY`; Debian's `xen-hypervisor-*-arm64` packages are built without it (their
+//!   `/boot/xen-*.config`), so declaring it for `debian:xen` promises what the boot will not have.
 
 use std::format;
 use std::string::String;
@@ -82,6 +85,49 @@ impl Validator<'_> {
     }
 }
 
+impl Validator<'_> {
+    /// E0262: `static-memory` is declared only for a hypervisor that can have it.
+    pub(super) fn static_memory_build(&mut self) {
+        let m = self.m();
+        let Some(feature) = m
+            .system
+            .xen_features
+            .iter()
+            .find(|f| f.value == "static-memory")
+        else {
+            return;
+        };
+        let debian = m
+            .system
+            .hypervisor
+            .as_ref()
+            .is_none_or(|h| h.value == "debian:xen");
+        if !debian {
+            return;
+        }
+        let xen = m.system.xen.value;
+        let mut d = Diagnostic::error(
+            "E0262",
+            format!("Debian's Xen {xen} is built without CONFIG_STATIC_MEMORY"),
+        )
+        .at(
+            feature.span.clone(),
+            "declares a hypervisor built with static memory",
+        );
+        if let Some(h) = &m.system.hypervisor {
+            d = d.also(h.span.clone(), "the hypervisor is Debian's package");
+        }
+        self.d.push(
+            d.note(format!(
+                "`xen_features` says what the hypervisor was built with; the boot would use Debian's xen-hypervisor-{xen}-arm64"
+            ))
+            .help(
+                "set `hypervisor = \"builtin:xen-static-memory\"` in [system] (Debian's Xen source rebuilt with CONFIG_STATIC_MEMORY), or point `hypervisor` at your own build",
+            ),
+        );
+    }
+}
+
 /// `compatible (driver.c)` for every UART driver match of release `xen`.
 fn drivers_in(xen: crate::xen::XenVersion) -> Vec<String> {
     UART_DRIVERS
@@ -152,6 +198,50 @@ mod tests {
         .0
         .into_iter()
         .find(|d| d.code == "E0260")
+    }
+
+    fn codes_of(text: &str) -> Vec<Diagnostic> {
+        let m = Manifest::parse(text).expect("parses");
+        let board = Board::parse(builtin_board("qemu-virt-arm64").expect("board")).expect("board");
+        let mut artifacts = ArtifactTable::new();
+        for s in ["Image", "debian:xen", "xen-static"] {
+            artifacts.insert(
+                s.into(),
+                Ok(ArtifactFacts {
+                    size: 4096,
+                    format: ImageFormat::Arm64Image,
+                    path: s.into(),
+                    sha256: String::new(),
+                }),
+            );
+        }
+        let inv = uart_inventory(&["arm,pl011"]);
+        check(CheckInput {
+            manifest: &m,
+            board: &board,
+            inventory: &inv,
+            artifacts: &artifacts,
+        })
+        .0
+    }
+
+    #[test]
+    fn static_memory_is_not_in_debians_xen() {
+        let head = "[system]\nname = \"t\"\nboard = \"qemu-virt-arm64\"\nxen = \"4.17\"\n";
+        let tail = "xen_features = [\"static-memory\"]\n\n[[domain]]\nname = \"a\"\nkind = \"arm64\"\nmemory = \"64M\"\nkernel = \"Image\"\n";
+        let d = codes_of(&format!("{head}{tail}"));
+        let e = d.iter().find(|d| d.code == "E0262").expect("E0262");
+        assert_eq!(
+            e.message,
+            "Debian's Xen 4.17 is built without CONFIG_STATIC_MEMORY"
+        );
+        assert!(
+            e.help
+                .as_deref()
+                .is_some_and(|h| h.contains("builtin:xen-static-memory"))
+        );
+        let own = codes_of(&format!("{head}hypervisor = \"xen-static\"\n{tail}"));
+        assert!(!own.iter().any(|d| d.code == "E0262"), "{own:?}");
     }
 
     #[test]
