@@ -215,6 +215,10 @@ const NO_FIXTURE: &[(&str, &str)] = &[
         "needs a system beyond a boot-blob bound (firmware-config blob limits)",
     ),
     (
+        "E0261",
+        "QEMU virt has no node with MMIO nodes below it; firmware-config tests/passthrough_diagnostics.rs",
+    ),
+    (
         "E0401",
         "validation mirrors the fragment generator, so no manifest reaches it; tests/finalize.rs a_fragment_finalize_cannot_generate_points_at_its_domain",
     ),

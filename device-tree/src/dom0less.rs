@@ -207,8 +207,18 @@ pub fn apply_chosen(tree: &mut DeviceTree, spec: &ChosenSpec) -> Result<(), DtEr
     Ok(())
 }
 
+/// Validates the whole spec against the tree, then writes it. Every check happens before the first
+/// write (and [`apply_chosen`] works on a copy besides), so a refused spec changes nothing.
 fn apply_to(tree: &mut DeviceTree, spec: &ChosenSpec) -> Result<(), DtError> {
-    // Validate everything before touching the tree.
+    let names = validate_spec(tree, spec)?;
+    clear_xen_content(tree, &names)?;
+    let phandles = cpupool_phandles(tree, spec)?;
+    mark_passthrough(tree, spec)?;
+    write_chosen(tree, spec, &phandles)
+}
+
+/// Every rule booting.txt states for the spec; returns the node names it will create under `/chosen`.
+fn validate_spec(tree: &DeviceTree, spec: &ChosenSpec) -> Result<Vec<String>, DtError> {
     for p in &spec.passthrough_host_paths {
         if tree.node(p).is_none() {
             return Err(DtError::NodeNotFound(p.clone()));
@@ -216,56 +226,12 @@ fn apply_to(tree: &mut DeviceTree, spec: &ChosenSpec) -> Result<(), DtError> {
     }
     let mut names = Vec::new();
     for d in &spec.domains {
-        if !valid_node_name(&d.node_name) {
-            return Err(invalid(format!(
-                "`{}` is not a valid node name",
-                d.node_name
-            )));
-        }
         if names.contains(&d.node_name) {
             return Err(invalid(format!("two domains named {}", d.node_name)));
         }
+        validate_domain(d, spec)?;
         names.push(d.node_name.clone());
-        if d.cpus == 0 {
-            return Err(invalid(format!("{}: cpus must be at least 1", d.node_name)));
-        }
-        if d.memory_kib == 0 {
-            return Err(invalid(format!("{}: memory must not be 0", d.node_name)));
-        }
-        if d.direct_map && d.static_mem.is_empty() {
-            return Err(invalid(format!(
-                "{}: direct-map needs xen,static-mem (Xen panics otherwise, booting.txt)",
-                d.node_name
-            )));
-        }
-        if !d.static_mem.is_empty() {
-            let total = d
-                .static_mem
-                .iter()
-                .try_fold(0u64, |a, r| a.checked_add(r.size))
-                .ok_or_else(|| invalid(format!("{}: static memory overflows", d.node_name)))?;
-            if total != d.memory_kib.saturating_mul(1024) {
-                return Err(invalid(format!(
-                    "{}: xen,static-mem totals {total:#x} bytes but memory is {} KiB (booting.txt: they must match)",
-                    d.node_name, d.memory_kib
-                )));
-            }
-        }
-        for v in &d.vcpu_affinity {
-            if v.id >= d.cpus {
-                return Err(invalid(format!(
-                    "{}: vcpu {} does not exist (cpus = {})",
-                    d.node_name, v.id, d.cpus
-                )));
-            }
-        }
-        if let Some(p) = &d.cpupool
-            && !spec.cpupools.iter().any(|c| &c.node_name == p)
-        {
-            return Err(invalid(format!("{}: no cpupool {p}", d.node_name)));
-        }
     }
-    // Modules: sizes, wrap-around and kinds, before anything is written.
     if let Some(d0) = &spec.dom0 {
         if d0.kernel.kind != ModuleKind::Kernel {
             return Err(invalid("dom0 kernel module must be of kind Kernel".into()));
@@ -274,17 +240,6 @@ fn apply_to(tree: &mut DeviceTree, spec: &ChosenSpec) -> Result<(), DtError> {
             .chain(&d0.ramdisk)
             .chain(&d0.xsm_policy)
         {
-            module_node(m)?;
-        }
-    }
-    for d in &spec.domains {
-        for m in &d.modules {
-            if m.kind == ModuleKind::XsmPolicy {
-                return Err(invalid(format!(
-                    "{}: an XSM policy is a dom0 module",
-                    d.node_name
-                )));
-            }
             module_node(m)?;
         }
     }
@@ -302,30 +257,94 @@ fn apply_to(tree: &mut DeviceTree, spec: &ChosenSpec) -> Result<(), DtError> {
             }
         }
     }
+    Ok(names)
+}
 
-    // Drop earlier Xen content first, so phandles of replaced cpupools are not counted.
-    if let Some(chosen) = tree.node_mut("/chosen") {
-        chosen
-            .children
-            .retain(|c| !OWNED_COMPATIBLES.iter().any(|x| c.is_compatible(x)));
-        chosen.remove_prop("xen,xen-bootargs");
-        chosen.remove_prop("xen,dom0-bootargs");
-        for n in &names {
-            if chosen.child(n).is_some() {
-                return Err(invalid(format!("/chosen already has a node named {n}")));
-            }
+/// One domain node's rules (booting.txt): name, `cpus`, `memory`, direct map with static memory,
+/// static memory summing to `memory`, vCPU affinity, cpupool, modules.
+fn validate_domain(d: &DomainNodeSpec, spec: &ChosenSpec) -> Result<(), DtError> {
+    let name = &d.node_name;
+    if !valid_node_name(name) {
+        return Err(invalid(format!("`{name}` is not a valid node name")));
+    }
+    if d.cpus == 0 {
+        return Err(invalid(format!("{name}: cpus must be at least 1")));
+    }
+    if d.memory_kib == 0 {
+        return Err(invalid(format!("{name}: memory must not be 0")));
+    }
+    if d.direct_map && d.static_mem.is_empty() {
+        return Err(invalid(format!(
+            "{name}: direct-map needs xen,static-mem (Xen panics otherwise, booting.txt)"
+        )));
+    }
+    if !d.static_mem.is_empty() {
+        let total = d
+            .static_mem
+            .iter()
+            .try_fold(0u64, |a, r| a.checked_add(r.size))
+            .ok_or_else(|| invalid(format!("{name}: static memory overflows")))?;
+        if total != d.memory_kib.saturating_mul(1024) {
+            return Err(invalid(format!(
+                "{name}: xen,static-mem totals {total:#x} bytes but memory is {} KiB (booting.txt: they must match)",
+                d.memory_kib
+            )));
         }
     }
+    if let Some(v) = d.vcpu_affinity.iter().find(|v| v.id >= d.cpus) {
+        return Err(invalid(format!(
+            "{name}: vcpu {} does not exist (cpus = {})",
+            v.id, d.cpus
+        )));
+    }
+    if let Some(p) = &d.cpupool
+        && !spec.cpupools.iter().any(|c| &c.node_name == p)
+    {
+        return Err(invalid(format!("{name}: no cpupool {p}")));
+    }
+    for m in &d.modules {
+        if m.kind == ModuleKind::XsmPolicy {
+            return Err(invalid(format!("{name}: an XSM policy is a dom0 module")));
+        }
+        module_node(m)?;
+    }
+    Ok(())
+}
 
-    // Phandles for cpupools and CPUs that need one.
+/// Drops earlier Xen content under `/chosen` (so applying twice gives the same tree, and phandles of
+/// replaced cpupools are not counted) and refuses a name clash with a node we do not own.
+fn clear_xen_content(tree: &mut DeviceTree, names: &[String]) -> Result<(), DtError> {
+    let Some(chosen) = tree.node_mut("/chosen") else {
+        return Ok(());
+    };
+    chosen
+        .children
+        .retain(|c| !OWNED_COMPATIBLES.iter().any(|x| c.is_compatible(x)));
+    chosen.remove_prop("xen,xen-bootargs");
+    chosen.remove_prop("xen,dom0-bootargs");
+    if let Some(n) = names.iter().find(|n| chosen.child(n).is_some()) {
+        return Err(invalid(format!("/chosen already has a node named {n}")));
+    }
+    Ok(())
+}
+
+/// Phandles of the cpupools and of their CPUs (given one where missing).
+struct PoolPhandles {
+    pools: Vec<u32>,
+    cpus: Vec<Vec<u32>>,
+}
+
+fn cpupool_phandles(tree: &mut DeviceTree, spec: &ChosenSpec) -> Result<PoolPhandles, DtError> {
     let mut next_phandle = tree.max_phandle().saturating_add(1);
     let mut alloc = || {
         let h = next_phandle;
         next_phandle = next_phandle.saturating_add(1);
         h
     };
-    let mut pool_phandles = Vec::new();
-    let mut pool_cpu_phandles = Vec::new();
+    let mut out = PoolPhandles {
+        pools: Vec::new(),
+        cpus: Vec::new(),
+    };
     for c in &spec.cpupools {
         let mut hs = Vec::new();
         for cpu in &c.cpus {
@@ -342,11 +361,14 @@ fn apply_to(tree: &mut DeviceTree, spec: &ChosenSpec) -> Result<(), DtError> {
             };
             hs.push(h);
         }
-        pool_cpu_phandles.push(hs);
-        pool_phandles.push(alloc());
+        out.cpus.push(hs);
+        out.pools.push(alloc());
     }
+    Ok(out)
+}
 
-    // xen,passthrough marks.
+/// `xen,passthrough` on exactly the spec's host nodes (stale marks cleared).
+fn mark_passthrough(tree: &mut DeviceTree, spec: &ChosenSpec) -> Result<(), DtError> {
     let all: Vec<String> = tree.walk().into_iter().map(|(p, _)| p).collect();
     for p in &all {
         if let Some(n) = tree.node_mut(p) {
@@ -356,107 +378,112 @@ fn apply_to(tree: &mut DeviceTree, spec: &ChosenSpec) -> Result<(), DtError> {
     for p in &spec.passthrough_host_paths {
         tree.set_prop(p, "xen,passthrough", value::empty())?;
     }
+    Ok(())
+}
 
+/// Writes `/chosen`: bootargs, dom0's modules, cpupools, one node per domain.
+fn write_chosen(
+    tree: &mut DeviceTree,
+    spec: &ChosenSpec,
+    phandles: &PoolPhandles,
+) -> Result<(), DtError> {
     if tree.node("/chosen").is_none() {
         tree.root.add_child(Node::new("chosen"));
     }
     let chosen = tree
         .node_mut("/chosen")
         .ok_or_else(|| DtError::NodeNotFound("/chosen".into()))?;
-    chosen
-        .children
-        .retain(|c| !OWNED_COMPATIBLES.iter().any(|x| c.is_compatible(x)));
-    chosen.remove_prop("xen,xen-bootargs");
-    chosen.remove_prop("xen,dom0-bootargs");
     chosen.set_prop("#address-cells", value::u32(2));
     chosen.set_prop("#size-cells", value::u32(2));
     chosen.set_prop("xen,xen-bootargs", value::string(&spec.xen_bootargs));
-
     if let Some(d0) = &spec.dom0 {
-        if d0.kernel.kind != ModuleKind::Kernel {
-            return Err(invalid("dom0 kernel module must be of kind Kernel".into()));
-        }
         if let Some(b) = &d0.bootargs {
             chosen.set_prop("xen,dom0-bootargs", value::string(b));
         }
-        push_module(chosen, &d0.kernel)?;
-        if let Some(r) = &d0.ramdisk {
-            push_module(chosen, r)?;
-        }
-        if let Some(x) = &d0.xsm_policy {
-            push_module(chosen, x)?;
+        for m in std::iter::once(&d0.kernel)
+            .chain(&d0.ramdisk)
+            .chain(&d0.xsm_policy)
+        {
+            push_module(chosen, m)?;
         }
     }
-
     for (i, c) in spec.cpupools.iter().enumerate() {
-        let mut n = Node::new(c.node_name.clone());
-        n.set_prop("compatible", value::string("xen,cpupool"));
-        let hs = pool_cpu_phandles.get(i).cloned().unwrap_or_default();
-        n.set_prop("cpupool-cpus", value::cells(&hs));
-        if let Some(s) = &c.sched {
-            n.set_prop("cpupool-sched", value::string(s));
-        }
-        if let Some(h) = pool_phandles.get(i) {
-            n.set_prop("phandle", value::u32(*h));
-        }
-        chosen.children.push(n);
+        let cpus = phandles.cpus.get(i).cloned().unwrap_or_default();
+        chosen
+            .children
+            .push(cpupool_node(c, &cpus, phandles.pools.get(i).copied()));
     }
-
     for d in &spec.domains {
-        let mut n = Node::new(d.node_name.clone());
-        n.set_prop("compatible", value::string("xen,domain"));
-        n.set_prop("#address-cells", value::u32(2));
-        n.set_prop("#size-cells", value::u32(2));
-        // `memory` is read with dt_property_read_u64: always two cells.
-        n.set_prop("memory", value::u64(d.memory_kib));
-        n.set_prop("cpus", value::u32(d.cpus));
-        if d.vpl011 {
-            n.set_prop("vpl011", value::empty());
-        }
-        if let Some(e) = &d.enhanced {
-            n.set_prop("xen,enhanced", value::string(e.as_str()));
-        }
-        if !d.static_mem.is_empty() {
-            // Cells of the parent (/chosen: 2 + 2) — booting.txt "Static Allocation" (4.17+).
-            let v: Vec<u8> = d
-                .static_mem
-                .iter()
-                .flat_map(|r| [value::u64(r.base), value::u64(r.size)].concat())
-                .collect();
-            n.set_prop("xen,static-mem", v);
-        }
-        if d.direct_map {
-            n.set_prop("direct-map", value::empty());
-        }
-        if let Some(p) = &d.cpupool {
-            let i = spec
-                .cpupools
-                .iter()
-                .position(|c| &c.node_name == p)
-                .and_then(|i| pool_phandles.get(i))
-                .ok_or_else(|| invalid(format!("no cpupool {p}")))?;
-            n.set_prop("domain-cpupool", value::u32(*i));
-        }
-        for p in &d.extra {
-            n.set_prop(&p.name, p.value.clone());
-        }
-        for v in &d.vcpu_affinity {
-            let mut c = Node::new(format!("vcpu{}", v.id));
-            c.set_prop("compatible", value::string("xen,vcpu"));
-            c.set_prop("id", value::u32(v.id));
-            c.set_prop("hard-affinity", value::string(&v.hard_affinity));
-            n.children.push(c);
-        }
-        for m in &d.modules {
-            if m.kind == ModuleKind::XsmPolicy {
-                return Err(invalid(format!(
-                    "{}: an XSM policy is a dom0 module",
-                    d.node_name
-                )));
-            }
-            push_module(&mut n, m)?;
-        }
-        chosen.children.push(n);
+        let pool = match &d.cpupool {
+            Some(p) => Some(
+                spec.cpupools
+                    .iter()
+                    .position(|c| &c.node_name == p)
+                    .and_then(|i| phandles.pools.get(i).copied())
+                    .ok_or_else(|| invalid(format!("no cpupool {p}")))?,
+            ),
+            None => None,
+        };
+        chosen.children.push(domain_node(d, pool)?);
     }
     Ok(())
+}
+
+fn cpupool_node(c: &CpupoolSpec, cpu_phandles: &[u32], phandle: Option<u32>) -> Node {
+    let mut n = Node::new(c.node_name.clone());
+    n.set_prop("compatible", value::string("xen,cpupool"));
+    n.set_prop("cpupool-cpus", value::cells(cpu_phandles));
+    if let Some(s) = &c.sched {
+        n.set_prop("cpupool-sched", value::string(s));
+    }
+    if let Some(h) = phandle {
+        n.set_prop("phandle", value::u32(h));
+    }
+    n
+}
+
+/// One `xen,domain` node (booting.txt "Creating Multiple Domains directly from Xen").
+fn domain_node(d: &DomainNodeSpec, cpupool_phandle: Option<u32>) -> Result<Node, DtError> {
+    let mut n = Node::new(d.node_name.clone());
+    n.set_prop("compatible", value::string("xen,domain"));
+    n.set_prop("#address-cells", value::u32(2));
+    n.set_prop("#size-cells", value::u32(2));
+    // `memory` is read with dt_property_read_u64: always two cells.
+    n.set_prop("memory", value::u64(d.memory_kib));
+    n.set_prop("cpus", value::u32(d.cpus));
+    if d.vpl011 {
+        n.set_prop("vpl011", value::empty());
+    }
+    if let Some(e) = &d.enhanced {
+        n.set_prop("xen,enhanced", value::string(e.as_str()));
+    }
+    if !d.static_mem.is_empty() {
+        // Cells of the parent (/chosen: 2 + 2) — booting.txt "Static Allocation" (4.17+).
+        let v: Vec<u8> = d
+            .static_mem
+            .iter()
+            .flat_map(|r| [value::u64(r.base), value::u64(r.size)].concat())
+            .collect();
+        n.set_prop("xen,static-mem", v);
+    }
+    if d.direct_map {
+        n.set_prop("direct-map", value::empty());
+    }
+    if let Some(h) = cpupool_phandle {
+        n.set_prop("domain-cpupool", value::u32(h));
+    }
+    for p in &d.extra {
+        n.set_prop(&p.name, p.value.clone());
+    }
+    for v in &d.vcpu_affinity {
+        let mut c = Node::new(format!("vcpu{}", v.id));
+        c.set_prop("compatible", value::string("xen,vcpu"));
+        c.set_prop("id", value::u32(v.id));
+        c.set_prop("hard-affinity", value::string(&v.hard_affinity));
+        n.children.push(c);
+    }
+    for m in &d.modules {
+        push_module(&mut n, m)?;
+    }
+    Ok(n)
 }

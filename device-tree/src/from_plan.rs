@@ -4,9 +4,10 @@
 //! refuses features the target lacks), guest RAM, device mappings and module load addresses. This
 //! module only translates it into the bindings of Xen `docs/misc/arm/device-tree/booting.txt`:
 //! - [`passthrough_fragments`]: one partial DTB per driver domain (`docs/misc/arm/passthrough.txt`),
-//!   built by [`crate::passthrough::fragment`] from the plan's [`DevicePlan`]s and then checked
-//!   against the plan (the MMIO mappings and interrupts the fragment grants must be exactly the ones
-//!   the plan validated — a disagreement is a bug, reported instead of booted);
+//!   built by [`crate::passthrough::fragment`] from the plan's
+//!   [`firmware_config::plan::DevicePlan`]s and then checked against the plan (the MMIO mappings
+//!   and interrupts the fragment grants must be exactly the ones the plan validated — a
+//!   disagreement is a bug, reported instead of booted);
 //! - [`chosen_spec`]: the `/chosen` content (`xen,xen-bootargs`, dom0 modules, one `xen,domain` node
 //!   per Xen-built domain, cpupools) for modules placed at known addresses with exact sizes;
 //! - [`host_dtb`]: the board DTB with that `/chosen` written in and every passed-through host node
@@ -20,7 +21,7 @@ use std::collections::BTreeSet;
 
 use firmware_config::board::Region;
 use firmware_config::manifest::{Builder, Console, DomainKind, Enhanced as PlanEnhanced};
-use firmware_config::plan::{DomainPlan, SystemPlan};
+use firmware_config::plan::{DomainPlan, Gic, SystemPlan};
 use firmware_config::validate::default_p2m_pool;
 
 use crate::DtError;
@@ -29,7 +30,7 @@ use crate::dom0less::{
     VcpuAffinity, apply_chosen,
 };
 use crate::passthrough::{
-    Fragment, FragmentOptions, PassthroughError, PassthroughRequest, fragment,
+    Fragment, FragmentOptions, PageMapping, PassthroughError, PassthroughRequest, fragment,
 };
 use crate::tree::{DeviceTree, Property, value};
 
@@ -312,10 +313,18 @@ pub fn passthrough_fragments(
             .iter()
             .map(|dev| PassthroughRequest {
                 path: dev.path.clone(),
-                // The fragment keeps a device's regions at the same offsets from its lowest page, so
-                // the lowest mapping's guest address places them all; the check below proves that
-                // this reproduces every mapping of the plan.
-                guest_base: dev.mappings.iter().min_by_key(|m| m.host).map(|m| m.guest),
+                guest_base: None,
+                // Every range exactly where the plan put it (the plan relocates ranges one by one
+                // around `guest_map`); the check below proves the fragment grants just these.
+                guest_pages: dev
+                    .mappings
+                    .iter()
+                    .map(|m| PageMapping {
+                        host: m.host,
+                        guest: m.guest,
+                        size: m.size,
+                    })
+                    .collect(),
                 force_without_iommu: dev.forced,
             })
             .collect();
@@ -323,6 +332,7 @@ pub fn passthrough_fragments(
             drop_dependencies: d.drop_device_dependencies,
             guest_ram: d.guest_ram.clone(),
             vpl011: d.console == Console::Vpl011,
+            gic_v3: plan.gic.map(|g| g == Gic::V3),
         };
         let frag =
             fragment(host, &requests, &opts).map_err(|source| FromPlanError::Passthrough {
@@ -399,6 +409,13 @@ pub fn host_dtb(
         }
     }
     spec.passthrough_host_paths = marked.into_iter().collect();
+    // Devices whose interrupts go through a 1:1 forwarder (i.MX8MQ's GPC) are pointed straight at the
+    // GIC, so Xen's own interrupt walk routes what the fragment grants.
+    for f in fragments {
+        for fix in &f.fragment.host_fixups {
+            fix.apply(&mut tree).map_err(FromPlanError::BoardDtb)?;
+        }
+    }
     apply_chosen(&mut tree, &spec).map_err(FromPlanError::Chosen)?;
     Ok(tree)
 }

@@ -79,34 +79,15 @@ pub mod layout {
     pub const GUEST_VIRTIO_MMIO_SPI_FIRST: u32 = 33;
     pub const GUEST_VIRTIO_MMIO_SPI_LAST: u32 = 43;
 
-    /// Guest-physical ranges that are never free for passthrough MMIO, with their header names.
-    /// (RAM depends on the domain and the vPL011 on its config; callers add those.)
+    /// Guest-physical ranges that are never free for passthrough MMIO, for a guest of either GIC
+    /// version: `firmware_config::guest_map::fixed_regions`, the one map validation, the planner and
+    /// the fragment generator share. (RAM depends on the domain and the vPL011 on its config; callers add
+    /// those.)
     pub fn reserved_regions() -> Vec<(String, Region)> {
-        [
-            (
-                "GUEST_VIRTIO_MMIO",
-                GUEST_VIRTIO_MMIO_BASE,
-                GUEST_VIRTIO_MMIO_SIZE,
-            ),
-            // GICv2 and GICv3 frames together cover 0x03001000..0x04020000.
-            (
-                "the guest GIC (GUEST_GICD/GICC/GICV3_GICR0)",
-                GUEST_GICD_BASE,
-                GUEST_GICV3_GICR0_BASE + GUEST_GICV3_GICR0_SIZE - GUEST_GICD_BASE,
-            ),
-            (
-                "GUEST_VPCI_ECAM",
-                GUEST_VPCI_ECAM_BASE,
-                GUEST_VPCI_ECAM_SIZE,
-            ),
-            ("GUEST_ACPI", GUEST_ACPI_BASE, GUEST_ACPI_SIZE),
-            ("GUEST_VPCI_MEM", GUEST_VPCI_MEM_ADDR, GUEST_VPCI_MEM_SIZE),
-            ("GUEST_GNTTAB", GUEST_GNTTAB_BASE, GUEST_GNTTAB_SIZE),
-            ("GUEST_MAGIC", GUEST_MAGIC_BASE, GUEST_MAGIC_SIZE),
-        ]
-        .into_iter()
-        .map(|(n, b, s)| (n.to_owned(), Region::new(b, s)))
-        .collect()
+        firmware_config::guest_map::fixed_regions_any_gic(false)
+            .into_iter()
+            .map(|(n, r)| (n.to_owned(), r))
+            .collect()
     }
 
     /// Guest RAM banks for `bytes` of memory: bank 0 is filled first, then bank 1
@@ -125,6 +106,53 @@ pub mod layout {
             v.push(Region::new(GUEST_RAM1_BASE, b1));
         }
         Some(v)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use firmware_config::guest_map as map;
+
+        /// The guest-DT layout and the planner's map are two readings of one header; they must agree.
+        #[test]
+        fn layout_matches_the_planner_map() {
+            let pairs = [
+                (
+                    map::VIRTIO_MMIO,
+                    GUEST_VIRTIO_MMIO_BASE,
+                    GUEST_VIRTIO_MMIO_SIZE,
+                ),
+                (map::GICV2_DIST, GUEST_GICD_BASE, GUEST_GICD_SIZE),
+                (map::GICV2_CPU, GUEST_GICC_BASE, GUEST_GICC_SIZE),
+                (
+                    map::GICV3_DIST,
+                    GUEST_GICV3_GICD_BASE,
+                    GUEST_GICV3_GICD_SIZE,
+                ),
+                (
+                    map::GICV3_REDIST,
+                    GUEST_GICV3_GICR0_BASE,
+                    GUEST_GICV3_GICR0_SIZE,
+                ),
+                (map::VPCI_ECAM, GUEST_VPCI_ECAM_BASE, GUEST_VPCI_ECAM_SIZE),
+                (map::ACPI, GUEST_ACPI_BASE, GUEST_ACPI_SIZE),
+                (map::VPL011, GUEST_PL011_BASE, GUEST_PL011_SIZE),
+                (map::VPCI_MEM, GUEST_VPCI_MEM_ADDR, GUEST_VPCI_MEM_SIZE),
+                (map::GNTTAB, GUEST_GNTTAB_BASE, GUEST_GNTTAB_SIZE),
+                (map::MAGIC, GUEST_MAGIC_BASE, GUEST_MAGIC_SIZE),
+                (map::RAM0, GUEST_RAM0_BASE, GUEST_RAM0_SIZE),
+                (map::RAM1, GUEST_RAM1_BASE, GUEST_RAM1_SIZE),
+                (
+                    map::VPCI_PREFETCH_MEM,
+                    GUEST_VPCI_PREFETCH_MEM_ADDR,
+                    GUEST_VPCI_PREFETCH_MEM_SIZE,
+                ),
+            ];
+            for (r, base, size) in pairs {
+                assert_eq!(r, Region::new(base, size));
+            }
+            assert_eq!(map::VPL011_SPI, GUEST_VPL011_SPI);
+        }
     }
 }
 

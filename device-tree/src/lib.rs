@@ -6,9 +6,13 @@
 //!   ([`DeviceTree::to_dts`]).
 //! - [`inventory::read_inventory`]: turn a board DTB into `firmware_config::board::HardwareInventory`
 //!   (CPUs, RAM, reservations, GIC, devices with `reg` translated through every `ranges`, decoded
-//!   interrupts, phandle dependencies, IOMMUs, the console).
+//!   interrupts — 1:1 forwarders such as the i.MX GPC resolved to the GIC —, the phandle dependencies
+//!   of each device's whole subtree, IOMMUs Xen drives, DMA masters, the console).
 //! - [`passthrough::fragment`]: generate the partial device tree Xen's dom0less builder reads for a
-//!   driver domain (`/passthrough` with `xen,reg`, `xen,path`, guest-GIC interrupts), from host paths.
+//!   driver domain (`/passthrough` with `xen,reg`, `xen,path`, interrupts re-encoded for the guest
+//!   GIC, every phandle re-linked, `dma-ranges`), from host paths; plus the host-DT fix-ups Xen needs
+//!   to route forwarded interrupts. The same rules back validation through the inventory, and
+//!   `tests/check_build.rs` checks that what `check` accepts, the generator writes.
 //! - [`dom0less::apply_chosen`]: write the Xen `/chosen` content (bootargs, dom0 modules, one
 //!   `xen,domain` node per domain) into the host DTB and mark passed-through host nodes.
 //! - [`guest::guest_dt`]: the device tree of a toolstack-built ARM guest, laid out like libxl.

@@ -41,6 +41,139 @@ pub const GICV2_COMPATIBLES: &[&str] = &[
 ];
 /// GICv3 (`irq-gic-v3.c`).
 pub const GICV3_COMPATIBLES: &[&str] = &["arm,gic-v3"];
+/// GICv3 extended PPI range (`arm,gic-v3.yaml`, type cell 3); INTIDs start at 1056.
+pub const GIC_EPPI: u32 = 3;
+
+/// Interrupt controllers that forward every interrupt to their parent GIC unchanged: the specifier a
+/// device gives them is a GIC specifier (type, number, flags) and the GIC sees the same SPI. They exist
+/// for wake-up masking only, so a guest can use the GIC interrupt directly. Each entry is checked
+/// against its Linux driver, whose `.alloc` passes the device's fwspec to the parent domain as is:
+/// - `fsl,imx8mq-gpc`, `fsl,imx7d-gpc` (`drivers/irqchip/irq-imx-gpcv2.c`, `imx_gpcv2_domain_alloc`;
+///   binding `fsl,imx7d-gpc.yaml`: "the GPC ... acts as a wakeup source ... 1:1 with the GIC");
+/// - `fsl,imx6q-gpc`, `fsl,imx6sx-gpc`, `fsl,imx6ul-gpc` (`arch/arm/mach-imx/gpc.c`,
+///   `imx_gpc_domain_alloc`);
+/// - `nvidia,tegra210-ictlr`, `nvidia,tegra30-ictlr` (`drivers/irqchip/irq-tegra.c`,
+///   `tegra_ictlr_domain_alloc`).
+///
+/// Xen itself does not follow them (`map_device_irqs_to_domain` skips any interrupt whose controller is
+/// not the primary GIC), so whoever resolves through one must also point the host node at the GIC
+/// (see [`crate::passthrough::Fragment::host_fixups`]).
+pub const GIC_FORWARDER_COMPATIBLES: &[&str] = &[
+    "fsl,imx8mq-gpc",
+    "fsl,imx7d-gpc",
+    "fsl,imx6q-gpc",
+    "fsl,imx6sx-gpc",
+    "fsl,imx6ul-gpc",
+    "nvidia,tegra210-ictlr",
+    "nvidia,tegra30-ictlr",
+];
+
+/// Number of specifier cells of the guest GIC Xen builds for a dom0less or toolstack guest
+/// (`xen/arch/arm/domain_build.c`, 4.17 `make_gicv2_domU_node` / `make_gicv3_domU_node`; later
+/// `xen/common/device-tree/dom0less-build.c`: `#interrupt-cells = <3>`).
+pub const GUEST_GIC_INTERRUPT_CELLS: usize = 3;
+
+/// The kind of a GIC interrupt, from the first specifier cell (`arm,gic.yaml`, `arm,gic-v3.yaml`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GicKind {
+    Spi,
+    Ppi,
+    /// GICv3 extended SPI range (INTID 4096 + n).
+    ExtendedSpi,
+    /// GICv3 extended PPI range (INTID 1056 + n).
+    ExtendedPpi,
+}
+
+/// A GIC interrupt in its parsed form, independent of how many cells the host GIC uses.
+///
+/// `arm,gic.yaml`: `#interrupt-cells = <3>`: type, number, flags (bits\[3:0\] trigger: 1 rising edge,
+/// 2 falling edge, 4 level high, 8 level low; bits\[15:8\] the PPI CPU mask). `arm,gic-v3.yaml`:
+/// `#interrupt-cells` is 3 or 4; with 4, the fourth cell is the phandle of a `ppi-partitions` child
+/// naming the CPUs a PPI is affine to, and "must be zero" for anything but PPIs (RK3399 uses 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GicInterrupt {
+    pub kind: GicKind,
+    /// The number cell as written (SPI n is INTID n + 32).
+    pub number: u32,
+    pub flags: u32,
+    /// The PPI partition phandle of a 4-cell specifier (0 or absent: none).
+    pub partition: u32,
+}
+
+impl GicInterrupt {
+    /// Parses one GIC specifier of `cells.len()` = the GIC's `#interrupt-cells` (3 or 4).
+    pub fn parse(cells: &[u32]) -> Result<Self, String> {
+        let (ty, number, flags, partition) = match *cells {
+            [t, n, f] => (t, n, f, 0),
+            [t, n, f, p] => (t, n, f, p),
+            _ => {
+                return Err(format!(
+                    "a GIC specifier has 3 or 4 cells (arm,gic.yaml, arm,gic-v3.yaml), not {}",
+                    cells.len()
+                ));
+            }
+        };
+        let kind = match ty {
+            GIC_SPI => GicKind::Spi,
+            GIC_PPI => GicKind::Ppi,
+            GIC_ESPI => GicKind::ExtendedSpi,
+            GIC_EPPI => GicKind::ExtendedPpi,
+            other => return Err(format!("GIC interrupt type {other} is not 0-3")),
+        };
+        if partition != 0 && !matches!(kind, GicKind::Ppi | GicKind::ExtendedPpi) {
+            return Err(format!(
+                "the 4th cell (PPI partition) is {partition:#x}; arm,gic-v3.yaml requires 0 for SPIs"
+            ));
+        }
+        Ok(Self {
+            kind,
+            number,
+            flags,
+            partition,
+        })
+    }
+
+    /// The GIC INTID (what Xen routes and `irqs` grants).
+    pub fn intid(&self) -> u32 {
+        match self.kind {
+            GicKind::Spi => self.number.saturating_add(32),
+            GicKind::Ppi => self.number.saturating_add(16),
+            GicKind::ExtendedSpi => self.number.saturating_add(4096),
+            GicKind::ExtendedPpi => self.number.saturating_add(1056),
+        }
+    }
+
+    /// The trigger bits (`flags` bits\[3:0\]); the PPI CPU mask in bits\[15:8\] means nothing for SPIs.
+    pub fn trigger(&self) -> u32 {
+        self.flags & 0xf
+    }
+
+    /// The specifier for a GIC with `cells` specifier cells (3 for Xen's guest GIC, 3 or 4 for a host).
+    pub fn encode(&self, cells: usize) -> Vec<u32> {
+        let ty = match self.kind {
+            GicKind::Spi => GIC_SPI,
+            GicKind::Ppi => GIC_PPI,
+            GicKind::ExtendedSpi => GIC_ESPI,
+            GicKind::ExtendedPpi => GIC_EPPI,
+        };
+        let mut v = vec![ty, self.number, self.flags];
+        if cells >= 4 {
+            v.push(self.partition);
+        }
+        v
+    }
+
+    /// The specifier under the guest GIC: type, number and trigger (3 cells).
+    pub fn guest_cells(&self) -> [u32; GUEST_GIC_INTERRUPT_CELLS] {
+        let ty = match self.kind {
+            GicKind::Spi => GIC_SPI,
+            GicKind::Ppi => GIC_PPI,
+            GicKind::ExtendedSpi => GIC_ESPI,
+            GicKind::ExtendedPpi => GIC_EPPI,
+        };
+        [ty, self.number, self.trigger()]
+    }
+}
 
 /// Why an address could not be brought into the CPU address space.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,9 +198,17 @@ pub struct DecodedInterrupt {
     /// Path of the interrupt controller (or nexus) it goes to.
     pub controller: String,
     pub controller_phandle: Option<u32>,
-    /// The specifier cells as written (for a GIC: type, number, flags).
+    /// The specifier cells as written (for a GIC: type, number, flags and maybe a PPI partition).
     pub cells: Vec<u32>,
     pub interrupt: DeviceInterrupt,
+    /// The parsed GIC form, when the interrupt reaches a GIC (directly or through a forwarder).
+    pub gic: Option<GicInterrupt>,
+    /// Path of the GIC the interrupt reaches (`controller` itself, or the GIC behind a forwarder).
+    pub gic_path: Option<String>,
+    /// The 1:1 forwarder ([`GIC_FORWARDER_COMPATIBLES`]) the specifier went through, if any.
+    pub forwarded_by: Option<String>,
+    /// Why a specifier sent to a GIC could not be parsed (then `interrupt` is `Nested`).
+    pub gic_error: Option<String>,
 }
 
 /// Why an interrupt specifier could not be decoded.
@@ -111,13 +252,55 @@ pub enum ListKind {
     WithCells(&'static str),
     /// Like `WithCells` but a missing cells property means 0 (`#msi-cells`).
     WithCellsDefault0(&'static str),
-    /// A list of bare phandles (`pinctrl-N`, `memory-region`).
+    /// A list of bare phandles (`pinctrl-N`, `memory-region`, syscon links).
     Bare,
+    /// `<&p arg...>...` with a fixed number of argument cells (`gpio-ranges`: 3).
+    Fixed(usize),
 }
 
-/// Properties that reference other nodes by phandle, and how to parse them (Linux `of_parse_phandle*`
-/// callers; bindings under `Documentation/devicetree/bindings/`). `interrupt-parent`,
-/// `interrupts-extended` and `phandle` are handled separately.
+/// Single-phandle links to system controllers ("syscon" nodes) that the bindings of the built-in
+/// boards' SoCs define, each typed `$ref: /schemas/types.yaml#/definitions/phandle` in its binding:
+/// `rockchip,grf` / `rockchip,pmu` (`net/rockchip-dwmac.yaml`, `phy/rockchip-*`, `pinctrl/rockchip,
+/// pinctrl.yaml`, `power/rockchip,power-controller.yaml`...), `arasan,soc-ctl-syscon`
+/// (`mmc/arasan,sdhci.yaml`), `fsl,gpr` / `gpr` / `fsl,iomuxc-gpr` (i.MX `phy/fsl,imx8mq-usb-phy.yaml`,
+/// `net/fsl,fec.yaml`, `pci/fsl,imx6q-pcie.yaml`), `ti,syscon-*` and `ti,ctrl-mmr` (TI K3
+/// `phy/ti,phy-gmii-sel.yaml`...), `renesas,...-syscon` (none on RZ/G2M), `xlnx,zynqmp-...` none.
+/// Vendor properties not named here are copied verbatim; extend the list when a board's binding
+/// defines another phandle (the rule is the binding's type, never the value).
+pub const SYSCON_PHANDLE_PROPERTIES: &[&str] = &[
+    "rockchip,grf",
+    "rockchip,pmu",
+    "rockchip,pmugrf",
+    "rockchip,usbgrf",
+    "rockchip,php-grf",
+    "rockchip,pipe-grf",
+    "rockchip,pipe-phy-grf",
+    "rockchip,vo-grf",
+    "arasan,soc-ctl-syscon",
+    "fsl,gpr",
+    "gpr",
+    "fsl,iomuxc-gpr",
+    "fsl,imx-src",
+    "ti,ctrl-mmr",
+    "ti,syscon-pcie-ctrl",
+    "ti,syscon-pcie-mode",
+    "ti,syscon-phy-power",
+    "ti,syscon-pcs",
+    "ti,syscon-efuse",
+    "ti,syscon-acspcie-proxy-ctrl",
+    "renesas,pfc",
+];
+
+/// Properties that reference other nodes by phandle, and how to parse them. The list follows the
+/// Devicetree conventions: the `#<name>-cells` provider properties (Devicetree Specification v0.4
+/// §2.4.3 for interrupts, and the generic "phandle + specifier" lists of
+/// `dt-schema/dtschema/schemas/*.yaml`: clocks, resets, power-domains, phys, dmas, iommus, mboxes,
+/// interconnects, pwms, io-channels, hwlocks, thermal-sensors, sound-dai, cooling-device,
+/// mux-controls, `*-gpios`), the bare-phandle properties of the same schemas (`pinctrl-N`,
+/// `*-supply`, `memory-region`, `nvmem-cells`, `phy-handle`, `mmc-pwrseq`, `remote-endpoint`...),
+/// `gpio-ranges` (`gpio/gpio.txt`: phandle plus 3 cells), and the syscon links of
+/// [`SYSCON_PHANDLE_PROPERTIES`]. `interrupt-parent`, `interrupts-extended` and `phandle` are handled
+/// separately.
 pub fn dependency_kind(name: &str) -> Option<ListKind> {
     use ListKind::*;
     let k = match name {
@@ -134,14 +317,24 @@ pub fn dependency_kind(name: &str) -> Option<ListKind> {
         "hwlocks" => WithCells("#hwlock-cells"),
         "thermal-sensors" => WithCells("#thermal-sensor-cells"),
         "sound-dai" => WithCells("#sound-dai-cells"),
+        "cooling-device" => WithCells("#cooling-cells"),
+        "mux-controls" => WithCells("#mux-control-cells"),
         "nvmem-cells"
         | "memory-region"
         | "phy-handle"
         | "operating-points-v2"
         | "syscon"
-        | "firmware" => Bare,
+        | "firmware"
+        | "mmc-pwrseq"
+        | "remote-endpoint"
+        | "sram"
+        | "nvmem" => Bare,
+        "gpio-ranges" => Fixed(3),
+        // `net/fsl,fec.yaml`: phandle of the GPR syscon, register offset, bit.
+        "fsl,stop-mode" => Fixed(2),
         "msi-parent" => WithCellsDefault0("#msi-cells"),
         "gpios" | "gpio" => WithCells("#gpio-cells"),
+        _ if SYSCON_PHANDLE_PROPERTIES.contains(&name) => Bare,
         _ => {
             if let Some(n) = name.strip_prefix("pinctrl-") {
                 if n.chars().all(|c| c.is_ascii_digit()) && !n.is_empty() {
@@ -159,6 +352,16 @@ pub fn dependency_kind(name: &str) -> Option<ListKind> {
         }
     };
     Some(k)
+}
+
+/// [`dependency_kind`] for property `name` **of `node`**: the same, except where a binding gives the
+/// name another meaning on some nodes. A GPIO hog (`gpio-hog;`, `gpio/gpio.txt` "GPIO hogging") has
+/// `gpios = <offset flags>...` without phandles: the controller is the hog's parent.
+pub fn node_dependency_kind(node: &Node, name: &str) -> Option<ListKind> {
+    if name == "gpios" && node.has_prop("gpio-hog") {
+        return None;
+    }
+    dependency_kind(name)
 }
 
 /// An index over one tree: parents, phandles and the interrupt-controller facts.
@@ -430,26 +633,52 @@ impl<'a> Resolver<'a> {
         Ok(None)
     }
 
-    fn decode_one(&self, path: &str, controller: &str, cells: Vec<u32>) -> DecodedInterrupt {
+    /// Whether `path` is a known 1:1 forwarder to a GIC ([`GIC_FORWARDER_COMPATIBLES`]); returns the
+    /// GIC it forwards to. The forwarder's own interrupt parent must be a GIC.
+    pub fn gic_behind_forwarder(&self, path: &str) -> Option<String> {
+        let n = self.node(path)?;
+        if !n.has_prop("interrupt-controller")
+            || !GIC_FORWARDER_COMPATIBLES.iter().any(|c| n.is_compatible(c))
+        {
+            return None;
+        }
+        let parent = self.interrupt_parent(path).ok().flatten()?;
+        (parent != path && self.is_gic(&parent)).then_some(parent)
+    }
+
+    fn decode_one(&self, controller: &str, cells: Vec<u32>) -> DecodedInterrupt {
         let ctrl = self.node(controller);
         let phandle = ctrl.and_then(Node::phandle);
-        let interrupt = if self.is_gic(controller) && cells.len() >= 2 {
-            let (ty, num) = (cells[0], cells[1]);
-            match ty {
-                GIC_SPI => DeviceInterrupt::Spi(num.saturating_add(32)),
-                GIC_PPI => DeviceInterrupt::Ppi(num.saturating_add(16)),
-                GIC_ESPI => DeviceInterrupt::Spi(num.saturating_add(4096)),
-                _ => DeviceInterrupt::Nested(phandle.unwrap_or(0)),
-            }
+        let (gic_path, forwarded_by) = if self.is_gic(controller) {
+            (Some(controller.to_owned()), None)
         } else {
-            DeviceInterrupt::Nested(phandle.unwrap_or(0))
+            match self.gic_behind_forwarder(controller) {
+                Some(g) => (Some(g), Some(controller.to_owned())),
+                None => (None, None),
+            }
         };
-        let _ = path;
+        let parsed = gic_path.as_ref().map(|_| GicInterrupt::parse(&cells));
+        let (gic, gic_error) = match parsed {
+            Some(Ok(g)) => (Some(g), None),
+            Some(Err(e)) => (None, Some(e)),
+            None => (None, None),
+        };
+        let interrupt = match gic {
+            Some(g) => match g.kind {
+                GicKind::Spi | GicKind::ExtendedSpi => DeviceInterrupt::Spi(g.intid()),
+                GicKind::Ppi | GicKind::ExtendedPpi => DeviceInterrupt::Ppi(g.intid()),
+            },
+            None => DeviceInterrupt::Nested(phandle.unwrap_or(0)),
+        };
         DecodedInterrupt {
             controller: controller.to_owned(),
             controller_phandle: phandle,
             cells,
             interrupt,
+            gic,
+            gic_path: if gic.is_some() { gic_path } else { None },
+            forwarded_by: if gic.is_some() { forwarded_by } else { None },
+            gic_error,
         }
     }
 
@@ -483,7 +712,7 @@ impl<'a> Resolver<'a> {
                     .get(i + 1..i + 1 + n)
                     .ok_or_else(|| malformed("interrupts-extended", "specifier cut short"))?
                     .to_vec();
-                out.push(self.decode_one(path, &ctrl, spec));
+                out.push(self.decode_one(&ctrl, spec));
                 i += 1 + n;
             }
             return Ok(out);
@@ -510,7 +739,7 @@ impl<'a> Resolver<'a> {
         }
         Ok(cells
             .chunks_exact(n)
-            .map(|c| self.decode_one(path, &ctrl, c.to_vec()))
+            .map(|c| self.decode_one(&ctrl, c.to_vec()))
             .collect())
     }
 
@@ -525,13 +754,16 @@ impl<'a> Resolver<'a> {
             })
     }
 
-    /// The phandle references in property `name` of `path`, parsed per [`dependency_kind`]. Stops at
+    /// The phandle references in property `name` of `path`, parsed per [`node_dependency_kind`]. Stops at
     /// the first entry it cannot parse and reports it as an error string.
     pub fn phandle_refs(&self, path: &str, name: &str) -> Result<Vec<PhandleRef>, String> {
-        let Some(kind) = dependency_kind(name) else {
+        let Some(node) = self.node(path) else {
             return Ok(Vec::new());
         };
-        let Some(v) = self.node(path).and_then(|n| n.prop(name)) else {
+        let Some(kind) = node_dependency_kind(node, name) else {
+            return Ok(Vec::new());
+        };
+        let Some(v) = node.prop(name) else {
             return Ok(Vec::new());
         };
         let cells = crate::tree::bytes_to_cells(v)
@@ -548,6 +780,7 @@ impl<'a> Resolver<'a> {
             let provider = self.by_phandle(h).map(str::to_owned);
             let args = match kind {
                 ListKind::Bare => 0,
+                ListKind::Fixed(n) => n,
                 ListKind::WithCells(c) | ListKind::WithCellsDefault0(c) => {
                     let pn = provider.as_deref().and_then(|p| self.node(p));
                     match pn.and_then(|n| n.prop_u32(c)) {

@@ -14,9 +14,8 @@ use firmware_config::board::Region;
 
 fn req(path: &str, force: bool) -> PassthroughRequest {
     PassthroughRequest {
-        path: path.into(),
-        guest_base: None,
         force_without_iommu: force,
+        ..PassthroughRequest::new(path)
     }
 }
 

@@ -35,3 +35,4 @@ pub use schema::units;
 #[cfg(feature = "std")]
 pub mod validate;
 pub use schema::xen;
+pub mod xen_drivers;

@@ -18,6 +18,9 @@ use std::format;
 use std::string::String;
 use std::vec::Vec;
 
+mod passthrough_rules;
+mod xen_support;
+
 /// Everything validation looks at. The caller gathers it; validation only reads.
 #[derive(Clone, Copy)]
 pub struct CheckInput<'a> {
@@ -86,6 +89,9 @@ pub fn check(input: CheckInput<'_>) -> Diagnostics {
     v.ownership();
     v.shared_memory();
     v.memory_fits();
+    v.console_driver();
+    v.static_memory_build();
+    v.passthrough_rules();
     v.d
 }
 
@@ -1217,18 +1223,42 @@ impl<'a> Validator<'a> {
                         p.span.clone(),
                     ));
                 }
+                let mut nested_reported: BTreeSet<u32> = BTreeSet::new();
                 for irq in &dev.interrupts {
                     match irq {
-                        DeviceInterrupt::Spi(n) => claim_irq(self, *n, &p.span, &format!("through `{}`", dev.path)),
+                        DeviceInterrupt::Spi(n) => {
+                            claim_irq(self, *n, &p.span, &format!("through `{}`", dev.path))
+                        }
                         DeviceInterrupt::Ppi(n) => self.d.push(
-                            Diagnostic::error("E0241", format!("`{}` uses private interrupt {n}", dev.path))
-                                .at(p.span.clone(), "per-CPU interrupts cannot be passed through"),
+                            Diagnostic::error(
+                                "E0241",
+                                format!("`{}` uses private interrupt {n}", dev.path),
+                            )
+                            .at(
+                                p.span.clone(),
+                                "per-CPU interrupts cannot be passed through",
+                            ),
                         ),
-                        DeviceInterrupt::Nested(ph) => self.d.push(
-                            Diagnostic::error("E0243", format!("`{}` raises an interrupt through a secondary controller (phandle {ph})", dev.path))
-                                .at(p.span.clone(), "Xen routes only GIC SPIs to guests")
-                                .help("pass the interrupt's controller as well, or choose a device wired to the GIC"),
-                        ),
+                        // Once per controller, named by path (issue 13: "phandle 1", repeated per
+                        // interrupt, told nobody anything). Known 1:1 forwarders to the GIC (i.MX GPC)
+                        // are resolved by the inventory and never get here.
+                        DeviceInterrupt::Nested(ph) if nested_reported.insert(*ph) => {
+                            let controller = inv
+                                .devices
+                                .iter()
+                                .find(|c| c.phandle == Some(*ph))
+                                .map_or_else(
+                                    || format!("the controller with phandle {ph:#x}"),
+                                    |c| format!("`{}`", c.path),
+                                );
+                            self.d.push(
+                                Diagnostic::error("E0243", format!("`{}` raises interrupts through {controller}, not the GIC", dev.path))
+                                    .at(p.span.clone(), "Xen routes only GIC SPIs to guests")
+                                    .note("Xen routes a passed device's interrupts only when their controller is the GIC (map_device_irqs_to_domain); passing the controller does not change that")
+                                    .help("choose a device wired to the GIC, or one whose controller forwards 1:1 to it"),
+                            );
+                        }
+                        DeviceInterrupt::Nested(_) => {}
                     }
                 }
                 let drop = d.drop_device_dependencies.as_ref().is_some_and(|x| x.value);
@@ -1249,10 +1279,34 @@ impl<'a> Validator<'a> {
                     };
                     let owned_too = d.passthrough.iter().any(|q| inside(&q.value));
                     if !owned_too && !drop {
+                        // Suggest passing the provider only when `passthrough` would accept it: an
+                        // enabled device of the inventory (not a pinctrl state, a regulator or a
+                        // firmware node, which have no MMIO of their own and would be E0209).
+                        let passable = inv.device(&dep.provider).is_some_and(|pd| pd.enabled);
+                        let help = if passable {
+                            format!(
+                                "pass `{}` to this domain too, or set `drop_device_dependencies = true` if firmware already set it up",
+                                dep.provider
+                            )
+                        } else {
+                            format!(
+                                "`{}` is not a device a domain can own (no MMIO of its own, or disabled); set `drop_device_dependencies = true` if firmware already set it up",
+                                dep.provider
+                            )
+                        };
                         self.d.push(
-                            Diagnostic::error("E0240", format!("`{}` needs `{}` ({})", dev.path, dep.provider, dep.property))
-                                .at(p.span.clone(), "the guest would get the device without what it depends on")
-                                .help(format!("pass `{}` to this domain too, or set `drop_device_dependencies = true` if firmware already set it up", dep.provider)),
+                            Diagnostic::error(
+                                "E0240",
+                                format!(
+                                    "`{}` needs `{}` ({})",
+                                    dev.path, dep.provider, dep.property
+                                ),
+                            )
+                            .at(
+                                p.span.clone(),
+                                "the guest would get the device without what it depends on",
+                            )
+                            .help(help),
                         );
                     }
                 }
@@ -1671,6 +1725,7 @@ mod tests {
             dma_capable: false,
             dependencies: Vec::new(),
             phandle: None,
+            nested_mmio: Vec::new(),
         }
     }
 

@@ -193,3 +193,52 @@ pub fn fdt_props(dtb: &[u8], node: &str) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+pub fn rock_pi_4b() -> Option<Vec<u8>> {
+    debian_dtb("rockchip/rk3399-rock-pi-4b.dtb")
+}
+
+pub fn imx8mq_evk() -> Option<Vec<u8>> {
+    debian_dtb("freescale/imx8mq-evk.dtb")
+}
+
+/// Phandle → node path, read from dtc's decompiled source (`dtc -I dtb -O dts` prints one node header
+/// `name {` and one `phandle = <0x..>;` line per node), not from the crate under test.
+pub fn dtc_phandle_paths(dtb: &[u8], name: &str) -> std::collections::BTreeMap<u32, String> {
+    let dts = dtc_decompile(dtb, name);
+    let mut stack: Vec<String> = Vec::new();
+    let mut out = std::collections::BTreeMap::new();
+    for line in dts.lines().map(str::trim) {
+        if let Some(node) = line.strip_suffix(" {") {
+            stack.push(node.to_owned());
+        } else if line == "};" {
+            stack.pop();
+        } else if let Some(v) = line
+            .strip_prefix("phandle = <")
+            .and_then(|v| v.strip_suffix(">;"))
+        {
+            let h = u32::from_str_radix(v.trim_start_matches("0x"), 16).expect("hex phandle");
+            // stack[0] is the root "/".
+            let path = if stack.len() <= 1 {
+                "/".to_owned()
+            } else {
+                format!("/{}", stack[1..].join("/"))
+            };
+            out.insert(h, path);
+        }
+    }
+    out
+}
+
+/// `fdtget -t x` cells of a property, parsed.
+pub fn fdt_cells(dtb: &[u8], node: &str, prop: &str) -> Option<Vec<u32>> {
+    fdtget(dtb, node, prop, "x").map(|s| {
+        s.split_whitespace()
+            .map(|c| u32::from_str_radix(c, 16).expect("fdtget prints hex cells"))
+            .collect()
+    })
+}
+
+pub fn rzg2m() -> Option<Vec<u8>> {
+    debian_dtb("renesas/r8a774a1-hihope-rzg2m-rev2.dtb")
+}

@@ -51,6 +51,7 @@ fn device(path: &str, compatible: &[&str], base: u64, size: u64, intid: u32) -> 
         dma_capable: false,
         dependencies: Vec::new(),
         phandle: None,
+        nested_mmio: Vec::new(),
     }
 }
 

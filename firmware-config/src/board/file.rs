@@ -192,6 +192,12 @@ pub const BUILTIN_BOARDS: &[(&str, &str)] = &[
     ),
     ("rpi4", include_str!("../../../boards/rpi4.toml")),
     ("zcu102", include_str!("../../../boards/zcu102.toml")),
+    (
+        "rock-pi-4b",
+        include_str!("../../../boards/rock-pi-4b.toml"),
+    ),
+    ("rzg2m", include_str!("../../../boards/rzg2m.toml")),
+    ("am625-sk", include_str!("../../../boards/am625-sk.toml")),
 ];
 
 pub fn builtin_board(name: &str) -> Option<&'static str> {

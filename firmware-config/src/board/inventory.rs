@@ -128,6 +128,11 @@ pub struct DeviceNode {
     /// pinctrl-N, phys, ...), each with the property that references it.
     pub dependencies: Vec<DeviceDependency>,
     pub phandle: Option<u32>,
+    /// Nodes below this one with CPU-addressable MMIO of their own (a syscon's PHY or clock
+    /// sub-blocks, a bus's devices). A passthrough fragment cannot describe them under this node, so
+    /// the node itself cannot be passed (E0261); its children can.
+    #[serde(default)]
+    pub nested_mmio: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -82,6 +82,7 @@ fn device(path: &str, irq: DeviceInterrupt, behind_iommu: bool) -> crate::board:
         dma_capable: false,
         dependencies: Vec::new(),
         phandle: None,
+        nested_mmio: Default::default(),
     }
 }
 
