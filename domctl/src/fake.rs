@@ -257,6 +257,8 @@ pub struct FakeDomain {
     /// Event channel port → remote domain.
     pub evtchns: BTreeMap<u32, u16>,
     pub physmap: Vec<(u32, u64, u64)>,
+    /// `SHUTDOWN_*` code once the guest has shut down ([`FakeXen::shutdown_domain`]).
+    pub shutdown: Option<u32>,
 }
 
 impl FakeDomain {
@@ -284,6 +286,7 @@ impl FakeDomain {
             vuart: None,
             evtchns: BTreeMap::new(),
             physmap: Vec::new(),
+            shutdown: None,
         }
     }
 
@@ -435,6 +438,21 @@ impl FakeXen {
             .iter()
             .filter_map(|c| c.call.op())
             .collect()
+    }
+
+    /// Plays the guest of `domid` shutting itself down with `SHUTDOWN_*` code `reason`
+    /// (`SCHEDOP_shutdown`, `xen/include/public/sched.h`): from then on getdomaininfo reports
+    /// `XEN_DOMINF_shutdown` with the code in bits 16-23, as `getdomaininfo()` in
+    /// `xen/common/domctl.c` does for `d->is_shut_down`. A shut-down domain stays until destroyed.
+    /// Returns false if no such live domain exists.
+    pub fn shutdown_domain(&self, domid: u16, reason: u32) -> bool {
+        match self.state.borrow_mut().domains.get_mut(&domid) {
+            Some(d) => {
+                d.shutdown = Some(reason & abi::dominf::SHUTDOWN_MASK);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Forgets the recorded calls (state stays).
@@ -920,11 +938,8 @@ impl State {
                 back.domain = domid;
                 // gic_version is IN/OUT: write back the resolved version.
                 if let ArchConfig::Arm(a) = arch {
-                    let off = if self.version.createdomain_has_altp2m() {
-                        60
-                    } else {
-                        56
-                    };
+                    let off = arm::createdomain_arch_offset(self.version)
+                        + core::mem::offset_of!(arm::ArchDomainConfig, gic_version);
                     if let Some(b) = back.u.0.get_mut(off) {
                         *b = a.gic_version;
                     }
@@ -1046,7 +1061,7 @@ impl State {
                 }
                 let mut back = *d;
                 let answer = abi::DomctlHvmContext { size: len, ..a };
-                back.u.0[..16].copy_from_slice(answer.as_bytes());
+                back.set_payload(&answer).map_err(|_| Errno::EFAULT)?;
                 Ok((0, Some(back)))
             }
             Call::SetHvmContext { domid, len } => {
@@ -1187,7 +1202,7 @@ impl State {
                 let mut back = *d;
                 let mut a: abi::DomctlVuartOp = d.payload().map_err(|_| Errno::EFAULT)?;
                 a.evtchn = port;
-                back.u.0[..24].copy_from_slice(a.as_bytes());
+                back.set_payload(&a).map_err(|_| Errno::EFAULT)?;
                 Ok((0, Some(back)))
             }
             Call::SetVcpuContextArm64 { domid, vcpu, .. } => {
@@ -1306,6 +1321,9 @@ impl State {
         } else {
             abi::dominf::RUNNING
         };
+        if let Some(code) = dom.shutdown {
+            flags |= abi::dominf::SHUTDOWN | (code << abi::dominf::SHUTDOWN_SHIFT);
+        }
         let vcpus = dom.vcpus.unwrap_or(0);
         let common = abi::GetDomainInfoCommon {
             domain: dom.domid,
