@@ -13,10 +13,13 @@
 //! 4. is their console backend: it maps each console ring ([`ring`]), binds its event channel
 //!    ([`evtchn`]) and writes every line to its own console as `[name] line` ([`lines`]);
 //! 5. supervises them (`VIRQ_DOM_EXC` + `getdomaininfo`) and applies `on_crash` ([`policy`]): restart
-//!    rebuilds the domain from the same manifest entry ([`supervisor`]).
+//!    rebuilds the domain from the same manifest entry ([`supervisor`]), generic over the hypercall
+//!    transport, the event channel device ([`evtchn::EventChannel`]) and the [`host::Host`] so that
+//!    all of this is unit-tested against domctl's `FakeXen`.
 
 pub mod compat;
 pub mod evtchn;
+pub mod host;
 pub mod lines;
 pub mod log;
 pub mod policy;
