@@ -111,7 +111,7 @@ fn run() -> Result<(), String> {
     step("fetching Debian's xen-utils-4.17 and the libraries xl, xenstored and xenconsoled need");
     let opts = Options::from_env().map_err(|e| e.to_string())?;
     let toolstack = XlToolstack::fetch(&opts.fetcher()).map_err(|e| e.to_string())?;
-    step("building domforge-init (static, x86_64-unknown-linux-musl, release)");
+    step("finding domforge-init (static, x86_64-unknown-linux-musl; scripts/build-init)");
     let init_path = InitLocator::default()
         .find(firmware_config::board::Arch::X86_64)
         .map_err(|e| e.to_string())?;

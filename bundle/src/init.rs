@@ -10,8 +10,9 @@
 //! 2. `$DOMFORGE_INIT_X86_64` (or `$DOMFORGE_INIT`) / `$DOMFORGE_INIT_AARCH64`;
 //! 3. beside the `domforge` executable: `<bin>/../libexec/domforge/<target>/domforge-init` (what
 //!    `scripts/install` and the release tarball lay out) or `<bin>/domforge-init-<target>`;
-//! 4. the Cargo target directory this `domforge` was built in: `<target dir>/<target>/release/
-//!    domforge-init`, which `scripts/build-init` (run by `scripts/test-all`) builds.
+//! 4. the Cargo target directory this `domforge` was built in: `<target dir>/<target>/init/
+//!    domforge-init` (the size-tuned `init` profile, which `scripts/build-init`, run by
+//!    `scripts/test-all`, builds), else `<target dir>/<target>/release/domforge-init`.
 //!
 //! Whatever is found is checked: an ELF for the right machine with no program interpreter (a
 //! dynamically linked binary cannot run as `/init` of an initramfs without a libc).
@@ -102,6 +103,8 @@ impl InitLocator {
             out.push(bin.join(format!("domforge-init-{target}")));
             // `<target dir>/<profile>/domforge` or `<target dir>/<profile>/deps/<test binary>`.
             if let Some(t) = exe.ancestors().find(|a| a.join("CACHEDIR.TAG").is_file()) {
+                // The size-tuned `init` profile (root Cargo.toml), else a plain release build.
+                out.push(t.join(target).join("init/domforge-init"));
                 out.push(t.join(target).join("release/domforge-init"));
             }
         }

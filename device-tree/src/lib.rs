@@ -30,6 +30,7 @@
 
 pub mod dom0less;
 mod dts;
+#[cfg(feature = "plan")]
 pub mod from_plan;
 pub mod guest;
 pub mod inventory;

@@ -257,6 +257,8 @@ pub struct FakeDomain {
     /// Event channel port → remote domain.
     pub evtchns: BTreeMap<u32, u16>,
     pub physmap: Vec<(u32, u64, u64)>,
+    /// `SHUTDOWN_*` code once the guest has shut down ([`FakeXen::shutdown_domain`]).
+    pub shutdown: Option<u32>,
 }
 
 impl FakeDomain {
@@ -284,6 +286,7 @@ impl FakeDomain {
             vuart: None,
             evtchns: BTreeMap::new(),
             physmap: Vec::new(),
+            shutdown: None,
         }
     }
 
@@ -435,6 +438,21 @@ impl FakeXen {
             .iter()
             .filter_map(|c| c.call.op())
             .collect()
+    }
+
+    /// Plays the guest of `domid` shutting itself down with `SHUTDOWN_*` code `reason`
+    /// (`SCHEDOP_shutdown`, `xen/include/public/sched.h`): from then on getdomaininfo reports
+    /// `XEN_DOMINF_shutdown` with the code in bits 16-23, as `getdomaininfo()` in
+    /// `xen/common/domctl.c` does for `d->is_shut_down`. A shut-down domain stays until destroyed.
+    /// Returns false if no such live domain exists.
+    pub fn shutdown_domain(&self, domid: u16, reason: u32) -> bool {
+        match self.state.borrow_mut().domains.get_mut(&domid) {
+            Some(d) => {
+                d.shutdown = Some(reason & abi::dominf::SHUTDOWN_MASK);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Forgets the recorded calls (state stays).
@@ -880,6 +898,24 @@ impl State {
 
     fn apply_domctl(&mut self, call: &Call, d: &XenDomctl) -> Answer {
         match call {
+            Call::CreateDomain { .. }
+            | Call::DestroyDomain { .. }
+            | Call::PauseDomain { .. }
+            | Call::UnpauseDomain { .. }
+            | Call::GetDomainInfo { .. } => self.apply_lifecycle(call, d),
+            Call::IomemPermission { .. }
+            | Call::IrqPermission { .. }
+            | Call::MemoryMapping { .. }
+            | Call::BindPtIrq { .. }
+            | Call::AssignDtDevice { .. }
+            | Call::VuartInit { .. } => self.apply_passthrough(call, d),
+            _ => self.apply_vcpu_memory(call, d),
+        }
+    }
+
+    /// createdomain, destroydomain, pause/unpause and getdomaininfo.
+    fn apply_lifecycle(&mut self, call: &Call, d: &XenDomctl) -> Answer {
+        match call {
             Call::CreateDomain {
                 requested,
                 flags,
@@ -920,11 +956,8 @@ impl State {
                 back.domain = domid;
                 // gic_version is IN/OUT: write back the resolved version.
                 if let ArchConfig::Arm(a) = arch {
-                    let off = if self.version.createdomain_has_altp2m() {
-                        60
-                    } else {
-                        56
-                    };
+                    let off = arm::createdomain_arch_offset(self.version)
+                        + core::mem::offset_of!(arm::ArchDomainConfig, gic_version);
                     if let Some(b) = back.u.0.get_mut(off) {
                         *b = a.gic_version;
                     }
@@ -971,97 +1004,13 @@ impl State {
                 back.u = self.domain_info(dom)?;
                 Ok((0, Some(back)))
             }
-            Call::MaxVcpus { domid, max } => {
-                let dom = self.dom(*domid)?;
-                if *max != dom.config.max_vcpus {
-                    return Err(Errno::EINVAL);
-                }
-                dom.vcpus = Some(*max);
-                Ok((0, None))
-            }
-            Call::SetAddressSize { domid, size } => {
-                let arch = self.arch;
-                let dom = self.dom(*domid)?;
-                // x86: HVM domains answer -EOPNOTSUPP (arch_do_domctl); ARM: switch_mode() refuses a
-                // domain that already has pages, and only 32/64 are sizes.
-                if arch == XenArch::X86_64 && dom.is_hvm() {
-                    return Err(Errno::EOPNOTSUPP);
-                }
-                if *size != 32 && *size != 64 {
-                    return Err(Errno::EINVAL);
-                }
-                if !dom.pages.is_empty() {
-                    return Err(Errno::EBUSY);
-                }
-                dom.address_size = Some(*size);
-                Ok((0, None))
-            }
-            Call::MaxMem { domid, max_kib } => {
-                self.dom(*domid)?.max_mem_kib = Some(*max_kib);
-                Ok((0, None))
-            }
-            Call::SetPagingMempoolSize { domid, bytes } => {
-                let dom = self.dom(*domid)?;
-                if !bytes.is_multiple_of(XEN_PAGE_SIZE as u64) {
-                    return Err(Errno::EINVAL);
-                }
-                dom.paging_mempool_bytes = Some(*bytes);
-                Ok((0, None))
-            }
-            Call::SetVcpuAffinity {
-                domid,
-                vcpu,
-                hard,
-                soft,
-            } => {
-                let dom = self.dom(*domid)?;
-                if *vcpu >= dom.vcpus.unwrap_or(0) || (hard.is_none() && soft.is_none()) {
-                    return Err(Errno::EINVAL);
-                }
-                dom.affinity.insert(
-                    *vcpu,
-                    VcpuAffinity {
-                        hard: hard.clone(),
-                        soft: soft.clone(),
-                    },
-                );
-                Ok((0, None))
-            }
-            Call::GetHvmContext { domid, .. } => {
-                if self.arch != XenArch::X86_64 {
-                    return Err(Errno::ENOSYS);
-                }
-                let dom = self.domains.get(domid).ok_or(Errno::ESRCH)?;
-                if !dom.is_hvm() {
-                    return Err(Errno::EINVAL);
-                }
-                let blob = hvm_context_of(dom).map_err(|_| Errno::EINVAL)?;
-                let a: abi::DomctlHvmContext = d.payload().map_err(|_| Errno::EFAULT)?;
-                let len = u32::try_from(blob.len()).map_err(|_| Errno::ENOMEM)?;
-                if a.buffer != 0 {
-                    if (a.size as usize) < blob.len() {
-                        return Err(Errno::ENOSPC);
-                    }
-                    self.write_handle(a.buffer, &blob)?;
-                }
-                let mut back = *d;
-                let answer = abi::DomctlHvmContext { size: len, ..a };
-                back.u.0[..16].copy_from_slice(answer.as_bytes());
-                Ok((0, Some(back)))
-            }
-            Call::SetHvmContext { domid, len } => {
-                if self.arch != XenArch::X86_64 {
-                    return Err(Errno::ENOSYS);
-                }
-                let a: abi::DomctlHvmContext = d.payload().map_err(|_| Errno::EFAULT)?;
-                let blob = self.read_handle(a.buffer, *len)?;
-                let dom = self.dom(*domid)?;
-                if !dom.is_hvm() {
-                    return Err(Errno::EINVAL);
-                }
-                load_hvm_context(dom, &blob)?;
-                Ok((0, None))
-            }
+            _ => Err(Errno::ENOSYS),
+        }
+    }
+
+    /// What a driver domain is given: I/O memory, IRQs, MMIO mappings, SPIs, DT devices, the vUART.
+    fn apply_passthrough(&mut self, call: &Call, d: &XenDomctl) -> Answer {
+        match call {
             Call::IomemPermission {
                 domid,
                 first_mfn,
@@ -1187,8 +1136,107 @@ impl State {
                 let mut back = *d;
                 let mut a: abi::DomctlVuartOp = d.payload().map_err(|_| Errno::EFAULT)?;
                 a.evtchn = port;
-                back.u.0[..24].copy_from_slice(a.as_bytes());
+                back.set_payload(&a).map_err(|_| Errno::EFAULT)?;
                 Ok((0, Some(back)))
+            }
+            _ => Err(Errno::ENOSYS),
+        }
+    }
+
+    /// vCPU and memory settings: max_vcpus, address size, max_mem, paging pool, affinity, HVM and
+    /// arm64 vCPU contexts.
+    fn apply_vcpu_memory(&mut self, call: &Call, d: &XenDomctl) -> Answer {
+        match call {
+            Call::MaxVcpus { domid, max } => {
+                let dom = self.dom(*domid)?;
+                if *max != dom.config.max_vcpus {
+                    return Err(Errno::EINVAL);
+                }
+                dom.vcpus = Some(*max);
+                Ok((0, None))
+            }
+            Call::SetAddressSize { domid, size } => {
+                let arch = self.arch;
+                let dom = self.dom(*domid)?;
+                // x86: HVM domains answer -EOPNOTSUPP (arch_do_domctl); ARM: switch_mode() refuses a
+                // domain that already has pages, and only 32/64 are sizes.
+                if arch == XenArch::X86_64 && dom.is_hvm() {
+                    return Err(Errno::EOPNOTSUPP);
+                }
+                if *size != 32 && *size != 64 {
+                    return Err(Errno::EINVAL);
+                }
+                if !dom.pages.is_empty() {
+                    return Err(Errno::EBUSY);
+                }
+                dom.address_size = Some(*size);
+                Ok((0, None))
+            }
+            Call::MaxMem { domid, max_kib } => {
+                self.dom(*domid)?.max_mem_kib = Some(*max_kib);
+                Ok((0, None))
+            }
+            Call::SetPagingMempoolSize { domid, bytes } => {
+                let dom = self.dom(*domid)?;
+                if !bytes.is_multiple_of(XEN_PAGE_SIZE as u64) {
+                    return Err(Errno::EINVAL);
+                }
+                dom.paging_mempool_bytes = Some(*bytes);
+                Ok((0, None))
+            }
+            Call::SetVcpuAffinity {
+                domid,
+                vcpu,
+                hard,
+                soft,
+            } => {
+                let dom = self.dom(*domid)?;
+                if *vcpu >= dom.vcpus.unwrap_or(0) || (hard.is_none() && soft.is_none()) {
+                    return Err(Errno::EINVAL);
+                }
+                dom.affinity.insert(
+                    *vcpu,
+                    VcpuAffinity {
+                        hard: hard.clone(),
+                        soft: soft.clone(),
+                    },
+                );
+                Ok((0, None))
+            }
+            Call::GetHvmContext { domid, .. } => {
+                if self.arch != XenArch::X86_64 {
+                    return Err(Errno::ENOSYS);
+                }
+                let dom = self.domains.get(domid).ok_or(Errno::ESRCH)?;
+                if !dom.is_hvm() {
+                    return Err(Errno::EINVAL);
+                }
+                let blob = hvm_context_of(dom).map_err(|_| Errno::EINVAL)?;
+                let a: abi::DomctlHvmContext = d.payload().map_err(|_| Errno::EFAULT)?;
+                let len = u32::try_from(blob.len()).map_err(|_| Errno::ENOMEM)?;
+                if a.buffer != 0 {
+                    if (a.size as usize) < blob.len() {
+                        return Err(Errno::ENOSPC);
+                    }
+                    self.write_handle(a.buffer, &blob)?;
+                }
+                let mut back = *d;
+                let answer = abi::DomctlHvmContext { size: len, ..a };
+                back.set_payload(&answer).map_err(|_| Errno::EFAULT)?;
+                Ok((0, Some(back)))
+            }
+            Call::SetHvmContext { domid, len } => {
+                if self.arch != XenArch::X86_64 {
+                    return Err(Errno::ENOSYS);
+                }
+                let a: abi::DomctlHvmContext = d.payload().map_err(|_| Errno::EFAULT)?;
+                let blob = self.read_handle(a.buffer, *len)?;
+                let dom = self.dom(*domid)?;
+                if !dom.is_hvm() {
+                    return Err(Errno::EINVAL);
+                }
+                load_hvm_context(dom, &blob)?;
+                Ok((0, None))
             }
             Call::SetVcpuContextArm64 { domid, vcpu, .. } => {
                 let a: abi::DomctlVcpuContext = d.payload().map_err(|_| Errno::EFAULT)?;
@@ -1209,6 +1257,7 @@ impl State {
                 dom.arm_vcpu.insert(*vcpu, c);
                 Ok((0, None))
             }
+
             _ => Err(Errno::ENOSYS),
         }
     }
@@ -1306,6 +1355,9 @@ impl State {
         } else {
             abi::dominf::RUNNING
         };
+        if let Some(code) = dom.shutdown {
+            flags |= abi::dominf::SHUTDOWN | (code << abi::dominf::SHUTDOWN_SHIFT);
+        }
         let vcpus = dom.vcpus.unwrap_or(0);
         let common = abi::GetDomainInfoCommon {
             domain: dom.domid,

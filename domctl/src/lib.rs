@@ -5,8 +5,8 @@
 //!   to 0x18 (Xen 4.22), with x86 and ARM layouts side by side ([`abi::x86`], [`abi::arm`]).
 //! * [`transport::Hypercalls`] — the seam: allocate hypercall-safe buffers, issue a hypercall, map
 //!   foreign pages. Implemented by [`privcmd::Privcmd`] (Linux `/dev/xen/privcmd` via `nix`) and
-//!   [`fake::FakeXen`] (an in-memory hypervisor that decodes the same bytes, records typed calls and keeps
-//!   guest memory, for unit tests).
+//!   `fake::FakeXen` (an in-memory hypervisor that decodes the same bytes, records typed calls and keeps
+//!   guest memory, for unit tests; behind the `fake` cargo feature so it does not ship in a product).
 //! * [`Xen`] — the typed API: `create_domain`, `max_vcpus`, `set_max_mem`, `populate_physmap`, … with
 //!   [`XenError`]s that name the operation and explain the errno; [`Xen::open`] probes the interface
 //!   version (a mismatch answers `EACCES`, reported as a version mismatch, not "permission denied").
@@ -22,6 +22,7 @@
 
 pub mod abi;
 pub mod builder;
+#[cfg(feature = "fake")]
 pub mod fake;
 pub mod guest_memory;
 pub mod privcmd;

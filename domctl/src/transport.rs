@@ -2,9 +2,9 @@
 //!
 //! The trait sits at the ABI boundary on purpose: the typed layer builds the real `repr(C)` argument
 //! structures into [`HypercallBuffer`]s and issues raw hypercalls, and both transports take those same
-//! bytes — [`crate::privcmd::Privcmd`] hands them to Linux's privcmd driver, [`crate::fake::FakeXen`]
-//! decodes them as Xen would (checking the interface version, lengths and handles). So unit tests against
-//! the fake exercise the same marshalling that runs on real Xen.
+//! bytes — [`crate::privcmd::Privcmd`] hands them to Linux's privcmd driver, `fake::FakeXen` (cargo
+//! feature `fake`) decodes them as Xen would (checking the interface version, lengths and handles).
+//! So unit tests against the fake exercise the same marshalling that runs on real Xen.
 
 use core::fmt;
 
@@ -102,7 +102,7 @@ pub trait ForeignMapping {
 }
 
 /// A way to issue Xen hypercalls. Implemented by [`crate::privcmd::Privcmd`] (Linux) and
-/// [`crate::fake::FakeXen`] (tests).
+/// `fake::FakeXen` (tests, cargo feature `fake`).
 pub trait Hypercalls {
     type Buffer: HypercallBuffer;
     type Mapping: ForeignMapping;

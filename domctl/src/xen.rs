@@ -476,6 +476,42 @@ impl DomainInfo {
     }
 }
 
+/// `struct xen_domctl_createdomain` for interface `v` and `cfg`'s architecture, as bytes: the 0x15/0x16
+/// layout without `altp2m`, or the 0x17+ one with it (`xen/include/public/domctl.h` at RELEASE-4.17.0
+/// and RELEASE-4.19.0; see [`x86::CreateDomainV15`], [`x86::CreateDomainV17`] and their ARM
+/// counterparts, whose field offsets are asserted against the header).
+fn createdomain_payload(cfg: &CreateDomain, v: InterfaceVersion) -> Vec<u8> {
+    // The fields common to every layout, named once; each arm only places them.
+    macro_rules! layout {
+        ($m:ident::$t:ident, $arch:expr $(, $field:ident: $value:expr)*) => {
+            IntoBytes::as_bytes(&$m::$t {
+                ssidref: cfg.ssidref,
+                handle: cfg.handle,
+                flags: cfg.flags,
+                iommu_opts: cfg.iommu_opts,
+                max_vcpus: cfg.max_vcpus,
+                max_evtchn_port: cfg.max_evtchn_port,
+                max_grant_frames: cfg.max_grant_frames,
+                max_maptrack_frames: cfg.max_maptrack_frames,
+                grant_opts: u32::from(cfg.max_grant_version),
+                vmtrace_size: cfg.vmtrace_size,
+                cpupool_id: cfg.cpupool_id,
+                arch: $arch,
+                $($field: $value,)*
+            })
+            .to_vec()
+        };
+    }
+    match (cfg.arch, v.createdomain_has_altp2m()) {
+        (ArchConfig::X86(a), false) => layout!(x86::CreateDomainV15, a),
+        (ArchConfig::X86(a), true) => layout!(x86::CreateDomainV17, a,
+            altp2m_opts: cfg.altp2m_opts, altp2m_nr: cfg.altp2m_nr),
+        (ArchConfig::Arm(a), false) => layout!(arm::CreateDomainV15, a),
+        (ArchConfig::Arm(a), true) => layout!(arm::CreateDomainV17, a,
+            altp2m_opts: cfg.altp2m_opts, altp2m_nr: cfg.altp2m_nr),
+    }
+}
+
 /// Extents per `XENMEM_populate_physmap` call: bounds the hypercall buffer (64 KiB) and makes a partial
 /// failure point at the exact frame.
 const POPULATE_BATCH: usize = 8192;
@@ -519,7 +555,7 @@ impl<H: Hypercalls> Xen<H> {
         self.version
     }
 
-    /// The transport (e.g. to inspect a [`crate::fake::FakeXen`] after a test).
+    /// The transport (e.g. to inspect a `fake::FakeXen` after a test).
     pub fn transport(&self) -> &H {
         &self.hc
     }
@@ -645,7 +681,7 @@ impl<H: Hypercalls> Xen<H> {
     }
 
     /// Issues one domctl and returns the envelope Xen copied back.
-    fn domctl<T: IntoBytes + Immutable>(
+    fn domctl<T: IntoBytes + Immutable + ?Sized>(
         &mut self,
         op: Op,
         command: u32,
@@ -726,6 +762,36 @@ impl<H: Hypercalls> Xen<H> {
         let op = Op::CreateDomain;
         let v = self.version;
         let requested = cfg.domid.map(DomId::get);
+        let domain = self.check_create_domain(cfg)?;
+        let payload = createdomain_payload(cfg, v);
+        let d = self.domctl(op, cmd::CREATEDOMAIN, domain, payload.as_slice())?;
+        let domid = DomId::new(d.domain).ok_or_else(|| XenError::BadAnswer {
+            op,
+            domid: requested,
+            detail: format!("Xen returned reserved domain id {:#x}", d.domain),
+        })?;
+        // `arch` is IN/OUT: read it back from where this version's layout put it.
+        let resolved = match cfg.arch {
+            ArchConfig::Arm(sent) => {
+                let off = arm::createdomain_arch_offset(v);
+                let back =
+                    d.u.0
+                        .get(off..off + size_of::<arm::ArchDomainConfig>())
+                        .and_then(|b| arm::ArchDomainConfig::read_from_bytes(b).ok())
+                        .unwrap_or(sent);
+                ArchConfig::Arm(back)
+            }
+            x86 => x86,
+        };
+        Ok((domid, resolved))
+    }
+
+    /// Refuses a createdomain request this Xen would refuse or misread; returns the
+    /// `xen_domctl.domain` value to send.
+    fn check_create_domain(&self, cfg: &CreateDomain) -> Result<u16, XenError> {
+        let op = Op::CreateDomain;
+        let v = self.version;
+        let requested = cfg.domid.map(DomId::get);
         if cfg.arch.arch() != self.hc.arch() {
             return Err(Self::invalid(
                 op,
@@ -790,109 +856,7 @@ impl<H: Hypercalls> Xen<H> {
         if let ArchConfig::Arm(a) = &cfg.arch {
             self.check_arm_arch_config(a, requested)?;
         }
-        let grant_opts = u32::from(cfg.max_grant_version);
-        let d = match (cfg.arch, v.createdomain_has_altp2m()) {
-            (ArchConfig::X86(arch), false) => self.domctl(
-                op,
-                cmd::CREATEDOMAIN,
-                domain,
-                &x86::CreateDomainV15 {
-                    ssidref: cfg.ssidref,
-                    handle: cfg.handle,
-                    flags: cfg.flags,
-                    iommu_opts: cfg.iommu_opts,
-                    max_vcpus: cfg.max_vcpus,
-                    max_evtchn_port: cfg.max_evtchn_port,
-                    max_grant_frames: cfg.max_grant_frames,
-                    max_maptrack_frames: cfg.max_maptrack_frames,
-                    grant_opts,
-                    vmtrace_size: cfg.vmtrace_size,
-                    cpupool_id: cfg.cpupool_id,
-                    arch,
-                },
-            )?,
-            (ArchConfig::X86(arch), true) => self.domctl(
-                op,
-                cmd::CREATEDOMAIN,
-                domain,
-                &x86::CreateDomainV17 {
-                    ssidref: cfg.ssidref,
-                    handle: cfg.handle,
-                    flags: cfg.flags,
-                    iommu_opts: cfg.iommu_opts,
-                    max_vcpus: cfg.max_vcpus,
-                    max_evtchn_port: cfg.max_evtchn_port,
-                    max_grant_frames: cfg.max_grant_frames,
-                    max_maptrack_frames: cfg.max_maptrack_frames,
-                    grant_opts,
-                    altp2m_opts: cfg.altp2m_opts,
-                    altp2m_nr: cfg.altp2m_nr,
-                    vmtrace_size: cfg.vmtrace_size,
-                    cpupool_id: cfg.cpupool_id,
-                    arch,
-                },
-            )?,
-            (ArchConfig::Arm(arch), false) => self.domctl(
-                op,
-                cmd::CREATEDOMAIN,
-                domain,
-                &arm::CreateDomainV15 {
-                    ssidref: cfg.ssidref,
-                    handle: cfg.handle,
-                    flags: cfg.flags,
-                    iommu_opts: cfg.iommu_opts,
-                    max_vcpus: cfg.max_vcpus,
-                    max_evtchn_port: cfg.max_evtchn_port,
-                    max_grant_frames: cfg.max_grant_frames,
-                    max_maptrack_frames: cfg.max_maptrack_frames,
-                    grant_opts,
-                    vmtrace_size: cfg.vmtrace_size,
-                    cpupool_id: cfg.cpupool_id,
-                    arch,
-                },
-            )?,
-            (ArchConfig::Arm(arch), true) => self.domctl(
-                op,
-                cmd::CREATEDOMAIN,
-                domain,
-                &arm::CreateDomainV17 {
-                    ssidref: cfg.ssidref,
-                    handle: cfg.handle,
-                    flags: cfg.flags,
-                    iommu_opts: cfg.iommu_opts,
-                    max_vcpus: cfg.max_vcpus,
-                    max_evtchn_port: cfg.max_evtchn_port,
-                    max_grant_frames: cfg.max_grant_frames,
-                    max_maptrack_frames: cfg.max_maptrack_frames,
-                    grant_opts,
-                    altp2m_opts: cfg.altp2m_opts,
-                    altp2m_nr: cfg.altp2m_nr,
-                    vmtrace_size: cfg.vmtrace_size,
-                    cpupool_id: cfg.cpupool_id,
-                    arch,
-                },
-            )?,
-        };
-        let domid = DomId::new(d.domain).ok_or_else(|| XenError::BadAnswer {
-            op,
-            domid: requested,
-            detail: format!("Xen returned reserved domain id {:#x}", d.domain),
-        })?;
-        // The arch member's offset in the union: after `cpupool_id`, 56 (0x15/0x16) or 60 (0x17+,
-        // which added altp2m), as in the layouts above.
-        let resolved = match cfg.arch {
-            ArchConfig::Arm(sent) => {
-                let off = if v.createdomain_has_altp2m() { 60 } else { 56 };
-                let back =
-                    d.u.0
-                        .get(off..off + size_of::<arm::ArchDomainConfig>())
-                        .and_then(|b| arm::ArchDomainConfig::read_from_bytes(b).ok())
-                        .unwrap_or(sent);
-                ArchConfig::Arm(back)
-            }
-            x86 => x86,
-        };
-        Ok((domid, resolved))
+        Ok(domain)
     }
 
     /// Fields of the ARM arch config that older Xen would silently ignore (they lie past its struct end,
@@ -1699,4 +1663,78 @@ fn xen_version<H: Hypercalls>(hc: &mut H) -> Result<(u16, u16), TransportError> 
         [abi::XENVER_VERSION, 0, 0, 0, 0],
     )?;
     Ok(((v >> 16) as u16, v as u16))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn le32(b: &[u8], at: usize) -> u32 {
+        u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
+    }
+
+    /// The createdomain bytes for every (arch, version), checked at offsets counted by hand from
+    /// `struct xen_domctl_createdomain` (`xen/include/public/domctl.h`, RELEASE-4.17.0: `vmtrace_size`
+    /// @48, `cpupool_id` @52, `arch` @56; RELEASE-4.19.0 inserts `altp2m` @48 and moves them by 4) and
+    /// `struct xen_arch_domainconfig` (`arch-x86/xen.h`, `arch-arm.h`) — the literal offsets this
+    /// encoder used before it was derived from the `repr(C)` layouts.
+    #[test]
+    fn createdomain_bytes_sit_at_the_header_offsets_for_every_version() {
+        let mut cfg = CreateDomain::pvh(3);
+        cfg.ssidref = 0x1111_1111;
+        cfg.handle = [0xab; 16];
+        cfg.iommu_opts = 0x2222_2222;
+        cfg.max_evtchn_port = 0x3333_3333;
+        cfg.max_grant_frames = 0x4444_4444;
+        cfg.max_maptrack_frames = 0x5555_5555;
+        cfg.max_grant_version = 2;
+        cfg.vmtrace_size = 0x6666_6666;
+        cfg.cpupool_id = 0x7777_7777;
+        let arm = CreateDomain {
+            arch: ArchConfig::Arm(arm::ArchDomainConfig {
+                gic_version: 2,
+                nr_spis: 0x99,
+                clock_frequency: 0x8888_8888,
+                ..Default::default()
+            }),
+            ..cfg
+        };
+        for v in InterfaceVersion::ALL {
+            let altp2m = v >= InterfaceVersion::V17;
+            let shift = if altp2m { 4 } else { 0 };
+            let mut c = cfg;
+            let mut a = arm;
+            if altp2m {
+                (c.altp2m_opts, c.altp2m_nr) = (0x0102, 0x0304);
+                (a.altp2m_opts, a.altp2m_nr) = (0x0102, 0x0304);
+            }
+            for (cfg, len) in [(c, 64 + shift), (a, 72 + shift)] {
+                let b = createdomain_payload(&cfg, v);
+                assert_eq!(b.len(), len, "{v} {:?}", cfg.arch.arch());
+                assert_eq!(le32(&b, 0), 0x1111_1111);
+                assert_eq!(&b[4..20], &[0xab; 16]);
+                assert_eq!(le32(&b, 20), abi::cdf::HVM | abi::cdf::HAP);
+                assert_eq!(le32(&b, 24), 0x2222_2222);
+                assert_eq!(le32(&b, 28), 3);
+                assert_eq!(le32(&b, 32), 0x3333_3333);
+                assert_eq!(le32(&b, 36), 0x4444_4444);
+                assert_eq!(le32(&b, 40), 0x5555_5555);
+                assert_eq!(le32(&b, 44), 2);
+                if altp2m {
+                    assert_eq!(le32(&b, 48), 0x0304_0102, "opts @48, nr @50");
+                }
+                assert_eq!(le32(&b, 48 + shift), 0x6666_6666);
+                assert_eq!(le32(&b, 52 + shift), 0x7777_7777);
+                let arch = 56 + shift;
+                match cfg.arch {
+                    ArchConfig::X86(_) => assert_eq!(le32(&b, arch), x86::emu::PVH),
+                    ArchConfig::Arm(_) => {
+                        assert_eq!(b[arch], 2, "gic_version");
+                        assert_eq!(le32(&b, arch + 4), 0x99, "nr_spis");
+                        assert_eq!(le32(&b, arch + 8), 0x8888_8888, "clock_frequency");
+                    }
+                }
+            }
+        }
+    }
 }

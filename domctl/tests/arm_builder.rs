@@ -768,7 +768,11 @@ fn native_gic_is_read_back_from_xen() {
 // ------------------------------------------------------------------------------------------------
 
 fn gzip(data: &[u8]) -> Vec<u8> {
-    let f = scratch("image.bin");
+    // One file per call: tests run in parallel threads of one process, and two of them gzip
+    // different images (a shared name let one test compress the other's bytes).
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let f = scratch(&format!("image-{n}.bin"));
     std::fs::write(&f, data).unwrap();
     let o = Command::new("gzip")
         .args(["-c", "-n"])

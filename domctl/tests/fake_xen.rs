@@ -768,3 +768,24 @@ fn arm_vcpu_context_and_bind_bytes() {
     assert_eq!(u64::read_from_bytes(&data[264..272]).unwrap(), 0x1c5);
     assert_eq!(u64::read_from_bytes(&data[320..328]).unwrap(), 0x00c5_0078);
 }
+
+#[test]
+fn a_guest_shutdown_is_reported_with_its_reason_until_destroyed() {
+    let (mut xen, fake) = open(XenArch::X86_64, InterfaceVersion::V16);
+    let d = xen.create_domain(&CreateDomain::pvh(1)).unwrap();
+    let info = xen.getdomaininfo(d).unwrap();
+    assert!(!info.is_shutdown());
+    assert_eq!(info.shutdown_reason(), None);
+    // SHUTDOWN_crash 3 (xen/include/public/sched.h).
+    assert!(fake.shutdown_domain(d.get(), 3));
+    let info = xen.getdomaininfo(d).unwrap();
+    // XEN_DOMINF_shutdown (1<<2), code in bits 16-23 (domctl.h XEN_DOMINF_shutdownshift 16).
+    assert_eq!(info.flags & (1 << 2), 1 << 2);
+    assert_eq!((info.flags >> 16) & 0xff, 3);
+    assert_eq!(info.shutdown_reason(), Some(3));
+    xen.destroy(d).unwrap();
+    assert!(
+        !fake.shutdown_domain(d.get(), 3),
+        "a destroyed domain cannot shut down"
+    );
+}

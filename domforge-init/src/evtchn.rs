@@ -5,12 +5,16 @@
 //! * `read()` yields the ports that fired as native `unsigned int`s; each stays masked until its number
 //!   is written back (`write()` unmasks), so a port cannot flood the reader.
 //! * Closing the file unbinds everything bound through it.
+//!
+//! [`EventChannel`] is the seam the supervisor uses; [`Evtchn`] implements it over the device, and
+//! the tests' `fake::FakeEvtchn` over domctl's `FakeXen`.
 
 use nix::errno::Errno;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::OpenOptionsExt;
+use std::time::Duration;
 
 pub const EVTCHN_PATH: &str = "/dev/xen/evtchn";
 
@@ -70,6 +74,25 @@ pub enum EvtchnError {
     Ioctl { what: String, errno: Errno },
     #[error("reading pending ports: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// The control domain's event channels, as the supervisor needs them.
+pub trait EventChannel {
+    /// Binds a virtual IRQ; returns the local port.
+    fn bind_virq(&mut self, virq: u32) -> Result<u32, EvtchnError>;
+    /// Binds to `remote_port` of `remote_domain` (an unbound port it allocated for us); returns the
+    /// local port.
+    fn bind_interdomain(
+        &mut self,
+        remote_domain: u16,
+        remote_port: u32,
+    ) -> Result<u32, EvtchnError>;
+    fn unbind(&mut self, port: u32) -> Result<(), EvtchnError>;
+    /// Signals the remote end of `port`.
+    fn notify(&mut self, port: u32) -> Result<(), EvtchnError>;
+    /// Waits up to `timeout` for an event; returns the local ports that fired (possibly none),
+    /// already unmasked again.
+    fn wait(&mut self, timeout: Duration) -> Result<Vec<u32>, EvtchnError>;
 }
 
 /// An open `/dev/xen/evtchn`.
@@ -167,5 +190,198 @@ impl Evtchn {
             self.file.write_all(&unmask)?;
         }
         Ok(ports)
+    }
+}
+
+impl EventChannel for Evtchn {
+    fn bind_virq(&mut self, virq: u32) -> Result<u32, EvtchnError> {
+        Evtchn::bind_virq(self, virq)
+    }
+
+    fn bind_interdomain(
+        &mut self,
+        remote_domain: u16,
+        remote_port: u32,
+    ) -> Result<u32, EvtchnError> {
+        Evtchn::bind_interdomain(self, remote_domain, remote_port)
+    }
+
+    fn unbind(&mut self, port: u32) -> Result<(), EvtchnError> {
+        Evtchn::unbind(self, port)
+    }
+
+    fn notify(&mut self, port: u32) -> Result<(), EvtchnError> {
+        Evtchn::notify(self, port)
+    }
+
+    /// `poll(2)` on the device (one `read()` would block; the fd is non-blocking), then the ports.
+    /// A failed or interrupted poll only shortens the wait: the caller looks at rings and domain
+    /// states on every return anyway.
+    fn wait(&mut self, timeout: Duration) -> Result<Vec<u32>, EvtchnError> {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(self.fd(), PollFlags::POLLIN)];
+        let _ = poll(&mut fds, PollTimeout::from(ms));
+        self.pending()
+    }
+}
+
+/// An event channel device for tests, coherent with domctl's `FakeXen`: an interdomain bind
+/// succeeds only for a port the remote domain allocated unbound for domain 0 (as
+/// `evtchn_bind_interdomain()` in `xen/common/event_channel.c` refuses anything else with
+/// `-EINVAL`), and only once.
+#[cfg(test)]
+pub mod fake {
+    use super::{EventChannel, EvtchnError};
+    use domctl::fake::FakeXen;
+    use nix::errno::Errno;
+    use std::cell::RefCell;
+    use std::collections::BTreeMap;
+    use std::rc::Rc;
+    use std::time::Duration;
+
+    /// What a local port is bound to.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Binding {
+        Virq(u32),
+        Interdomain { domid: u16, port: u32 },
+    }
+
+    #[derive(Default)]
+    struct State {
+        next_port: u32,
+        bound: BTreeMap<u32, Binding>,
+        fired: Vec<u32>,
+        notified: Vec<u32>,
+        refuse_virq: bool,
+    }
+
+    /// Cloning shares the state, so a test keeps a handle while the supervisor owns one.
+    #[derive(Clone)]
+    pub struct FakeEvtchn {
+        xen: FakeXen,
+        state: Rc<RefCell<State>>,
+    }
+
+    impl FakeEvtchn {
+        pub fn new(xen: FakeXen) -> Self {
+            Self {
+                xen,
+                state: Rc::new(RefCell::new(State {
+                    next_port: 1,
+                    ..Default::default()
+                })),
+            }
+        }
+
+        /// Makes `bind_virq` fail (an unprivileged or old kernel).
+        pub fn refuse_virq(&self) {
+            self.state.borrow_mut().refuse_virq = true;
+        }
+
+        /// The remote end signals: queues the local port bound to (`domid`, `port`). Returns it.
+        pub fn fire_remote(&self, domid: u16, port: u32) -> Option<u32> {
+            let local = self.local_port(Binding::Interdomain { domid, port })?;
+            self.state.borrow_mut().fired.push(local);
+            Some(local)
+        }
+
+        /// Xen raises a virtual IRQ: queues its local port if bound.
+        pub fn fire_virq(&self, virq: u32) -> Option<u32> {
+            let local = self.local_port(Binding::Virq(virq))?;
+            self.state.borrow_mut().fired.push(local);
+            Some(local)
+        }
+
+        pub fn local_port(&self, binding: Binding) -> Option<u32> {
+            let st = self.state.borrow();
+            st.bound
+                .iter()
+                .find(|(_, b)| **b == binding)
+                .map(|(p, _)| *p)
+        }
+
+        pub fn bindings(&self) -> BTreeMap<u32, Binding> {
+            self.state.borrow().bound.clone()
+        }
+
+        /// Every `notify` so far, in order (local ports).
+        pub fn notified(&self) -> Vec<u32> {
+            self.state.borrow().notified.clone()
+        }
+
+        fn refuse(what: String, errno: Errno) -> EvtchnError {
+            EvtchnError::Ioctl { what, errno }
+        }
+
+        fn bind(&self, b: Binding) -> u32 {
+            let mut st = self.state.borrow_mut();
+            let port = st.next_port;
+            st.next_port += 1;
+            st.bound.insert(port, b);
+            port
+        }
+    }
+
+    impl EventChannel for FakeEvtchn {
+        fn bind_virq(&mut self, virq: u32) -> Result<u32, EvtchnError> {
+            if self.state.borrow().refuse_virq {
+                return Err(Self::refuse(
+                    format!("IOCTL_EVTCHN_BIND_VIRQ {virq}"),
+                    Errno::EPERM,
+                ));
+            }
+            Ok(self.bind(Binding::Virq(virq)))
+        }
+
+        fn bind_interdomain(
+            &mut self,
+            remote_domain: u16,
+            remote_port: u32,
+        ) -> Result<u32, EvtchnError> {
+            let b = Binding::Interdomain {
+                domid: remote_domain,
+                port: remote_port,
+            };
+            let allocated_for_us = self
+                .xen
+                .domain(remote_domain)
+                .is_some_and(|d| d.evtchns.get(&remote_port) == Some(&0));
+            if !allocated_for_us || self.local_port(b).is_some() {
+                return Err(Self::refuse(
+                    format!(
+                        "IOCTL_EVTCHN_BIND_INTERDOMAIN to domain {remote_domain} port {remote_port}"
+                    ),
+                    Errno::EINVAL,
+                ));
+            }
+            Ok(self.bind(b))
+        }
+
+        fn unbind(&mut self, port: u32) -> Result<(), EvtchnError> {
+            let mut st = self.state.borrow_mut();
+            st.fired.retain(|p| *p != port);
+            st.bound
+                .remove(&port)
+                .map(drop)
+                .ok_or_else(|| Self::refuse(format!("IOCTL_EVTCHN_UNBIND {port}"), Errno::ENOTCONN))
+        }
+
+        fn notify(&mut self, port: u32) -> Result<(), EvtchnError> {
+            let mut st = self.state.borrow_mut();
+            if !st.bound.contains_key(&port) {
+                return Err(Self::refuse(
+                    format!("IOCTL_EVTCHN_NOTIFY {port}"),
+                    Errno::ENOTCONN,
+                ));
+            }
+            st.notified.push(port);
+            Ok(())
+        }
+
+        /// Never sleeps: returns what was fired since the last call.
+        fn wait(&mut self, _timeout: Duration) -> Result<Vec<u32>, EvtchnError> {
+            Ok(std::mem::take(&mut self.state.borrow_mut().fired))
+        }
     }
 }

@@ -13,10 +13,21 @@
 //! 4. is their console backend: it maps each console ring ([`ring`]), binds its event channel
 //!    ([`evtchn`]) and writes every line to its own console as `[name] line` ([`lines`]);
 //! 5. supervises them (`VIRQ_DOM_EXC` + `getdomaininfo`) and applies `on_crash` ([`policy`]): restart
-//!    rebuilds the domain from the same manifest entry ([`supervisor`]).
+//!    rebuilds the domain from the same manifest entry ([`supervisor`]), generic over the hypercall
+//!    transport, the event channel device ([`evtchn::EventChannel`]) and the [`host::Host`] so that
+//!    all of this is unit-tested against domctl's `FakeXen`.
+//!
+//! ## Building the shipped binary
+//! `cargo build -p domforge-init --profile init --target x86_64-unknown-linux-musl` (or
+//! `aarch64-unknown-linux-musl`): the `init` profile of the workspace's `Cargo.toml` (fat LTO, one
+//! codegen unit, panic=abort; its comment has the measurements). The kernel decompressors are cargo
+//! features (`gzip`, `xz`, `lz4`, `zstd`, `bzip2`), all on by default; a build with
+//! `--no-default-features` boots only uncompressed kernels (ELF for PVH, `Image` for arm64) and
+//! refuses a compressed one with the missing feature's name.
 
 pub mod compat;
 pub mod evtchn;
+pub mod host;
 pub mod lines;
 pub mod log;
 pub mod policy;

@@ -13,8 +13,15 @@ pub fn line(args: Arguments<'_>) {
     let _ = writeln!(err, "domforge-init: {args}");
 }
 
-/// A machine-readable event line.
+/// A machine-readable event line, on stderr.
 pub fn event(kind: &str, fields: &[(&str, String)]) {
+    let text = event_line(kind, fields);
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{text}");
+}
+
+/// The text of an event line: `DOMFORGE-INIT event=<kind> key=value …`, whitespace in values as `_`.
+pub fn event_line(kind: &str, fields: &[(&str, String)]) -> String {
     let mut text = format!("DOMFORGE-INIT event={kind}");
     for (k, v) in fields {
         text.push(' ');
@@ -22,8 +29,7 @@ pub fn event(kind: &str, fields: &[(&str, String)]) {
         text.push('=');
         text.extend(v.chars().map(|c| if c.is_whitespace() { '_' } else { c }));
     }
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "{text}");
+    text
 }
 
 #[macro_export]

@@ -8,7 +8,8 @@
 //! events and exits (0 if all started) leaving them running, without relaying or supervising;
 //! `--destroy DOMID` destroys one domain (`XEN_DOMCTL_destroydomain`) and exits.
 
-use domforge_init::supervisor::{Supervisor, missing_files};
+use domforge_init::host::StdHost;
+use domforge_init::supervisor::{Supervisor, missing_files, ours};
 use domforge_init::{BOOT_BLOB, compat, evtchn, info, log, setup};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -112,8 +113,8 @@ fn run(pid1: bool, t0: Instant) -> Result<std::convert::Infallible, String> {
     info!("{}", target.message);
     log::event("xen", &target.fields);
     let ev = evtchn::Evtchn::open().map_err(|e| e.to_string())?;
-    let ours = Supervisor::ours(&config).len();
-    let mut sup = Supervisor::new(xen, ev, config, args.root);
+    let ours = ours(&config).len();
+    let mut sup = Supervisor::new(xen, ev, StdHost, config, args.root);
     let started = sup.start_all();
     log::event(
         "ready",

@@ -72,6 +72,15 @@ impl RestartBudget {
         }
     }
 
+    /// "5 times within 60 s", for messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} times within {} s",
+            self.limit,
+            self.window.as_secs_f64()
+        )
+    }
+
     /// Records a restart at `now` if the budget allows it.
     pub fn try_take(&mut self, now: Instant) -> bool {
         self.recent

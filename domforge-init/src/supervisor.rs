@@ -3,30 +3,32 @@
 //! `BuiltDomain`, so everything after the build — console ring, event channel, supervision,
 //! restart — is one code path for both architectures.
 //!
-//! One thread, one `poll(2)` on `/dev/xen/evtchn`: a guest's console event or `VIRQ_DOM_EXC` wakes it;
-//! a timeout makes it look anyway (rings every wake-up, domain states every second), so a missed event
-//! costs latency, never output or a restart.
+//! One thread, one wait on the event channel device: a guest's console event or `VIRQ_DOM_EXC` wakes
+//! it; a timeout makes it look anyway (rings every wake-up, domain states every second), so a missed
+//! event costs latency, never output or a restart.
+//!
+//! [`Supervisor`] is generic over its three seams — the hypercall transport ([`Hypercalls`]), the
+//! event channels ([`EventChannel`]) and the [`Host`] (console, log, reboot) — so that restart
+//! budgets, relay and the console demultiplexing are unit-tested against domctl's `FakeXen` (see the
+//! tests at the end of this file); on the target they are `Privcmd`, `Evtchn` and `StdHost`.
 
-use crate::evtchn::{Evtchn, VIRQ_DOM_EXC};
+use crate::evtchn::{EventChannel, VIRQ_DOM_EXC};
+use crate::host::Host;
 use crate::lines::LineRelay;
 use crate::policy::{self, Action, RestartBudget};
 use crate::ring::{ConsolePage, drain_out};
-use crate::{info, log};
-use domctl::builder::{ArmBuilder, ArmKernel, PvhBuilder, PvhKernel, arm, pvh};
-use domctl::privcmd::{Privcmd, PrivcmdMapping};
-use domctl::{DomId, Errno, Xen, XenError};
+use domctl::builder::{ArmBuilder, ArmKernel, BuiltDomain, PvhBuilder, PvhKernel, arm, pvh};
+use domctl::{DomId, Errno, Hypercalls, Xen, XenError};
 use firmware_config::blob::{BootBuilder, BootConfig, BootDomain, BootKind, BootOnCrash};
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 /// How often domain states are checked without a `VIRQ_DOM_EXC`.
 const STATE_CHECK: Duration = Duration::from_secs(1);
-/// Longest sleep in `poll` (a guest whose ring is full spins with `SCHEDOP_yield` until it is read).
-const POLL_MS: u16 = 100;
+/// Longest wait for an event (a guest whose ring is full spins with `SCHEDOP_yield` until it is read).
+const POLL: Duration = Duration::from_millis(100);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -61,25 +63,35 @@ enum Kernel {
     Arm(ArmKernel),
 }
 
-struct Guest {
+/// What one domain is built from.
+struct Inputs {
+    kernel: Rc<Kernel>,
+    ramdisk: Option<Rc<Vec<u8>>>,
+    passthrough: Option<Rc<Vec<u8>>>,
+}
+
+struct Guest<M: domctl::ForeignMapping> {
     index: usize,
     name: String,
     domid: DomId,
     local_port: u32,
-    console: ConsolePage<PrivcmdMapping>,
+    console: ConsolePage<M>,
     relay: LineRelay,
 }
 
-/// The running toolstack.
-pub struct Supervisor {
-    xen: Xen<Privcmd>,
-    evtchn: Evtchn,
+/// The running toolstack: over a hypercall transport `H`, an event channel device `E` and a host `O`.
+pub struct Supervisor<H: Hypercalls, E: EventChannel, O: Host> {
+    xen: Xen<H>,
+    evtchn: E,
+    host: O,
     virq_port: Option<u32>,
     config: BootConfig,
     root: PathBuf,
     kernels: HashMap<String, Rc<Kernel>>,
     ramdisks: HashMap<String, Rc<Vec<u8>>>,
-    guests: Vec<Guest>,
+    guests: Vec<Guest<H::Mapping>>,
+    /// The budget every domain starts with.
+    budget: RestartBudget,
     budgets: HashMap<usize, RestartBudget>,
 }
 
@@ -87,27 +99,59 @@ fn now_ms(since: Instant) -> String {
     since.elapsed().as_millis().to_string()
 }
 
-impl Supervisor {
+impl<H: Hypercalls, E: EventChannel, O: Host> Supervisor<H, E, O> {
     /// `root` prefixes the paths in the blob (`/` when running as `/init`).
-    pub fn new(xen: Xen<Privcmd>, evtchn: Evtchn, config: BootConfig, root: PathBuf) -> Self {
+    pub fn new(xen: Xen<H>, mut evtchn: E, mut host: O, config: BootConfig, root: PathBuf) -> Self {
         let virq_port = match evtchn.bind_virq(VIRQ_DOM_EXC) {
             Ok(p) => Some(p),
             Err(e) => {
-                info!("cannot bind VIRQ_DOM_EXC ({e}); checking domains by polling only");
+                host.info(&format!(
+                    "cannot bind VIRQ_DOM_EXC ({e}); checking domains by polling only"
+                ));
                 None
             }
         };
         Self {
             xen,
             evtchn,
+            host,
             virq_port,
             config,
             root,
             kernels: HashMap::new(),
             ramdisks: HashMap::new(),
             guests: Vec::new(),
+            budget: RestartBudget::default(),
             budgets: HashMap::new(),
         }
+    }
+
+    /// Replaces the restart budget every domain gets (default: 5 restarts a minute).
+    pub fn with_restart_budget(mut self, budget: RestartBudget) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// The host (what was relayed and logged, in tests).
+    pub fn host(&self) -> &O {
+        &self.host
+    }
+
+    /// The typed Xen API (its transport, in tests).
+    pub fn xen(&self) -> &Xen<H> {
+        &self.xen
+    }
+
+    /// The guests being relayed and supervised, as (name, domain id), in start order.
+    pub fn running(&self) -> Vec<(String, DomId)> {
+        self.guests
+            .iter()
+            .map(|g| (g.name.clone(), g.domid))
+            .collect()
+    }
+
+    fn info(&mut self, message: String) {
+        self.host.info(&message);
     }
 
     fn path(&self, p: &str) -> PathBuf {
@@ -141,7 +185,7 @@ impl Supervisor {
             }
         };
         let k = Rc::new(k);
-        log::event(
+        self.host.event(
             "kernel",
             &[
                 ("path", path.to_string()),
@@ -166,29 +210,16 @@ impl Supervisor {
         Ok(bytes)
     }
 
-    /// The domains domforge-init builds (builder = init, PVH or arm64), in boot order.
-    pub fn ours(config: &BootConfig) -> Vec<usize> {
-        config
-            .domains
-            .iter()
-            .enumerate()
-            .filter(|(_, d)| d.builder == BootBuilder::Init)
-            .map(|(i, _)| i)
-            .collect()
-    }
-
     /// Builds every domain in boot order; a failure is reported and the next domain still starts.
     pub fn start_all(&mut self) -> usize {
         let mut started = 0;
-        for index in Self::ours(&self.config) {
+        for index in ours(&self.config) {
             match self.start(index) {
                 Ok(()) => started += 1,
                 Err(e) => {
-                    info!("{e}");
-                    log::event(
-                        "build-failed",
-                        &[("name", self.domain(index).name.to_string())],
-                    );
+                    self.info(e.to_string());
+                    let name = self.domain(index).name.to_string();
+                    self.host.event("build-failed", &[("name", name)]);
                 }
             }
         }
@@ -211,65 +242,14 @@ impl Supervisor {
             return Err(StartError::NotOurs(d.name.to_string()));
         }
         let t0 = Instant::now();
-        let kernel = self.kernel(&d.kernel, d.kind)?;
-        let ramdisk = match &d.ramdisk {
-            Some(p) => Some(self.ramdisk(p)?),
-            None => None,
-        };
-        let passthrough = match &d.passthrough_dtb {
-            Some(p) => Some(self.ramdisk(p)?),
-            None => None,
-        };
-        let ramdisk = ramdisk.as_deref().map(Vec::as_slice);
+        let inputs = self.inputs(&d)?;
         let t_build = Instant::now();
-        let built = match &*kernel {
-            Kernel::Pvh(k) => {
-                let cfg = pvh::config_from_boot(&d, ramdisk, DomId::DOM0);
-                PvhBuilder::new(&mut self.xen).build_paused(k, &cfg)
-            }
-            Kernel::Arm(k) => {
-                let mut cfg = arm::config_from_boot(
-                    &self.config,
-                    &d,
-                    ramdisk,
-                    passthrough.as_deref().map(Vec::as_slice),
-                    DomId::DOM0,
-                )?;
-                // libxl gives every ARM guest 128 fresh random bytes as `/chosen/rng-seed`
-                // (`make_chosen_node()` in libxl_arm.c), which Linux mixes into its early entropy
-                // pool; a guest without it waits for entropy. A new seed per (re)build.
-                let seed = rng_seed();
-                cfg.rng_seed = seed.as_ref().map(|s| s.as_slice());
-                ArmBuilder::new(&mut self.xen).build_paused(k, &cfg)
-            }
-        }
-        .map_err(Box::new)?;
+        let built = self.build(&d, &inputs)?;
         let build_ms = now_ms(t_build);
         let domid = built.domid;
-        let attach = |this: &mut Self| -> Result<Guest, (&'static str, String)> {
-            let mapping = this
-                .xen
-                .map_foreign(domid, &[built.console.pfn])
-                .map_err(|e| ("mapping the console ring", e.to_string()))?;
-            let local_port = this
-                .evtchn
-                .bind_interdomain(domid.get(), built.console.port)
-                .map_err(|e| ("binding the console event channel", e.to_string()))?;
-            this.xen
-                .unpause(domid)
-                .map_err(|e| ("unpausing", e.to_string()))?;
-            Ok(Guest {
-                index,
-                name: d.name.to_string(),
-                domid,
-                local_port,
-                console: ConsolePage::new(mapping, built.console.pfn),
-                relay: LineRelay::new(&d.name),
-            })
-        };
-        match attach(self) {
+        match self.attach(index, &d, &built) {
             Ok(g) => {
-                log::event(
+                self.host.event(
                     "started",
                     &[
                         ("name", g.name.clone()),
@@ -296,35 +276,101 @@ impl Supervisor {
         }
     }
 
-    /// Copies every guest's pending console output to stdout as `[name] line`.
+    /// The kernel and modules of `d`, read (and the kernel decompressed) once per path.
+    fn inputs(&mut self, d: &BootDomain) -> Result<Inputs, StartError> {
+        Ok(Inputs {
+            kernel: self.kernel(&d.kernel, d.kind)?,
+            ramdisk: match &d.ramdisk {
+                Some(p) => Some(self.ramdisk(p)?),
+                None => None,
+            },
+            passthrough: match &d.passthrough_dtb {
+                Some(p) => Some(self.ramdisk(p)?),
+                None => None,
+            },
+        })
+    }
+
+    /// Builds `d` from its inputs, paused.
+    fn build(&mut self, d: &BootDomain, inputs: &Inputs) -> Result<BuiltDomain, StartError> {
+        let ramdisk = inputs.ramdisk.as_deref().map(Vec::as_slice);
+        let passthrough = inputs.passthrough.as_deref().map(Vec::as_slice);
+        let built = match &*inputs.kernel {
+            Kernel::Pvh(k) => {
+                let cfg = pvh::config_from_boot(d, ramdisk, DomId::DOM0);
+                PvhBuilder::new(&mut self.xen).build_paused(k, &cfg)
+            }
+            Kernel::Arm(k) => {
+                let mut cfg =
+                    arm::config_from_boot(&self.config, d, ramdisk, passthrough, DomId::DOM0)?;
+                // libxl gives every ARM guest 128 fresh random bytes as `/chosen/rng-seed`
+                // (`make_chosen_node()` in libxl_arm.c), which Linux mixes into its early entropy
+                // pool; a guest without it waits for entropy. A new seed per (re)build.
+                let seed = rng_seed();
+                cfg.rng_seed = seed.as_ref().map(|s| s.as_slice());
+                ArmBuilder::new(&mut self.xen).build_paused(k, &cfg)
+            }
+        };
+        Ok(built.map_err(Box::new)?)
+    }
+
+    /// Maps the console ring, binds its event channel and unpauses the built domain. On failure
+    /// whatever was bound is unbound again (the caller destroys the domain).
+    fn attach(
+        &mut self,
+        index: usize,
+        d: &BootDomain,
+        built: &BuiltDomain,
+    ) -> Result<Guest<H::Mapping>, (&'static str, String)> {
+        let domid = built.domid;
+        let mapping = self
+            .xen
+            .map_foreign(domid, &[built.console.pfn])
+            .map_err(|e| ("mapping the console ring", e.to_string()))?;
+        let local_port = self
+            .evtchn
+            .bind_interdomain(domid.get(), built.console.port)
+            .map_err(|e| ("binding the console event channel", e.to_string()))?;
+        if let Err(e) = self.xen.unpause(domid) {
+            let _ = self.evtchn.unbind(local_port);
+            return Err(("unpausing", e.to_string()));
+        }
+        Ok(Guest {
+            index,
+            name: d.name.to_string(),
+            domid,
+            local_port,
+            console: ConsolePage::new(mapping, built.console.pfn),
+            relay: LineRelay::new(&d.name),
+        })
+    }
+
+    /// Copies every guest's pending console output to the host as `[name] line`.
     fn relay_consoles(&mut self) {
-        let mut out = std::io::stdout().lock();
         for g in &mut self.guests {
             match drain_out(&mut g.console) {
                 Ok(d) => {
                     if d.resynced {
-                        let _ = writeln!(
-                            out,
+                        self.host.console_line(&format!(
                             "[{}] <domforge-init: console ring index corrupt; output lost>",
                             g.name
-                        );
+                        ));
                     }
                     if !d.bytes.is_empty() {
                         for line in g.relay.push(&d.bytes) {
-                            let _ = writeln!(out, "{line}");
+                            self.host.console_line(&line);
                         }
                         // Space was freed: tell the guest (hvc_xen waits for it when the ring is full).
                         let _ = self.evtchn.notify(g.local_port);
                     }
                 }
-                Err(e) => info!("console of '{}': {e}", g.name),
+                Err(e) => self.host.info(&format!("console of '{}': {e}", g.name)),
             }
         }
-        let _ = out.flush();
     }
 
-    /// Looks at every guest's state and applies the policy to those that stopped.
-    fn check_domains(&mut self) {
+    /// The guests that stopped, as (index into `guests`, `SHUTDOWN_*` code or `None` if it vanished).
+    fn stopped_guests(&mut self) -> Vec<(usize, Option<u32>)> {
         let mut stopped = Vec::new();
         for (i, g) in self.guests.iter().enumerate() {
             match self.xen.getdomaininfo(g.domid) {
@@ -335,85 +381,115 @@ impl Supervisor {
                     errno: Errno::ESRCH,
                     ..
                 }) => stopped.push((i, None)),
-                Err(e) => info!("getdomaininfo for '{}': {e}", g.name),
+                Err(e) => self
+                    .host
+                    .info(&format!("getdomaininfo for '{}': {e}", g.name)),
             }
         }
+        stopped
+    }
+
+    /// Looks at every guest's state and applies the policy to those that stopped; `now` is when,
+    /// for the restart budgets.
+    pub fn check_domains(&mut self, now: Instant) {
         // Highest index first so removal keeps the other indices valid.
-        for (i, code) in stopped.into_iter().rev() {
-            let mut g = self.guests.remove(i);
-            if let Ok(d) = drain_out(&mut g.console) {
-                let mut out = std::io::stdout().lock();
-                for line in g.relay.push(&d.bytes) {
-                    let _ = writeln!(out, "{line}");
-                }
-                if let Some(rest) = g.relay.flush() {
-                    let _ = writeln!(out, "{rest}");
-                }
-            }
-            let on_crash = self.domain(g.index).on_crash;
-            let action = policy::action(code, on_crash);
-            let reason = code.map_or("vanished", policy::reason_name);
-            log::event(
-                "shutdown",
-                &[
-                    ("name", g.name.clone()),
-                    ("domid", g.domid.to_string()),
-                    ("reason", reason.to_string()),
-                    ("action", format!("{action:?}").to_lowercase()),
-                ],
-            );
-            if action == Action::Keep {
-                info!("'{}' suspended; kept (nothing here resumes it)", g.name);
-                continue;
-            }
-            let _ = self.evtchn.unbind(g.local_port);
-            if let Err(e) = self.xen.destroy(g.domid) {
-                info!("destroying '{}' (domain {}): {e}", g.name, g.domid);
-            }
-            drop(g.console);
-            match action {
-                Action::Restart => {
-                    let budget = self.budgets.entry(g.index).or_default();
-                    if !budget.try_take(Instant::now()) {
-                        info!(
-                            "'{}' restarted too often (5 times within a minute); leaving it stopped",
-                            g.name
-                        );
-                        log::event("gave-up", &[("name", g.name.clone())]);
-                        continue;
-                    }
-                    match self.start(g.index) {
-                        Ok(()) => log::event("restarted", &[("name", g.name.clone())]),
-                        Err(e) => info!("restarting '{}': {e}", g.name),
-                    }
-                }
-                Action::RebootPlatform => {
-                    info!(
-                        "'{}' crashed and on_crash = reboot-platform: rebooting",
-                        g.name
-                    );
-                    let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT);
-                }
-                Action::Destroy | Action::Keep => {}
+        for (i, code) in self.stopped_guests().into_iter().rev() {
+            let g = self.guests.remove(i);
+            self.stopped(g, code, now);
+        }
+    }
+
+    /// Relays what a stopped guest left in its ring (the unterminated tail too), logs the shutdown
+    /// and applies its policy.
+    fn stopped(&mut self, mut g: Guest<H::Mapping>, code: Option<u32>, now: Instant) {
+        if let Ok(d) = drain_out(&mut g.console) {
+            for line in g.relay.push(&d.bytes) {
+                self.host.console_line(&line);
             }
         }
+        if let Some(rest) = g.relay.flush() {
+            self.host.console_line(&rest);
+        }
+        let on_crash = self.domain(g.index).on_crash;
+        let action = policy::action(code, on_crash);
+        let reason = code.map_or("vanished", policy::reason_name);
+        self.host.event(
+            "shutdown",
+            &[
+                ("name", g.name.clone()),
+                ("domid", g.domid.to_string()),
+                ("reason", reason.to_string()),
+                ("action", format!("{action:?}").to_lowercase()),
+            ],
+        );
+        if action == Action::Keep {
+            self.info(format!(
+                "'{}' suspended; kept (nothing here resumes it)",
+                g.name
+            ));
+            return;
+        }
+        let _ = self.evtchn.unbind(g.local_port);
+        if let Err(e) = self.xen.destroy(g.domid) {
+            self.info(format!("destroying '{}' (domain {}): {e}", g.name, g.domid));
+        }
+        drop(g.console);
+        match action {
+            Action::Restart => self.restart(g.index, &g.name, now),
+            Action::RebootPlatform => {
+                self.info(format!(
+                    "'{}' crashed and on_crash = reboot-platform: rebooting",
+                    g.name
+                ));
+                self.host.reboot();
+            }
+            Action::Destroy | Action::Keep => {}
+        }
+    }
+
+    /// Rebuilds domain `index` if its restart budget allows.
+    fn restart(&mut self, index: usize, name: &str, now: Instant) {
+        let budget = self
+            .budgets
+            .entry(index)
+            .or_insert_with(|| self.budget.clone());
+        if !budget.try_take(now) {
+            let limit = budget.describe();
+            self.info(format!(
+                "'{name}' restarted too often ({limit}); leaving it stopped"
+            ));
+            self.host.event("gave-up", &[("name", name.to_string())]);
+            return;
+        }
+        match self.start(index) {
+            Ok(()) => self.host.event("restarted", &[("name", name.to_string())]),
+            Err(e) => self.info(format!("restarting '{name}': {e}")),
+        }
+    }
+
+    /// One turn of the loop: waits up to `timeout` for events, relays every console, and checks
+    /// the domains' states if `VIRQ_DOM_EXC` fired or `check_due`. Returns whether it checked.
+    pub fn turn(&mut self, timeout: Duration, now: Instant, check_due: bool) -> bool {
+        let ports = self.evtchn.wait(timeout).unwrap_or_else(|e| {
+            self.host.info(&e.to_string());
+            Vec::new()
+        });
+        self.relay_consoles();
+        let exc = self.virq_port.is_some_and(|v| ports.contains(&v));
+        if exc || check_due {
+            self.check_domains(now);
+        }
+        exc || check_due
     }
 
     /// Relays and supervises forever.
     pub fn run(&mut self) -> ! {
         let mut last_check = Instant::now();
         loop {
-            let mut fds = [PollFd::new(self.evtchn.fd(), PollFlags::POLLIN)];
-            let _ = poll(&mut fds, PollTimeout::from(POLL_MS));
-            let ports = self.evtchn.pending().unwrap_or_else(|e| {
-                info!("{e}");
-                Vec::new()
-            });
-            self.relay_consoles();
-            let exc = self.virq_port.is_some_and(|v| ports.contains(&v));
-            if exc || last_check.elapsed() >= STATE_CHECK {
-                self.check_domains();
-                last_check = Instant::now();
+            let now = Instant::now();
+            let due = now.duration_since(last_check) >= STATE_CHECK;
+            if self.turn(POLL, now, due) {
+                last_check = now;
             }
         }
     }
@@ -426,22 +502,33 @@ impl Supervisor {
             .find(|d| d.name.as_str() == name)
             .map(|d| d.on_crash)
     }
+}
 
-    /// Paths of the kernels and ramdisks the blob refers to, for a pre-flight check.
-    pub fn files(config: &BootConfig) -> Vec<String> {
-        let mut v = Vec::new();
-        for i in Self::ours(config) {
-            let d = &config.domains[i];
-            v.push(d.kernel.to_string());
-            if let Some(r) = &d.ramdisk {
-                v.push(r.to_string());
-            }
-            if let Some(p) = &d.passthrough_dtb {
-                v.push(p.to_string());
-            }
+/// The domains domforge-init builds (builder = init, PVH or arm64), in boot order.
+pub fn ours(config: &BootConfig) -> Vec<usize> {
+    config
+        .domains
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.builder == BootBuilder::Init)
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// Paths of the kernels and ramdisks the blob refers to, for a pre-flight check.
+pub fn files(config: &BootConfig) -> Vec<String> {
+    let mut v = Vec::new();
+    for i in ours(config) {
+        let d = &config.domains[i];
+        v.push(d.kernel.to_string());
+        if let Some(r) = &d.ramdisk {
+            v.push(r.to_string());
         }
-        v
+        if let Some(p) = &d.passthrough_dtb {
+            v.push(p.to_string());
+        }
     }
+    v
 }
 
 /// 128 bytes from the kernel's random pool (`getrandom(2)` through `/dev/urandom`), or none if it
@@ -457,8 +544,11 @@ fn rng_seed() -> Option<[u8; 128]> {
 
 /// Checks that every file the blob names exists under `root`.
 pub fn missing_files(config: &BootConfig, root: &Path) -> Vec<String> {
-    Supervisor::files(config)
+    files(config)
         .into_iter()
         .filter(|p| !root.join(p.trim_start_matches('/')).exists())
         .collect()
 }
+
+#[cfg(test)]
+mod tests;

@@ -14,6 +14,12 @@
 //! bzip2 needs the `std` feature: the only pure-Rust decoder on crates.io, `bzip2-rs`, is
 //! written against `std::io` (and `libbz2-rs-sys` is a C-ABI port needing `unsafe` calls).
 //! LZO has no maintained pure-Rust decoder and is reported as unsupported.
+//!
+//! Each decoder is a cargo feature (`gzip`, `xz` — which also decodes `.lzma` —, `lz4`, `zstd`,
+//! `bzip2`), all on by default. A program that only ever receives kernels prepared on the host
+//! (decompressed ELF or arm64 `Image`) can leave them out to be smaller; a payload whose decoder
+//! is left out is refused with [`ImageError::UnsupportedCompression`] naming the feature, never
+//! misread ([`has_decoder`] tells in advance).
 
 use alloc::format;
 use alloc::vec::Vec;
@@ -24,11 +30,13 @@ use crate::kernel::{Compression, ImageError};
 /// real vmlinux files are well below 256 MiB.
 pub const DEFAULT_LIMIT: usize = 512 << 20;
 
+#[cfg(feature = "xz")]
 /// Memory the xz/lzma dictionaries may take, in KiB. Linux uses a 32 MiB (xz) or up to
 /// 64 MiB (`lzma -9`) dictionary.
 const LZMA_MEM_LIMIT_KB: u32 = 256 * 1024;
 
 /// Growth step of the output buffer.
+#[cfg(feature = "xz")]
 const CHUNK: usize = 1 << 20;
 
 /// Identify a compressed payload by its magic, as `Documentation/arch/x86/boot.rst`
@@ -51,6 +59,51 @@ pub fn detect(payload: &[u8]) -> Option<Compression> {
         Some(Compression::Zstd)
     } else {
         None
+    }
+}
+
+/// Whether this build carries the decoder for `compression` (see the module docs on features).
+pub const fn has_decoder(compression: Compression) -> bool {
+    match compression {
+        Compression::Gzip => cfg!(feature = "gzip"),
+        Compression::Xz | Compression::Lzma => cfg!(feature = "xz"),
+        Compression::Lz4 => cfg!(feature = "lz4"),
+        Compression::Zstd => cfg!(feature = "zstd"),
+        Compression::Bzip2 => cfg!(feature = "bzip2"),
+        Compression::Lzo => false,
+    }
+}
+
+/// The error for a payload whose decoder this build leaves out.
+#[allow(dead_code)] // every arm is used only when some feature is off
+fn left_out(compression: Compression) -> ImageError {
+    let reason = match compression {
+        Compression::Gzip => {
+            "this build leaves out the gzip decoder (pvh-boot feature `gzip`); give it the \
+             kernel uncompressed (the host can prepare it) or build with the feature"
+        }
+        Compression::Xz | Compression::Lzma => {
+            "this build leaves out the xz/lzma decoder (pvh-boot feature `xz`); give it the \
+             kernel uncompressed (the host can prepare it) or build with the feature"
+        }
+        Compression::Lz4 => {
+            "this build leaves out the lz4 decoder (pvh-boot feature `lz4`); give it the \
+             kernel uncompressed (the host can prepare it) or build with the feature"
+        }
+        Compression::Zstd => {
+            "this build leaves out the zstd decoder (pvh-boot feature `zstd`); give it the \
+             kernel uncompressed (the host can prepare it) or build with the feature"
+        }
+        Compression::Bzip2 => {
+            "this build leaves out the bzip2 decoder (pvh-boot feature `bzip2`, which needs \
+             `std`); give it the kernel uncompressed (the host can prepare it) or build with the \
+             feature"
+        }
+        Compression::Lzo => "no pure-Rust LZO decoder is available",
+    };
+    ImageError::UnsupportedCompression {
+        compression,
+        reason,
     }
 }
 
@@ -79,20 +132,7 @@ pub fn decompress(
             limit: limit as u64,
         });
     }
-    let out = match compression {
-        Compression::Gzip => gzip(payload, limit)?,
-        Compression::Xz => xz(body, limit)?,
-        Compression::Lzma => lzma(body, limit)?,
-        Compression::Lz4 => lz4_legacy(body, limit)?,
-        Compression::Zstd => zstd(body, declared as usize)?,
-        Compression::Bzip2 => bzip2(body, limit)?,
-        Compression::Lzo => {
-            return Err(ImageError::UnsupportedCompression {
-                compression,
-                reason: "no pure-Rust LZO decoder is available; rebuild the kernel with another KERNEL_* compression",
-            });
-        }
-    };
+    let out = decode(compression, payload, body, declared as usize, limit)?;
     // gzip's ISIZE is the size modulo 2^32, the other trailers are plain u32.
     if out.len() as u64 & 0xffff_ffff != u64::from(declared) {
         return Err(ImageError::SizeMismatch {
@@ -107,23 +147,33 @@ pub fn decompress(
 /// Decompress a whole compressed *file* (a `.cpio.gz` ramdisk, an `.xz` archive), which has no
 /// Linux size trailer: the stream itself must end properly, so a file cut short is an error.
 /// Returns `Ok(None)` for LZO, which has no decoder here.
+#[allow(unused_variables)] // all of them unused when every decoder feature is off
 pub fn decompress_file(
     data: &[u8],
     compression: Compression,
     limit: usize,
 ) -> Result<Option<Vec<u8>>, ImageError> {
     let out = match compression {
+        #[cfg(feature = "gzip")]
         Compression::Gzip => gzip(data, limit)?,
+        #[cfg(feature = "xz")]
         Compression::Xz => xz(data, limit)?,
+        #[cfg(feature = "xz")]
         Compression::Lzma => lzma(data, limit)?,
+        #[cfg(feature = "lz4")]
         Compression::Lz4 => lz4_legacy(data, limit)?,
+        #[cfg(feature = "bzip2")]
         Compression::Bzip2 => bzip2(data, limit)?,
+        #[cfg(feature = "zstd")]
         Compression::Zstd => zstd_file(data, limit)?,
-        Compression::Lzo => return Ok(None),
+        // LZO has no decoder here; nor has a codec whose feature is off.
+        #[allow(unreachable_patterns)]
+        _ => return Ok(None),
     };
     Ok(Some(out))
 }
 
+#[cfg(feature = "zstd")]
 /// zstd frames of unknown total size (a `.zst` file has no Linux size trailer), decoded a
 /// megabyte at a time; a frame cut short fails reading its next block.
 fn zstd_file(mut data: &[u8], limit: usize) -> Result<Vec<u8>, ImageError> {
@@ -154,6 +204,39 @@ fn zstd_file(mut data: &[u8], limit: usize) -> Result<Vec<u8>, ImageError> {
     Ok(out)
 }
 
+/// Runs the decoder for `compression`: `payload` is the whole payload (gzip reads its own
+/// trailer), `body` the payload without the size trailer, `declared` the trailer's size.
+#[allow(unused_variables)] // all of them unused when every decoder feature is off
+fn decode(
+    compression: Compression,
+    payload: &[u8],
+    body: &[u8],
+    declared: usize,
+    limit: usize,
+) -> Result<Vec<u8>, ImageError> {
+    match compression {
+        #[cfg(feature = "gzip")]
+        Compression::Gzip => gzip(payload, limit),
+        #[cfg(feature = "xz")]
+        Compression::Xz => xz(body, limit),
+        #[cfg(feature = "xz")]
+        Compression::Lzma => lzma(body, limit),
+        #[cfg(feature = "lz4")]
+        Compression::Lz4 => lz4_legacy(body, limit),
+        #[cfg(feature = "zstd")]
+        Compression::Zstd => zstd(body, declared),
+        #[cfg(feature = "bzip2")]
+        Compression::Bzip2 => bzip2(body, limit),
+        Compression::Lzo => Err(ImageError::UnsupportedCompression {
+            compression,
+            reason: "no pure-Rust LZO decoder is available; rebuild the kernel with another KERNEL_* compression",
+        }),
+        #[allow(unreachable_patterns)] // reachable when a decoder feature is off
+        _ => Err(left_out(compression)),
+    }
+}
+
+#[allow(dead_code)] // unused when every decoder feature is off
 fn fail(compression: Compression, reason: impl core::fmt::Debug) -> ImageError {
     ImageError::Decompress {
         compression,
@@ -161,6 +244,7 @@ fn fail(compression: Compression, reason: impl core::fmt::Debug) -> ImageError {
     }
 }
 
+#[cfg(feature = "xz")]
 fn grow(out: &mut Vec<u8>, compression: Compression, limit: usize) -> Result<(), ImageError> {
     let len = out.len();
     if len >= limit {
@@ -177,6 +261,7 @@ fn grow(out: &mut Vec<u8>, compression: Compression, limit: usize) -> Result<(),
 }
 
 /// gzip (RFC 1952) header, then raw deflate.
+#[cfg(feature = "gzip")]
 fn gzip(data: &[u8], limit: usize) -> Result<Vec<u8>, ImageError> {
     const C: Compression = Compression::Gzip;
     let trunc = || ImageError::Truncated {
@@ -217,6 +302,7 @@ fn gzip(data: &[u8], limit: usize) -> Result<Vec<u8>, ImageError> {
 }
 
 /// xz container (with the x86 BCJ filter for Linux kernels).
+#[cfg(feature = "xz")]
 fn xz(body: &[u8], limit: usize) -> Result<Vec<u8>, ImageError> {
     let mut stream = lzma_rust2::XzStream::new_mem_limit(false, LZMA_MEM_LIMIT_KB);
     drive_lzma_stream(Compression::Xz, body, limit, |i, o| {
@@ -225,6 +311,7 @@ fn xz(body: &[u8], limit: usize) -> Result<Vec<u8>, ImageError> {
 }
 
 /// Legacy `.lzma` (LZMA-alone) with its 13-byte header.
+#[cfg(feature = "xz")]
 fn lzma(body: &[u8], limit: usize) -> Result<Vec<u8>, ImageError> {
     let mut stream = lzma_rust2::LzmaStream::new_mem_limit(LZMA_MEM_LIMIT_KB, None);
     drive_lzma_stream(Compression::Lzma, body, limit, |i, o| {
@@ -234,6 +321,7 @@ fn lzma(body: &[u8], limit: usize) -> Result<Vec<u8>, ImageError> {
 
 /// Feeds `body` through one of lzma-rust2's streaming decoders (xz and LZMA-alone share the
 /// `process(input, output, action) -> StreamResult` shape), growing the output up to `limit`.
+#[cfg(feature = "xz")]
 fn drive_lzma_stream<E: core::fmt::Debug>(
     c: Compression,
     body: &[u8],
@@ -266,6 +354,7 @@ fn drive_lzma_stream<E: core::fmt::Debug>(
 /// LZ4 "legacy" framing as written by `lz4 -l` (`lib/decompress_unlz4.c`): magic
 /// 0x184C2102, then blocks of `u32 compressed length` + LZ4 block, each decoding to at most
 /// 8 MiB. A repeated magic starts a concatenated stream.
+#[cfg(feature = "lz4")]
 fn lz4_legacy(body: &[u8], limit: usize) -> Result<Vec<u8>, ImageError> {
     const C: Compression = Compression::Lz4;
     const MAGIC: u32 = 0x184c_2102;
@@ -312,6 +401,7 @@ fn lz4_legacy(body: &[u8], limit: usize) -> Result<Vec<u8>, ImageError> {
 }
 
 /// zstd frames; the size trailer tells how much output to expect (already capped).
+#[cfg(feature = "zstd")]
 fn zstd(body: &[u8], declared: usize) -> Result<Vec<u8>, ImageError> {
     const C: Compression = Compression::Zstd;
     let mut out = Vec::new();
@@ -324,7 +414,7 @@ fn zstd(body: &[u8], declared: usize) -> Result<Vec<u8>, ImageError> {
     Ok(out)
 }
 
-#[cfg(feature = "std")]
+#[cfg(feature = "bzip2")]
 fn bzip2(body: &[u8], limit: usize) -> Result<Vec<u8>, ImageError> {
     use std::io::Read;
     const C: Compression = Compression::Bzip2;
@@ -340,10 +430,46 @@ fn bzip2(body: &[u8], limit: usize) -> Result<Vec<u8>, ImageError> {
     Ok(out)
 }
 
-#[cfg(not(feature = "std"))]
-fn bzip2(_body: &[u8], _limit: usize) -> Result<Vec<u8>, ImageError> {
-    Err(ImageError::UnsupportedCompression {
-        compression: Compression::Bzip2,
-        reason: "the bzip2 decoder (bzip2-rs) needs the `std` feature of pvh-boot",
-    })
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// In a build that leaves decoders out (e.g. `--no-default-features --features gzip`), each
+    /// left-out format is refused by name before any byte is decoded; in the default build every
+    /// format has its decoder.
+    #[test]
+    fn left_out_decoders_are_refused_with_the_feature_named() {
+        let all = [
+            (Compression::Gzip, "gzip"),
+            (Compression::Xz, "xz"),
+            (Compression::Lzma, "xz"),
+            (Compression::Lz4, "lz4"),
+            (Compression::Zstd, "zstd"),
+            (Compression::Bzip2, "bzip2"),
+        ];
+        for (c, feature) in all {
+            if has_decoder(c) {
+                continue;
+            }
+            let err = decompress(&[0u8; 32], c, 1 << 20).unwrap_err();
+            assert!(
+                matches!(err, ImageError::UnsupportedCompression { compression, .. } if compression == c),
+                "{c}: {err}"
+            );
+            assert!(
+                format!("{err}").contains(&format!("feature `{feature}`")),
+                "{c}: {err}"
+            );
+        }
+        if cfg!(all(
+            feature = "gzip",
+            feature = "xz",
+            feature = "lz4",
+            feature = "zstd",
+            feature = "bzip2"
+        )) {
+            assert!(all.iter().all(|(c, _)| has_decoder(*c)));
+        }
+        assert!(!has_decoder(Compression::Lzo));
+    }
 }

@@ -16,9 +16,9 @@
 //! ```
 //!
 //! ## Choices
-//! - `no_std` + `alloc`; the `std` feature only adds the bzip2 decoder (`bzip2-rs` is written
-//!   against `std::io`; see [`decompress`]). `core::error::Error` makes the `thiserror`
-//!   errors usable without `std`.
+//! - `no_std` + `alloc`; only the bzip2 decoder needs `std` (`bzip2-rs` is written against
+//!   `std::io`). Each decompressor is a cargo feature, all on by default (see [`decompress`]).
+//!   `core::error::Error` makes the `thiserror` errors usable without `std`.
 //! - ELF parsing uses `object`'s low-level `read::elf` layer rather than a hand-written
 //!   parser: it is `no_std`, does no allocation, bounds-checks every header and table it
 //!   returns and is fuzzed upstream; this crate adds only the Xen-note semantics.

@@ -92,6 +92,18 @@ pub struct CreateDomainV17 {
 }
 const _: () = assert!(size_of::<CreateDomainV17>() == 76);
 
+/// Where `arch` (the IN/OUT `struct xen_arch_domainconfig`) starts inside createdomain's payload for
+/// interface `version`: after `cpupool_id`, which 0x17 moved by 4 bytes when it inserted `altp2m`
+/// (`struct xen_domctl_createdomain`, `xen/include/public/domctl.h` at RELEASE-4.17.0 and
+/// RELEASE-4.19.0). Taken from the `repr(C)` layouts, so it cannot drift from what is sent.
+pub const fn createdomain_arch_offset(version: super::InterfaceVersion) -> usize {
+    if version.createdomain_has_altp2m() {
+        core::mem::offset_of!(CreateDomainV17, arch)
+    } else {
+        core::mem::offset_of!(CreateDomainV15, arch)
+    }
+}
+
 /// ARM `struct xen_domctl_getdomaininfo`: [`GetDomainInfoCommon`] (104) + arch config @104 (16) = 120
 /// (in 4.17–4.20 the arch config is 12 bytes and the struct 116, padded to 120 by its 8-alignment).
 #[derive(
@@ -201,6 +213,17 @@ mod tests {
         assert_eq!(offset_of!(VcpuGuestContext, user_regs), 8);
         assert_eq!(offset_of!(VcpuGuestContext, sctlr), 320);
         assert_eq!(offset_of!(VcpuGuestContext, ttbr1), 344);
+    }
+
+    /// The copy-back offsets `Xen::create_domain_resolved` and the fake used as literals before they
+    /// came from the layouts: 56 (0x15/0x16) and 60 (0x17/0x18), counted from domctl.h.
+    #[test]
+    fn createdomain_arch_offset_is_the_counted_one_for_every_version() {
+        use crate::abi::InterfaceVersion as V;
+        for (v, counted) in [(V::V15, 56), (V::V16, 56), (V::V17, 60), (V::V18, 60)] {
+            assert_eq!(createdomain_arch_offset(v), counted, "{v}");
+        }
+        assert_eq!(offset_of!(ArchDomainConfig, gic_version), 0);
     }
 
     #[test]

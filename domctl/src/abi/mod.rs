@@ -163,7 +163,7 @@ pub struct PayloadTooLarge(pub usize);
 
 impl XenDomctl {
     /// A domctl envelope for `cmd` on `domain`, with `payload` written at the start of the union.
-    pub fn new<T: IntoBytes + Immutable>(
+    pub fn new<T: IntoBytes + Immutable + ?Sized>(
         cmd: u32,
         interface_version: u32,
         domain: u16,
@@ -181,6 +181,21 @@ impl XenDomctl {
             _pad: [0; 3],
             u,
         })
+    }
+
+    /// Overwrites the start of the union with `payload` (what Xen does when it copies an IN/OUT
+    /// structure back, `copyback` in `do_domctl()`, `xen/common/domctl.c`); the rest is kept.
+    pub fn set_payload<T: IntoBytes + Immutable>(
+        &mut self,
+        payload: &T,
+    ) -> Result<(), PayloadTooLarge> {
+        let bytes = payload.as_bytes();
+        self.u
+            .0
+            .get_mut(..bytes.len())
+            .ok_or(PayloadTooLarge(bytes.len()))?
+            .copy_from_slice(bytes);
+        Ok(())
     }
 
     /// Reads a `T` from the start of the union (what Xen copied back).
@@ -623,6 +638,15 @@ mod tests {
         assert_eq!(offset_of!(HvmParam, value), 8);
         assert_eq!(offset_of!(EvtchnAllocUnbound, remote_dom), 2);
         assert_eq!(offset_of!(EvtchnAllocUnbound, port), 4);
+    }
+
+    #[test]
+    fn set_payload_overwrites_only_the_structure() {
+        let mut d = XenDomctl::new(cmd::MAX_MEM, 0x15, 7, &[0xaau8; 128]).unwrap();
+        d.set_payload(&DomctlMaxMem { max_memkb: 5 }).unwrap();
+        assert_eq!(&d.u.0[..8], &5u64.to_le_bytes());
+        assert!(d.u.0[8..].iter().all(|b| *b == 0xaa));
+        assert_eq!(d.set_payload(&[0u8; 129]), Err(PayloadTooLarge(129)));
     }
 
     #[test]
