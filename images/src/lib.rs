@@ -26,4 +26,6 @@ pub mod version;
 pub mod xen_build;
 pub mod xl_dom0;
 
-pub use debian::{Arch, FetchError, FetchedPackage, Fetcher, KernelFiles, PackageRequest};
+pub use debian::{
+    Arch, FetchError, FetchedPackage, Fetcher, KernelFiles, PackagePin, PackageRequest, XenFiles,
+};
