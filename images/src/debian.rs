@@ -1871,6 +1871,68 @@ mod tests {
         assert!(!valid_package_pattern("a b"));
     }
 
+    /// A cache entry as `download_locked` leaves it, for a package that was never downloaded.
+    fn fake_cached(cache: &Path, name: &str, version: &str, sha: &str) {
+        let dir = cache
+            .join("packages/arm64")
+            .join(format!("{name}_{}", version_in_filename(version)));
+        fs::create_dir_all(dir.join("root")).unwrap();
+        fs::write(
+            dir.join("fetched"),
+            format!("name={name}\nversion={version}\narch=arm64\nsha256={sha}\nsize=1\n"),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_cached_pin_runs_nothing_and_a_mismatched_one_is_refused() {
+        let cache = tempfile::tempdir().unwrap();
+        // A keyring that does not exist: opening the apt state would fail loudly.
+        let fetcher = Fetcher::new(cache.path())
+            .with_keyring("/nonexistent/keyring.gpg")
+            .with_progress(Progress::Quiet);
+        let pin = PackagePin {
+            name: "busybox-static".into(),
+            version: "1:1.35.0-4".into(),
+            arch: Arch::Arm64,
+            suite: "bookworm".into(),
+            sha256: "a".repeat(64),
+        };
+        fake_cached(cache.path(), &pin.name, &pin.version, &pin.sha256);
+        let got = fetcher.fetch_pinned(&pin).expect("answered from the cache");
+        assert_eq!((got.name.as_str(), got.version.as_str()), ("busybox-static", "1:1.35.0-4"));
+        assert_eq!(fetcher.index_accesses(), 0);
+        assert!(!cache.path().join("apt").exists());
+
+        let other = PackagePin {
+            sha256: "b".repeat(64),
+            ..pin.clone()
+        };
+        match fetcher.fetch_pinned(&other) {
+            Err(FetchError::PinMismatch { actual, .. }) => assert_eq!(actual, pin.sha256),
+            other => panic!("expected PinMismatch, got {other:?}"),
+        }
+        assert_eq!(fetcher.index_accesses(), 0);
+
+        // Not cached: offline refuses without an index; online the index is needed (and the
+        // missing keyring says so).
+        let absent = PackagePin {
+            version: "2".into(),
+            ..pin.clone()
+        };
+        let offline = fetcher.clone().with_offline(true);
+        assert!(matches!(
+            offline.fetch_pinned(&absent),
+            Err(FetchError::NotCached { .. })
+        ));
+        assert_eq!(fetcher.index_accesses(), 0);
+        assert!(matches!(
+            fetcher.fetch_pinned(&absent),
+            Err(FetchError::KeyringMissing { .. })
+        ));
+        assert_eq!(fetcher.index_accesses(), 1, "clones share the counter");
+    }
+
     #[test]
     fn hex_encodes() {
         assert_eq!(hex(&[0x00, 0xab, 0x7f]), "00ab7f");

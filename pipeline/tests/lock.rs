@@ -396,3 +396,57 @@ fn update_shows_the_change_and_verify_refuses_it() {
     );
     assert_eq!(fx.lock_text(), current);
 }
+
+/// Issue 12: `check` never compiles. With no build of `builtin:xen-static-memory` cached, the
+/// options `check` and `plan` use ([`Options::without_builds`]) give a spanned diagnostic that
+/// says how to build it, and neither apt nor the compiler runs (no apt state, no build
+/// directory appears in the empty cache).
+#[test]
+fn check_never_compiles_xen() {
+    let real = real_cache();
+    if !real.join("dtb").is_dir() {
+        skip("no QEMU virt DTB in the shared cache");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("static.toml");
+    std::fs::write(
+        &manifest,
+        MANIFEST.replace(
+            "xen = \"4.17\"\n",
+            "xen = \"4.17\"\nhypervisor = \"builtin:xen-static-memory\"\n",
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("Image"), [0u8; 512]).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    copy_tree(&real.join("dtb"), &cache.path().join("dtb"));
+    for policy in [LockPolicy::Use, LockPolicy::Off] {
+        let opts = options(cache.path(), policy, false).without_builds();
+        let loaded = pipeline::load(&manifest, &opts).expect("load reports per source");
+        let why = loaded.artifacts["builtin:xen-static-memory"]
+            .as_ref()
+            .expect_err("nothing is built");
+        assert!(why.contains("never compile"), "{why}");
+        assert!(why.contains("domforge fetch"), "{why}");
+        assert!(why.contains("static.toml"), "{why}");
+        match loaded.check() {
+            Err(PipelineError::Diagnostics { diags, manifest: m, .. }) => {
+                let d = diags
+                    .errors()
+                    .find(|d| d.message.contains("never compile"))
+                    .unwrap_or_else(|| panic!("{diags:?}"));
+                let span = d.primary.as_ref().expect("spanned").span.clone();
+                assert_eq!(&m.text[span], "\"builtin:xen-static-memory\"");
+            }
+            other => panic!("check must refuse it: {:?}", other.map(|_| ())),
+        }
+        assert_eq!(opts.index_accesses(), 0);
+        assert!(!cache.path().join("xen-build").exists(), "no build started");
+        assert!(!cache.path().join("apt").exists(), "no source index read");
+    }
+    assert!(
+        !lock_path(&manifest).exists(),
+        "nothing resolved, nothing locked"
+    );
+}
