@@ -59,6 +59,8 @@ struct Row {
     plan: Vec<Duration>,
     cli_check: Vec<Duration>,
     cli_plan: Vec<Duration>,
+    /// `pipeline::load` alone (resolve + examine), to split check's time.
+    load: Vec<Duration>,
     index_accesses: u64,
     error: Option<String>,
 }
@@ -73,6 +75,7 @@ fn measure(example: &Path, scratch: &Path, iterations: usize) -> Row {
         plan: Vec::new(),
         cli_check: Vec::new(),
         cli_plan: Vec::new(),
+        load: Vec::new(),
         index_accesses: 0,
         error: None,
     };
@@ -84,7 +87,10 @@ fn measure(example: &Path, scratch: &Path, iterations: usize) -> Row {
     let opts = options(LockPolicy::Locked);
     for _ in 0..iterations {
         let t = Instant::now();
-        let r = pipeline::load(&manifest, &opts).and_then(|l| l.check());
+        let r = pipeline::load(&manifest, &opts).and_then(|l| {
+            row.load.push(t.elapsed());
+            l.check()
+        });
         row.check.push(t.elapsed());
         if let Err(e) = r {
             row.error = Some(format!("check: {e}"));
@@ -101,7 +107,7 @@ fn measure(example: &Path, scratch: &Path, iterations: usize) -> Row {
     row.index_accesses = opts.index_accesses();
     let exe = env!("CARGO_BIN_EXE_domforge");
     for _ in 0..iterations {
-        for (cmd, out) in [("check", &mut row.cli_check), ("plan", &mut row.cli_plan)] {
+        for cmd in ["check", "plan"] {
             let t = Instant::now();
             let status = Command::new(exe)
                 .args(["--locked", "-q", cmd])
@@ -109,7 +115,12 @@ fn measure(example: &Path, scratch: &Path, iterations: usize) -> Row {
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
                 .status();
-            out.push(t.elapsed());
+            let elapsed = t.elapsed();
+            if cmd == "check" {
+                row.cli_check.push(elapsed);
+            } else {
+                row.cli_plan.push(elapsed);
+            }
             if !status.is_ok_and(|s| s.success()) {
                 row.error = Some(format!("`domforge --locked {cmd}` failed"));
                 return row;
@@ -138,8 +149,8 @@ fn main() {
         TARGET.as_millis()
     );
     println!(
-        "{:<24} {:>12} {:>12} {:>12} {:>12} {:>7}  verdict",
-        "example", "check med", "plan med", "cli check", "cli plan", "index"
+        "{:<24} {:>12} {:>12} {:>12} {:>12} {:>12} {:>7}  verdict",
+        "example", "load med", "check med", "plan med", "cli check", "cli plan", "index"
     );
     let mut json_rows = Vec::new();
     for r in &rows {
@@ -159,8 +170,9 @@ fn main() {
             "OVER TARGET"
         };
         println!(
-            "{:<24} {:>9.1} ms {:>9.1} ms {:>9.1} ms {:>9.1} ms {:>7}  {verdict}",
+            "{:<24} {:>9.1} ms {:>9.1} ms {:>9.1} ms {:>9.1} ms {:>9.1} ms {:>7}  {verdict}",
             r.name,
+            ms(median(r.load.clone())),
             ms(c),
             ms(p),
             ms(cc),
@@ -169,6 +181,7 @@ fn main() {
         );
         json_rows.push(json!({
             "example": r.name,
+            "load_median_ms": ms(median(r.load.clone())),
             "check_median_ms": ms(c),
             "check_min_ms": ms(*r.check.iter().min().unwrap()),
             "plan_median_ms": ms(p),

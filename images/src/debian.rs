@@ -1900,7 +1900,10 @@ mod tests {
         };
         fake_cached(cache.path(), &pin.name, &pin.version, &pin.sha256);
         let got = fetcher.fetch_pinned(&pin).expect("answered from the cache");
-        assert_eq!((got.name.as_str(), got.version.as_str()), ("busybox-static", "1:1.35.0-4"));
+        assert_eq!(
+            (got.name.as_str(), got.version.as_str()),
+            ("busybox-static", "1:1.35.0-4")
+        );
         assert_eq!(fetcher.index_accesses(), 0);
         assert!(!cache.path().join("apt").exists());
 

@@ -25,6 +25,7 @@ pub use bundle::{BuildOutput, FinalPlan};
 pub use lock::{LockChange, LockError, LockOutcome, LockPolicy};
 
 mod blame;
+pub mod facts;
 pub mod lock;
 
 use lock::{LockKey, LockSession, LockedPackage, LockedSource};
@@ -855,28 +856,21 @@ fn examine_in(
     lock: &mut LockSession,
 ) -> Result<ArtifactFacts, String> {
     let resolved = resolve_in(source, manifest_dir, arch, xen, opts, lock)?;
-    let path = resolved.path;
-    let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let sha256 = hex(&Sha256::digest(&bytes));
+    let facts = facts::examine_file(&opts.cache_dir, &resolved.path)?;
     if let Some(((source, architecture, xen), packages, recipe)) = resolved.entry {
         lock.record(
             LockedSource {
                 source,
                 architecture,
                 xen,
-                sha256: sha256.clone(),
+                sha256: facts.sha256.clone(),
                 recipe,
                 packages,
             },
-            &path,
+            &resolved.path,
         )?;
     }
-    Ok(ArtifactFacts {
-        size: bytes.len() as u64,
-        format: classify(&bytes),
-        path: path.display().to_string(),
-        sha256,
-    })
+    Ok(facts)
 }
 
 /// What a boot file is, from its contents.

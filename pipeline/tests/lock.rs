@@ -431,7 +431,9 @@ fn check_never_compiles_xen() {
         assert!(why.contains("domforge fetch"), "{why}");
         assert!(why.contains("static.toml"), "{why}");
         match loaded.check() {
-            Err(PipelineError::Diagnostics { diags, manifest: m, .. }) => {
+            Err(PipelineError::Diagnostics {
+                diags, manifest: m, ..
+            }) => {
                 let d = diags
                     .errors()
                     .find(|d| d.message.contains("never compile"))
