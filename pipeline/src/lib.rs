@@ -85,7 +85,7 @@ pub struct Options {
     /// one, and never compile.
     pub build_builtins: bool,
     /// Shared by every fetcher these options make: how often a package index was touched
-    /// ([`images::Fetcher::index_accesses`]). A command answered by a satisfied lock leaves it
+    /// ([`debian_fetch::Fetcher::index_accesses`]). A command answered by a satisfied lock leaves it
     /// unchanged.
     pub index_accesses: Arc<AtomicU64>,
 }
@@ -93,7 +93,7 @@ pub struct Options {
 impl Options {
     pub fn from_env() -> Result<Self, PipelineError> {
         let cache_dir =
-            images::debian::default_cache_dir().map_err(|e| PipelineError::other(e.to_string()))?;
+            debian_fetch::default_cache_dir().map_err(|e| PipelineError::other(e.to_string()))?;
         Ok(Self {
             cache_dir,
             offline: false,
@@ -121,13 +121,13 @@ impl Options {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    pub fn fetcher(&self) -> images::Fetcher {
+    pub fn fetcher(&self) -> debian_fetch::Fetcher {
         let progress = if self.quiet {
-            images::debian::Progress::Quiet
+            debian_fetch::Progress::Quiet
         } else {
-            images::debian::Progress::Stderr
+            debian_fetch::Progress::Stderr
         };
-        images::Fetcher::new(&self.cache_dir)
+        debian_fetch::Fetcher::new(&self.cache_dir)
             .with_offline(self.offline)
             .with_progress(progress)
             .with_index_counter(Arc::clone(&self.index_accesses))
@@ -508,10 +508,10 @@ fn board_dtb_in(
     }
 }
 
-pub fn images_arch(a: Arch) -> images::Arch {
+pub fn debian_arch(a: Arch) -> debian_fetch::Arch {
     match a {
-        Arch::Arm64 => images::Arch::Arm64,
-        Arch::X86_64 => images::Arch::Amd64,
+        Arch::Arm64 => debian_fetch::Arch::Arm64,
+        Arch::X86_64 => debian_fetch::Arch::Amd64,
     }
 }
 
@@ -545,15 +545,15 @@ struct Resolved {
 fn lock_key(source: &str, arch: Arch, xen: Option<&str>) -> LockKey {
     (
         source.to_owned(),
-        images_arch(arch).debian_name().to_owned(),
+        debian_arch(arch).debian_name().to_owned(),
         xen.map(str::to_owned),
     )
 }
 
 /// The message of a fetch that a lock pinned, with what to do when the pinned version is gone.
-fn fetch_message(e: &images::FetchError, lock: &LockSession) -> String {
+fn fetch_message(e: &debian_fetch::FetchError, lock: &LockSession) -> String {
     match e {
-        images::FetchError::PinnedVersionGone { .. } => format!(
+        debian_fetch::FetchError::PinnedVersionGone { .. } => format!(
             "{e}; it is pinned by {}: run `domforge update {}` to lock the version Debian has now \
              (review and commit the changed lock)",
             lock.path().display(),
@@ -566,10 +566,10 @@ fn fetch_message(e: &images::FetchError, lock: &LockSession) -> String {
 /// Under `domforge update`, refreshes `(suite, arch)`'s index once per run before resolving.
 fn refresh_for_update(
     lock: &mut LockSession,
-    fetcher: &images::Fetcher,
+    fetcher: &debian_fetch::Fetcher,
     opts: &Options,
     suite: &str,
-    arch: images::Arch,
+    arch: debian_fetch::Arch,
 ) -> Result<(), String> {
     if !opts.offline && lock.needs_refresh(suite, arch.debian_name()) {
         fetcher
@@ -580,14 +580,14 @@ fn refresh_for_update(
 }
 
 /// The Debian kernel for `arch`: the lock's pin (of `key`'s entry, or any entry sharing the
-/// kernel), else the newest of [`images::debian::DEFAULT_SUITE`]. Returns the suite too.
+/// kernel), else the newest of [`debian_fetch::DEFAULT_SUITE`]. Returns the suite too.
 fn kernel_for(
     key: &LockKey,
     arch: Arch,
-    fetcher: &images::Fetcher,
+    fetcher: &debian_fetch::Fetcher,
     opts: &Options,
     lock: &mut LockSession,
-) -> Result<(images::KernelFiles, String), String> {
+) -> Result<(debian_fetch::KernelFiles, String), String> {
     match lock.package_pin(key, "linux-image-") {
         Some(pin) => fetcher
             .linux_kernel_pinned(&pin)
@@ -595,10 +595,10 @@ fn kernel_for(
             .map_err(|e| fetch_message(&e, lock)),
         None => {
             lock.may_resolve(key)?;
-            let suite = images::debian::DEFAULT_SUITE;
-            refresh_for_update(lock, fetcher, opts, suite, images_arch(arch))?;
+            let suite = debian_fetch::DEFAULT_SUITE;
+            refresh_for_update(lock, fetcher, opts, suite, debian_arch(arch))?;
             fetcher
-                .linux_kernel_in(images_arch(arch), suite)
+                .linux_kernel_in(debian_arch(arch), suite)
                 .map(|k| (k, suite.to_owned()))
                 .map_err(|e| e.to_string())
         }
@@ -613,7 +613,7 @@ fn resolve_in(
     opts: &Options,
     lock: &mut LockSession,
 ) -> Result<Resolved, String> {
-    let iarch = images_arch(arch);
+    let iarch = debian_arch(arch);
     match source.split_once(':') {
         Some(("debian", "xen")) => {
             let key = lock_key(source, arch, Some(xen));
@@ -624,8 +624,8 @@ fn resolve_in(
                     .map_err(|e| fetch_message(&e, lock))?,
                 None => {
                     lock.may_resolve(&key)?;
-                    let suite = images::debian::suite_for_xen(xen).ok_or_else(|| {
-                        images::FetchError::UnknownXenVersion(xen.to_owned()).to_string()
+                    let suite = debian_fetch::suite_for_xen(xen).ok_or_else(|| {
+                        debian_fetch::FetchError::UnknownXenVersion(xen.to_owned()).to_string()
                     })?;
                     refresh_for_update(lock, &fetcher, opts, suite, iarch)?;
                     fetcher
@@ -674,7 +674,7 @@ fn resolve_in(
             })
         }
         // Debian's Xen source built with CONFIG_STATIC_MEMORY (for `xen,static-mem` +
-        // `direct-map` driver domains); see images::xen_build.
+        // `direct-map` driver domains); see debian_fetch::xen_build.
         Some(("builtin", "xen-static-memory")) => match arch {
             Arch::Arm64 => xen_static_memory(xen, opts, lock),
             _ => Err("`builtin:xen-static-memory` is an arm64 hypervisor: Xen's \
@@ -706,7 +706,7 @@ fn xen_static_memory(
     opts: &Options,
     lock: &mut LockSession,
 ) -> Result<Resolved, String> {
-    use images::xen_build::{XenBuildConfig, XenBuilder};
+    use debian_fetch::xen_build::{XenBuildConfig, XenBuilder};
     let key = lock_key("builtin:xen-static-memory", Arch::Arm64, Some(xen));
     let config = XenBuildConfig::static_memory(xen);
     let builder = XenBuilder::new(&opts.cache_dir)
@@ -745,7 +745,7 @@ fn xen_static_memory(
     let packages = vec![LockedPackage {
         name: "xen".to_owned(),
         version: built.source_version.clone(),
-        suite: images::debian::suite_for_xen(xen)
+        suite: debian_fetch::suite_for_xen(xen)
             .unwrap_or_default()
             .to_owned(),
         architecture: "source".to_owned(),
@@ -787,14 +787,14 @@ fn build_probe_in(
     lock: &mut LockSession,
 ) -> Result<(PathBuf, Vec<LockedPackage>), String> {
     let fetcher = opts.fetcher();
-    let iarch = images_arch(arch);
+    let iarch = debian_arch(arch);
     let (package, busybox) = match lock.package_pin(key, "busybox-static") {
         Some(pin) => fetcher
             .busybox_static_pinned(&pin)
             .map(|(p, b)| (LockedPackage::binary(&p, &pin.suite), b))
             .map_err(|e| fetch_message(&e, lock))?,
         None => {
-            let suite = images::debian::DEFAULT_SUITE;
+            let suite = debian_fetch::DEFAULT_SUITE;
             refresh_for_update(lock, &fetcher, opts, suite, iarch)?;
             fetcher
                 .busybox_static_package(iarch, suite)
@@ -803,15 +803,14 @@ fn build_probe_in(
         }
     };
     let mut inputs = vec![package];
-    let mut image =
-        images::probe::ProbeImage::from_busybox_file(&busybox).map_err(|e| e.to_string())?;
+    let mut image = probe::ProbeImage::from_busybox_file(&busybox).map_err(|e| e.to_string())?;
     // Debian's arm64 kernel builds virtio-mmio and virtio-blk as modules; the probe loads them to
     // reach a passed-through virtio disk. They come from the same package as `debian:kernel`.
     if arch == Arch::Arm64 {
         let (kernel, suite) = kernel_for(key, arch, &fetcher, opts, lock)?;
         inputs.push(LockedPackage::binary(&kernel.package, &suite));
         let modules =
-            images::kmod::resolve_modules(&kernel.modules_dir, images::probe::ARM64_VIRTIO_MODULES)
+            initramfs::kmod::resolve_modules(&kernel.modules_dir, probe::ARM64_VIRTIO_MODULES)
                 .map_err(|e| e.to_string())?;
         image = image.with_modules(&modules).map_err(|e| e.to_string())?;
     }

@@ -7,7 +7,7 @@
 //! exact version, suite and architecture, the `.deb`'s SHA-256 from the signed index, and the
 //! SHA-256 of the file domforge actually uses (for `builtin:` builds, the digests of their inputs
 //! too) — so that a later command fetches exactly that and, when the cache already holds it, reads
-//! no package index at all ([`images::Fetcher::fetch_pinned`]).
+//! no package index at all ([`debian_fetch::Fetcher::fetch_pinned`]).
 //!
 //! # Format
 //! TOML, commit-friendly: entries sorted by (source, architecture, xen), packages in the order the
@@ -43,7 +43,7 @@
 //! In every policy a cached file whose SHA-256 differs from what the lock records for the same
 //! inputs is refused (the cache was modified): the lock is also an integrity check of the cache.
 
-use images::PackagePin;
+use debian_fetch::PackagePin;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -172,7 +172,7 @@ impl LockedPackage {
     }
 
     /// The lock's record of a fetched binary package.
-    pub fn binary(package: &images::FetchedPackage, suite: &str) -> Self {
+    pub fn binary(package: &debian_fetch::FetchedPackage, suite: &str) -> Self {
         Self {
             name: package.name.clone(),
             version: package.version.clone(),

@@ -38,7 +38,7 @@ fn skip(why: &str) {
 }
 
 fn real_cache() -> PathBuf {
-    images::debian::default_cache_dir().expect("a cache directory")
+    debian_fetch::default_cache_dir().expect("a cache directory")
 }
 
 /// The cached unpack of Debian's xen-hypervisor-4.17-arm64, if any.

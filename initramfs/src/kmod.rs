@@ -88,7 +88,7 @@ fn read_u64(bytes: &[u8], at: usize) -> Option<u64> {
 /// `sh_offset` +24 (u64), `sh_size` +32 (u64).
 pub fn modinfo_section(elf: &[u8]) -> Option<&[u8]> {
     // EI_CLASS = ELFCLASS64 (2), EI_DATA = ELFDATA2LSB (1).
-    if !crate::formats::is_elf(elf) || elf.get(4) != Some(&2) || elf.get(5) != Some(&1) {
+    if !debian_fetch::formats::is_elf(elf) || elf.get(4) != Some(&2) || elf.get(5) != Some(&1) {
         return None;
     }
     let shoff = usize::try_from(read_u64(elf, 0x28)?).ok()?;

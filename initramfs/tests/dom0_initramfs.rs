@@ -4,9 +4,9 @@
 
 use std::process::{Command, Stdio};
 
-use images::debian::{Arch, Fetcher, default_cache_dir};
-use images::dom0::{DOM0_XEN_MODULES, Dom0Initramfs};
-use images::kmod::module_depends;
+use debian_fetch::{Arch, Fetcher, default_cache_dir};
+use initramfs::dom0::{DOM0_XEN_MODULES, Dom0Initramfs};
+use initramfs::kmod::module_depends;
 
 fn in_ci() -> bool {
     std::env::var("CI").as_deref() == Ok("true")
@@ -102,7 +102,7 @@ fn dom0_initramfs_with_debian_xen_drivers_lists_with_gnu_cpio() {
     }
     // The load order file names the same modules, in order.
     let order = String::from_utf8(match d.initramfs().get("etc/domforge/modules") {
-        Some(images::cpio::EntryKind::File(b)) => b.clone(),
+        Some(initramfs::cpio::EntryKind::File(b)) => b.clone(),
         other => panic!("{other:?}"),
     })
     .unwrap();

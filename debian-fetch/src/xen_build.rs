@@ -744,7 +744,7 @@ impl XenBuilder {
         if !text.is_empty() && !text.ends_with('\n') {
             text.push('\n');
         }
-        text.push_str("# Added by domforge (images::xen_build)\n");
+        text.push_str("# Added by domforge (debian_fetch::xen_build)\n");
         for option in &config.enable {
             text.push_str(&format!("{option}=y\n"));
         }
