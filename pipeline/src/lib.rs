@@ -188,7 +188,7 @@ impl Loaded {
             return Err(self.fail(diags));
         }
         let (plan, _) = self.plan()?;
-        self.finalize(plan)?;
+        self.finalize_examined(plan)?;
         Ok(diags)
     }
 
@@ -198,16 +198,17 @@ impl Loaded {
         plan::plan(self.input()).map_err(|d| self.fail(d))
     }
 
-    /// Checks, plans and finalizes: the plan as it will be built.
+    /// Checks, plans and finalizes: the plan as it will be built (for showing it: [`build`]
+    /// finalizes again from re-verified bytes).
     pub fn final_plan(&self) -> Result<(FinalPlan, Diagnostics), PipelineError> {
         let (plan, warnings) = self.plan()?;
-        Ok((self.finalize(plan)?, warnings))
+        Ok((self.finalize_examined(plan)?, warnings))
     }
 
     /// What finalize and assemble read: the manifest, board, DTB and examined files.
     pub fn bundle_inputs<'a>(
         &'a self,
-        files: &'a bundle::VerifiedFiles<'a>,
+        files: &'a dyn bundle::ArtifactSource,
         init: &'a bundle::init::InitLocator,
     ) -> bundle::finalize::Inputs<'a> {
         bundle::finalize::Inputs {
@@ -221,8 +222,21 @@ impl Loaded {
     /// Finalizes `plan` (made from this input, perhaps with an overlay), every refusal as a
     /// diagnostic pointing at what it concerns.
     pub fn finalize(&self, plan: SystemPlan) -> Result<FinalPlan, PipelineError> {
-        let files = bundle::VerifiedFiles(&self.artifacts);
-        bundle::finalize(&self.bundle_inputs(&files, &self.init), plan).map_err(|errs| {
+        self.finalize_from(&bundle::VerifiedFiles(&self.artifacts), plan)
+    }
+
+    /// [`Loaded::finalize`] for `check` and `plan`, which keep nothing: the files are read back
+    /// without hashing them again ([`ExaminedFiles`]).
+    fn finalize_examined(&self, plan: SystemPlan) -> Result<FinalPlan, PipelineError> {
+        self.finalize_from(&ExaminedFiles(&self.artifacts), plan)
+    }
+
+    fn finalize_from(
+        &self,
+        files: &dyn bundle::ArtifactSource,
+        plan: SystemPlan,
+    ) -> Result<FinalPlan, PipelineError> {
+        bundle::finalize(&self.bundle_inputs(files, &self.init), plan).map_err(|errs| {
             self.fail(Diagnostics(
                 errs.iter()
                     .map(|e| blame::diagnostic(&self.manifest, e))
@@ -233,6 +247,35 @@ impl Loaded {
 
     pub fn board_arch(&self) -> Arch {
         self.board.arch
+    }
+}
+
+/// The examined files read back for `check` and `plan`: the size must still be the examined
+/// one, the digest is not recomputed — `load` computed (or, by file identity, remembered) it in
+/// this command, and nothing is hashed twice in one command (issue 14). What `check` and `plan`
+/// compose is shown and dropped; [`build`] finalizes again with [`bundle::VerifiedFiles`], which
+/// re-hashes every byte that goes into a bundle.
+struct ExaminedFiles<'a>(&'a ArtifactTable);
+
+impl bundle::ArtifactSource for ExaminedFiles<'_> {
+    fn facts(&self, source: &str) -> Result<&ArtifactFacts, String> {
+        match self.0.get(source) {
+            Some(Ok(f)) => Ok(f),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err("was never examined".into()),
+        }
+    }
+
+    fn read(&self, source: &str) -> Result<Vec<u8>, String> {
+        let facts = self.facts(source)?;
+        let bytes = std::fs::read(&facts.path).map_err(|e| format!("{}: {e}", facts.path))?;
+        if bytes.len() as u64 != facts.size {
+            return Err(format!(
+                "{} changed since it was examined; run the command again",
+                facts.path
+            ));
+        }
+        Ok(bytes)
     }
 }
 
