@@ -10,7 +10,7 @@
 //!   measured command; `/proc/uptime`'s centiseconds if that file is absent);
 //! * the bytes a dom0 must carry: the static `domforge-init` against `xl` plus the shared-library
 //!   closure its ELF dynamic sections name, and against `xl`+`xenstored`+`xenconsoled`+
-//!   `xen-init-dom0` with theirs (`images::xl_dom0`).
+//!   `xen-init-dom0` with theirs (`xl_dom0`).
 //!
 //! Iteration `i` runs `xl create` then `domforge-init`, each followed by destroying the guest
 //! (`xl destroy`, `domforge-init --destroy DOMID`; untimed). "Cold" is iteration 1 of each tool,
@@ -27,8 +27,7 @@
 //! QEMU's `-no-reboot` turns into an exit.
 
 use bundle::init::InitLocator;
-use images::cpio::Initramfs;
-use images::xl_dom0::{SizeReport, XL, XlToolstack};
+use initramfs::cpio::Initramfs;
 use pipeline::{self, Options};
 use qemu_tests::console::DomainMap;
 use qemu_tests::runner::{self, EndReason, QemuCommand, StopWhen, WatchConfig};
@@ -37,6 +36,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use xl_dom0::{SizeReport, XL, XlToolstack};
 
 const DEFAULT_ITERATIONS: usize = 5;
 /// The longest the whole QEMU run may take. Seen: boot ~1-2 min under TCG on 2 busy cores, plus
@@ -591,7 +591,7 @@ fn write_json(
     toolstack: &XlToolstack,
     timing: Option<(&Results, &Summary)>,
 ) -> Result<(), String> {
-    let files = |c: &images::xl_dom0::Closure| -> Vec<serde_json::Value> {
+    let files = |c: &xl_dom0::Closure| -> Vec<serde_json::Value> {
         c.files
             .iter()
             .map(|f| json!({"path": format!("/{}", f.path), "bytes": f.size, "package": f.package, "why": f.reason}))

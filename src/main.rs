@@ -33,12 +33,25 @@ struct Cli {
     /// `<target>/domforge-init` (default: beside this executable, see docs/install.md).
     #[arg(long, global = true, value_name = "PATH")]
     init: Option<PathBuf>,
+    /// Refuse to create or change `<manifest>.lock` (for CI): fail when it is missing or does
+    /// not pin every `debian:`/`builtin:` source. With `update`: fail if re-resolving would
+    /// change it.
+    #[arg(long, global = true)]
+    locked: bool,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Re-resolve every `debian:` and `builtin:` source (after refreshing Debian's index) and
+    /// rewrite `<manifest>.lock`, showing what changed. Without MANIFEST: every manifest in the
+    /// current directory that has a lock file.
+    Update { manifests: Vec<PathBuf> },
+    /// Resolve, download and build every input of the manifest into the cache (compiling
+    /// `builtin:xen-static-memory` when no build is cached) and lock it; `check` and `plan`
+    /// never compile, `build` does this too.
+    Fetch { manifest: PathBuf },
     /// Validate a manifest against its board: every whole-system rule, every error at once.
     Check {
         manifest: PathBuf,
@@ -143,9 +156,16 @@ fn main() -> ExitCode {
     if let Some(dir) = cli.cache_dir {
         opts.cache_dir = dir;
     }
+    opts.lock = if cli.locked {
+        pipeline::LockPolicy::Locked
+    } else {
+        pipeline::LockPolicy::Use
+    };
     let result = match cli.command {
-        Command::Check { manifest, json } => check(&manifest, &opts, json),
-        Command::Plan { manifest, json } => plan(&manifest, &opts, json),
+        Command::Update { manifests } => update_cmd(manifests, cli.locked, &opts),
+        Command::Fetch { manifest } => fetch_cmd(&manifest, &opts),
+        Command::Check { manifest, json } => check(&manifest, &opts.without_builds(), json),
+        Command::Plan { manifest, json } => plan(&manifest, &opts.without_builds(), json),
         Command::Compile { manifest, output } => compile(&manifest, &output, &opts),
         Command::Inspect {
             file: Some(file),
@@ -285,6 +305,84 @@ fn error_json(e: &PipelineError) -> serde_json::Value {
     }
 }
 
+/// Says on stderr what a command changed in the manifest's lock file.
+fn lock_note(loaded: &pipeline::Loaded, opts: &Options) {
+    if opts.quiet || !loaded.lock.written {
+        return;
+    }
+    if let Some(path) = &loaded.lock.path {
+        eprintln!("note: updated {}:", path.display());
+        for c in &loaded.lock.changes {
+            eprintln!("  {c}");
+        }
+    }
+}
+
+/// `domforge update [MANIFEST…]`: re-resolve and rewrite each lock, or (`--locked`) verify it.
+fn update_cmd(manifests: Vec<PathBuf>, locked: bool, opts: &Options) -> Result<(), PipelineError> {
+    let manifests = if manifests.is_empty() {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(".")
+            .map_err(|e| PipelineError::Other(format!("listing the current directory: {e}")))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter_map(|p| {
+                let name = p.file_name()?.to_str()?.strip_suffix(".lock")?.to_owned();
+                let manifest = p.with_file_name(name);
+                (manifest.extension().is_some_and(|e| e == "toml") && manifest.is_file())
+                    .then_some(manifest)
+            })
+            .collect();
+        found.sort();
+        if found.is_empty() {
+            return Err(PipelineError::Other(
+                "no MANIFEST given and no `<manifest>.toml.lock` in the current directory; \
+                 name the manifest to lock"
+                    .into(),
+            ));
+        }
+        found
+    } else {
+        manifests
+    };
+    let opts = Options {
+        lock: if locked {
+            pipeline::LockPolicy::Verify
+        } else {
+            pipeline::LockPolicy::Update
+        },
+        ..opts.clone()
+    };
+    for manifest in &manifests {
+        let loaded = pipeline::load(manifest, &opts)?;
+        // A source that cannot be resolved must not vanish from the lock silently.
+        loaded.check()?;
+        let path = loaded.lock.path.clone().unwrap_or_default();
+        if loaded.lock.changes.is_empty() {
+            println!("{}: up to date", path.display());
+        } else {
+            println!("{}:", path.display());
+            for c in &loaded.lock.changes {
+                println!("  {c}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `domforge fetch MANIFEST`: every input resolved, downloaded, built and locked.
+fn fetch_cmd(manifest: &Path, opts: &Options) -> Result<(), PipelineError> {
+    let loaded = pipeline::load(manifest, opts)?;
+    lock_note(&loaded, opts);
+    loaded.check()?;
+    println!(
+        "{}: {} input{} ready in {}",
+        loaded.manifest_file.name,
+        loaded.artifacts.len(),
+        if loaded.artifacts.len() == 1 { "" } else { "s" },
+        opts.cache_dir.display()
+    );
+    Ok(())
+}
+
 /// `--xen RELEASE`: a release domforge knows the bindings and domctl interface of.
 fn parse_xen(text: &str) -> Result<XenVersion, String> {
     let v = XenVersion::parse(text)
@@ -327,6 +425,7 @@ fn fail(e: &PipelineError) -> ExitCode {
 /// `domforge build`: load, plan, finalize, write the bundle, and say what was written.
 fn build_cmd(manifest: &Path, out: &Path, dts: bool, opts: &Options) -> Result<(), PipelineError> {
     let loaded = pipeline::load(manifest, opts)?;
+    lock_note(&loaded, opts);
     let (plan, warnings) = loaded.plan()?;
     print_diags(&warnings, &loaded.manifest_file, Some(&loaded.board_file));
     let built = pipeline::build(&loaded, &plan, out, dts)?;
@@ -392,6 +491,7 @@ fn diags_json(
 
 fn check(manifest: &Path, opts: &Options, json: bool) -> Result<(), PipelineError> {
     let loaded = pipeline::load(manifest, opts)?;
+    lock_note(&loaded, opts);
     let warnings = loaded.check()?;
     if json {
         println!(
@@ -422,6 +522,7 @@ fn check(manifest: &Path, opts: &Options, json: bool) -> Result<(), PipelineErro
 
 fn plan(manifest: &Path, opts: &Options, json: bool) -> Result<(), PipelineError> {
     let loaded = pipeline::load(manifest, opts)?;
+    lock_note(&loaded, opts);
     let (fin, warnings) = loaded.final_plan()?;
     let plan = fin.plan;
     print_diags(&warnings, &loaded.manifest_file, Some(&loaded.board_file));

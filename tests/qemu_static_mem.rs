@@ -1,7 +1,7 @@
 //! Scenario 4b of the QEMU proof: a driver domain owns a passed-through virtio-blk device and reads a
 //! marker from it through DMA. Without an IOMMU, DMA only works when guest RAM equals host RAM, so the
 //! domain is direct-mapped in static memory — which needs a Xen built with CONFIG_STATIC_MEMORY
-//! (`builtin:xen-static-memory`: Debian's 4.17 source, rebuilt by `images::xen_build`). Only Xen 4.17
+//! (`builtin:xen-static-memory`: Debian's 4.17 source, rebuilt by `debian_fetch::xen_build`). Only Xen 4.17
 //! is built that way here, so this scenario runs on 4.17 only.
 //!
 //! Runs when `CI=true` or `DOMFORGE_QEMU_TESTS=1` (it builds Xen and boots QEMU).

@@ -1,7 +1,7 @@
 //! dom0's generated initramfs, for systems whose domains domforge-init builds (every x86 system;
 //! ARM systems with `builder = "init"` domains).
 //!
-//! Its layout is `images::dom0::Dom0Initramfs`: `/init` = the static `domforge-init` for dom0's
+//! Its layout is `initramfs::dom0::Dom0Initramfs`: `/init` = the static `domforge-init` for dom0's
 //! architecture, `/domforge/boot.blob`, the kernels, ramdisks and passthrough fragments of the
 //! domains it builds under `/domforge/modules/<id>`, and the Xen drivers (privcmd, evtchn) of
 //! dom0's kernel package.
@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use device_tree::from_plan::DomainFragment;
 use firmware_config::board::Arch;
 use firmware_config::plan::{self, ModuleKind, ModulePlan, SystemPlan};
-use images::dom0::Dom0Initramfs;
+use initramfs::dom0::Dom0Initramfs;
 
 use crate::finalize::{Blame, FinalizeError, Inputs};
 use crate::init::init_target;
@@ -78,11 +78,11 @@ pub(crate) fn compose(
             format!("{}: {e}", init_path.display()),
         )
     })?;
-    let images_arch = match arch {
-        Arch::X86_64 => images::Arch::Amd64,
-        Arch::Arm64 => images::Arch::Arm64,
+    let debian_arch = match arch {
+        Arch::X86_64 => debian_fetch::Arch::Amd64,
+        Arch::Arm64 => debian_fetch::Arch::Arm64,
     };
-    let mut initramfs = Dom0Initramfs::new_for(images_arch, &init, &blob).map_err(|e| {
+    let mut initramfs = Dom0Initramfs::new_for(debian_arch, &init, &blob).map_err(|e| {
         FinalizeError::new(
             "E0406",
             Blame::Dom0,

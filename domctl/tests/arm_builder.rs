@@ -917,12 +917,12 @@ fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
-/// Debian's arm64 kernel, fetched and verified by `images::debian::Fetcher` into
+/// Debian's arm64 kernel, fetched and verified by `debian_fetch::Fetcher` into
 /// `${XDG_CACHE_HOME:-$HOME/.cache}/domforge/` (never committed). Missing: skipped with the reason,
 /// except in CI (`CI=true`), where it fails.
 fn debian_arm64_image() -> Option<Vec<u8>> {
-    let fetched = images::debian::Fetcher::from_env()
-        .and_then(|f| f.linux_kernel(images::debian::Arch::Arm64));
+    let fetched =
+        debian_fetch::Fetcher::from_env().and_then(|f| f.linux_kernel(debian_fetch::Arch::Arm64));
     match fetched.map(|k| std::fs::read(&k.image).map_err(|e| (k.image, e))) {
         Ok(Ok(bytes)) => Some(bytes),
         Ok(Err((path, e))) => skip_or_fail(&format!("reading {}: {e}", path.display())),

@@ -7,7 +7,7 @@ use nix::mount::{MsFlags, mount};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// Where images::kmod writes the module load order (one absolute `.ko` path per line, dependencies
+/// Where initramfs::kmod writes the module load order (one absolute `.ko` path per line, dependencies
 /// first).
 pub const MODULE_LIST: &str = schema::layout::KERNEL_MODULE_LIST_AT_BOOT;
 

@@ -8,7 +8,7 @@ use alloc::collections::BTreeMap;
 use alloc::string::String;
 
 /// The format of a boot file, as far as validation and planning care.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "format", rename_all = "kebab-case")]
 pub enum ImageFormat {
     /// arm64 `Image` (magic "ARM\x64" at 0x38), uncompressed.

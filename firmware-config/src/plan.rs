@@ -634,7 +634,7 @@ fn xen_cmdline(input: CheckInput<'_>, dom0: Option<&Dom0Plan>) -> String {
 pub const PROBE_SOURCE: &str = "builtin:probe";
 
 /// A domain booting the probe guest (`ramdisk = "builtin:probe"`) is told its name
-/// (`domforge.name=<name>`, `images/src/probe.rs`): consoles of several domains interleave, so the
+/// (`domforge.name=<name>`, `probe/src/lib.rs`): consoles of several domains interleave, so the
 /// probe prefixes every report line with it, and whoever watches the console (`domforge run`, a
 /// person) can tell the domains apart. A `domforge.name=` the manifest sets itself is kept.
 fn name_the_probe(cmdline: &mut String, ramdisk: Option<&str>, name: &str) {

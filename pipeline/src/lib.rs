@@ -22,8 +22,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub use bundle::{BuildOutput, FinalPlan};
+pub use lock::{LockChange, LockError, LockOutcome, LockPolicy};
 
 mod blame;
+pub mod facts;
+pub mod lock;
+
+use lock::{LockKey, LockSession, LockedPackage, LockedSource};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 /// Why the pipeline stopped.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +48,9 @@ pub enum PipelineError {
     /// An input changed or vanished between examining it and assembling the bundle.
     #[error("assembling the bundle")]
     Assemble(#[from] bundle::AssembleError),
+    /// The lock file refused the command (`--locked`), or could not be read or written.
+    #[error(transparent)]
+    Lock(#[from] LockError),
     /// Anything else (I/O, tools, downloads), with a message for people.
     #[error("{0}")]
     Other(String),
@@ -66,30 +76,61 @@ pub struct Options {
     pub xen_override: Option<XenVersion>,
     /// Where `domforge-init` comes from (`--init`; see [`bundle::init`]).
     pub init: bundle::init::InitLocator,
+    /// How `<manifest>.lock` is used ([`lock`]). [`Options::from_env`] leaves it
+    /// [`LockPolicy::Off`] (a library call writes nothing beside the manifest); the CLI uses
+    /// [`LockPolicy::Use`], `--locked` and `domforge update` the others.
+    pub lock: LockPolicy,
+    /// Whether resolving `builtin:xen-static-memory` may compile Xen when no build is cached.
+    /// `check` and `plan` turn it off: they use a cached (or locked) build or say how to make
+    /// one, and never compile.
+    pub build_builtins: bool,
+    /// Shared by every fetcher these options make: how often a package index was touched
+    /// ([`debian_fetch::Fetcher::index_accesses`]). A command answered by a satisfied lock leaves it
+    /// unchanged.
+    pub index_accesses: Arc<AtomicU64>,
 }
 
 impl Options {
     pub fn from_env() -> Result<Self, PipelineError> {
         let cache_dir =
-            images::debian::default_cache_dir().map_err(|e| PipelineError::other(e.to_string()))?;
+            debian_fetch::default_cache_dir().map_err(|e| PipelineError::other(e.to_string()))?;
         Ok(Self {
             cache_dir,
             offline: false,
             quiet: false,
             xen_override: None,
             init: bundle::init::InitLocator::default(),
+            lock: LockPolicy::Off,
+            build_builtins: true,
+            index_accesses: Arc::new(AtomicU64::new(0)),
         })
     }
 
-    pub fn fetcher(&self) -> images::Fetcher {
+    /// These options for `check` and `plan`: the same, but never compiling a `builtin:` build
+    /// ([`Options::build_builtins`] off).
+    pub fn without_builds(&self) -> Options {
+        Options {
+            build_builtins: false,
+            ..self.clone()
+        }
+    }
+
+    /// How often fetchers made from these options touched a package index.
+    pub fn index_accesses(&self) -> u64 {
+        self.index_accesses
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn fetcher(&self) -> debian_fetch::Fetcher {
         let progress = if self.quiet {
-            images::debian::Progress::Quiet
+            debian_fetch::Progress::Quiet
         } else {
-            images::debian::Progress::Stderr
+            debian_fetch::Progress::Stderr
         };
-        images::Fetcher::new(&self.cache_dir)
+        debian_fetch::Fetcher::new(&self.cache_dir)
             .with_offline(self.offline)
             .with_progress(progress)
+            .with_index_counter(Arc::clone(&self.index_accesses))
     }
 }
 
@@ -108,6 +149,8 @@ pub struct Loaded {
     pub xen_retargeted_from: Option<XenVersion>,
     /// Where `domforge-init` comes from ([`Options::init`]).
     pub init: bundle::init::InitLocator,
+    /// What this load did to `<manifest>.lock` ([`Options::lock`]).
+    pub lock: LockOutcome,
 }
 
 impl Loaded {
@@ -145,7 +188,7 @@ impl Loaded {
             return Err(self.fail(diags));
         }
         let (plan, _) = self.plan()?;
-        self.finalize(plan)?;
+        self.finalize_examined(plan)?;
         Ok(diags)
     }
 
@@ -155,16 +198,17 @@ impl Loaded {
         plan::plan(self.input()).map_err(|d| self.fail(d))
     }
 
-    /// Checks, plans and finalizes: the plan as it will be built.
+    /// Checks, plans and finalizes: the plan as it will be built (for showing it: [`build`]
+    /// finalizes again from re-verified bytes).
     pub fn final_plan(&self) -> Result<(FinalPlan, Diagnostics), PipelineError> {
         let (plan, warnings) = self.plan()?;
-        Ok((self.finalize(plan)?, warnings))
+        Ok((self.finalize_examined(plan)?, warnings))
     }
 
     /// What finalize and assemble read: the manifest, board, DTB and examined files.
     pub fn bundle_inputs<'a>(
         &'a self,
-        files: &'a bundle::VerifiedFiles<'a>,
+        files: &'a dyn bundle::ArtifactSource,
         init: &'a bundle::init::InitLocator,
     ) -> bundle::finalize::Inputs<'a> {
         bundle::finalize::Inputs {
@@ -178,8 +222,21 @@ impl Loaded {
     /// Finalizes `plan` (made from this input, perhaps with an overlay), every refusal as a
     /// diagnostic pointing at what it concerns.
     pub fn finalize(&self, plan: SystemPlan) -> Result<FinalPlan, PipelineError> {
-        let files = bundle::VerifiedFiles(&self.artifacts);
-        bundle::finalize(&self.bundle_inputs(&files, &self.init), plan).map_err(|errs| {
+        self.finalize_from(&bundle::VerifiedFiles(&self.artifacts), plan)
+    }
+
+    /// [`Loaded::finalize`] for `check` and `plan`, which keep nothing: the files are read back
+    /// without hashing them again ([`ExaminedFiles`]).
+    fn finalize_examined(&self, plan: SystemPlan) -> Result<FinalPlan, PipelineError> {
+        self.finalize_from(&ExaminedFiles(&self.artifacts), plan)
+    }
+
+    fn finalize_from(
+        &self,
+        files: &dyn bundle::ArtifactSource,
+        plan: SystemPlan,
+    ) -> Result<FinalPlan, PipelineError> {
+        bundle::finalize(&self.bundle_inputs(files, &self.init), plan).map_err(|errs| {
             self.fail(Diagnostics(
                 errs.iter()
                     .map(|e| blame::diagnostic(&self.manifest, e))
@@ -190,6 +247,35 @@ impl Loaded {
 
     pub fn board_arch(&self) -> Arch {
         self.board.arch
+    }
+}
+
+/// The examined files read back for `check` and `plan`: the size must still be the examined
+/// one, the digest is not recomputed — `load` computed (or, by file identity, remembered) it in
+/// this command, and nothing is hashed twice in one command (issue 14). What `check` and `plan`
+/// compose is shown and dropped; [`build`] finalizes again with [`bundle::VerifiedFiles`], which
+/// re-hashes every byte that goes into a bundle.
+struct ExaminedFiles<'a>(&'a ArtifactTable);
+
+impl bundle::ArtifactSource for ExaminedFiles<'_> {
+    fn facts(&self, source: &str) -> Result<&ArtifactFacts, String> {
+        match self.0.get(source) {
+            Some(Ok(f)) => Ok(f),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err("was never examined".into()),
+        }
+    }
+
+    fn read(&self, source: &str) -> Result<Vec<u8>, String> {
+        let facts = self.facts(source)?;
+        let bytes = std::fs::read(&facts.path).map_err(|e| format!("{}: {e}", facts.path))?;
+        if bytes.len() as u64 != facts.size {
+            return Err(format!(
+                "{} changed since it was examined; run the command again",
+                facts.path
+            ));
+        }
+        Ok(bytes)
     }
 }
 
@@ -226,7 +312,8 @@ pub fn load(manifest_path: &Path, opts: &Options) -> Result<Loaded, PipelineErro
         manifest: manifest_file.clone(),
         board: Some(board_file.clone()),
     })?;
-    let board_dtb = board_dtb(&board, &board_dir, opts)?;
+    let mut lock = LockSession::open(manifest_path, opts.lock)?;
+    let board_dtb = board_dtb_in(&board, &board_dir, opts, &mut lock)?;
     let dtb_inventory = match &board_dtb {
         Some(bytes) => {
             let tree = device_tree::DeviceTree::from_dtb(bytes).map_err(|e| {
@@ -262,16 +349,18 @@ pub fn load(manifest_path: &Path, opts: &Options) -> Result<Loaded, PipelineErro
     }
     for s in sources {
         if !artifacts.contains_key(s) {
-            let facts = examine(
+            let facts = examine_in(
                 s,
                 &manifest_dir,
                 board.arch,
                 &manifest.system.xen.value.to_string(),
                 opts,
+                &mut lock,
             );
             artifacts.insert(s.to_string(), facts);
         }
     }
+    let lock = lock.finish()?;
     Ok(Loaded {
         manifest_file,
         manifest_dir,
@@ -283,6 +372,7 @@ pub fn load(manifest_path: &Path, opts: &Options) -> Result<Loaded, PipelineErro
         artifacts,
         xen_retargeted_from,
         init: opts.init.clone(),
+        lock,
     })
 }
 
@@ -373,11 +463,22 @@ fn board_source(
 /// with the boot command lines, so the dumped DTB is exactly the one QEMU boots.
 pub use qemu_launch::machine_args as qemu_machine_args;
 
-/// Obtains the board's DTB bytes (cached).
+/// Obtains the board's DTB bytes (cached), using no lock file.
 pub fn board_dtb(
     board: &Board,
     board_dir: &Path,
     opts: &Options,
+) -> Result<Option<Vec<u8>>, PipelineError> {
+    let mut lock = LockSession::open(Path::new(""), LockPolicy::Off)?;
+    board_dtb_in(board, board_dir, opts, &mut lock)
+}
+
+/// [`board_dtb`], a DTB from a Debian kernel package pinned by (and recorded in) `lock`.
+fn board_dtb_in(
+    board: &Board,
+    board_dir: &Path,
+    opts: &Options,
+    lock: &mut LockSession,
 ) -> Result<Option<Vec<u8>>, PipelineError> {
     match &board.dtb {
         DtbSource::None => Ok(None),
@@ -433,33 +534,44 @@ pub fn board_dtb(
             }
         }
         DtbSource::Debian { package, path } => {
-            let arch = images_arch(board.arch);
-            let fetcher = opts.fetcher();
-            let kernel = if package == "linux-image-arm64" || package.starts_with("linux-image") {
-                fetcher.linux_kernel(arch)
-            } else {
+            if !package.starts_with("linux-image") {
                 return Err(PipelineError::other(format!(
                     "board DTBs come from a linux-image package, not `{package}`"
                 )));
             }
-            .map_err(|e| {
-                PipelineError::other(format!("fetching the DTB of board `{}`: {e}", board.name))
-            })?;
-            let dir = kernel.dtbs_dir.ok_or_else(|| {
+            let key = lock_key(&format!("dtb:{path}"), board.arch, None);
+            let fetcher = opts.fetcher();
+            let (kernel, suite) =
+                kernel_for(&key, board.arch, &fetcher, opts, lock).map_err(|e| {
+                    PipelineError::other(format!("fetching the DTB of board `{}`: {e}", board.name))
+                })?;
+            let dir = kernel.dtbs_dir.as_ref().ok_or_else(|| {
                 PipelineError::other(format!("{} ships no DTBs", kernel.package.name))
             })?;
             let p = dir.join(path);
-            std::fs::read(&p)
-                .map(Some)
-                .map_err(|e| PipelineError::other(format!("reading {}: {e}", p.display())))
+            let bytes = std::fs::read(&p)
+                .map_err(|e| PipelineError::other(format!("reading {}: {e}", p.display())))?;
+            lock.record(
+                LockedSource {
+                    source: key.0,
+                    architecture: key.1,
+                    xen: None,
+                    sha256: hex(&Sha256::digest(&bytes)),
+                    recipe: None,
+                    packages: vec![LockedPackage::binary(&kernel.package, &suite)],
+                },
+                &p,
+            )
+            .map_err(PipelineError::other)?;
+            Ok(Some(bytes))
         }
     }
 }
 
-pub fn images_arch(a: Arch) -> images::Arch {
+pub fn debian_arch(a: Arch) -> debian_fetch::Arch {
     match a {
-        Arch::Arm64 => images::Arch::Arm64,
-        Arch::X86_64 => images::Arch::Amd64,
+        Arch::Arm64 => debian_fetch::Arch::Arm64,
+        Arch::X86_64 => debian_fetch::Arch::Amd64,
     }
 }
 
@@ -470,6 +582,7 @@ pub fn hex(bytes: &[u8]) -> String {
 /// Turns a manifest source string into a local file: a path relative to the manifest, `debian:kernel`
 /// (the board architecture's Debian kernel), `builtin:probe` (the probe-guest initramfs) or
 /// `builtin:xen-static-memory` (Debian's Xen of the manifest's `xen` series, built with static memory).
+/// Uses no lock file; [`load`] resolves through the manifest's lock.
 pub fn resolve_source(
     source: &str,
     manifest_dir: &Path,
@@ -477,31 +590,153 @@ pub fn resolve_source(
     xen: &str,
     opts: &Options,
 ) -> Result<PathBuf, String> {
+    let mut lock = LockSession::open(Path::new(""), LockPolicy::Off).map_err(|e| e.to_string())?;
+    resolve_in(source, manifest_dir, arch, xen, opts, &mut lock).map(|r| r.path)
+}
+
+/// A resolved source: the file, and (for `debian:`/`builtin:` sources) the lock entry it makes
+/// once the file's digest is known.
+struct Resolved {
+    path: PathBuf,
+    entry: Option<(LockKey, Vec<LockedPackage>, Option<String>)>,
+}
+
+/// The lock key of a source on `arch` (with the Xen release for sources that depend on it).
+fn lock_key(source: &str, arch: Arch, xen: Option<&str>) -> LockKey {
+    (
+        source.to_owned(),
+        debian_arch(arch).debian_name().to_owned(),
+        xen.map(str::to_owned),
+    )
+}
+
+/// The message of a fetch that a lock pinned, with what to do when the pinned version is gone.
+fn fetch_message(e: &debian_fetch::FetchError, lock: &LockSession) -> String {
+    match e {
+        debian_fetch::FetchError::PinnedVersionGone { .. } => format!(
+            "{e}; it is pinned by {}: run `domforge update {}` to lock the version Debian has now \
+             (review and commit the changed lock)",
+            lock.path().display(),
+            lock.manifest()
+        ),
+        _ => e.to_string(),
+    }
+}
+
+/// Under `domforge update`, refreshes `(suite, arch)`'s index once per run before resolving.
+fn refresh_for_update(
+    lock: &mut LockSession,
+    fetcher: &debian_fetch::Fetcher,
+    opts: &Options,
+    suite: &str,
+    arch: debian_fetch::Arch,
+) -> Result<(), String> {
+    if !opts.offline && lock.needs_refresh(suite, arch.debian_name()) {
+        fetcher
+            .refresh_index(suite, arch)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// The Debian kernel for `arch`: the lock's pin (of `key`'s entry, or any entry sharing the
+/// kernel), else the newest of [`debian_fetch::DEFAULT_SUITE`]. Returns the suite too.
+fn kernel_for(
+    key: &LockKey,
+    arch: Arch,
+    fetcher: &debian_fetch::Fetcher,
+    opts: &Options,
+    lock: &mut LockSession,
+) -> Result<(debian_fetch::KernelFiles, String), String> {
+    match lock.package_pin(key, "linux-image-") {
+        Some(pin) => fetcher
+            .linux_kernel_pinned(&pin)
+            .map(|k| (k, pin.suite.clone()))
+            .map_err(|e| fetch_message(&e, lock)),
+        None => {
+            lock.may_resolve(key)?;
+            let suite = debian_fetch::DEFAULT_SUITE;
+            refresh_for_update(lock, fetcher, opts, suite, debian_arch(arch))?;
+            fetcher
+                .linux_kernel_in(debian_arch(arch), suite)
+                .map(|k| (k, suite.to_owned()))
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
+fn resolve_in(
+    source: &str,
+    manifest_dir: &Path,
+    arch: Arch,
+    xen: &str,
+    opts: &Options,
+    lock: &mut LockSession,
+) -> Result<Resolved, String> {
+    let iarch = debian_arch(arch);
     match source.split_once(':') {
-        Some(("debian", "xen")) => opts
-            .fetcher()
-            .xen_hypervisor(images_arch(arch), xen)
-            .map_err(|e| e.to_string()),
+        Some(("debian", "xen")) => {
+            let key = lock_key(source, arch, Some(xen));
+            let fetcher = opts.fetcher();
+            let files = match lock.package_pin(&key, &format!("xen-hypervisor-{xen}-")) {
+                Some(pin) => fetcher
+                    .xen_hypervisor_pinned(xen, &pin)
+                    .map_err(|e| fetch_message(&e, lock))?,
+                None => {
+                    lock.may_resolve(&key)?;
+                    let suite = debian_fetch::suite_for_xen(xen).ok_or_else(|| {
+                        debian_fetch::FetchError::UnknownXenVersion(xen.to_owned()).to_string()
+                    })?;
+                    refresh_for_update(lock, &fetcher, opts, suite, iarch)?;
+                    fetcher
+                        .xen_hypervisor_files(iarch, xen, suite)
+                        .map_err(|e| e.to_string())?
+                }
+            };
+            let packages = vec![LockedPackage::binary(&files.package, &files.suite)];
+            Ok(Resolved {
+                path: files.image,
+                entry: Some((key, packages, None)),
+            })
+        }
         Some(("debian", "kernel")) => {
-            let k = opts
-                .fetcher()
-                .linux_kernel(images_arch(arch))
-                .map_err(|e| e.to_string())?;
-            Ok(k.image)
+            let key = lock_key(source, arch, None);
+            let (k, suite) = kernel_for(&key, arch, &opts.fetcher(), opts, lock)?;
+            let packages = vec![LockedPackage::binary(&k.package, &suite)];
+            Ok(Resolved {
+                path: k.image,
+                entry: Some((key, packages, None)),
+            })
         }
         Some(("debian", other)) => Err(format!(
             "unknown Debian source `{other}`; `debian:kernel` and `debian:xen` are supported"
         )),
-        Some(("builtin", "probe")) => build_probe(arch, opts),
+        Some(("builtin", "probe")) => {
+            let key = lock_key(source, arch, None);
+            match lock.pinned(&key) {
+                // A satisfied pin: the probe built from the pinned inputs is in the cache
+                // under its digest; nothing is fetched or built.
+                Some(entry) => {
+                    let path = probe_path(opts, arch, &entry.sha256);
+                    if path.is_file() {
+                        return Ok(Resolved {
+                            path,
+                            entry: Some((key, entry.packages.clone(), None)),
+                        });
+                    }
+                }
+                None => lock.may_resolve(&key)?,
+            }
+            let (path, packages) = build_probe_in(arch, opts, &key, lock)?;
+            Ok(Resolved {
+                path,
+                entry: Some((key, packages, None)),
+            })
+        }
         // Debian's Xen source built with CONFIG_STATIC_MEMORY (for `xen,static-mem` +
-        // `direct-map` driver domains); see images::xen_build.
+        // `direct-map` driver domains); see debian_fetch::xen_build.
         Some(("builtin", "xen-static-memory")) => match arch {
-            Arch::Arm64 => images::xen_build::XenBuilder::new(&opts.cache_dir)
-                .with_offline(opts.offline)
-                .with_quiet(opts.quiet)
-                .build(&images::xen_build::XenBuildConfig::static_memory(xen))
-                .map(|built| built.image)
-                .map_err(|e| e.to_string()),
+            Arch::Arm64 => xen_static_memory(xen, opts, lock),
             _ => Err("`builtin:xen-static-memory` is an arm64 hypervisor: Xen's \
                       CONFIG_STATIC_MEMORY exists only on ARM"
                 .to_string()),
@@ -512,7 +747,10 @@ pub fn resolve_source(
         _ => {
             let p = manifest_dir.join(source);
             if p.is_file() {
-                Ok(p)
+                Ok(Resolved {
+                    path: p,
+                    entry: None,
+                })
             } else {
                 Err(format!("no file at {}", p.display()))
             }
@@ -520,37 +758,130 @@ pub fn resolve_source(
     }
 }
 
+/// `builtin:xen-static-memory`: a cached build (the lock's source version when pinned), or —
+/// only when [`Options::build_builtins`] — a build now. `check` and `plan` never compile; they
+/// say how to build it instead.
+fn xen_static_memory(
+    xen: &str,
+    opts: &Options,
+    lock: &mut LockSession,
+) -> Result<Resolved, String> {
+    use debian_fetch::xen_build::{XenBuildConfig, XenBuilder};
+    let key = lock_key("builtin:xen-static-memory", Arch::Arm64, Some(xen));
+    let config = XenBuildConfig::static_memory(xen);
+    let builder = XenBuilder::new(&opts.cache_dir)
+        .with_offline(opts.offline)
+        .with_quiet(opts.quiet);
+    let pinned = lock
+        .pinned(&key)
+        .and_then(|e| e.packages.first())
+        .map(|p| p.version.clone());
+    if pinned.is_none() {
+        lock.may_resolve(&key)?;
+    }
+    let built = match builder.cached_build(&config, pinned.as_deref()) {
+        Some(b) => b,
+        None if !opts.build_builtins => {
+            return Err(format!(
+                "it is Xen {xen} compiled from Debian's source with CONFIG_STATIC_MEMORY, and no \
+                 build{} is in the cache yet; `check` and `plan` never compile. Build it once \
+                 with `domforge fetch {}` (or `domforge build`), which compiles the hypervisor \
+                 (several minutes) and caches it",
+                pinned
+                    .as_deref()
+                    .map(|v| format!(" of the locked source version {v}"))
+                    .unwrap_or_default(),
+                lock.manifest()
+            ));
+        }
+        None => builder.build(&config).map_err(|e| e.to_string())?,
+    };
+    let dsc = built
+        .source_files
+        .iter()
+        .find(|(_, name)| name.ends_with(".dsc"))
+        .map(|(sha, _)| sha.clone())
+        .unwrap_or_default();
+    let packages = vec![LockedPackage {
+        name: "xen".to_owned(),
+        version: built.source_version.clone(),
+        suite: debian_fetch::suite_for_xen(xen)
+            .unwrap_or_default()
+            .to_owned(),
+        architecture: "source".to_owned(),
+        sha256: dsc,
+        files: built
+            .source_files
+            .iter()
+            .map(|(sha, name)| format!("{sha} {name}"))
+            .collect(),
+    }];
+    Ok(Resolved {
+        path: built.image,
+        entry: Some((key, packages, Some(built.key))),
+    })
+}
+
+/// Where the probe initramfs with digest `sha256` is cached.
+fn probe_path(opts: &Options, arch: Arch, sha256: &str) -> PathBuf {
+    opts.cache_dir.join("probe").join(format!(
+        "probe-{}-{}.cpio.gz",
+        arch.as_str(),
+        sha256.get(..12).unwrap_or(sha256)
+    ))
+}
+
 /// Builds (and caches) the probe initramfs for `arch` from Debian's busybox-static.
 pub fn build_probe(arch: Arch, opts: &Options) -> Result<PathBuf, String> {
+    let mut lock = LockSession::open(Path::new(""), LockPolicy::Off).map_err(|e| e.to_string())?;
+    let key = lock_key("builtin:probe", arch, None);
+    build_probe_in(arch, opts, &key, &mut lock).map(|(p, _)| p)
+}
+
+/// [`build_probe`] from the lock's pinned busybox and kernel (or the newest); returns the
+/// inputs for the lock.
+fn build_probe_in(
+    arch: Arch,
+    opts: &Options,
+    key: &LockKey,
+    lock: &mut LockSession,
+) -> Result<(PathBuf, Vec<LockedPackage>), String> {
     let fetcher = opts.fetcher();
-    let busybox = fetcher
-        .busybox_static(images_arch(arch))
-        .map_err(|e| e.to_string())?;
-    let mut image =
-        images::probe::ProbeImage::from_busybox_file(&busybox).map_err(|e| e.to_string())?;
+    let iarch = debian_arch(arch);
+    let (package, busybox) = match lock.package_pin(key, "busybox-static") {
+        Some(pin) => fetcher
+            .busybox_static_pinned(&pin)
+            .map(|(p, b)| (LockedPackage::binary(&p, &pin.suite), b))
+            .map_err(|e| fetch_message(&e, lock))?,
+        None => {
+            let suite = debian_fetch::DEFAULT_SUITE;
+            refresh_for_update(lock, &fetcher, opts, suite, iarch)?;
+            fetcher
+                .busybox_static_package(iarch, suite)
+                .map(|(p, b)| (LockedPackage::binary(&p, suite), b))
+                .map_err(|e| e.to_string())?
+        }
+    };
+    let mut inputs = vec![package];
+    let mut image = probe::ProbeImage::from_busybox_file(&busybox).map_err(|e| e.to_string())?;
     // Debian's arm64 kernel builds virtio-mmio and virtio-blk as modules; the probe loads them to
     // reach a passed-through virtio disk. They come from the same package as `debian:kernel`.
     if arch == Arch::Arm64 {
-        let kernel = fetcher
-            .linux_kernel(images_arch(arch))
-            .map_err(|e| e.to_string())?;
+        let (kernel, suite) = kernel_for(key, arch, &fetcher, opts, lock)?;
+        inputs.push(LockedPackage::binary(&kernel.package, &suite));
         let modules =
-            images::kmod::resolve_modules(&kernel.modules_dir, images::probe::ARM64_VIRTIO_MODULES)
+            initramfs::kmod::resolve_modules(&kernel.modules_dir, probe::ARM64_VIRTIO_MODULES)
                 .map_err(|e| e.to_string())?;
         image = image.with_modules(&modules).map_err(|e| e.to_string())?;
     }
     let bytes = image.to_cpio_gz().map_err(|e| e.to_string())?;
     let dir = opts.cache_dir.join("probe");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let path = dir.join(format!(
-        "probe-{}-{}.cpio.gz",
-        arch.as_str(),
-        &hex(&Sha256::digest(&bytes))[..12]
-    ));
+    let path = probe_path(opts, arch, &hex(&Sha256::digest(&bytes)));
     if !path.exists() {
         std::fs::write(&path, &bytes).map_err(|e| e.to_string())?;
     }
-    Ok(path)
+    Ok((path, inputs))
 }
 
 /// The hypervisor the manifest boots: `[system] hypervisor`, else Debian's package for `xen`.
@@ -561,7 +892,7 @@ pub fn xen_source(m: &Manifest) -> String {
         .map_or_else(|| "debian:xen".to_string(), |h| h.value.clone())
 }
 
-/// Reads a file and says what it is.
+/// Reads a file and says what it is (using no lock file).
 pub fn examine(
     source: &str,
     manifest_dir: &Path,
@@ -569,14 +900,36 @@ pub fn examine(
     xen: &str,
     opts: &Options,
 ) -> Result<ArtifactFacts, String> {
-    let path = resolve_source(source, manifest_dir, arch, xen, opts)?;
-    let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    Ok(ArtifactFacts {
-        size: bytes.len() as u64,
-        format: classify(&bytes),
-        path: path.display().to_string(),
-        sha256: hex(&Sha256::digest(&bytes)),
-    })
+    let mut lock = LockSession::open(Path::new(""), LockPolicy::Off).map_err(|e| e.to_string())?;
+    examine_in(source, manifest_dir, arch, xen, opts, &mut lock)
+}
+
+/// [`examine`] through `lock`: the file is hashed once, and that digest is both the fact
+/// validation uses and what is checked against (and recorded in) the lock.
+fn examine_in(
+    source: &str,
+    manifest_dir: &Path,
+    arch: Arch,
+    xen: &str,
+    opts: &Options,
+    lock: &mut LockSession,
+) -> Result<ArtifactFacts, String> {
+    let resolved = resolve_in(source, manifest_dir, arch, xen, opts, lock)?;
+    let facts = facts::examine_file(&opts.cache_dir, &resolved.path)?;
+    if let Some(((source, architecture, xen), packages, recipe)) = resolved.entry {
+        lock.record(
+            LockedSource {
+                source,
+                architecture,
+                xen,
+                sha256: facts.sha256.clone(),
+                recipe,
+                packages,
+            },
+            &resolved.path,
+        )?;
+    }
+    Ok(facts)
 }
 
 /// What a boot file is, from its contents.

@@ -10,11 +10,11 @@
 //! - dom0's `hvc0`, which Xen passes through unprefixed.
 //!
 //! Prefixes are therefore only a hint. Probe report lines name their domain themselves
-//! (`DOMFORGE-PROBE <name> …`, [`images::probe`]), so they are attributed by that name whatever
+//! (`DOMFORGE-PROBE <name> …`, [`probe`]), so they are attributed by that name whatever
 //! the prefix; other lines by the domid in the prefix, mapped to a name through the boot order
 //! ([`DomainMap`]).
 
-use images::probe::{ProbeLine, parse_report_line};
+use probe::{ProbeLine, parse_report_line};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -176,7 +176,7 @@ pub fn classify(map: &DomainMap, at: Duration, raw: &str) -> ConsoleLine {
     let raw = raw.trim_end_matches(['\r', '\n']);
     let probe = parse_report_line(raw);
     let (origin, text) = if let Some(p) = &probe {
-        let start = raw.find(images::probe::MARKER).unwrap_or(0);
+        let start = raw.find(probe::MARKER).unwrap_or(0);
         (
             Origin::Domain(p.name.clone()),
             raw.get(start..).unwrap_or(raw),

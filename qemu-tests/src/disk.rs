@@ -1,6 +1,6 @@
 //! Disk images for scenarios that pass a virtio-blk device through to a driver domain.
 //!
-//! The probe guest's `virtio-blk` check (`images/src/probe_init.sh`, `functional_check`)
+//! The probe guest's `virtio-blk` check (`probe/src/probe_init.sh`, `functional_check`)
 //! reads the first 512 bytes of the block device bound to the passed-through transport,
 //! turns NULs into newlines and reports the first line as `dev.virtio-blk@<addr>.value =
 //! "<vda> <line>"`. A raw image whose first bytes are a marker line therefore proves that a

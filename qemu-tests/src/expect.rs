@@ -20,7 +20,7 @@ use firmware_config::board::Region;
 use firmware_config::manifest::{DomainKind, Enhanced};
 use firmware_config::plan::{DevicePlan, SystemPlan};
 use firmware_config::units::{MIB, human_size};
-use images::probe::ProbeReport;
+use probe::ProbeReport;
 use std::fmt;
 
 /// The source string of the probe initramfs in a manifest.
@@ -44,7 +44,7 @@ impl fmt::Display for DeviceSpec {
 }
 
 /// The probe kind for a device: the ones with a functional check in the probe's `/init`
-/// (`images/src/probe_init.sh`, `functional_check`), else the node name (presence only).
+/// (`probe/src/probe_init.sh`, `functional_check`), else the node name (presence only).
 fn probe_kind(dev: &DevicePlan) -> String {
     for c in &dev.compatible {
         match c.as_str() {
@@ -250,7 +250,7 @@ fn spec_list(specs: &[DeviceSpec]) -> String {
 }
 
 /// The probe knobs for one expectation: `domforge.name=… [domforge.expect_devices=…]
-/// [domforge.deny_devices=…]` (format: `images/src/probe.rs`).
+/// [domforge.deny_devices=…]` (format: `probe/src/lib.rs`).
 pub fn probe_knobs(e: &Expectation) -> String {
     let mut s = format!("domforge.name={}", e.name);
     if !e.owned.is_empty() {

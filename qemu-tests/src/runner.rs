@@ -9,7 +9,7 @@
 //! *thread* ends, so the guard must not outlive that thread — [`boot`] keeps both together).
 
 use crate::console::{self, ConsoleLine, DomainMap, Fatal, Origin};
-use images::probe::ProbeReport;
+use probe::ProbeReport;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;

@@ -2,7 +2,7 @@
 //!
 //! - QEMU virt DTBs are dumped at test time (`qemu-system-aarch64 ... -machine dumpdtb=FILE`).
 //! - The Raspberry Pi 4 and ZCU102 DTBs come from Debian's arm64 kernel package, fetched and verified by
-//!   `images::debian::Fetcher` into `${XDG_CACHE_HOME:-$HOME/.cache}/domforge/` (never committed).
+//!   `debian_fetch::Fetcher` into `${XDG_CACHE_HOME:-$HOME/.cache}/domforge/` (never committed).
 //! - A missing prerequisite skips the test with a printed reason, except in CI (`CI=true`) where it
 //!   fails.
 #![allow(dead_code)]
@@ -67,9 +67,9 @@ static DTBS_DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
 /// A DTB from Debian's arm64 kernel package, e.g. `broadcom/bcm2711-rpi-4-b.dtb`.
 pub fn debian_dtb(rel: &str) -> Option<Vec<u8>> {
     let dir = DTBS_DIR.get_or_init(|| {
-        let fetcher = images::debian::Fetcher::from_env().map_err(|e| e.to_string())?;
+        let fetcher = debian_fetch::Fetcher::from_env().map_err(|e| e.to_string())?;
         let k = fetcher
-            .linux_kernel(images::debian::Arch::Arm64)
+            .linux_kernel(debian_fetch::Arch::Arm64)
             .map_err(|e| e.to_string())?;
         k.dtbs_dir
             .ok_or_else(|| "arm64 kernel package has no DTB directory".to_owned())

@@ -5,7 +5,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
-    let mut initramfs = images::cpio::Initramfs::new();
+    let mut initramfs = initramfs::cpio::Initramfs::new();
     for (i, line) in text.lines().enumerate() {
         let _ = match i % 4 {
             0 => initramfs.add_file(line, 0o644, line.as_bytes().to_vec()),

@@ -3,7 +3,7 @@
 //! against a real boot.
 //!
 //! The image holds a static busybox, `/init` (a POSIX sh script, [`INIT_SCRIPT`]), optional
-//! kernel modules with their load order ([`crate::kmod`]) and `/dev/console`. It works for
+//! kernel modules with their load order ([`initramfs::kmod`]) and `/dev/console`. It works for
 //! arm64 and amd64 guests alike; only the busybox (and modules) differ.
 //!
 //! # Kernel command line
@@ -62,8 +62,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::cpio::{CpioError, Initramfs};
-use crate::kmod::{KmodError, ModuleSet};
+use initramfs::cpio::{CpioError, Initramfs};
+use initramfs::kmod::{KmodError, ModuleSet};
 
 /// The probe's `/init`, run by busybox `sh`.
 pub const INIT_SCRIPT: &str = include_str!("probe_init.sh");
@@ -116,7 +116,7 @@ impl ProbeImage {
         Ok(Self { initramfs })
     }
 
-    /// [`ProbeImage::new`] reading busybox from a file (e.g. [`crate::Fetcher::busybox_static`]).
+    /// [`ProbeImage::new`] reading busybox from a file (e.g. `debian_fetch::Fetcher::busybox_static`).
     pub fn from_busybox_file(path: &std::path::Path) -> Result<Self, ProbeError> {
         let bytes = std::fs::read(path).map_err(|source| ProbeError::Busybox {
             path: path.to_owned(),

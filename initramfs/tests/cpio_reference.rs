@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use images::cpio::Initramfs;
+use initramfs::cpio::Initramfs;
 
 fn have_cpio() -> bool {
     match Command::new("cpio").arg("--version").output() {
@@ -110,7 +110,7 @@ fn compare_tree(initramfs: &Initramfs, root: &Path, files: &[&str]) {
     for name in files {
         let on_disk = std::fs::read(root.join(name)).unwrap();
         match initramfs.get(name) {
-            Some(images::cpio::EntryKind::File(data)) => assert_eq!(&on_disk, data, "{name}"),
+            Some(initramfs::cpio::EntryKind::File(data)) => assert_eq!(&on_disk, data, "{name}"),
             other => panic!("{name}: {other:?}"),
         }
     }

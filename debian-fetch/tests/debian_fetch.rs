@@ -7,8 +7,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use images::debian::{Arch, FetchError, Fetcher, PackageRequest, default_cache_dir};
-use images::formats;
+use debian_fetch::formats;
+use debian_fetch::{Arch, FetchError, Fetcher, PackageRequest, default_cache_dir};
 
 fn in_ci() -> bool {
     std::env::var("CI").as_deref() == Ok("true")
@@ -124,7 +124,7 @@ fn second_fetch_is_served_from_the_cache_offline() {
     assert_eq!(first, second);
     // The cached .deb still matches the SHA-256 the signed index gave.
     assert_eq!(
-        images::debian::sha256_file(&second.deb_path).unwrap(),
+        debian_fetch::sha256_file(&second.deb_path).unwrap(),
         second.sha256
     );
 }

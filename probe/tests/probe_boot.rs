@@ -4,7 +4,7 @@
 //! `probe_boots_in_qemu_aarch64` boots Debian's arm64 kernel with the probe initramfs in plain
 //! QEMU (no Xen) and checks the report the real guest prints. It is ignored by default
 //! because it takes about a minute under TCG; run it with
-//! `cargo test -p images --test probe_boot -- --ignored --nocapture`
+//! `cargo test -p probe --test probe_boot -- --ignored --nocapture`
 //! (needs `qemu-system-aarch64`, package `qemu-system-arm`).
 
 use std::io::{BufRead, BufReader};
@@ -12,9 +12,9 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use images::debian::{Arch, Fetcher, default_cache_dir};
-use images::kmod::resolve_modules;
-use images::probe::{ARM64_VIRTIO_MODULES, ProbeImage, ProbeReport};
+use debian_fetch::{Arch, Fetcher, default_cache_dir};
+use initramfs::kmod::resolve_modules;
+use probe::{ARM64_VIRTIO_MODULES, ProbeImage, ProbeReport};
 
 fn in_ci() -> bool {
     std::env::var("CI").as_deref() == Ok("true")
@@ -28,7 +28,7 @@ fn skip_or_fail(reason: &str) {
 }
 
 /// Builds the arm64 probe (busybox + virtio modules of Debian's kernel); `None` = skipped.
-fn arm64_probe() -> Option<(images::KernelFiles, Vec<u8>)> {
+fn arm64_probe() -> Option<(debian_fetch::KernelFiles, Vec<u8>)> {
     let fetcher = Fetcher::new(default_cache_dir().ok()?);
     let (busybox, kernel) = match (
         fetcher.busybox_static(Arch::Arm64),
@@ -116,7 +116,7 @@ fn probe_image_lists_with_gnu_cpio() {
                 .filter(|d| !d.is_empty())
                 .map(|d| d.replace('-', "_"))
                 .collect();
-            let ours = images::kmod::module_depends(&std::fs::read(&path).unwrap()).unwrap();
+            let ours = initramfs::kmod::module_depends(&std::fs::read(&path).unwrap()).unwrap();
             assert_eq!(ours, theirs, "{}", path.display());
             compared += 1;
             with_deps += usize::from(!ours.is_empty());
@@ -234,7 +234,7 @@ fn probe_boots_in_qemu_aarch64() {
 }
 
 /// Boots the amd64 probe in QEMU x86_64 (TCG) and returns its console lines.
-fn boot_amd64(append: &str) -> Option<(images::KernelFiles, Vec<String>)> {
+fn boot_amd64(append: &str) -> Option<(debian_fetch::KernelFiles, Vec<String>)> {
     boot_amd64_until(append, |line| {
         line.contains("DOMFORGE-PROBE") && line.contains(" end=")
     })
@@ -244,7 +244,7 @@ fn boot_amd64(append: &str) -> Option<(images::KernelFiles, Vec<String>)> {
 fn boot_amd64_until(
     append: &str,
     stop: impl Fn(&str) -> bool,
-) -> Option<(images::KernelFiles, Vec<String>)> {
+) -> Option<(debian_fetch::KernelFiles, Vec<String>)> {
     if Command::new("qemu-system-x86_64")
         .arg("--version")
         .output()

@@ -14,8 +14,8 @@
 //! | `/proc`, `/sys`, `/dev`, `/tmp` | mount points |
 
 use crate::cpio::{CpioError, Initramfs};
-use crate::debian::Arch;
 use crate::kmod::{KmodError, ModuleSet};
+use debian_fetch::Arch;
 use std::path::Path;
 
 /// The Xen drivers a PV dom0 running domforge-init loads (Debian's amd64 6.1 builds them as modules):

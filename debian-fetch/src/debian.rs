@@ -222,6 +222,50 @@ pub enum FetchError {
         /// Architecture.
         arch: Arch,
     },
+    /// A pinned version (a lock file's) is neither cached nor in the archive's index any more.
+    #[error(
+        "{package} {version} ({arch}) is pinned but no longer in Debian {suite}'s package index \
+         (Debian drops superseded versions at point releases and security updates), and it is not \
+         in the cache"
+    )]
+    PinnedVersionGone {
+        /// Package name.
+        package: String,
+        /// The pinned version.
+        version: String,
+        /// Architecture.
+        arch: Arch,
+        /// Suite searched.
+        suite: String,
+    },
+    /// The cache holds the pinned version, but with another `.deb` digest than the pin.
+    #[error(
+        "{} {} ({}) in the cache ({path}) has .deb SHA-256 {actual}, but the pin says {}; the \
+         cache entry was modified or comes from another archive; hint: delete {path} to fetch it \
+         again",
+        .pin.name, .pin.version, .pin.arch, .pin.sha256
+    )]
+    PinMismatch {
+        /// The pin (boxed: keeps every `Result` of this module small).
+        pin: Box<PackagePin>,
+        /// The cache entry.
+        path: PathBuf,
+        /// Digest recorded in the cache.
+        actual: String,
+    },
+    /// The signed index lists the pinned version with another digest than the pin.
+    #[error(
+        "Debian {}'s signed index lists {} {} ({}) with SHA-256 {index}, but the pin says {}: \
+         the archive rebuilt the package under the same version, or the pin was edited; \
+         refusing to download it",
+        .pin.suite, .pin.name, .pin.version, .pin.arch, .pin.sha256
+    )]
+    IndexDisagreesWithPin {
+        /// The pin.
+        pin: Box<PackagePin>,
+        /// Digest in the index.
+        index: String,
+    },
     /// Neither `XDG_CACHE_HOME` nor `HOME` is set.
     #[error("cannot find a cache directory: neither XDG_CACHE_HOME nor HOME is set")]
     NoCacheDir,
@@ -307,6 +351,45 @@ pub struct FetchedPackage {
     pub deb_path: PathBuf,
     /// Directory the package was unpacked into (`dpkg-deb -x`).
     pub root_dir: PathBuf,
+}
+
+/// One exact package: what a lock file records so that a later fetch needs no index.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PackagePin {
+    /// Package name (no glob).
+    pub name: String,
+    /// Exact Debian version.
+    pub version: String,
+    /// Architecture.
+    pub arch: Arch,
+    /// The suite it was resolved in (searched again only when it is not cached).
+    pub suite: String,
+    /// Lower-case hex SHA-256 of the `.deb`, as the signed index gave it.
+    pub sha256: String,
+}
+
+impl FetchedPackage {
+    /// The pin that fetches exactly this package again, from `suite`.
+    pub fn pin(&self, suite: &str) -> PackagePin {
+        PackagePin {
+            name: self.name.clone(),
+            version: self.version.clone(),
+            arch: self.arch,
+            suite: suite.to_owned(),
+            sha256: self.sha256.clone(),
+        }
+    }
+}
+
+/// The Xen hypervisor of a Debian package, ready to boot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XenFiles {
+    /// The binary QEMU/U-Boot loads (arm64 Image; amd64 gunzipped ELF).
+    pub image: PathBuf,
+    /// The package it comes from.
+    pub package: FetchedPackage,
+    /// The suite it was taken from.
+    pub suite: String,
 }
 
 /// Files of a Debian Linux kernel package.
@@ -699,6 +782,11 @@ pub struct Fetcher {
     keyring: PathBuf,
     progress: Progress,
     offline: bool,
+    /// How often this fetcher (and its clones) consulted a package index: every run of
+    /// `apt-get`/`apt-cache` and every opening of a suite's apt state. A lock satisfied by the
+    /// cache keeps it at zero ([`Fetcher::fetch_pinned`]); tests read it through
+    /// [`Fetcher::index_accesses`].
+    index_accesses: Arc<AtomicU64>,
 }
 
 impl Fetcher {
@@ -711,7 +799,26 @@ impl Fetcher {
             keyring: PathBuf::from(DEBIAN_ARCHIVE_KEYRING),
             progress: Progress::Stderr,
             offline: false,
+            index_accesses: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Counts index accesses into `counter` (shared with whoever holds it) instead of a
+    /// counter of its own.
+    #[must_use]
+    pub fn with_index_counter(mut self, counter: Arc<AtomicU64>) -> Self {
+        self.index_accesses = counter;
+        self
+    }
+
+    /// How many times this fetcher and its clones touched a package index (ran apt or opened
+    /// a suite's apt state). Zero after work that a lock and the cache fully answered.
+    pub fn index_accesses(&self) -> u64 {
+        self.index_accesses.load(Ordering::Relaxed)
+    }
+
+    fn note_index_access(&self) {
+        self.index_accesses.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Never runs `apt-get` (no index update, no download): only packages already in the
@@ -839,6 +946,7 @@ impl Fetcher {
         args: &[&str],
         cwd: Option<&Path>,
     ) -> Result<Vec<u8>> {
+        self.note_index_access();
         let mut command = Command::new(tool);
         command.args(Self::apt_options(state, arch)).args(args);
         command.env("LC_ALL", "C").stdin(Stdio::null());
@@ -915,6 +1023,7 @@ impl Fetcher {
     /// downloads the index if there is none yet. Returns the lock guard and whether the
     /// index was just updated.
     fn open_state(&self, state: &Path, suite: &str, arch: Arch) -> Result<(fs::File, bool)> {
+        self.note_index_access();
         let lock = self.lock(state)?;
         let sources_changed = self.prepare_state(state, suite, arch)?;
         if !self.offline && (sources_changed || !Self::index_present(state)) {
@@ -985,6 +1094,75 @@ impl Fetcher {
             match self.download_locked(&state, arch, &entry) {
                 Ok(done) => return Ok(done),
                 // The version may have left the archive since our index was fetched.
+                Err(FetchError::CommandFailed { .. }) if self.may_refresh(&state, updated) => {
+                    self.update_locked(&state, suite, arch)?;
+                    updated = true;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Fetches exactly `pin`. When the cache holds it (and its recorded `.deb` digest is the
+    /// pin's) nothing else happens: no apt state is opened, no index read, no program run — a
+    /// satisfied lock costs file reads only. Otherwise the pinned version is looked up in the
+    /// suite's index (refreshed once when it is missing and the index is old), its signed
+    /// digest must be the pin's, and it is downloaded and verified as by [`Fetcher::fetch`].
+    pub fn fetch_pinned(&self, pin: &PackagePin) -> Result<FetchedPackage> {
+        check_suite(&pin.suite)?;
+        let (suite, arch) = (pin.suite.as_str(), pin.arch);
+        if !valid_package_pattern(&pin.name) || pin.name.contains(['*', '?']) {
+            return Err(FetchError::PackageNotFound {
+                pattern: pin.name.clone(),
+                arch,
+                suite: suite.to_owned(),
+            });
+        }
+        if let Some(found) = self.cached(&pin.name, &pin.version, arch) {
+            if found.sha256 != pin.sha256 {
+                return Err(FetchError::PinMismatch {
+                    pin: Box::new(pin.clone()),
+                    path: self.package_dir(&pin.name, &pin.version, arch),
+                    actual: found.sha256,
+                });
+            }
+            return Ok(found);
+        }
+        if self.offline {
+            return Err(FetchError::NotCached {
+                package: pin.name.clone(),
+                version: pin.version.clone(),
+                arch,
+            });
+        }
+        let state = self.state_dir(suite, arch);
+        let (_lock, mut updated) = self.open_state(&state, suite, arch)?;
+        loop {
+            let entry = self
+                .show_locked(&state, arch, &pin.name)?
+                .into_iter()
+                .find(|e| e.version == pin.version);
+            let Some(entry) = entry else {
+                if self.may_refresh(&state, updated) {
+                    self.update_locked(&state, suite, arch)?;
+                    updated = true;
+                    continue;
+                }
+                return Err(FetchError::PinnedVersionGone {
+                    package: pin.name.clone(),
+                    version: pin.version.clone(),
+                    arch,
+                    suite: suite.to_owned(),
+                });
+            };
+            if entry.sha256.as_deref() != Some(pin.sha256.as_str()) {
+                return Err(FetchError::IndexDisagreesWithPin {
+                    pin: Box::new(pin.clone()),
+                    index: entry.sha256.unwrap_or_default(),
+                });
+            }
+            match self.download_locked(&state, arch, &entry) {
+                Ok(done) => return Ok(done),
                 Err(FetchError::CommandFailed { .. }) if self.may_refresh(&state, updated) => {
                     self.update_locked(&state, suite, arch)?;
                     updated = true;
@@ -1204,6 +1382,7 @@ impl Fetcher {
         fs::create_dir_all(&download_dir).map_err(io_err("creating", &download_dir))?;
         let started = Instant::now();
         let spec = format!("{}={}", entry.package, entry.version);
+        self.note_index_access();
         let mut command = Command::new("apt-get");
         command
             .args(Self::apt_options(state, arch))
@@ -1348,9 +1527,36 @@ impl Fetcher {
 
     /// [`Fetcher::xen_hypervisor`] from an explicit suite.
     pub fn xen_hypervisor_in(&self, arch: Arch, version: &str, suite: &str) -> Result<PathBuf> {
+        Ok(self.xen_hypervisor_files(arch, version, suite)?.image)
+    }
+
+    /// [`Fetcher::xen_hypervisor_in`] with the package it came from (what a lock records).
+    pub fn xen_hypervisor_files(&self, arch: Arch, version: &str, suite: &str) -> Result<XenFiles> {
         let package = self.fetch(
             &PackageRequest::new(format!("xen-hypervisor-{version}-{arch}"), arch).in_suite(suite),
         )?;
+        let image = Self::xen_binary(&package, arch, version)?;
+        Ok(XenFiles {
+            image,
+            package,
+            suite: suite.to_owned(),
+        })
+    }
+
+    /// The Xen hypervisor of exactly `pin` (see [`Fetcher::fetch_pinned`]): no index is read
+    /// when the pinned package is cached.
+    pub fn xen_hypervisor_pinned(&self, version: &str, pin: &PackagePin) -> Result<XenFiles> {
+        let package = self.fetch_pinned(pin)?;
+        let image = Self::xen_binary(&package, pin.arch, version)?;
+        Ok(XenFiles {
+            image,
+            package,
+            suite: pin.suite.clone(),
+        })
+    }
+
+    /// The bootable hypervisor inside an unpacked `xen-hypervisor-<version>-<arch>` package.
+    fn xen_binary(package: &FetchedPackage, arch: Arch, version: &str) -> Result<PathBuf> {
         let missing = |looked_for: &Path| FetchError::MissingInPackage {
             package: package.name.clone(),
             version: package.version.clone(),
@@ -1403,6 +1609,24 @@ impl Fetcher {
         }
     }
 
+    /// The kernel of exactly `pin` (a `linux-image-<release>[-unsigned]` package), without
+    /// reading any index when it is cached.
+    pub fn linux_kernel_pinned(&self, pin: &PackagePin) -> Result<KernelFiles> {
+        let release = pin
+            .name
+            .strip_prefix("linux-image-")
+            .map(|r| r.strip_suffix("-unsigned").unwrap_or(r))
+            .filter(|r| !r.is_empty())
+            .ok_or_else(|| FetchError::PackageNotFound {
+                pattern: pin.name.clone(),
+                arch: pin.arch,
+                suite: pin.suite.clone(),
+            })?
+            .to_owned();
+        let package = self.fetch_pinned(pin)?;
+        kernel_files(package, &release)
+    }
+
     /// The newest Debian kernel for `arch` in [`DEFAULT_SUITE`] (see [`Fetcher::linux_kernel_in`]).
     pub fn linux_kernel(&self, arch: Arch) -> Result<KernelFiles> {
         self.linux_kernel_in(arch, DEFAULT_SUITE)
@@ -1452,7 +1676,28 @@ impl Fetcher {
 
     /// [`Fetcher::busybox_static`] from an explicit suite.
     pub fn busybox_static_in(&self, arch: Arch, suite: &str) -> Result<PathBuf> {
+        Ok(self.busybox_static_package(arch, suite)?.1)
+    }
+
+    /// [`Fetcher::busybox_static_in`] with the package it came from (what a lock records).
+    pub fn busybox_static_package(
+        &self,
+        arch: Arch,
+        suite: &str,
+    ) -> Result<(FetchedPackage, PathBuf)> {
         let package = self.fetch(&PackageRequest::new("busybox-static", arch).in_suite(suite))?;
+        let path = Self::busybox_binary(&package, arch)?;
+        Ok((package, path))
+    }
+
+    /// The busybox of exactly `pin`, without reading any index when it is cached.
+    pub fn busybox_static_pinned(&self, pin: &PackagePin) -> Result<(FetchedPackage, PathBuf)> {
+        let package = self.fetch_pinned(pin)?;
+        let path = Self::busybox_binary(&package, pin.arch)?;
+        Ok((package, path))
+    }
+
+    fn busybox_binary(package: &FetchedPackage, arch: Arch) -> Result<PathBuf> {
         let path = package.root_dir.join("bin/busybox");
         let bytes = fs::read(&path).map_err(|_| FetchError::MissingInPackage {
             package: package.name.clone(),
@@ -1624,6 +1869,71 @@ mod tests {
         assert!(valid_suite("bookworm-backports"));
         assert!(!valid_package_pattern("Busybox"));
         assert!(!valid_package_pattern("a b"));
+    }
+
+    /// A cache entry as `download_locked` leaves it, for a package that was never downloaded.
+    fn fake_cached(cache: &Path, name: &str, version: &str, sha: &str) {
+        let dir = cache
+            .join("packages/arm64")
+            .join(format!("{name}_{}", version_in_filename(version)));
+        fs::create_dir_all(dir.join("root")).unwrap();
+        fs::write(
+            dir.join("fetched"),
+            format!("name={name}\nversion={version}\narch=arm64\nsha256={sha}\nsize=1\n"),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_cached_pin_runs_nothing_and_a_mismatched_one_is_refused() {
+        let cache = tempfile::tempdir().unwrap();
+        // A keyring that does not exist: opening the apt state would fail loudly.
+        let fetcher = Fetcher::new(cache.path())
+            .with_keyring("/nonexistent/keyring.gpg")
+            .with_progress(Progress::Quiet);
+        let pin = PackagePin {
+            name: "busybox-static".into(),
+            version: "1:1.35.0-4".into(),
+            arch: Arch::Arm64,
+            suite: "bookworm".into(),
+            sha256: "a".repeat(64),
+        };
+        fake_cached(cache.path(), &pin.name, &pin.version, &pin.sha256);
+        let got = fetcher.fetch_pinned(&pin).expect("answered from the cache");
+        assert_eq!(
+            (got.name.as_str(), got.version.as_str()),
+            ("busybox-static", "1:1.35.0-4")
+        );
+        assert_eq!(fetcher.index_accesses(), 0);
+        assert!(!cache.path().join("apt").exists());
+
+        let other = PackagePin {
+            sha256: "b".repeat(64),
+            ..pin.clone()
+        };
+        match fetcher.fetch_pinned(&other) {
+            Err(FetchError::PinMismatch { actual, .. }) => assert_eq!(actual, pin.sha256),
+            other => panic!("expected PinMismatch, got {other:?}"),
+        }
+        assert_eq!(fetcher.index_accesses(), 0);
+
+        // Not cached: offline refuses without an index; online the index is needed (and the
+        // missing keyring says so).
+        let absent = PackagePin {
+            version: "2".into(),
+            ..pin.clone()
+        };
+        let offline = fetcher.clone().with_offline(true);
+        assert!(matches!(
+            offline.fetch_pinned(&absent),
+            Err(FetchError::NotCached { .. })
+        ));
+        assert_eq!(fetcher.index_accesses(), 0);
+        assert!(matches!(
+            fetcher.fetch_pinned(&absent),
+            Err(FetchError::KeyringMissing { .. })
+        ));
+        assert_eq!(fetcher.index_accesses(), 1, "clones share the counter");
     }
 
     #[test]

@@ -88,7 +88,7 @@ fn read_u64(bytes: &[u8], at: usize) -> Option<u64> {
 /// `sh_offset` +24 (u64), `sh_size` +32 (u64).
 pub fn modinfo_section(elf: &[u8]) -> Option<&[u8]> {
     // EI_CLASS = ELFCLASS64 (2), EI_DATA = ELFDATA2LSB (1).
-    if !crate::formats::is_elf(elf) || elf.get(4) != Some(&2) || elf.get(5) != Some(&1) {
+    if !debian_fetch::formats::is_elf(elf) || elf.get(4) != Some(&2) || elf.get(5) != Some(&1) {
         return None;
     }
     let shoff = usize::try_from(read_u64(elf, 0x28)?).ok()?;
@@ -185,8 +185,72 @@ fn walk_modules(
     Ok(())
 }
 
+/// How [`resolve_modules_with`] finds a module's file by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModuleLookup {
+    /// From `modules.order` (Kbuild's list of every module it built, relative to
+    /// `lib/modules/<release>`, which Debian's packages ship): one file read instead of a walk
+    /// over the ~900 directories of `kernel/` (a warm x86 `check` spent most of its time there).
+    /// Falls back to [`ModuleLookup::Walk`] when the list is absent or names a file that is not
+    /// there.
+    ModulesOrder,
+    /// Walk `kernel/` and take every `.ko` found (the authority when the list disagrees).
+    Walk,
+}
+
 /// Resolves `names` and their dependencies in `modules_dir` (`lib/modules/<release>`).
 pub fn resolve_modules(modules_dir: &Path, names: &[&str]) -> Result<ModuleSet, KmodError> {
+    resolve_modules_with(modules_dir, names, ModuleLookup::ModulesOrder)
+}
+
+/// The modules `modules.order` lists, by canonical name (the lexicographically first path of a
+/// name, as the walk picks it).
+fn listed_modules(modules_dir: &Path) -> Option<BTreeMap<String, PathBuf>> {
+    let text = fs::read_to_string(modules_dir.join("modules.order")).ok()?;
+    let mut map: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let Some(stem) = line.rsplit('/').next().and_then(|n| n.strip_suffix(".ko")) else {
+            continue;
+        };
+        let path = modules_dir.join(line);
+        map.entry(canonical(stem))
+            .and_modify(|p| {
+                if path < *p {
+                    p.clone_from(&path);
+                }
+            })
+            .or_insert(path);
+    }
+    Some(map)
+}
+
+/// [`resolve_modules`] with an explicit [`ModuleLookup`].
+pub fn resolve_modules_with(
+    modules_dir: &Path,
+    names: &[&str],
+    lookup: ModuleLookup,
+) -> Result<ModuleSet, KmodError> {
+    if lookup == ModuleLookup::ModulesOrder
+        && let Some(files) = listed_modules(modules_dir)
+        && let Ok(set) = resolve_in(modules_dir, names, &files, &BTreeMap::new())
+    {
+        return Ok(set);
+    }
+    let mut files = BTreeMap::new();
+    let mut compressed = BTreeMap::new();
+    let kernel_dir = modules_dir.join("kernel");
+    if kernel_dir.is_dir() {
+        walk_modules(&kernel_dir, &mut files, &mut compressed)?;
+    }
+    resolve_in(modules_dir, names, &files, &compressed)
+}
+
+fn resolve_in(
+    modules_dir: &Path,
+    names: &[&str],
+    files: &BTreeMap<String, PathBuf>,
+    compressed: &BTreeMap<String, PathBuf>,
+) -> Result<ModuleSet, KmodError> {
     let release = modules_dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -197,13 +261,6 @@ pub fn resolve_modules(modules_dir: &Path, names: &[&str]) -> Result<ModuleSet, 
         .lines()
         .filter_map(|line| line.rsplit('/').next()?.strip_suffix(".ko").map(canonical))
         .collect();
-    let mut files = BTreeMap::new();
-    let mut compressed = BTreeMap::new();
-    let kernel_dir = modules_dir.join("kernel");
-    if kernel_dir.is_dir() {
-        walk_modules(&kernel_dir, &mut files, &mut compressed)?;
-    }
-
     let mut set = ModuleSet {
         release,
         load_order: Vec::new(),
@@ -215,8 +272,8 @@ pub fn resolve_modules(modules_dir: &Path, names: &[&str]) -> Result<ModuleSet, 
         visit(
             &canonical(name),
             modules_dir,
-            &files,
-            &compressed,
+            files,
+            compressed,
             &builtin_names,
             &mut done,
             &mut visiting,

@@ -4,9 +4,9 @@
 
 use std::process::{Command, Stdio};
 
-use images::debian::{Arch, Fetcher, default_cache_dir};
-use images::dom0::{DOM0_XEN_MODULES, Dom0Initramfs};
-use images::kmod::module_depends;
+use debian_fetch::{Arch, Fetcher, default_cache_dir};
+use initramfs::dom0::{DOM0_XEN_MODULES, Dom0Initramfs};
+use initramfs::kmod::module_depends;
 
 fn in_ci() -> bool {
     std::env::var("CI").as_deref() == Ok("true")
@@ -102,7 +102,7 @@ fn dom0_initramfs_with_debian_xen_drivers_lists_with_gnu_cpio() {
     }
     // The load order file names the same modules, in order.
     let order = String::from_utf8(match d.initramfs().get("etc/domforge/modules") {
-        Some(images::cpio::EntryKind::File(b)) => b.clone(),
+        Some(initramfs::cpio::EntryKind::File(b)) => b.clone(),
         other => panic!("{other:?}"),
     })
     .unwrap();
@@ -111,4 +111,32 @@ fn dom0_initramfs_with_debian_xen_drivers_lists_with_gnu_cpio() {
     for (l, m) in listed.iter().zip(&set.load_order) {
         assert!(l.ends_with(&m.relative_path), "{l} vs {}", m.relative_path);
     }
+}
+
+/// `modules.order` (the fast lookup) and the walk over `kernel/` (the authority) find the same
+/// modules in the same load order, for dom0's Xen drivers and a few with dependencies.
+#[test]
+fn modules_order_lookup_agrees_with_the_walk() {
+    use initramfs::kmod::{ModuleLookup, resolve_modules_with};
+    let fetcher = Fetcher::new(default_cache_dir().expect("a cache directory"));
+    let kernel = match fetcher.linux_kernel(Arch::Amd64) {
+        Ok(k) => k,
+        Err(e) if !in_ci() => {
+            eprintln!("SKIPPED: Debian amd64 kernel not available: {e}");
+            return;
+        }
+        Err(e) => panic!("Debian amd64 kernel: {e}"),
+    };
+    assert!(
+        kernel.modules_dir.join("modules.order").is_file(),
+        "Debian ships modules.order"
+    );
+    let mut names: Vec<&str> = DOM0_XEN_MODULES.to_vec();
+    names.extend(["virtio_blk", "xfs", "ext4"]);
+    let fast = resolve_modules_with(&kernel.modules_dir, &names, ModuleLookup::ModulesOrder)
+        .expect("modules.order lookup");
+    let walked =
+        resolve_modules_with(&kernel.modules_dir, &names, ModuleLookup::Walk).expect("walk");
+    assert_eq!(fast, walked);
+    assert!(fast.load_order.len() > names.len() - 3, "{fast:?}");
 }

@@ -24,8 +24,8 @@
 //! ([`XlDom0Error::Unresolved`]): [`LIBRARY_PACKAGES`] must then grow, rather than an initramfs
 //! that fails at run time.
 
-use crate::cpio::{CpioError, Initramfs};
-use crate::debian::{Arch, FetchError, FetchedPackage, Fetcher, PackageRequest};
+use debian_fetch::{Arch, FetchError, FetchedPackage, Fetcher, PackageRequest};
+use initramfs::cpio::{CpioError, Initramfs};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -107,7 +107,7 @@ pub enum XlDom0Error {
     BadElf { path: String, reason: &'static str },
     #[error(
         "{needed_by} needs {soname}, found in none of the fetched packages ({searched}); add the \
-         package that ships it to images::xl_dom0::LIBRARY_PACKAGES"
+         package that ships it to xl_dom0::LIBRARY_PACKAGES"
     )]
     Unresolved {
         soname: String,

@@ -18,8 +18,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use images::debian::{Arch, Fetcher, default_cache_dir};
-use images::xen_build::{STATIC_MEMORY_OPTIONS, XenBuildConfig, XenBuilder};
+use debian_fetch::xen_build::{STATIC_MEMORY_OPTIONS, XenBuildConfig, XenBuilder};
+use debian_fetch::{Arch, Fetcher, default_cache_dir};
 
 fn in_ci() -> bool {
     std::env::var("CI").as_deref() == Ok("true")
@@ -119,7 +119,7 @@ fn static_memory_xen_417_is_an_arm64_image_with_static_memory() {
 
     // Our reader agrees with grep+gzip.
     assert_eq!(
-        images::xen_build::embedded_config(&bytes).as_deref(),
+        debian_fetch::xen_build::embedded_config(&bytes).as_deref(),
         Some(embedded.as_str())
     );
 

@@ -302,6 +302,12 @@ pub struct BuiltXen {
     pub source_version: String,
     /// Wall time of the build; `None` when the result came from the cache.
     pub built_in: Option<Duration>,
+    /// The source package's files the build came from (`.dsc`, `.orig.tar.xz`,
+    /// `.debian.tar.xz`): `(sha256, file name)`, each checked against the signed `Sources`
+    /// index before unpacking. Empty for a cache entry written before they were recorded.
+    pub source_files: Vec<(String, String)>,
+    /// [`XenBuildConfig::key`] of the recipe.
+    pub key: String,
 }
 
 /// Builds Xen from Debian's source package. Cheap to create; all state is on disk.
@@ -432,6 +438,40 @@ impl XenBuilder {
         })
     }
 
+    /// The cached build of `config` from exactly Debian source `version`, if there is one.
+    /// Runs nothing and reads no index: what `check` and `plan` use (they never compile), and
+    /// what a lock file's pin of a built hypervisor resolves to.
+    pub fn cached_build(&self, config: &XenBuildConfig, version: Option<&str>) -> Option<BuiltXen> {
+        let found = self.cached(config, &config.key())?;
+        match version {
+            None => Some(found),
+            Some(v) if found.source_version == v => Some(found),
+            Some(v) => self.cached_exact(config, &config.key(), v),
+        }
+    }
+
+    fn cached_exact(&self, config: &XenBuildConfig, key: &str, version: &str) -> Option<BuiltXen> {
+        if !version.starts_with(&format!("{}.", config.series)) {
+            return None;
+        }
+        let dir = self
+            .builds_dir()
+            .join(format!("xen-{version}-{}-{key}", config.arch));
+        let meta = fs::read_to_string(dir.join("built")).ok()?;
+        if !meta.lines().any(|l| l == format!("version={version}")) || !dir.join("xen").is_file() {
+            return None;
+        }
+        Some(BuiltXen {
+            image: dir.join("xen"),
+            config: dir.join("xen.config"),
+            build_log: dir.join("build.log"),
+            source_version: version.to_owned(),
+            built_in: None,
+            source_files: recorded_sources(&meta),
+            key: key.to_owned(),
+        })
+    }
+
     /// The newest complete cached build of `config`'s series and options.
     fn cached(&self, config: &XenBuildConfig, key: &str) -> Option<BuiltXen> {
         let prefix = format!("xen-{}.", config.series);
@@ -459,6 +499,8 @@ impl XenBuilder {
                 build_log: dir.join("build.log"),
                 source_version: version.to_owned(),
                 built_in: None,
+                source_files: recorded_sources(&meta),
+                key: key.to_owned(),
             };
             if !built.image.is_file() {
                 continue;
@@ -702,7 +744,7 @@ impl XenBuilder {
         if !text.is_empty() && !text.ends_with('\n') {
             text.push('\n');
         }
-        text.push_str("# Added by domforge (images::xen_build)\n");
+        text.push_str("# Added by domforge (debian_fetch::xen_build)\n");
         for option in &config.enable {
             text.push_str(&format!("{option}=y\n"));
         }
@@ -859,8 +901,28 @@ impl XenBuilder {
             build_log: final_dir.join("build.log"),
             source_version: entry.version.clone(),
             built_in: Some(elapsed),
+            source_files: entry
+                .files
+                .iter()
+                .map(|f| (f.sha256.clone(), f.name.clone()))
+                .collect(),
+            key: key.to_owned(),
         })
     }
+}
+
+/// The `source=<sha256> <size> <name>` lines of a build's `built` record.
+fn recorded_sources(meta: &str) -> Vec<(String, String)> {
+    meta.lines()
+        .filter_map(|l| l.strip_prefix("source="))
+        .filter_map(|rest| {
+            let mut parts = rest.split_whitespace();
+            let sha = parts.next()?;
+            let _size = parts.next()?;
+            let name = parts.next()?;
+            Some((sha.to_owned(), name.to_owned()))
+        })
+        .collect()
 }
 
 /// Debian's Xen `series` (e.g. `"4.17"`) for arm64 with `CONFIG_EXPERT`, `CONFIG_UNSUPPORTED`
