@@ -193,7 +193,10 @@ fn run() -> Result<(), String> {
         cpio.len() - base_len
     );
 
-    let invocation = built.qemu.clone().ok_or("the x86 bundle has no QEMU boot")?;
+    let invocation = built
+        .qemu
+        .clone()
+        .ok_or("the x86 bundle has no QEMU boot")?;
     let qemu = QemuCommand {
         program: invocation.program,
         args: invocation.args,

@@ -60,6 +60,11 @@ pub enum Role {
     Target,
     /// `SHA256SUMS`, `build.json`.
     Index,
+    /// A file the board's firmware reads from the boot partition that domforge does not build
+    /// (the Raspberry Pi's `start4.elf`, U-Boot itself, `config.txt`).
+    Firmware,
+    /// The flashable disk image ([`targets::disk`]).
+    DiskImage,
 }
 
 /// One file of a bundle, path relative to the bundle's directory.
@@ -99,6 +104,8 @@ pub struct Bundle {
     pub host_dtb: Option<PathBuf>,
     /// How QEMU boots the bundle (the `qemu` boot target), for boards QEMU emulates.
     pub qemu: Option<targets::qemu::QemuBoot>,
+    /// How QEMU boots the bundle through U-Boot from its disk image (ARM boards QEMU emulates).
+    pub qemu_uboot: Option<targets::qemu::QemuBoot>,
     /// The final plan the bundle was assembled from.
     pub plan: SystemPlan,
     /// Things a person should know that do not stop the build (e.g. a kernel without Xen drivers).
