@@ -183,6 +183,11 @@ mod tests {
         let linux = image(0, 0x300_0000, 0b1010);
         assert_eq!(
             booti_placement(&linux, 0x4000_0000, 0x4820_0000),
+            Some((0x4820_0000, 0x300_0000))
+        );
+        // ALIGN(dst, SZ_2M): an unaligned load moves up to the next 2 MiB.
+        assert_eq!(
+            booti_placement(&linux, 0x4000_0000, 0x4821_0000),
             Some((0x4840_0000, 0x300_0000))
         );
         assert_eq!(booti_placement(b"not an image", 0, 0), None);
