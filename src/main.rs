@@ -850,6 +850,7 @@ fn run_cmd(
 }
 
 /// `domforge test`: build, boot with a deadline, judge every domain's probe report.
+#[allow(clippy::too_many_arguments)] // one argument per flag of `domforge test`
 fn test_cmd(
     manifest: &Path,
     opts: &Options,
