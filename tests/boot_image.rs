@@ -7,7 +7,8 @@
 //!   byte-identical to the bundle's own file (so U-Boot's `load ${prefix}<path>` reads what the host
 //!   DTB's `reg` sizes describe);
 //! - `mkimage -l` (u-boot-tools) on the `boot.scr` copied *out of the image*: a valid script image;
-//! - `sha256sum -c SHA256SUMS` covers `boot.img`.
+//! - `sha256sum -c SHA256SUMS` covers `boot.img`;
+//! - `fdtget` reads the Pi's `/memory` from the host DTB: the board file's banks.
 //!
 //! Also the U-Boot rule of finalize (E0408): a board whose module window runs into the top of RAM,
 //! where U-Boot relocates itself, is refused at check with the range and the fix, and nothing is
@@ -183,6 +184,23 @@ fn qemu_virt_image_reads_back() {
 #[test]
 fn rpi4_image_reads_back() {
     check_image("rpi4");
+}
+
+/// The Pi's vendor DTB leaves `/memory@0` empty for its firmware to fill; the host DTB U-Boot hands
+/// Xen must carry the board file's banks instead (read back with `fdtget`, device-tree-compiler).
+#[test]
+fn rpi4_host_dtb_has_the_board_files_ram() {
+    if tool("fdtget").is_none() {
+        assert!(!in_ci(), "fdtget missing in CI");
+        return;
+    }
+    let Some(built) = build("rpi4") else { return };
+    let reg = run(
+        "fdtget",
+        &["-t", "x", "host.dtb", "/memory@0", "reg"],
+        &built.dir,
+    );
+    assert_eq!(reg.trim(), "0 0 3b400000 0 40000000 bc000000");
 }
 
 #[test]

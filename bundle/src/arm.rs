@@ -129,7 +129,20 @@ pub(crate) fn finalize(
     if !errors.is_empty() {
         return Err(errors);
     }
-    let board_dtb = inputs.board_dtb.unwrap_or_default();
+    let board_dtb = crate::firmware_dtb::complete(
+        inputs.board_dtb.unwrap_or_default(),
+        inputs.check.board,
+    )
+    .map_err(|e| {
+        vec![FinalizeError::new(
+            "E0410",
+            Blame::Board,
+            format!(
+                "the board file's RAM banks or reserved ranges cannot be written into its DTB: {e}"
+            ),
+        )]
+    })?;
+    let board_dtb: &[u8] = &board_dtb;
     let fragments = fragments(board_dtb, &plan).map_err(|e| vec![e])?;
     let init_built: Vec<String> = plan
         .domains

@@ -28,6 +28,7 @@
 pub mod arm;
 pub mod dom0;
 pub mod finalize;
+pub mod firmware_dtb;
 pub mod init;
 pub mod legacy_image;
 pub mod source;
@@ -153,7 +154,8 @@ pub fn assemble(
         firmware_config::board::Arch::Arm64 => arm::assemble(
             fin,
             inputs.files,
-            inputs.board_dtb.unwrap_or_default(),
+            &firmware_dtb::complete(inputs.board_dtb.unwrap_or_default(), board)
+                .map_err(AssembleError::Other)?,
             machine,
             dts,
         ),
