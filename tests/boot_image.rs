@@ -77,7 +77,7 @@ fn opts() -> Options {
 
 /// Builds `examples/<name>.toml` into a fresh directory; `None` (skip) when an input cannot be
 /// had outside CI.
-fn build(name: &str) -> Option<pipeline::BuildOutput> {
+fn build(name: &str, test: &str) -> Option<pipeline::BuildOutput> {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("examples/{name}.toml"));
     let loaded = match pipeline::load(&manifest, &opts()) {
         Ok(l) => l,
@@ -88,7 +88,7 @@ fn build(name: &str) -> Option<pipeline::BuildOutput> {
         Err(e) => panic!("{name}: {e:?}"),
     };
     let (plan, _) = loaded.plan().unwrap_or_else(|e| panic!("{name}: {e:?}"));
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("boot_image/{name}"));
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("boot_image/{test}/{name}"));
     let _ = std::fs::remove_dir_all(&out);
     Some(pipeline::build(&loaded, &plan, &out, false).unwrap_or_else(|e| panic!("{name}: {e:?}")))
 }
@@ -97,7 +97,9 @@ fn check_image(name: &str) {
     if !tools_or_skip() {
         return;
     }
-    let Some(built) = build(name) else { return };
+    let Some(built) = build(name, "image") else {
+        return;
+    };
     let dir = &built.dir;
     let img = dir.join("boot.img");
     let size = std::fs::metadata(&img)
@@ -186,6 +188,58 @@ fn rpi4_image_reads_back() {
     check_image("rpi4");
 }
 
+/// The Pi 4's card also carries what its firmware reads before U-Boot: `start4.elf` and
+/// `fixup4.dat` (Debian's raspi-firmware), `u-boot.bin` (u-boot-rpi's `rpi_arm64` build, a raw
+/// binary the firmware starts at 0x80000; it names its version), the vendor DTB, and a `config.txt` that starts U-Boot in 64-bit
+/// mode with the UART on — each read back out of the image with `mcopy`.
+#[test]
+fn rpi4_card_has_the_firmware_and_config_txt() {
+    if !tools_or_skip() {
+        return;
+    }
+    let Some(built) = build("rpi4", "firmware") else {
+        return;
+    };
+    let dir = &built.dir;
+    let copied = dir.join("fw.tmp");
+    let mut got = std::collections::BTreeMap::new();
+    for f in [
+        "start4.elf",
+        "fixup4.dat",
+        "u-boot.bin",
+        "config.txt",
+        "bcm2711-rpi-4-b.dtb",
+    ] {
+        let _ = std::fs::remove_file(&copied);
+        run(
+            "mcopy",
+            &["-n", "-i", "boot.img@@1M", &format!("::/{f}"), "fw.tmp"],
+            dir,
+        );
+        let bytes = std::fs::read(&copied).unwrap();
+        assert!(!bytes.is_empty(), "{f} is empty");
+        got.insert(f, bytes);
+    }
+    let _ = std::fs::remove_file(&copied);
+    assert_eq!(
+        &got["start4.elf"][..4],
+        b"\x7fELF",
+        "start4.elf is the VideoCore ELF"
+    );
+    assert!(
+        got["u-boot.bin"].windows(9).any(|w| w == b"U-Boot 20"),
+        "u-boot.bin names no U-Boot version"
+    );
+    assert_eq!(&got["bcm2711-rpi-4-b.dtb"][..4], &[0xd0, 0x0d, 0xfe, 0xed]);
+    let config = String::from_utf8(got["config.txt"].clone()).unwrap();
+    for line in ["arm_64bit=1", "kernel=u-boot.bin", "enable_uart=1"] {
+        assert!(
+            config.lines().any(|l| l == line),
+            "config.txt lacks {line}:\n{config}"
+        );
+    }
+}
+
 /// The Pi's vendor DTB leaves `/memory@0` empty for its firmware to fill; the host DTB U-Boot hands
 /// Xen must carry the board file's banks instead (read back with `fdtget`, device-tree-compiler).
 #[test]
@@ -194,7 +248,9 @@ fn rpi4_host_dtb_has_the_board_files_ram() {
         assert!(!in_ci(), "fdtget missing in CI");
         return;
     }
-    let Some(built) = build("rpi4") else { return };
+    let Some(built) = build("rpi4", "memory") else {
+        return;
+    };
     let reg = run(
         "fdtget",
         &["-t", "x", "host.dtb", "/memory@0", "reg"],

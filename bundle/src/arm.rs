@@ -382,6 +382,7 @@ pub(crate) fn assemble(
     files: &dyn crate::ArtifactSource,
     board_dtb: &[u8],
     machine: Option<&firmware_config::board::QemuMachine>,
+    firmware: &[(String, Vec<u8>)],
     dts: bool,
 ) -> Result<Bundle, AssembleError> {
     let plan = &fin.plan;
@@ -448,6 +449,9 @@ pub(crate) fn assemble(
     }
     crate::targets::uboot::add(&mut bundle, fin.dtb_addr.unwrap_or_default())
         .map_err(AssembleError::Other)?;
+    if !firmware.is_empty() {
+        crate::targets::rpi::add(&mut bundle, firmware, board_dtb).map_err(AssembleError::Other)?;
+    }
     crate::targets::disk::add(&mut bundle).map_err(AssembleError::Other)?;
     if let Some(machine) = machine {
         crate::targets::qemu::add_arm_uboot(&mut bundle, machine).map_err(AssembleError::Other)?;

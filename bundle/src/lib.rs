@@ -157,6 +157,7 @@ pub fn assemble(
             &firmware_dtb::complete(inputs.board_dtb.unwrap_or_default(), board)
                 .map_err(AssembleError::Other)?,
             machine,
+            inputs.firmware,
             dts,
         ),
         firmware_config::board::Arch::X86_64 => {

@@ -5,4 +5,5 @@
 //! - [`disk`]: `boot.img`, a flashable disk image holding `boot.scr` and everything it loads.
 pub mod disk;
 pub mod qemu;
+pub mod rpi;
 pub mod uboot;
