@@ -121,7 +121,7 @@ enum Command {
         boot: BootArg,
     },
     /// Write what boots the system (ARM64): host DTB, passthrough DTBs, modules, run-qemu.sh,
-    /// U-Boot script, SHA256SUMS.
+    /// U-Boot script, boot.img (flashable disk image), run-qemu-uboot.sh, SHA256SUMS.
     Build {
         manifest: PathBuf,
         #[arg(short, long)]

@@ -63,8 +63,10 @@ pub const TOP_RESERVE: u64 = 64 << 20;
 /// `booti`'s placement of an arm64 Image (`booti_setup()` in U-Boot `arch/arm/lib/image.c`, from the
 /// header of Linux `Documentation/arch/arm64/booting.rst`): when flag bit 3 is clear, the image is
 /// moved to the 2 MiB-aligned base of the first RAM bank plus `text_offset`; it then spans
-/// `image_size` bytes (0: U-Boot assumes 16 MiB). Xen's header (`xen/arch/arm/arm64/head.S`) has
-/// flags 0, so Xen always runs at the base of the first bank, whatever address it was loaded at.
+/// `image_size` bytes (0: U-Boot assumes 16 MiB); with bit 3 set it runs at its load address
+/// rounded up to 2 MiB. Debian's Xen 4.17 and 4.20 (`xen/arch/arm/arm64/head.S`) have flags 0xa
+/// (little-endian, 4 KiB pages, bit 3 "anywhere"), so they run where the plan loads them; the
+/// header is read from the file, not assumed.
 pub fn booti_placement(image: &[u8], first_bank_base: u64, loaded_at: u64) -> Option<(u64, u64)> {
     let le64 = |o: usize| -> Option<u64> {
         Some(u64::from_le_bytes(image.get(o..o + 8)?.try_into().ok()?))
@@ -94,9 +96,9 @@ pub(crate) struct Placed {
     pub size: u64,
 }
 
-/// The rule of the U-Boot target: no file the script loads, and not Xen where `booti` moves it,
-/// may touch U-Boot's reserved top of the first RAM bank ([`TOP_RESERVE`]); nothing may overlap
-/// Xen's running image. Every breach is an `E0408` naming the file, both ranges and the fix.
+/// The rule of the U-Boot target: no file the script loads may touch U-Boot's reserved top of the
+/// first RAM bank ([`TOP_RESERVE`]), and none may overlap Xen's running image (`image_size`
+/// includes its BSS, which a module right after the file would lose). Every breach is an `E0408` naming the file, both ranges and the fix.
 pub(crate) fn check_reserved(
     ram: &[firmware_config::board::Region],
     xen: Option<(&[u8], u64)>,
@@ -144,7 +146,7 @@ pub(crate) fn check_reserved(
                         "E0408",
                         p.blame.clone(),
                         format!(
-                            "{} at {:#x}-{:#x} overlaps Xen where U-Boot's `booti` runs it ({:#x}-{:#x}: Xen's Image header asks for the base of the first RAM bank)",
+                            "{} at {:#x}-{:#x} overlaps Xen where U-Boot's `booti` runs it ({:#x}-{:#x}: Xen's Image header, `image_size` from its load address or, without flag bit 3, from the base of the first RAM bank)",
                             p.what, range.0, range.1, running.0, running.1
                         ),
                     )
