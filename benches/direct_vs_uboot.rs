@@ -8,8 +8,8 @@
 //!
 //! measuring from QEMU's start to Xen's banner (`Xen version ...`) and to every guest's probe
 //! report being complete (all guests ready), and reporting each path's median and the ratio
-//! U-Boot / direct. Every boot must pass its probe checks, or the bench fails: the times are for
-//! systems that really came up.
+//! U-Boot / direct. Only boots that pass their probe checks are timed (the times are for systems
+//! that really came up); failed ones are listed, and more failures than runs stop the bench.
 //!
 //! Run: `cargo bench --bench direct_vs_uboot` (`BOOTBENCH_RUNS=N` changes 3 boots per path).
 //! Results: a table on stdout and `<target>/boot-bench/results.json`. One QEMU at a time; QEMU is
@@ -85,29 +85,46 @@ fn bench() -> Result<(), String> {
         .map(|m| m.len())
         .unwrap_or(0);
     let mut times: Vec<Times> = paths.iter().map(|_| Times::default()).collect();
-    for i in 1..=runs {
+    let mut failures: Vec<String> = Vec::new();
+    // Interleaved until every path has `runs` passing boots. A boot whose probe checks fail is
+    // reported and not timed (three guests printing through Xen's console at once occasionally
+    // lose a line under TCG: the report then says "N lines, N-1 arrived"); more than `runs`
+    // failures in all stop the bench.
+    let mut attempt = 0;
+    while times.iter().any(|t| t.ready.len() < runs) {
+        attempt += 1;
         for (k, (name, ro, p)) in prepared.iter().enumerate() {
+            if times[k].ready.len() >= runs {
+                continue;
+            }
             let (report, log) = p.test(ro, |_| {}).map_err(|e| format!("{name}: {e}"))?;
             if !report.passed {
-                return Err(format!(
-                    "{name} run {i} failed:\n{}\n{}",
-                    report.table(),
-                    log.tail(40)
-                ));
+                let why = report.messages().join("; ");
+                eprintln!("{name} boot {attempt}: FAILED, not timed: {why}");
+                failures.push(format!("{name} boot {attempt}: {why}"));
+                if failures.len() > runs {
+                    return Err(format!(
+                        "{} failed boots:\n{}\n{}",
+                        failures.len(),
+                        failures.join("\n"),
+                        log.tail(40)
+                    ));
+                }
+                continue;
             }
             let banner = log
                 .lines
                 .iter()
                 .find(|l| l.raw.contains("Xen version "))
                 .map(|l| l.at.as_secs_f64())
-                .ok_or(format!("{name} run {i}: no Xen banner"))?;
+                .ok_or(format!("{name} boot {attempt}: no Xen banner"))?;
             let ready = report
                 .domains
                 .iter()
                 .filter_map(|d| d.ready_s)
                 .fold(0.0, f64::max);
             eprintln!(
-                "{name} run {i}/{runs}: Xen banner {banner:.2} s, all guests ready {ready:.1} s"
+                "{name} boot {attempt}: Xen banner {banner:.2} s, all guests ready {ready:.1} s"
             );
             times[k].banner.push(banner);
             times[k].ready.push(ready);
@@ -125,7 +142,10 @@ fn bench() -> Result<(), String> {
     println!("direct | {db:.2} | {dr:.1}");
     println!("U-Boot | {ub:.2} | {ur:.1}");
     println!("U-Boot / direct | {:.1}x | {:.2}x", ub / db, ur / dr);
-    println!("({runs} boots per path, interleaved; boot.img {image} bytes)");
+    println!(
+        "({runs} passing boots per path, interleaved; {} failed boot(s) not timed; boot.img {image} bytes)",
+        failures.len()
+    );
     let results = json!({
         "manifest": "examples/qemu-arm64.toml",
         "runs": runs,
@@ -134,6 +154,7 @@ fn bench() -> Result<(), String> {
         "uboot": { "banner_s": u.banner, "ready_s": u.ready, "median_banner_s": ub, "median_ready_s": ur },
         "ratio_banner": ub / db,
         "ratio_ready": ur / dr,
+        "failed_boots": failures,
     });
     let path = out.join("results.json");
     std::fs::write(
