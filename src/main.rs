@@ -100,6 +100,10 @@ enum Command {
         /// validation, plan and `debian:xen` follow it.
         #[arg(long, value_name = "RELEASE", value_parser = parse_xen)]
         xen: Option<XenVersion>,
+        /// How QEMU boots the bundle: `direct` (QEMU loads everything) or `uboot` (Debian's
+        /// u-boot-qemu runs boot.scr from the bundle's disk image).
+        #[arg(long, value_enum, default_value_t = BootArg::Direct)]
+        boot: BootArg,
     },
     /// Build, boot with a deadline and check that every domain sees what the manifest promises
     /// (vCPUs, RAM, devices owned and not owned); prints a table per domain.
@@ -124,9 +128,13 @@ enum Command {
         /// validation, plan and `debian:xen` follow it.
         #[arg(long, value_name = "RELEASE", value_parser = parse_xen)]
         xen: Option<XenVersion>,
+        /// How QEMU boots the bundle: `direct` (QEMU loads everything) or `uboot` (Debian's
+        /// u-boot-qemu runs boot.scr from the bundle's disk image).
+        #[arg(long, value_enum, default_value_t = BootArg::Direct)]
+        boot: BootArg,
     },
     /// Write what boots the system (ARM64): host DTB, passthrough DTBs, modules, run-qemu.sh,
-    /// U-Boot script, SHA256SUMS.
+    /// U-Boot script, boot.img (flashable disk image), run-qemu-uboot.sh, SHA256SUMS.
     Build {
         manifest: PathBuf,
         #[arg(short, long)]
@@ -135,6 +143,22 @@ enum Command {
         #[arg(long)]
         dts: bool,
     },
+}
+
+/// `--boot`: the QEMU boot path of `run` and `test`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum BootArg {
+    Direct,
+    Uboot,
+}
+
+impl From<BootArg> for qemu_tests::session::BootPath {
+    fn from(b: BootArg) -> Self {
+        match b {
+            BootArg::Direct => Self::Direct,
+            BootArg::Uboot => Self::UBoot,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -191,6 +215,7 @@ fn main() -> ExitCode {
             deadline,
             stay,
             xen,
+            boot,
         } => run_cmd(
             &manifest,
             &Options {
@@ -200,6 +225,7 @@ fn main() -> ExitCode {
             output,
             deadline,
             stay,
+            boot.into(),
         ),
         Command::Test {
             manifest,
@@ -209,6 +235,7 @@ fn main() -> ExitCode {
             output,
             console,
             xen,
+            boot,
         } => test_cmd(
             &manifest,
             &Options {
@@ -220,6 +247,7 @@ fn main() -> ExitCode {
             deadline,
             output,
             console.as_deref(),
+            boot.into(),
         ),
         Command::Boards => {
             for (name, text) in firmware_config::board::BUILTIN_BOARDS {
@@ -443,7 +471,22 @@ fn build_cmd(manifest: &Path, out: &Path, dts: bool, opts: &Options) -> Result<(
             m.path.strip_prefix(&built.dir).unwrap_or(&m.path).display()
         );
     }
-    eprintln!("boot it: {}", built.dir.join("run-qemu.sh").display());
+    if built.qemu.is_some() {
+        eprintln!("boot it: {}", built.dir.join("run-qemu.sh").display());
+    }
+    if built.qemu_uboot.is_some() {
+        eprintln!(
+            "boot it through U-Boot: {}",
+            built.dir.join("run-qemu-uboot.sh").display()
+        );
+    }
+    let image = built.dir.join("boot.img");
+    if image.is_file() {
+        eprintln!(
+            "flash it: dd if={} of=/dev/sdX bs=4M conv=fsync",
+            image.display()
+        );
+    }
     Ok(())
 }
 
@@ -899,6 +942,7 @@ fn run_cmd(
     output: Option<PathBuf>,
     deadline: u64,
     stay: bool,
+    boot: qemu_tests::session::BootPath,
 ) -> Result<(), PipelineError> {
     use qemu_tests::session as run;
     let ropts = run::RunOptions {
@@ -907,6 +951,7 @@ fn run_cmd(
         stay,
         until_seen: None,
         qemu_program: None,
+        boot,
     };
     let prepared = run::prepare_as(run::Mode::AsBuilt, manifest, opts, &ropts, |_| {})?;
     qemu_tests::runner::install_interrupt_handler()
@@ -950,6 +995,7 @@ fn run_cmd(
 }
 
 /// `domforge test`: build, boot with a deadline, judge every domain's probe report.
+#[allow(clippy::too_many_arguments)] // one argument per flag of `domforge test`
 fn test_cmd(
     manifest: &Path,
     opts: &Options,
@@ -958,6 +1004,7 @@ fn test_cmd(
     deadline: u64,
     output: Option<PathBuf>,
     console: Option<&Path>,
+    boot: qemu_tests::session::BootPath,
 ) -> Result<(), PipelineError> {
     use qemu_tests::session as run;
     let ropts = run::RunOptions {
@@ -966,6 +1013,7 @@ fn test_cmd(
         stay: false,
         until_seen: None,
         qemu_program: None,
+        boot,
     };
     let prepared = run::prepare(manifest, opts, &ropts, |_| {})?;
     if !opts.quiet {

@@ -239,6 +239,18 @@ const NO_FIXTURE: &[(&str, &str)] = &[
         "a broken Debian kernel package, not a manifest; bundle::dom0",
     ),
     (
+        "E0408",
+        "needs a board whose modules reach U-Boot's relocation area; tests/boot_image.rs and bundle::targets unit tests",
+    ),
+    (
+        "E0409",
+        "a fixture would be a 2 GiB image; bundle unit tests",
+    ),
+    (
+        "E0410",
+        "needs a board file whose RAM cannot be written into its DTB; bundle unit tests",
+    ),
+    (
         "W0201",
         "a warning, and these fixtures each fail with one error; validate::diagnostics_tests::rules_the_qemu_boards_cannot_trigger",
     ),

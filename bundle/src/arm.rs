@@ -8,6 +8,7 @@
 //! | `boot.blob` | the compiled manifest, when domforge-init builds domains (also inside dom0's initramfs) |
 //! | `run-qemu.sh` | [`crate::targets::qemu`]: boots the system in QEMU with no firmware (boards QEMU emulates) |
 //! | `boot.source`, `boot.scr` | [`crate::targets::uboot`]: the same boot as a U-Boot script |
+//! | `boot.img` | [`crate::targets::disk`]: a flashable disk image (MBR + FAT32) with `boot.scr` and every file it loads |
 //! | `SHA256SUMS`, `build.json` | [`crate::write`]: digests of every file; the bundle, machine-readable |
 //!
 //! **Addresses and sizes.** Every module is loaded at the address the plan gave it
@@ -128,7 +129,20 @@ pub(crate) fn finalize(
     if !errors.is_empty() {
         return Err(errors);
     }
-    let board_dtb = inputs.board_dtb.unwrap_or_default();
+    let board_dtb = crate::firmware_dtb::complete(
+        inputs.board_dtb.unwrap_or_default(),
+        inputs.check.board,
+    )
+    .map_err(|e| {
+        vec![FinalizeError::new(
+            "E0410",
+            Blame::Board,
+            format!(
+                "the board file's RAM banks or reserved ranges cannot be written into its DTB: {e}"
+            ),
+        )]
+    })?;
+    let board_dtb: &[u8] = &board_dtb;
     let fragments = fragments(board_dtb, &plan).map_err(|e| vec![e])?;
     let init_built: Vec<String> = plan
         .domains
@@ -211,10 +225,12 @@ pub(crate) fn finalize(
             })
         })
         .collect();
+    let mut host_dtb_len = DTB_SLOT;
     match from_plan::host_dtb(board_dtb, &plan, &placed, &fragments) {
         Err(e) => errors.push(fragment_error(e)),
         Ok(host) => {
             let len = host.to_dtb().len() as u64;
+            host_dtb_len = len;
             if let Some(slot) = host_dtb_slot
                 && len > DTB_SLOT
             {
@@ -244,6 +260,7 @@ pub(crate) fn finalize(
             "the board gives no address for the host DTB (no module window slot, no Xen window)",
         ).help("give the board a `module_window` or a `xen_load` window"));
     }
+    errors.extend(uboot_rules(inputs, &plan, dtb_addr, host_dtb_len, &size_of));
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -255,6 +272,53 @@ pub(crate) fn finalize(
         dtb_addr,
         notes,
     })
+}
+
+/// The rules of the boot targets every ARM bundle carries: U-Boot's reserved memory
+/// ([`crate::targets::uboot::check_reserved`]) and the disk image's size limit
+/// ([`crate::targets::disk`]).
+fn uboot_rules(
+    inputs: &Inputs<'_>,
+    plan: &SystemPlan,
+    dtb_addr: Option<u64>,
+    dtb_len: u64,
+    size_of: &dyn Fn(&ModulePlan) -> u64,
+) -> Vec<FinalizeError> {
+    use crate::targets::uboot::{Placed, check_reserved};
+    let mut placed: Vec<Placed> = plan
+        .modules
+        .iter()
+        .filter(|m| is_boot_module(m) && m.kind != ModuleKind::HostDtb)
+        .filter_map(|m| {
+            m.load.map(|l| Placed {
+                blame: Blame::module(m),
+                what: format!("module `{}` ({})", m.id, m.source),
+                base: l.base,
+                size: size_of(m).max(1),
+            })
+        })
+        .collect();
+    if let Some(addr) = dtb_addr {
+        placed.push(Placed {
+            blame: Blame::Board,
+            what: "the host DTB".into(),
+            base: addr,
+            size: dtb_len,
+        });
+    }
+    let xen = plan.modules.iter().find(|m| m.kind == ModuleKind::Xen);
+    let xen_image = xen.and_then(|m| inputs.files.read(&m.source).ok());
+    let xen_at = xen.and_then(|m| m.load).map_or(0, |l| l.base);
+    let mut errors = check_reserved(
+        &inputs.check.inventory.memory,
+        xen_image.as_deref().map(|b| (b, xen_at)),
+        &placed,
+    );
+    let sizes: Vec<u64> = placed.iter().map(|p| p.size).collect();
+    if let Err(e) = crate::targets::disk::check_size(&sizes) {
+        errors.push(e);
+    }
+    errors
 }
 
 /// gzip with a fixed header (mtime 0, no file name), so the same input gives the same bytes.
@@ -318,6 +382,7 @@ pub(crate) fn assemble(
     files: &dyn crate::ArtifactSource,
     board_dtb: &[u8],
     machine: Option<&firmware_config::board::QemuMachine>,
+    firmware: &[(String, Vec<u8>)],
     dts: bool,
 ) -> Result<Bundle, AssembleError> {
     let plan = &fin.plan;
@@ -326,6 +391,7 @@ pub(crate) fn assemble(
         modules: Vec::new(),
         host_dtb: Some(PathBuf::from("host.dtb")),
         qemu: None,
+        qemu_uboot: None,
         plan: plan.clone(),
         notes: fin.notes.clone(),
     };
@@ -383,5 +449,12 @@ pub(crate) fn assemble(
     }
     crate::targets::uboot::add(&mut bundle, fin.dtb_addr.unwrap_or_default())
         .map_err(AssembleError::Other)?;
+    if !firmware.is_empty() {
+        crate::targets::rpi::add(&mut bundle, firmware, board_dtb).map_err(AssembleError::Other)?;
+    }
+    crate::targets::disk::add(&mut bundle).map_err(AssembleError::Other)?;
+    if let Some(machine) = machine {
+        crate::targets::qemu::add_arm_uboot(&mut bundle, machine).map_err(AssembleError::Other)?;
+    }
     Ok(bundle)
 }

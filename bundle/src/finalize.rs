@@ -83,6 +83,9 @@ pub struct Inputs<'a> {
     pub files: &'a dyn ArtifactSource,
     /// Where `domforge-init` comes from.
     pub init: &'a InitLocator,
+    /// Firmware files the board's boot partition needs ([`crate::targets::rpi::firmware_for`]),
+    /// by their name on the card, fetched by the caller.
+    pub firmware: &'a [(String, Vec<u8>)],
 }
 
 /// A plan with everything decided: what `assemble` turns into a bundle without refusing anything.

@@ -28,6 +28,7 @@
 pub mod arm;
 pub mod dom0;
 pub mod finalize;
+pub mod firmware_dtb;
 pub mod init;
 pub mod legacy_image;
 pub mod source;
@@ -60,6 +61,11 @@ pub enum Role {
     Target,
     /// `SHA256SUMS`, `build.json`.
     Index,
+    /// A file the board's firmware reads from the boot partition that domforge does not build
+    /// (the Raspberry Pi's `start4.elf`, U-Boot itself, `config.txt`).
+    Firmware,
+    /// The flashable disk image ([`targets::disk`]).
+    DiskImage,
 }
 
 /// One file of a bundle, path relative to the bundle's directory.
@@ -99,6 +105,8 @@ pub struct Bundle {
     pub host_dtb: Option<PathBuf>,
     /// How QEMU boots the bundle (the `qemu` boot target), for boards QEMU emulates.
     pub qemu: Option<targets::qemu::QemuBoot>,
+    /// How QEMU boots the bundle through U-Boot from its disk image (ARM boards QEMU emulates).
+    pub qemu_uboot: Option<targets::qemu::QemuBoot>,
     /// The final plan the bundle was assembled from.
     pub plan: SystemPlan,
     /// Things a person should know that do not stop the build (e.g. a kernel without Xen drivers).
@@ -146,8 +154,10 @@ pub fn assemble(
         firmware_config::board::Arch::Arm64 => arm::assemble(
             fin,
             inputs.files,
-            inputs.board_dtb.unwrap_or_default(),
+            &firmware_dtb::complete(inputs.board_dtb.unwrap_or_default(), board)
+                .map_err(AssembleError::Other)?,
             machine,
+            inputs.firmware,
             dts,
         ),
         firmware_config::board::Arch::X86_64 => {

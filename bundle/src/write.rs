@@ -24,6 +24,9 @@ pub struct BuildOutput {
     /// Boots the written bundle in QEMU (absolute paths; spawn from anywhere); `None` for boards
     /// QEMU does not emulate.
     pub qemu: Option<QemuInvocation>,
+    /// Boots the written bundle in QEMU through U-Boot from `boot.img` (ARM boards QEMU emulates).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qemu_uboot: Option<QemuInvocation>,
     /// Xen first, then the modules in plan order.
     pub modules: Vec<BuiltModule>,
     pub plan: firmware_config::plan::SystemPlan,
@@ -71,6 +74,8 @@ fn is_bundle_name(name: &str, listed: &[String]) -> bool {
             | "SHA256SUMS"
             | "build.json"
             | "disk0.img"
+            | "boot.img"
+            | "run-qemu-uboot.sh"
             | "boot.blob"
     ) || (name.starts_with("passthrough-") && (name.ends_with(".dtb") || name.ends_with(".dts")))
         || listed.iter().any(|l| l == name)
@@ -102,9 +107,14 @@ impl Bundle {
 
     /// The QEMU invocation with paths under `base`.
     fn qemu_at(&self, base: &Path) -> Result<Option<QemuInvocation>, WriteError> {
-        self.qemu
-            .as_ref()
-            .map(|q| q.invocation(base))
+        Self::invocation_at(self.qemu.as_ref(), base)
+    }
+
+    fn invocation_at(
+        boot: Option<&crate::targets::qemu::QemuBoot>,
+        base: &Path,
+    ) -> Result<Option<QemuInvocation>, WriteError> {
+        boot.map(|q| q.invocation(base))
             .transpose()
             .map_err(|reason| WriteError::Qemu {
                 dir: base.to_path_buf(),
@@ -118,6 +128,7 @@ impl Bundle {
             dir: PathBuf::from("."),
             host_dtb: self.host_dtb.clone().unwrap_or_default(),
             qemu: self.qemu_at(Path::new(""))?,
+            qemu_uboot: Self::invocation_at(self.qemu_uboot.as_ref(), Path::new(""))?,
             modules: self.modules.clone(),
             plan: self.plan.clone(),
             notes: Vec::new(),
@@ -132,6 +143,7 @@ impl Bundle {
         std::fs::create_dir_all(out).map_err(io(out))?;
         let dir = std::fs::canonicalize(out).map_err(io(out))?;
         let qemu = self.qemu_at(&dir)?;
+        let qemu_uboot = Self::invocation_at(self.qemu_uboot.as_ref(), &dir)?;
         let json = self.build_json()?;
         let sums = self.sha256sums(&[("build.json", json.as_bytes())]);
 
@@ -161,6 +173,7 @@ impl Bundle {
                 .unwrap_or_default(),
             dir,
             qemu,
+            qemu_uboot,
             modules,
             plan: self.plan.clone(),
             notes: self.notes.clone(),

@@ -159,6 +159,7 @@ pub(crate) fn assemble(
         modules: Vec::new(),
         host_dtb: None,
         qemu: Some(qemu),
+        qemu_uboot: None,
         plan: plan.clone(),
         notes: fin.notes.clone(),
     };

@@ -787,6 +787,8 @@ pub struct Fetcher {
     /// cache keeps it at zero ([`Fetcher::fetch_pinned`]); tests read it through
     /// [`Fetcher::index_accesses`].
     index_accesses: Arc<AtomicU64>,
+    /// Archive components besides `main` (e.g. `non-free-firmware`); see [`Fetcher::with_components`].
+    extra_components: Vec<String>,
 }
 
 impl Fetcher {
@@ -800,6 +802,7 @@ impl Fetcher {
             progress: Progress::Stderr,
             offline: false,
             index_accesses: Arc::new(AtomicU64::new(0)),
+            extra_components: Vec::new(),
         }
     }
 
@@ -819,6 +822,21 @@ impl Fetcher {
 
     fn note_index_access(&self) {
         self.index_accesses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Also reads these archive components besides `main` (Debian's `non-free-firmware` holds
+    /// `raspi-firmware`). Such a fetcher keeps its own apt state (`<suite>-<arch>+<components>`),
+    /// so the `main`-only index other fetchers share is never rewritten.
+    #[must_use]
+    pub fn with_components(mut self, components: &[&str]) -> Self {
+        self.extra_components = components
+            .iter()
+            .filter(|c| {
+                **c != "main" && c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-')
+            })
+            .map(|c| c.to_string())
+            .collect();
+        self
     }
 
     /// Never runs `apt-get` (no index update, no download): only packages already in the
@@ -861,7 +879,12 @@ impl Fetcher {
     }
 
     fn state_dir(&self, suite: &str, arch: Arch) -> PathBuf {
-        self.cache_dir.join("apt").join(format!("{suite}-{arch}"))
+        let mut name = format!("{suite}-{arch}");
+        for c in &self.extra_components {
+            name.push('+');
+            name.push_str(c);
+        }
+        self.cache_dir.join("apt").join(name)
     }
 
     /// Creates the private apt tree and writes its sources.list; returns whether the
@@ -886,14 +909,21 @@ impl Fetcher {
             "[arch={arch} signed-by={} target=Packages]",
             self.keyring.display()
         );
-        let mut sources = format!("deb {options} {} {suite} main\n", self.mirrors.archive);
+        let components = std::iter::once("main")
+            .chain(self.extra_components.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut sources = format!(
+            "deb {options} {} {suite} {components}\n",
+            self.mirrors.archive
+        );
         if has_update_suites(suite) {
             sources.push_str(&format!(
-                "deb {options} {} {suite}-updates main\n",
+                "deb {options} {} {suite}-updates {components}\n",
                 self.mirrors.archive
             ));
             sources.push_str(&format!(
-                "deb {options} {} {suite}-security main\n",
+                "deb {options} {} {suite}-security {components}\n",
                 self.mirrors.security
             ));
         }

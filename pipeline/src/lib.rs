@@ -151,6 +151,8 @@ pub struct Loaded {
     pub init: bundle::init::InitLocator,
     /// What this load did to `<manifest>.lock` ([`Options::lock`]).
     pub lock: LockOutcome,
+    /// The firmware files the board's boot partition needs (the Pi 4's), by name on the card.
+    pub firmware: Vec<(String, Vec<u8>)>,
 }
 
 impl Loaded {
@@ -216,6 +218,7 @@ impl Loaded {
             board_dtb: self.board_dtb.as_deref(),
             files,
             init,
+            firmware: &self.firmware,
         }
     }
 
@@ -361,7 +364,9 @@ pub fn load(manifest_path: &Path, opts: &Options) -> Result<Loaded, PipelineErro
         }
     }
     let lock = lock.finish()?;
+    let firmware = board_firmware(&inventory, board.arch, opts)?;
     Ok(Loaded {
+        firmware,
         manifest_file,
         manifest_dir,
         manifest,
@@ -374,6 +379,40 @@ pub fn load(manifest_path: &Path, opts: &Options) -> Result<Loaded, PipelineErro
         init: opts.init.clone(),
         lock,
     })
+}
+
+/// Fetches the firmware files the board's boot partition needs
+/// ([`bundle::targets::rpi::firmware_for`]) from Debian, so a missing package stops `check` before
+/// anything is built.
+pub fn board_firmware(
+    inventory: &HardwareInventory,
+    arch: Arch,
+    opts: &Options,
+) -> Result<Vec<(String, Vec<u8>)>, PipelineError> {
+    let mut out = Vec::new();
+    for f in bundle::targets::rpi::firmware_for(inventory) {
+        let fetcher = opts.fetcher().with_components(&[f.component]);
+        let package = fetcher
+            .fetch(&debian_fetch::PackageRequest::new(
+                f.package,
+                debian_arch(arch),
+            ))
+            .map_err(|e| {
+                PipelineError::other(format!(
+                    "the boot partition needs `{}` from Debian's `{}` (component {}): {e}",
+                    f.on_card, f.package, f.component
+                ))
+            })?;
+        let path = package.root_dir.join(f.path);
+        let bytes = std::fs::read(&path).map_err(|e| {
+            PipelineError::other(format!(
+                "`{}` {}: no {} ({e})",
+                package.name, package.version, f.path
+            ))
+        })?;
+        out.push((f.on_card.to_string(), bytes));
+    }
+    Ok(out)
 }
 
 /// Builds `plan` (made from `loaded`, perhaps with an overlay) into `out`: finalize, assemble,

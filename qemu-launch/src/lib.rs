@@ -149,6 +149,40 @@ pub fn arm_direct(
     }
 }
 
+/// Debian's U-Boot for QEMU's arm64 `virt` machine (package [`UBOOT_QEMU_PACKAGE`]).
+pub const UBOOT_QEMU_ARM64: &str = "/usr/lib/u-boot/qemu_arm64/u-boot.bin";
+/// The Debian package that ships [`UBOOT_QEMU_ARM64`].
+pub const UBOOT_QEMU_PACKAGE: &str = "u-boot-qemu";
+
+/// `qemu-system-aarch64 <machine> -nographic -no-reboot -bios <u-boot.bin> -drive
+/// if=none,id=boot,format=raw,file=<disk> -device virtio-blk-device,drive=boot`: boots through real
+/// firmware. QEMU starts U-Boot at EL2 (`virtualization=on`) with its own DTB at the base of RAM;
+/// U-Boot's distro boot (`boot_targets`: qfw usb scsi virtio nvme dhcp) reaches the virtio disk and
+/// runs `/boot.scr` from its first bootable partition, which loads Xen, the host DTB and every
+/// module and `booti`s Xen.
+///
+/// The disk is `format=raw` so QEMU does not probe it (and refuse writes to sector 0); paths are
+/// escaped for QEMU's option syntax.
+pub fn arm_uboot(machine: &QemuMachine, firmware: &Path, disk: &Path) -> QemuInvocation {
+    let mut args = machine_args(machine);
+    args.extend(["-nographic".to_string(), "-no-reboot".to_string()]);
+    args.extend([
+        "-bios".to_string(),
+        firmware.display().to_string(),
+        "-drive".to_string(),
+        format!(
+            "if=none,id=boot,format=raw,file={}",
+            qemu_opt_value(&disk.display().to_string())
+        ),
+        "-device".to_string(),
+        "virtio-blk-device,drive=boot".to_string(),
+    ]);
+    QemuInvocation {
+        program: machine.binary.clone(),
+        args,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,6 +224,19 @@ mod tests {
         assert!(line.ends_with(
             "-device loader,file=modules/kernel-0,addr=0x48200000,force-raw=on -device loader,file=a,,b,addr=0x4a200000,force-raw=on"
         ));
+    }
+
+    #[test]
+    fn u_boot_line_boots_the_firmware_with_the_disk() {
+        let q = arm_uboot(
+            &virt(),
+            Path::new(UBOOT_QEMU_ARM64),
+            Path::new("out dir/boot,1.img"),
+        );
+        assert_eq!(
+            q.args[8..].join(" "),
+            "-nographic -no-reboot -bios /usr/lib/u-boot/qemu_arm64/u-boot.bin -drive if=none,id=boot,format=raw,file=out dir/boot,,1.img -device virtio-blk-device,drive=boot"
+        );
     }
 
     #[test]

@@ -40,6 +40,19 @@ pub struct RunOptions {
     pub until_seen: Option<(&'static str, usize)>,
     /// Run this program instead of the board's QEMU (tests use a sentinel here).
     pub qemu_program: Option<String>,
+    /// How QEMU boots the bundle: directly, or through U-Boot from the disk image.
+    pub boot: BootPath,
+}
+
+/// How QEMU boots a bundle (`domforge run/test --boot`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BootPath {
+    /// QEMU loads Xen, the DTB and every module itself (`run-qemu.sh`).
+    #[default]
+    Direct,
+    /// Debian's `u-boot-qemu` as the firmware, `boot.img` as a virtio disk: U-Boot's distro boot
+    /// runs `boot.scr` from the image (`run-qemu-uboot.sh`). ARM only.
+    UBoot,
 }
 
 impl Default for RunOptions {
@@ -50,6 +63,7 @@ impl Default for RunOptions {
             stay: false,
             until_seen: None,
             qemu_program: None,
+            boot: BootPath::Direct,
         }
     }
 }
@@ -145,7 +159,7 @@ pub fn prepare_as(
             (d.clone(), Some(d))
         }
     };
-    let (built, invocation) = match build_for(mode, &loaded, &plan, &out) {
+    let (built, invocation) = match build_for(mode, &loaded, &plan, &out, ropts.boot) {
         Ok(b) => b,
         Err(e) => {
             if let Some(d) = &temp_dir {
@@ -218,17 +232,44 @@ fn build_for(
     loaded: &Loaded,
     plan: &SystemPlan,
     out: &Path,
+    boot: BootPath,
 ) -> Result<(BuildOutput, qemu_launch::QemuInvocation), PipelineError> {
-    let built = pipeline::build(loaded, plan, out, false)?;
-    let mut invocation = built
-        .qemu
-        .clone()
-        .ok_or_else(|| PipelineError::Other("the bundle has no QEMU boot".into()))?;
     let virtio = plan.domains.iter().any(|d| {
         d.devices
             .iter()
             .any(|dev| dev.compatible.iter().any(|c| c == "virtio,mmio"))
     });
+    if boot == BootPath::UBoot {
+        if virtio {
+            return Err(PipelineError::Other(
+                "`--boot uboot` attaches the boot disk as QEMU's first virtio-blk device, which \
+                 takes the virtio-mmio transport a domain of this system owns; boot it with \
+                 `--boot direct`"
+                    .into(),
+            ));
+        }
+        if !Path::new(qemu_launch::UBOOT_QEMU_ARM64).is_file() {
+            return Err(PipelineError::Other(format!(
+                "`--boot uboot` boots {} as the firmware, which is not installed\n  help: apt-get install {}",
+                qemu_launch::UBOOT_QEMU_ARM64,
+                qemu_launch::UBOOT_QEMU_PACKAGE
+            )));
+        }
+    }
+    let built = pipeline::build(loaded, plan, out, false)?;
+    let mut invocation = match boot {
+        BootPath::Direct => built.qemu.clone(),
+        BootPath::UBoot => built.qemu_uboot.clone(),
+    }
+    .ok_or_else(|| {
+        PipelineError::Other(match boot {
+            BootPath::Direct => "the bundle has no QEMU boot".into(),
+            BootPath::UBoot => format!(
+                "board `{}`: the bundle has no U-Boot boot in QEMU (ARM boards QEMU emulates only)",
+                plan.board
+            ),
+        })
+    })?;
     if mode == Mode::Test && virtio {
         let disk = crate::disk::MarkerDisk::write(
             &built.dir.join("disk0.img"),

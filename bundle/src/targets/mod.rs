@@ -2,5 +2,8 @@
 //!
 //! - [`qemu`]: `run-qemu.sh`, QEMU loading everything itself (no firmware).
 //! - [`uboot`]: `boot.source` and `boot.scr`, U-Boot loading every file at its planned address.
+//! - [`disk`]: `boot.img`, a flashable disk image holding `boot.scr` and everything it loads.
+pub mod disk;
 pub mod qemu;
+pub mod rpi;
 pub mod uboot;

@@ -50,3 +50,192 @@ pub(crate) fn add(bundle: &mut Bundle, dtb_addr: u64) -> Result<(), String> {
     bundle.add("boot.scr", Role::Target, image);
     Ok(())
 }
+
+/// What U-Boot keeps for itself at the top of the RAM bank it runs in: its relocated code, the
+/// `malloc` arena, stack, relocated control DTB, and the copy of the DTB that `booti` makes just
+/// below them (`boot_relocate_fdt()`, allocated from the top of memory down). U-Boot's `load`
+/// refuses to write there ("Reading file would overwrite reserved memory"), and the `booti` copy
+/// would land on a module placed just below. Measured on Debian's `qemu_arm64` U-Boot 2023.01
+/// (`bdinfo` on a 2 GiB guest: 0xbddb2000–0xbfffffff, 34.3 MiB, see
+/// `../shared/notes/qemu-recipes.md`); 64 MiB leaves room for builds with a larger `malloc` arena.
+pub const TOP_RESERVE: u64 = 64 << 20;
+
+/// `booti`'s placement of an arm64 Image (`booti_setup()` in U-Boot `arch/arm/lib/image.c`, from the
+/// header of Linux `Documentation/arch/arm64/booting.rst`): when flag bit 3 is clear, the image is
+/// moved to the 2 MiB-aligned base of the first RAM bank plus `text_offset`; it then spans
+/// `image_size` bytes (0: U-Boot assumes 16 MiB); with bit 3 set it runs at its load address
+/// rounded up to 2 MiB. Debian's Xen 4.17 and 4.20 (`xen/arch/arm/arm64/head.S`) have flags 0xa
+/// (little-endian, 4 KiB pages, bit 3 "anywhere"), so they run where the plan loads them; the
+/// header is read from the file, not assumed.
+pub fn booti_placement(image: &[u8], first_bank_base: u64, loaded_at: u64) -> Option<(u64, u64)> {
+    let le64 = |o: usize| -> Option<u64> {
+        Some(u64::from_le_bytes(image.get(o..o + 8)?.try_into().ok()?))
+    };
+    if image.get(56..60) != Some(b"ARM\x64") {
+        return None;
+    }
+    let text_offset = le64(8)?;
+    let size = match le64(16)? {
+        0 => 16 << 20,
+        s => s,
+    };
+    let flags = le64(24)?;
+    let base = if flags & (1 << 3) != 0 {
+        loaded_at.saturating_sub(text_offset)
+    } else {
+        first_bank_base
+    };
+    Some((base.next_multiple_of(2 << 20) + text_offset, size))
+}
+
+/// One file U-Boot loads: what to blame, and where it goes.
+pub(crate) struct Placed {
+    pub blame: crate::Blame,
+    pub what: String,
+    pub base: u64,
+    pub size: u64,
+}
+
+/// The rule of the U-Boot target: no file the script loads may touch U-Boot's reserved top of the
+/// first RAM bank ([`TOP_RESERVE`]), and none may overlap Xen's running image (`image_size`
+/// includes its BSS, which a module right after the file would lose). Every breach is an `E0408` naming the file, both ranges and the fix.
+pub(crate) fn check_reserved(
+    ram: &[firmware_config::board::Region],
+    xen: Option<(&[u8], u64)>,
+    placed: &[Placed],
+) -> Vec<crate::FinalizeError> {
+    use crate::FinalizeError;
+    let mut errors = Vec::new();
+    let Some(first) = ram.iter().min_by_key(|r| r.base) else {
+        return errors;
+    };
+    let top = first.base.saturating_add(first.size);
+    let reserved = (top.saturating_sub(TOP_RESERVE), top);
+    let overlaps = |a: (u64, u64), b: (u64, u64)| a.0 < b.1 && b.0 < a.1;
+    for p in placed {
+        let range = (p.base, p.base.saturating_add(p.size));
+        if overlaps(range, reserved) {
+            errors.push(
+                FinalizeError::new(
+                    "E0408",
+                    p.blame.clone(),
+                    format!(
+                        "{} at {:#x}-{:#x} overlaps what U-Boot reserves at the top of the first RAM bank ({:#x}-{:#x}: relocated U-Boot, its heap and stack, and the DTB copy `booti` makes)",
+                        p.what, range.0, range.1, reserved.0, reserved.1
+                    ),
+                )
+                .help(format!(
+                    "end the board's module window ([load] modules) at or below {:#x}",
+                    reserved.0
+                )),
+            );
+        }
+    }
+    if let Some((image, loaded_at)) = xen
+        && let Some((run_at, size)) = booti_placement(image, first.base, loaded_at)
+    {
+        let running = (run_at, run_at.saturating_add(size));
+        for p in placed {
+            let range = (p.base, p.base.saturating_add(p.size));
+            if matches!(&p.blame, crate::Blame::Module { id, .. } if id == "xen") {
+                continue;
+            }
+            if overlaps(range, running) {
+                errors.push(
+                    FinalizeError::new(
+                        "E0408",
+                        p.blame.clone(),
+                        format!(
+                            "{} at {:#x}-{:#x} overlaps Xen where U-Boot's `booti` runs it ({:#x}-{:#x}: Xen's Image header, `image_size` from its load address or, without flag bit 3, from the base of the first RAM bank)",
+                            p.what, range.0, range.1, running.0, running.1
+                        ),
+                    )
+                    .help(format!(
+                        "start the board's module window ([load] modules) at or above {:#x}",
+                        running.1.next_multiple_of(2 << 20)
+                    )),
+                );
+            }
+        }
+    }
+    errors
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use firmware_config::board::Region;
+
+    fn image(text_offset: u64, size: u64, flags: u64) -> Vec<u8> {
+        let mut h = vec![0u8; 64];
+        h[8..16].copy_from_slice(&text_offset.to_le_bytes());
+        h[16..24].copy_from_slice(&size.to_le_bytes());
+        h[24..32].copy_from_slice(&flags.to_le_bytes());
+        h[56..60].copy_from_slice(b"ARM\x64");
+        h
+    }
+
+    #[test]
+    fn booti_moves_an_image_without_flag_3_to_the_first_bank() {
+        let xen = image(0, 0x12_0000, 0);
+        assert_eq!(
+            booti_placement(&xen, 0x4000_0000, 0x4400_0000),
+            Some((0x4000_0000, 0x12_0000))
+        );
+        let linux = image(0, 0x300_0000, 0b1010);
+        assert_eq!(
+            booti_placement(&linux, 0x4000_0000, 0x4820_0000),
+            Some((0x4820_0000, 0x300_0000))
+        );
+        // ALIGN(dst, SZ_2M): an unaligned load moves up to the next 2 MiB.
+        assert_eq!(
+            booti_placement(&linux, 0x4000_0000, 0x4821_0000),
+            Some((0x4840_0000, 0x300_0000))
+        );
+        assert_eq!(booti_placement(b"not an image", 0, 0), None);
+    }
+
+    #[test]
+    fn modules_in_u_boots_top_or_under_xen_are_refused() {
+        let ram = [Region::new(0x4000_0000, 0x8000_0000)];
+        let xen = image(0, 0x20_0000, 0);
+        let placed = |base, size| Placed {
+            blame: crate::Blame::Module {
+                id: "kernel-0".into(),
+                source: "debian:kernel".into(),
+            },
+            what: "module `kernel-0`".into(),
+            base,
+            size,
+        };
+        assert!(
+            check_reserved(
+                &ram,
+                Some((&xen, 0x4000_0000)),
+                &[placed(0x4820_0000, 0x100_0000)]
+            )
+            .is_empty()
+        );
+        let top = check_reserved(&ram, None, &[placed(0xbe00_0000, 0x10_0000)]);
+        assert_eq!(top.len(), 1);
+        assert_eq!(top[0].code, "E0408");
+        assert!(
+            top[0].message.contains("0xbc000000-0xc0000000"),
+            "{}",
+            top[0].message
+        );
+        let under = check_reserved(
+            &ram,
+            Some((&xen, 0x4400_0000)),
+            &[placed(0x4010_0000, 0x1000)],
+        );
+        assert_eq!(under.len(), 1);
+        assert!(
+            under[0]
+                .message
+                .contains("`booti` runs it (0x40000000-0x40200000"),
+            "{}",
+            under[0].message
+        );
+    }
+}

@@ -1,0 +1,548 @@
+//! Flashable boot disk images: an MBR partition table with one bootable FAT32 partition holding
+//! the given files, built in memory, byte-reproducibly, with no root, loop device or mtools.
+//!
+//! # Layout
+//! - Sector 0: an MBR (`disk signature` derived from the contents, see below) with one primary
+//!   partition, type `0x0c` (FAT32, LBA addressing), marked active (`0x80`).
+//! - The partition starts at LBA 2048 (1 MiB, the alignment `fdisk`/`sfdisk` default to and the
+//!   layout QEMU's U-Boot and the Raspberry Pi boot ROM read, see `../shared/notes/qemu-recipes.md`)
+//!   and runs to the end of the image. U-Boot's distro boot scans the active partitions
+//!   (`part list ... -bootable`) and finds `/boot.scr` there; the Pi firmware reads the first FAT
+//!   partition.
+//! - The partition is FAT32 (at least 64 MiB, so more than the 65,525 clusters FAT32 needs with
+//!   512-byte clusters; 4 KiB clusters above 512 MiB), its `BPB_HiddSec` is the partition's start
+//!   LBA as `mkfs.fat` writes it for a partition.
+//!
+//! # Reproducibility
+//! The same files give the same bytes: files are written sorted by path, their directories created
+//! in that order; every timestamp is 1980-01-01 00:00:00 (the FAT epoch; [`FixedTime`]); the
+//! volume ID and the MBR disk signature are the first bytes of a SHA-256 over the paths and
+//! contents, so two different bundles get different IDs (hosts that cache by volume ID tell them
+//! apart) but rebuilding one gives the same.
+//!
+//! # Why these crates
+//! - [`fatfs`] (0.3): the FAT implementation the Rust ecosystem uses (rust-fatfs; formatting,
+//!   long file names, FAT12/16/32), pure Rust over any `Read + Write + Seek`, so the partition is
+//!   formatted and filled inside a `Vec<u8>`. Its `chrono` feature is off: the clock never reaches
+//!   the image.
+//! - [`mbrman`]: a small, maintained MBR reader/writer (rust-disk-partition-management, the
+//!   sister of the `gptman` crate); it writes the partition entry, CHS fields and boot signature,
+//!   which is exactly the part of the disk that is easy to get subtly wrong by hand.
+//!
+//! Both are checked against independent tools in the tests of the crates that use this one
+//! (`sfdisk --dump`, `fsck.fat -n`, `mdir`/`mcopy`).
+
+use std::io::{Cursor, Seek, SeekFrom, Write};
+
+use sha2::{Digest, Sha256};
+
+/// Bytes per sector, for the MBR and the FAT file system.
+pub const SECTOR: u64 = 512;
+/// The partition's first sector (1 MiB).
+pub const PARTITION_START_LBA: u64 = 2048;
+/// MBR partition type: FAT32 with LBA addressing (`W95 FAT32 (LBA)` in `fdisk`).
+pub const PARTITION_TYPE_FAT32_LBA: u8 = 0x0c;
+/// The smallest partition: FAT32 needs at least 65,525 clusters.
+pub const MIN_PARTITION: u64 = 64 << 20;
+/// Default limit on an image's size.
+pub const DEFAULT_MAX_IMAGE: u64 = 2 << 30;
+/// FAT32 cannot hold a file of 4 GiB or more (32-bit file size).
+pub const MAX_FILE: u64 = u32::MAX as u64;
+
+const MIB: u64 = 1 << 20;
+
+/// Why an image could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum DiskImageError {
+    #[error(
+        "the boot image would be {size} bytes, over its {limit}-byte limit ({files} bytes of files)"
+    )]
+    TooLarge { size: u64, limit: u64, files: u64 },
+    #[error("`{path}` is {size} bytes: FAT32 holds files below 4 GiB only")]
+    FileTooLarge { path: String, size: u64 },
+    #[error("`{path}` cannot be a FAT path: {reason}")]
+    BadPath { path: String, reason: &'static str },
+    #[error("writing `{path}` into the FAT partition: {source}")]
+    Fat {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("writing the partition table: {0}")]
+    Mbr(String),
+}
+
+/// Options of an image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageOptions {
+    /// The FAT volume label (up to 11 characters, upper-cased, padded with spaces).
+    pub label: String,
+    /// The largest image allowed, in bytes.
+    pub max_size: u64,
+}
+
+impl Default for ImageOptions {
+    fn default() -> Self {
+        Self {
+            label: "DOMFORGE".into(),
+            max_size: DEFAULT_MAX_IMAGE,
+        }
+    }
+}
+
+/// A finished image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskImage {
+    pub bytes: Vec<u8>,
+    /// The MBR disk signature (`sfdisk` prints it as `label-id: 0x...`).
+    pub disk_signature: u32,
+    /// The FAT volume ID (`mdir` prints it as `Volume Serial Number is XXXX-XXXX`).
+    pub volume_id: u32,
+    /// The partition's size in bytes (it starts at [`PARTITION_START_LBA`]).
+    pub partition_size: u64,
+}
+
+/// Every timestamp in the image: 1980-01-01 00:00:00, the earliest FAT date.
+#[derive(Debug)]
+pub struct FixedTime;
+
+impl fatfs::TimeProvider for FixedTime {
+    fn get_current_date(&self) -> fatfs::Date {
+        fatfs::Date {
+            year: 1980,
+            month: 1,
+            day: 1,
+        }
+    }
+    fn get_current_date_time(&self) -> fatfs::DateTime {
+        fatfs::DateTime {
+            date: self.get_current_date(),
+            time: fatfs::Time {
+                hour: 0,
+                min: 0,
+                sec: 0,
+                millis: 0,
+            },
+        }
+    }
+}
+
+static FIXED_TIME: FixedTime = FixedTime;
+
+fn round_up(n: u64, to: u64) -> u64 {
+    n.div_ceil(to) * to
+}
+
+/// The cluster size for a partition of `size` bytes.
+fn cluster_for(size: u64) -> u64 {
+    if size > 512 * MIB { 4096 } else { 512 }
+}
+
+/// The partition size for files of these sizes: the data rounded to clusters, two FATs, room for
+/// the directories, rounded up to whole MiB, at least [`MIN_PARTITION`].
+pub fn partition_size_for(file_sizes: impl IntoIterator<Item = u64> + Clone) -> u64 {
+    let guess = |cluster: u64| -> u64 {
+        let (mut data, mut n) = (0u64, 0u64);
+        for s in file_sizes.clone() {
+            data += round_up(s.max(1), cluster);
+            n += 1;
+        }
+        // Directory entries (a long name takes a few 32-byte entries) and one cluster per
+        // directory, generously; then the two FATs (4 bytes per cluster each) on top.
+        let dirs = n * 256 + 64 * cluster + 4 * MIB;
+        let body = data + dirs;
+        let fats = 2 * 4 * body.div_ceil(cluster);
+        round_up(body + fats + fats / 8, MIB).max(MIN_PARTITION)
+    };
+    let small = guess(512);
+    if cluster_for(small) == 512 {
+        small
+    } else {
+        guess(4096).max(512 * MIB + MIB)
+    }
+}
+
+/// The image size for files of these sizes (partition plus the 1 MiB before it).
+pub fn image_size_for(file_sizes: impl IntoIterator<Item = u64> + Clone) -> u64 {
+    PARTITION_START_LBA * SECTOR + partition_size_for(file_sizes)
+}
+
+fn check_path(path: &str) -> Result<(), DiskImageError> {
+    let bad = |reason| {
+        Err(DiskImageError::BadPath {
+            path: path.to_string(),
+            reason,
+        })
+    };
+    if path.is_empty() || path.starts_with('/') || path.ends_with('/') {
+        return bad("it must be a relative path to a file");
+    }
+    for part in path.split('/') {
+        if part.is_empty() || part == "." || part == ".." {
+            return bad("empty, `.` and `..` components are not allowed");
+        }
+        if part.len() > 255 {
+            return bad("a FAT long name is at most 255 characters");
+        }
+        if part
+            .chars()
+            .any(|c| c.is_control() || "\\:*?\"<>|".contains(c))
+        {
+            return bad("FAT names cannot hold control characters or any of \\ : * ? \" < > |");
+        }
+    }
+    Ok(())
+}
+
+/// The volume label as FAT stores it: 11 bytes, upper case, space-padded.
+fn label_bytes(label: &str) -> [u8; 11] {
+    let mut out = [b' '; 11];
+    for (o, c) in out.iter_mut().zip(
+        label
+            .bytes()
+            .filter(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_')),
+    ) {
+        *o = c.to_ascii_uppercase();
+    }
+    out
+}
+
+/// Builds the image of `files` (relative paths with `/`; see the crate docs).
+pub fn build(files: &[(&str, &[u8])], opts: &ImageOptions) -> Result<DiskImage, DiskImageError> {
+    let mut sorted: Vec<(&str, &[u8])> = files.to_vec();
+    sorted.sort_by(|a, b| a.0.cmp(b.0));
+    for (path, bytes) in &sorted {
+        check_path(path)?;
+        if bytes.len() as u64 > MAX_FILE {
+            return Err(DiskImageError::FileTooLarge {
+                path: path.to_string(),
+                size: bytes.len() as u64,
+            });
+        }
+    }
+    let sizes: Vec<u64> = sorted.iter().map(|(_, b)| b.len() as u64).collect();
+    let partition_size = partition_size_for(sizes.iter().copied());
+    let image_size = PARTITION_START_LBA * SECTOR + partition_size;
+    if image_size > opts.max_size {
+        return Err(DiskImageError::TooLarge {
+            size: image_size,
+            limit: opts.max_size,
+            files: sizes.iter().sum(),
+        });
+    }
+    let digest = {
+        let mut h = Sha256::new();
+        for (path, bytes) in &sorted {
+            h.update((path.len() as u64).to_le_bytes());
+            h.update(path.as_bytes());
+            h.update(Sha256::digest(bytes));
+        }
+        h.finalize()
+    };
+    let volume_id = u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]]);
+    let disk_signature = u32::from_le_bytes([digest[4], digest[5], digest[6], digest[7]]);
+
+    let partition = fat_partition(&sorted, partition_size, volume_id, &opts.label)?;
+
+    let mut image = Cursor::new(vec![0u8; image_size as usize]);
+    write_mbr(&mut image, image_size, partition_size, disk_signature)?;
+    image
+        .seek(SeekFrom::Start(PARTITION_START_LBA * SECTOR))
+        .and_then(|_| image.write_all(&partition))
+        .map_err(|e| DiskImageError::Mbr(e.to_string()))?;
+    Ok(DiskImage {
+        bytes: image.into_inner(),
+        disk_signature,
+        volume_id,
+        partition_size,
+    })
+}
+
+/// Formats a FAT32 partition of `size` bytes and writes `files` into it.
+fn fat_partition(
+    files: &[(&str, &[u8])],
+    size: u64,
+    volume_id: u32,
+    label: &str,
+) -> Result<Vec<u8>, DiskImageError> {
+    let fat = |path: &str| {
+        let path = path.to_string();
+        move |source| DiskImageError::Fat { path, source }
+    };
+    let mut disk = Cursor::new(vec![0u8; size as usize]);
+    fatfs::format_volume(
+        &mut disk,
+        fatfs::FormatVolumeOptions::new()
+            .fat_type(fatfs::FatType::Fat32)
+            .bytes_per_cluster(cluster_for(size) as u32)
+            .volume_id(volume_id)
+            .volume_label(label_bytes(label)),
+    )
+    .map_err(fat("(format)"))?;
+    // BPB_HiddSec (offset 28): the sectors before the partition, in the boot sector and in its
+    // FAT32 backup (BPB_BkBootSec = 6, what fatfs writes).
+    for sector in [0u64, 6] {
+        let at = (sector * SECTOR + 28) as usize;
+        disk.get_mut()[at..at + 4].copy_from_slice(&(PARTITION_START_LBA as u32).to_le_bytes());
+    }
+    disk.seek(SeekFrom::Start(0)).map_err(fat("(format)"))?;
+    {
+        let fs = fatfs::FileSystem::new(
+            &mut disk,
+            fatfs::FsOptions::new()
+                .time_provider(&FIXED_TIME)
+                .update_accessed_date(false),
+        )
+        .map_err(fat("(mount)"))?;
+        let root = fs.root_dir();
+        let mut made: Vec<String> = Vec::new();
+        for (path, bytes) in files {
+            let mut dir = String::new();
+            let parts: Vec<&str> = path.split('/').collect();
+            for part in &parts[..parts.len() - 1] {
+                if !dir.is_empty() {
+                    dir.push('/');
+                }
+                dir.push_str(part);
+                if !made.contains(&dir) {
+                    root.create_dir(&dir).map_err(fat(&dir))?;
+                    made.push(dir.clone());
+                }
+            }
+            let mut f = root.create_file(path).map_err(fat(path))?;
+            f.truncate().map_err(fat(path))?;
+            f.write_all(bytes).map_err(fat(path))?;
+            f.flush().map_err(fat(path))?;
+        }
+        drop(root);
+        // Counting the free clusters makes fatfs record the count in FSInfo at unmount
+        // (`FSI_Free_Count`); left unknown (0xffffffff), `fsck.fat` reports it uninitialized.
+        fs.stats().map_err(fat("(stats)"))?;
+        fs.unmount().map_err(fat("(unmount)"))?;
+    }
+    let mut bytes = disk.into_inner();
+    for dir in made_dirs(files) {
+        drop_dot_lfn_entries(&mut bytes, &dir).map_err(fat(&dir))?;
+    }
+    Ok(bytes)
+}
+
+/// The directories `files` need, parents first.
+fn made_dirs(files: &[(&str, &[u8])]) -> Vec<String> {
+    let mut dirs: Vec<String> = Vec::new();
+    for (path, _) in files {
+        let mut at = 0;
+        while let Some(i) = path[at..].find('/') {
+            let d = path[..at + i].to_string();
+            if !dirs.contains(&d) {
+                dirs.push(d);
+            }
+            at += i + 1;
+        }
+    }
+    dirs
+}
+
+/// The FAT32 geometry of a formatted partition, from its BPB (Microsoft's FAT specification,
+/// "BPB structure"): `BPB_BytsPerSec` (11), `BPB_SecPerClus` (13), `BPB_RsvdSecCnt` (14),
+/// `BPB_NumFATs` (16), `BPB_FATSz32` (36), `BPB_RootClus` (44).
+struct Geometry {
+    cluster: usize,
+    fat_start: usize,
+    data_start: usize,
+    root: u32,
+}
+
+impl Geometry {
+    fn read(b: &[u8]) -> Geometry {
+        let u16_at = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]) as usize;
+        let u32_at = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+        let sector = u16_at(11);
+        let reserved = u16_at(14);
+        let fats = b[16] as usize;
+        let fat_sectors = u32_at(36) as usize;
+        Geometry {
+            cluster: sector * b[13] as usize,
+            fat_start: reserved * sector,
+            data_start: (reserved + fats * fat_sectors) * sector,
+            root: u32_at(44),
+        }
+    }
+    fn offset(&self, cluster: u32) -> usize {
+        self.data_start + (cluster as usize - 2) * self.cluster
+    }
+    /// The cluster chain from `first` (FAT32 entries are 28 bits; >= 0x0ffffff8 ends a chain).
+    fn chain(&self, b: &[u8], first: u32) -> Vec<u32> {
+        let mut out = vec![first];
+        let mut c = first;
+        while out.len() < b.len() / self.cluster {
+            let o = self.fat_start + 4 * c as usize;
+            let next = u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]) & 0x0fff_ffff;
+            if !(2..0x0fff_fff8).contains(&next) {
+                break;
+            }
+            out.push(next);
+            c = next;
+        }
+        out
+    }
+}
+
+/// The first cluster of the subdirectory `name` in the directory starting at `dir`, found by the
+/// long name entries fatfs wrote before its short entry (a name of up to 13 UCS-2 characters fits
+/// one LFN entry; longer directory names are looked up by short name, upper-cased).
+fn find_subdir(b: &[u8], g: &Geometry, dir: u32, name: &str) -> Option<u32> {
+    let want: Vec<u16> = name.encode_utf16().collect();
+    let mut lfn: Vec<u16> = Vec::new();
+    for c in g.chain(b, dir) {
+        let at = g.offset(c);
+        for e in b[at..at + g.cluster].chunks(32) {
+            match (e[0], e[11]) {
+                (0, _) => return None,
+                (0xe5, _) => lfn.clear(),
+                (_, 0x0f) => {
+                    // LFN entry: characters at 1..11, 14..26, 28..32 (UCS-2), in reverse order.
+                    let mut part: Vec<u16> = Vec::new();
+                    for (s, n) in [(1usize, 5usize), (14, 6), (28, 2)] {
+                        for k in 0..n {
+                            part.push(u16::from_le_bytes([e[s + 2 * k], e[s + 2 * k + 1]]));
+                        }
+                    }
+                    let end = part.iter().position(|&u| u == 0).unwrap_or(part.len());
+                    part.truncate(end);
+                    part.extend_from_slice(&lfn);
+                    lfn = part;
+                }
+                (_, attr) => {
+                    let short = String::from_utf8_lossy(&e[0..11]).trim_end().to_string();
+                    let matches = lfn == want || short == name.to_ascii_uppercase();
+                    lfn.clear();
+                    if matches && attr & 0x10 != 0 {
+                        let hi = u16::from_le_bytes([e[20], e[21]]) as u32;
+                        let lo = u16::from_le_bytes([e[26], e[27]]) as u32;
+                        return Some(hi << 16 | lo);
+                    }
+                }
+            }
+        }
+    }
+    None
+}
+
+/// fatfs 0.3 writes a long-name entry before the `.` and `..` entries of a new directory; FAT
+/// requires `.` and `..` to be the directory's first two entries (what `fsck.fat` checks: "Expected
+/// a valid '.' entry in this slot"). This rewrites the first four entries, `[LFN(.)] [.] [LFN(..)]
+/// [..]`, as `[.] [..] [deleted] [deleted]`, and gives `..` of a directory in the root cluster 0.
+fn drop_dot_lfn_entries(b: &mut [u8], dir: &str) -> std::io::Result<()> {
+    let g = Geometry::read(b);
+    let mut cluster = g.root;
+    let in_root = !dir.contains('/');
+    for part in dir.split('/') {
+        cluster = find_subdir(b, &g, cluster, part).ok_or_else(|| {
+            std::io::Error::other(format!("directory `{part}` not found after writing"))
+        })?;
+    }
+    let at = g.offset(cluster);
+    let slot = |i: usize| at + 32 * i..at + 32 * (i + 1);
+    let is_lfn = |b: &[u8], i: usize| b[slot(i)][11] == 0x0f;
+    if !(is_lfn(b, 0) && &b[slot(1)][..11] == b".          " && is_lfn(b, 2))
+        || &b[slot(3)][..11] != b"..         "
+    {
+        // Already in FAT's order (a fatfs that no longer writes them).
+        return Ok(());
+    }
+    let dot = b[slot(1)].to_vec();
+    let mut dotdot = b[slot(3)].to_vec();
+    if in_root {
+        // `..` of a directory in the root names cluster 0, not the root's cluster (FAT
+        // specification, "FAT Directory Structure"); fatfs 0.3 writes the root's.
+        dotdot[20..22].fill(0);
+        dotdot[26..28].fill(0);
+    }
+    b[slot(0)].copy_from_slice(&dot);
+    b[slot(1)].copy_from_slice(&dotdot);
+    for i in [2, 3] {
+        b[slot(i)].fill(0);
+        b[slot(i)][0] = 0xe5;
+    }
+    Ok(())
+}
+
+fn write_mbr(
+    image: &mut Cursor<Vec<u8>>,
+    image_size: u64,
+    partition_size: u64,
+    disk_signature: u32,
+) -> Result<(), DiskImageError> {
+    let mbr_err = |e: mbrman::Error| DiskImageError::Mbr(e.to_string());
+    let mut mbr = mbrman::MBR::new_from(image, SECTOR as u32, disk_signature.to_le_bytes())
+        .map_err(mbr_err)?;
+    debug_assert_eq!(u64::from(mbr.disk_size) * SECTOR, image_size);
+    mbr[1] = mbrman::MBRPartitionEntry {
+        boot: mbrman::BOOT_ACTIVE,
+        first_chs: mbrman::CHS::empty(),
+        sys: PARTITION_TYPE_FAT32_LBA,
+        last_chs: mbrman::CHS::empty(),
+        starting_lba: PARTITION_START_LBA as u32,
+        sectors: (partition_size / SECTOR) as u32,
+    };
+    mbr.write_into(image).map_err(mbr_err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_files_same_bytes_in_any_order() {
+        let a = build(
+            &[("boot.scr", b"x"), ("modules/xen", &[7u8; 5000])],
+            &ImageOptions::default(),
+        )
+        .unwrap();
+        let b = build(
+            &[("modules/xen", &[7u8; 5000]), ("boot.scr", b"x")],
+            &ImageOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(a.bytes, b.bytes);
+        assert_eq!(a.bytes.len() as u64, MIB + MIN_PARTITION);
+        // The boot signature of the MBR and of the FAT boot sector.
+        assert_eq!(&a.bytes[510..512], &[0x55, 0xaa]);
+        let p = (PARTITION_START_LBA * SECTOR) as usize;
+        assert_eq!(&a.bytes[p + 510..p + 512], &[0x55, 0xaa]);
+        let c = build(&[("boot.scr", b"y")], &ImageOptions::default()).unwrap();
+        assert_ne!(a.volume_id, c.volume_id);
+    }
+
+    #[test]
+    fn over_the_limit_is_refused_before_building() {
+        let opts = ImageOptions {
+            max_size: 32 << 20,
+            ..ImageOptions::default()
+        };
+        let e = build(&[("a", b"1")], &opts).unwrap_err();
+        assert!(matches!(e, DiskImageError::TooLarge { .. }), "{e}");
+        assert!(
+            e.to_string().contains("over its 33554432-byte limit"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_paths_are_refused() {
+        for p in ["", "/abs", "a/../b", "a:b", "dir/"] {
+            let e = build(&[(p, b"1")], &ImageOptions::default()).unwrap_err();
+            assert!(matches!(e, DiskImageError::BadPath { .. }), "{p}: {e}");
+        }
+    }
+
+    #[test]
+    fn sizes_grow_with_the_files() {
+        assert_eq!(partition_size_for([1u64]), MIN_PARTITION);
+        let big = partition_size_for([100 * MIB, 30 * MIB]);
+        assert!(big > 130 * MIB && big < 150 * MIB, "{big}");
+        let huge = partition_size_for([700 * MIB]);
+        assert!(huge > 700 * MIB, "{huge}");
+    }
+}
