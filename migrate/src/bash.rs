@@ -46,6 +46,8 @@ pub struct BashData {
     pub assignments: Vec<Assignment>,
     /// `$NAME` references to names unset at that point: (name, line).
     pub unset_references: Vec<(String, usize)>,
+    /// Names some value refers to with `$NAME`.
+    pub referenced: std::collections::BTreeSet<String>,
 }
 
 impl BashData {
@@ -331,10 +333,9 @@ impl Parser<'_> {
                     (true, Some(BashValue::Scalar(s))) => BTreeMap::from([(0, s)]),
                     _ => BTreeMap::new(),
                 };
-                let mut next = a.keys().next_back().map_or(0, |k| k + 1);
-                for v in values {
-                    a.insert(next, v.clone());
-                    next += 1;
+                let first = a.keys().next_back().map_or(0, |k| k + 1);
+                for (k, v) in (first..).zip(values) {
+                    a.insert(k, v.clone());
                 }
                 BashValue::Array(a)
             }
@@ -511,6 +512,7 @@ impl Parser<'_> {
                         )
                         .hint("only ${NAME}, ${NAME[i]} and ${NAME:-default} are read"));
                 }
+                self.data.referenced.insert(name.clone());
                 let value = match index {
                     Some(i) => self.data.get_index(&name, i),
                     None => self.data.get(&name),
@@ -530,8 +532,9 @@ impl Parser<'_> {
             Some(c) if is_name_start(c) => {
                 let span = self.name().unwrap_or(self.pos..self.pos);
                 let name = &self.src[span];
+                self.data.referenced.insert(name.to_string());
                 match self.data.get(name) {
-                    Some(v) => out.push_str(&v.to_string()),
+                    Some(v) => out.push_str(v),
                     None => self
                         .data
                         .unset_references

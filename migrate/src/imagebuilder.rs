@@ -134,6 +134,10 @@ pub fn choose_board(
     let _ = writeln!(t, "linux = {}\n", toml_str(linux));
     let _ = writeln!(
         t,
+        "[memory]\n# What Xen keeps for itself (heap, frame table); ImageBuilder does not say.\nxen = \"256M\"\n"
+    );
+    let _ = writeln!(
+        t,
         "[load]\n# ImageBuilder loads everything between MEMORY_START and MEMORY_END."
     );
     let _ = writeln!(
@@ -489,8 +493,11 @@ pub fn import(
             };
             cpus.push(idx);
         }
+        let pool_name = data
+            .get_index("DOMFORGE_CPUPOOL_NAME", i)
+            .map_or(format!("pool{i}"), str::to_string);
         m.cpupools.push(DraftCpupool {
-            name: format!("pool{i}"),
+            name: pool_name.clone(),
             cpus,
             scheduler: sched.map(str::to_string),
         });
@@ -498,15 +505,32 @@ pub fn import(
             f,
             line("CPUPOOL", Some(i)),
             &format!("CPUPOOL[{i}]"),
-            format!("[[cpupool]] `pool{i}`"),
+            format!("[[cpupool]] `{pool_name}`"),
         );
     }
     if n_pools > 0 {
         used.insert("CPUPOOL".into());
+        used.insert("DOMFORGE_CPUPOOL_NAME".into());
     }
     // Domains.
     let n = num("NUM_DOMUS")?;
     used.insert("NUM_DOMUS".into());
+    if data.vars.contains_key("NUM_DOMUS") {
+        r.mapped(
+            f,
+            line("NUM_DOMUS", None),
+            "NUM_DOMUS",
+            format!("{n} [[domain]] tables"),
+        );
+    }
+    if data.vars.contains_key("NUM_CPUPOOLS") {
+        r.mapped(
+            f,
+            line("NUM_CPUPOOLS", None),
+            "NUM_CPUPOOLS",
+            format!("{n_pools} [[cpupool]] tables"),
+        );
+    }
     let mut any_static = false;
     for i in 0..n {
         let idx = |k: &str| data.get_index(k, i);
@@ -615,7 +639,7 @@ pub fn import(
         }
         if let Some(v) = idx("DOMU_STATIC_MEM") {
             let words: Vec<&str> = v.split_whitespace().collect();
-            if words.is_empty() || words.len() % 2 != 0 {
+            if words.is_empty() || !words.len().is_multiple_of(2) {
                 return Err(ImportError::Input(format!(
                     "{f}:{}: DOMU_STATIC_MEM[{i}] is \"base size ...\" pairs",
                     l("DOMU_STATIC_MEM")
@@ -698,13 +722,16 @@ pub fn import(
                     l("DOMU_CPUPOOL")
                 ))
             })?;
-            d.cpupool = Some(format!("pool{id}"));
+            let pool = data
+                .get_index("DOMFORGE_CPUPOOL_NAME", id)
+                .map_or(format!("pool{id}"), str::to_string);
             r.mapped(
                 f,
                 l("DOMU_CPUPOOL"),
                 &key("DOMU_CPUPOOL"),
-                format!("{dn} cpupool = \"pool{id}\""),
+                format!("{dn} cpupool = \"{pool}\""),
             );
+            d.cpupool = Some(pool);
         }
         if let Some(v) = idx("DOMU_COLORS") {
             d.llc_colors = Some(v.into());
@@ -838,22 +865,45 @@ pub fn import(
     // Everything else, in file order, once.
     let mut seen = BTreeSet::new();
     for a in &data.assignments {
-        if used.contains(&a.name) || !seen.insert((a.name.clone(), a.index)) {
+        if !seen.insert((a.name.clone(), a.index)) {
             continue;
         }
         let key = match a.index {
             Some(i) => format!("{}[{i}]", a.name),
             None => a.name.clone(),
         };
+        let beyond = if a.name == "CPUPOOL" { n_pools } else { n };
         if let Some(i) = a.index
-            && a.name.starts_with("DOMU_")
-            && i >= n
+            && (a.name.starts_with("DOMU_")
+                || a.name.starts_with("DOMFORGE_DOMU_")
+                || a.name == "CPUPOOL")
+            && i >= beyond
         {
+            let count = if a.name == "CPUPOOL" {
+                "NUM_CPUPOOLS"
+            } else {
+                "NUM_DOMUS"
+            };
             r.unsupported(
                 f,
                 a.line,
                 &key,
-                format!("index {i} is beyond NUM_DOMUS={n}; ImageBuilder ignores it too"),
+                format!("index {i} is beyond {count}={beyond}; ImageBuilder ignores it too"),
+            );
+            continue;
+        }
+        if used.contains(&a.name) {
+            continue;
+        }
+        if data.referenced.contains(&a.name)
+            && !a.name.starts_with("DOM")
+            && !a.name.starts_with("XEN")
+        {
+            r.note(
+                f,
+                a.line,
+                &key,
+                "a helper variable: its value is used where other assignments refer to it",
             );
             continue;
         }
@@ -1108,7 +1158,8 @@ pub fn export(
                 sh(&format!("{}{sched}", names.join(",")))
             );
             if p.name.value != format!("pool{i}") {
-                r.note(f, 0, &format!("cpupool {}", p.name.value), format!("ImageBuilder pools are numbered: `{}` is CPUPOOL[{i}] (imported back as `pool{i}`)", p.name.value));
+                let _ = writeln!(o, "DOMFORGE_CPUPOOL_NAME[{i}]={}", sh(&p.name.value));
+                r.note(f, 0, &format!("cpupool {}", p.name.value), format!("ImageBuilder pools are numbered: `{}` is CPUPOOL[{i}], its name kept in DOMFORGE_CPUPOOL_NAME[{i}]", p.name.value));
             }
         }
     }
