@@ -28,6 +28,8 @@ pub mod guest_map;
 pub mod manifest;
 #[cfg(feature = "std")]
 pub mod plan;
+#[cfg(feature = "schema")]
+pub mod schema;
 pub mod units;
 #[cfg(feature = "std")]
 pub mod validate;

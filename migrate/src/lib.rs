@@ -10,7 +10,7 @@
 //!
 //! Every import returns a [`report::Report`] in which every key read is either mapped (naming the
 //! manifest key it became) or listed as unsupported with the reason; nothing is dropped silently.
-//! The crate does no I/O: files come in as text, and the caller writes what comes out.
+//! The crate works on text; [`files`] alone reads the inputs and writes the outputs.
 
 // Errors carry the file, position and offending text for people; they travel the cold path only.
 #![allow(clippy::result_large_err)]
@@ -18,6 +18,7 @@
 pub mod bash;
 pub mod draft;
 pub mod error;
+pub mod files;
 pub mod imagebuilder;
 pub mod report;
 pub mod xl;
