@@ -114,7 +114,7 @@ fn check(plan: &SystemPlan) -> (f64, f64) {
     let bases: Vec<u64> = host
         .descendants()
         .filter_map(|n| n.text())
-        .filter_map(|t| t.split(|c| c == '-' || c == ' ').next())
+        .filter_map(|t| t.split(['-', ' ']).next())
         .filter_map(|a| u64::from_str_radix(a.trim_start_matches("0x"), 16).ok())
         .collect();
     assert!(!bases.is_empty());
