@@ -895,18 +895,6 @@ pub fn import(
         if used.contains(&a.name) {
             continue;
         }
-        if data.referenced.contains(&a.name)
-            && !a.name.starts_with("DOM")
-            && !a.name.starts_with("XEN")
-        {
-            r.note(
-                f,
-                a.line,
-                &key,
-                "a helper variable: its value is used where other assignments refer to it",
-            );
-            continue;
-        }
         let why = match a.name.as_str() {
             k if BOOT_FLOW.contains(&k) => "U-Boot script and image generation: `domforge build` writes its own boot script and files".to_string(),
             "NUM_DT_OVERLAY" | "DT_OVERLAY" => "host DT overlays are not applied; describe the board as its DTB is at boot".into(),
@@ -915,6 +903,10 @@ pub fn import(
             "LINUX" | "LINUX_CMD" | "LINUX_RAMDISK" => "a Linux boot without Xen; domforge boots Xen systems".into(),
             "DOM0_ROOTFS" => "a disk_image partition; domforge makes no disk images".into(),
             "DOM0_RAMDISK" | "DOM0_CMD" | "DOM0_MEM" | "DOM0_VCPUS" => "no DOM0_KERNEL, so there is no dom0 to apply it to".into(),
+            _ if data.referenced.contains(&a.name) => {
+                r.note(f, a.line, &key, "a helper variable: its value is used where other assignments refer to it");
+                continue;
+            }
             _ => "not an ImageBuilder variable domforge knows; nothing was carried over".into(),
         };
         r.unsupported(f, a.line, &key, why);

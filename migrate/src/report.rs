@@ -78,7 +78,7 @@ impl fmt::Display for Report {
         let n = self.unsupported_items().count();
         writeln!(
             f,
-            "{} key{} read, {n} not carried over",
+            "{} item{}, {n} not carried over",
             self.items.len(),
             if self.items.len() == 1 { "" } else { "s" }
         )

@@ -202,7 +202,7 @@ fn host_rows(plan: &SystemPlan) -> Vec<HostRow> {
                 inner.push(HostRow {
                     region: Region::new(cursor, p.region.base - cursor),
                     colour: FREE_COLOUR.into(),
-                    label: "free RAM (Xen's heap: domains' RAM comes from here)".into(),
+                    label: "free RAM".into(),
                     inner: true,
                 });
             }
@@ -218,7 +218,7 @@ fn host_rows(plan: &SystemPlan) -> Vec<HostRow> {
             inner.push(HostRow {
                 region: Region::new(cursor, end - cursor),
                 colour: FREE_COLOUR.into(),
-                label: "free RAM (Xen's heap: domains' RAM comes from here)".into(),
+                label: "free RAM".into(),
                 inner: true,
             });
         }
@@ -519,7 +519,15 @@ pub fn render_svg(plan: &SystemPlan) -> String {
         r##"<rect x="{MARGIN}" y="{bar_y}" width="{bar_w:.0}" height="14" fill="none" stroke="#333"/>"##
     );
     let _ = writeln!(body, "</g>");
-    y = bar_y + 14 + GAP + 8;
+    text(
+        &mut body,
+        MARGIN,
+        bar_y + 28,
+        11,
+        "normal",
+        "Domain RAM without static memory comes from Xen's heap (free RAM) at boot, at no fixed host address: its share is in this bar.",
+    );
+    y = bar_y + 28 + GAP + 8;
 
     // Host map.
     let map_top = y;
