@@ -267,6 +267,22 @@ pub fn import(
             );
         }
     }
+    if choice.derived.is_none()
+        && let (Some(w), Ok((start, end))) = (board.module_window, memory_window(file, data))
+        && (w.base, w.base.saturating_add(w.size)) != (start, end)
+    {
+        r.note(
+            f,
+            line("MEMORY_START", None),
+            "MEMORY_START/MEMORY_END",
+            format!(
+                "board `{}` places boot modules in {:#x}-{:#x}, not the config's {start:#x}-{end:#x}; domforge uses the board's",
+                board.name,
+                w.base,
+                w.base.saturating_add(w.size)
+            ),
+        );
+    }
     for k in ["DEVICE_TREE", "MEMORY_START", "MEMORY_END"] {
         if data.vars.contains_key(k) {
             used.insert(k.into());
