@@ -91,10 +91,22 @@ pub fn import_imagebuilder(
     let data = imagebuilder::read_config(&input)?;
     let root = root.map_or_else(|| dir_of(config), Path::to_path_buf);
     let out_dir = out_dir(out);
-    let opts = ImageBuilderOptions {
+    let mut opts = ImageBuilderOptions {
         system_name: name,
         paths: paths_for(&root, &out_dir),
+        ..Default::default()
     };
+    if let Some(crate::bash::BashValue::Array(dtbs)) = data.vars.get("DOMU_PASSTHROUGH_DTB") {
+        for (i, file) in dtbs {
+            let path = root.join(file);
+            let paths = std::fs::read(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))
+                .and_then(|bytes| {
+                    xen_paths(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+                });
+            opts.passthrough_dtb_paths.insert(*i, paths);
+        }
+    }
     let system = imagebuilder::system_name(&data, &opts);
     let choice = imagebuilder::choose_board(&input, &data, board_name, &system, &opts.paths)?;
     let (board, board_dir) = match &choice.derived {
@@ -164,4 +176,17 @@ pub fn write(
     }
     w(out, &text)?;
     Ok(Some(out.to_path_buf()))
+}
+
+/// The host devices a partial device tree (ImageBuilder's `DOMU_PASSTHROUGH_DTB`) passes through:
+/// the `xen,path` of every node under `/passthrough` (docs/misc/arm/passthrough.txt), in tree order.
+pub fn xen_paths(dtb: &[u8]) -> Result<Vec<String>, String> {
+    let tree = device_tree::DeviceTree::from_dtb(dtb)
+        .map_err(|e| format!("not a device tree blob: {e}"))?;
+    Ok(tree
+        .walk()
+        .into_iter()
+        .filter(|(path, _)| path.starts_with("/passthrough/"))
+        .filter_map(|(_, node)| node.prop_str("xen,path").map(str::to_string))
+        .collect())
 }

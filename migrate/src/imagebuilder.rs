@@ -210,6 +210,9 @@ const BOOT_FLOW: &[&str] = &[
 pub struct ImageBuilderOptions {
     pub system_name: Option<String>,
     pub paths: Paths,
+    /// Per domain index, the `xen,path`s read from its `DOMU_PASSTHROUGH_DTB` (or why it could not
+    /// be read); see [`crate::files::xen_paths`].
+    pub passthrough_dtb_paths: std::collections::BTreeMap<u64, Result<Vec<String>, String>>,
 }
 
 /// The config's system name: `--name`, else `DOMFORGE_SYSTEM_NAME`, else `imported-imagebuilder`.
@@ -641,17 +644,17 @@ pub fn import(
             r.mapped(f, l("DOMU_PASSTHROUGH_PATHS"), &key("DOMU_PASSTHROUGH_PATHS"), format!("{dn} passthrough = {:?} (domforge writes the partial device tree from the board's DT)", d.passthrough));
         }
         if idx("DOMU_PASSTHROUGH_DTB").is_some() {
-            let why = if d.passthrough.is_empty() {
-                "domforge writes each domain's partial device tree itself from the board's DT: list the devices (the `xen,path` of each node in this DTB) as `passthrough` paths"
-            } else {
-                "not needed: domforge writes the partial device tree for DOMU_PASSTHROUGH_PATHS itself"
-            };
-            r.unsupported(
-                f,
-                l("DOMU_PASSTHROUGH_DTB"),
-                &key("DOMU_PASSTHROUGH_DTB"),
-                why,
-            );
+            let (k, at) = (key("DOMU_PASSTHROUGH_DTB"), l("DOMU_PASSTHROUGH_DTB"));
+            match (d.passthrough.is_empty(), opts.passthrough_dtb_paths.get(&i)) {
+                (false, _) => r.note(f, at, &k, "not needed: domforge writes the partial device tree for DOMU_PASSTHROUGH_PATHS itself"),
+                (true, Some(Ok(paths))) if !paths.is_empty() => {
+                    d.passthrough = paths.clone();
+                    r.mapped(f, at, &k, format!("{dn} passthrough = {paths:?}: the `xen,path` of each /passthrough node in this DTB; domforge writes its own partial device tree for them from the board's DT"));
+                }
+                (true, Some(Ok(_))) => r.unsupported(f, at, &k, "this DTB has no /passthrough node with a `xen,path`: nothing to pass through"),
+                (true, Some(Err(e))) => r.unsupported(f, at, &k, format!("{e}; list the devices (each node's `xen,path`) in DOMU_PASSTHROUGH_PATHS")),
+                (true, None) => r.unsupported(f, at, &k, "domforge writes each domain's partial device tree itself from the board's DT: list the devices (the `xen,path` of each node in this DTB) in DOMU_PASSTHROUGH_PATHS"),
+            }
         }
         if let Some(v) = idx("DOMU_STATIC_MEM") {
             let words: Vec<&str> = v.split_whitespace().collect();

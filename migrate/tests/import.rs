@@ -262,6 +262,7 @@ fn imagebuilder_readme_config_derives_a_board_and_maps_dom0_from_xen_cmd() {
     let opts = ImageBuilderOptions {
         system_name: Some("zynqmp".into()),
         paths: Paths::default(),
+        ..Default::default()
     };
     let name = imagebuilder::system_name(&data, &opts);
     let choice = imagebuilder::choose_board(&f, &data, None, &name, &opts.paths).unwrap();
@@ -426,4 +427,53 @@ fn imagebuilder_code_is_refused_with_its_line() {
     let e = imagebuilder::read_config(&f).unwrap_err();
     assert_eq!(e.line, 2);
     assert!(e.message.contains("loop"), "{e}");
+}
+
+#[test]
+fn a_passthrough_dtb_gives_its_xen_paths() {
+    // The partial DT ImageBuilder's README passes as DOMU_PASSTHROUGH_DTB, compiled by dtc (the
+    // reference DT compiler); its /passthrough nodes name their host devices in `xen,path`
+    // (docs/misc/arm/passthrough.txt).
+    let dir = std::env::temp_dir().join(format!("migrate-dtb-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let dts = "/dts-v1/;\n/ {\n #address-cells = <2>;\n #size-cells = <2>;\n passthrough {\n  compatible = \"simple-bus\";\n  ranges;\n  #address-cells = <2>;\n  #size-cells = <2>;\n  rtc@9010000 {\n   compatible = \"arm,pl031\", \"arm,primecell\";\n   reg = <0x0 0x9010000 0x0 0x1000>;\n   interrupts = <0 2 4>;\n   xen,reg = <0x0 0x9010000 0x0 0x1000 0x0 0x9010000>;\n   xen,path = \"/pl031@9010000\";\n  };\n };\n};\n";
+    std::fs::write(dir.join("rtc.dts"), dts).unwrap();
+    let compiled = Command::new("dtc")
+        .args(["-I", "dts", "-O", "dtb", "-o"])
+        .arg(dir.join("rtc.dtb"))
+        .arg(dir.join("rtc.dts"))
+        .status();
+    if !compiled.is_ok_and(|s| s.success()) {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "dtc is missing"
+        );
+        eprintln!("skipped: no dtc");
+        return;
+    }
+    let config = "MEMORY_START=0x40000000\nMEMORY_END=0xC0000000\nDEVICE_TREE=virt.dtb\nNUM_DOMUS=1\nDOMU_KERNEL[0]=Image\nDOMU_PASSTHROUGH_DTB[0]=rtc.dtb\n";
+    std::fs::write(dir.join("config"), config).unwrap();
+    let out = migrate::files::import_imagebuilder(
+        &dir.join("config"),
+        None,
+        Some("qemu-virt-arm64"),
+        None,
+        Some(&dir.join("m.toml")),
+        |_, _| None,
+    )
+    .unwrap();
+    let m = parse(&out.manifest.to_toml(""));
+    assert_eq!(
+        m.domains[0]
+            .passthrough
+            .iter()
+            .map(|p| p.value.as_str())
+            .collect::<Vec<_>>(),
+        ["/pl031@9010000"]
+    );
+    assert!(matches!(
+        out.report.find("DOMU_PASSTHROUGH_DTB[0]").unwrap().outcome,
+        Outcome::Mapped(_)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
 }
