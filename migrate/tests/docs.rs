@@ -43,7 +43,6 @@ fn the_side_by_side_examples_are_real_output() {
         board_name: "qemu-virt-arm64".into(),
         system_name: Some("appliance".into()),
         paths: Paths::default(),
-        ..Default::default()
     };
     let out = xl::import(&[InputFile::new("rtc.cfg", xl_in.clone())], &board, &opts).unwrap();
     assert_eq!(
