@@ -108,6 +108,41 @@ struct Parser<'a> {
     array_literal_pending: bool,
 }
 
+/// Fields of one word being split.
+#[derive(Default)]
+struct Fields {
+    done: Vec<String>,
+    cur: String,
+    /// The current field exists (it has text, or a quoted part, possibly empty).
+    has: bool,
+}
+
+impl Fields {
+    fn literal(&mut self, t: &str) {
+        self.cur.push_str(t);
+        self.has = true;
+    }
+    fn split(&mut self, t: &str) {
+        for c in t.chars() {
+            if matches!(c, ' ' | '\t' | '\n') {
+                if self.has {
+                    self.done.push(std::mem::take(&mut self.cur));
+                    self.has = false;
+                }
+            } else {
+                self.cur.push(c);
+                self.has = true;
+            }
+        }
+    }
+    fn finish(mut self) -> Vec<String> {
+        if self.has {
+            self.done.push(self.cur);
+        }
+        self.done
+    }
+}
+
 fn is_name_start(c: u8) -> bool {
     c.is_ascii_alphabetic() || c == b'_'
 }
@@ -371,14 +406,23 @@ impl Parser<'_> {
                     self.array_literal_pending = true;
                     return Ok(out);
                 }
-                _ => out.push(self.word()?),
+                _ => out.extend(self.word_fields(true)?.1),
             }
         }
     }
 
-    /// One shell word: quoted and unquoted parts, expanded.
+    /// One shell word: quoted and unquoted parts, expanded (an assignment's value: no splitting).
     fn word(&mut self) -> Result<String, SyntaxError> {
+        Ok(self.word_fields(false)?.0)
+    }
+
+    /// A word and, for array elements, its fields after bash's word splitting: unquoted expansions
+    /// split at blanks and vanish when empty; quoted text never splits (bash(1) "Word Splitting").
+    /// Unquoted glob characters in an array element are refused: bash would match them against
+    /// files in its working directory.
+    fn word_fields(&mut self, array: bool) -> Result<(String, Vec<String>), SyntaxError> {
         let mut out = String::new();
+        let mut f = Fields::default();
         while let Some(c) = self.peek() {
             match c {
                 b' ' | b'\t' | b'\r' | b'\n' | b';' => break,
@@ -391,20 +435,32 @@ impl Parser<'_> {
                         .ok_or_else(|| {
                             self.err(open..self.b.len(), "this single quote is never closed")
                         })?;
-                    out.push_str(&self.src[open + 1..open + 1 + close]);
+                    let t = &self.src[open + 1..open + 1 + close];
+                    out.push_str(t);
+                    f.literal(t);
                     self.pos = open + close + 2;
                 }
-                b'"' => self.double_quoted(&mut out)?,
+                b'"' => {
+                    let before = out.len();
+                    self.double_quoted(&mut out)?;
+                    f.literal(&out[before..]);
+                }
                 b'\\' => match self.b.get(self.pos + 1) {
                     Some(b'\n') => self.pos += 2,
                     Some(_) => {
                         let ch = self.src[self.pos + 1..].chars().next().unwrap_or('\\');
                         out.push(ch);
+                        f.literal(ch.encode_utf8(&mut [0; 4]));
                         self.pos += 1 + ch.len_utf8();
                     }
                     None => self.pos += 1,
                 },
-                b'$' => self.expand(&mut out)?,
+                b'$' => {
+                    let mut t = String::new();
+                    self.expand(&mut t)?;
+                    out.push_str(&t);
+                    f.split(&t);
+                }
                 b'`' => {
                     return Err(self
                         .err(self.pos..self.pos + 1, "command substitution runs code")
@@ -418,14 +474,26 @@ impl Parser<'_> {
                         )
                         .hint(CODE_HINT));
                 }
+                b'*' | b'?' | b'[' if array => {
+                    return Err(self
+                        .err(
+                            self.pos..self.pos + 1,
+                            format!(
+                                "an unquoted `{}` in an array is a file pattern bash expands",
+                                c as char
+                            ),
+                        )
+                        .hint("quote the element: \"...\""));
+                }
                 _ => {
                     let ch = self.src[self.pos..].chars().next().unwrap_or('\u{fffd}');
                     out.push(ch);
+                    f.literal(ch.encode_utf8(&mut [0; 4]));
                     self.pos += ch.len_utf8();
                 }
             }
         }
-        Ok(out)
+        Ok((out, f.finish()))
     }
 
     fn double_quoted(&mut self, out: &mut String) -> Result<(), SyntaxError> {
