@@ -185,6 +185,49 @@ fn export_then_import_gives_the_same_plan() {
 }
 
 #[test]
+fn plan_svg_works_on_every_example() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut examples: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    examples.sort();
+    for example in examples {
+        let svg = tmp(&format!(
+            "{}.svg",
+            example.file_stem().unwrap().to_string_lossy()
+        ));
+        let (code, _, err) = domforge(&[
+            "plan",
+            example.to_str().unwrap(),
+            "--svg",
+            svg.to_str().unwrap(),
+        ]);
+        if code != 0 {
+            assert!(!in_ci(), "{}: {err}", example.display());
+            eprintln!("skipped {}: {err}", example.display());
+            continue;
+        }
+        let text = std::fs::read_to_string(&svg).unwrap();
+        let doc = roxmltree::Document::parse(&text)
+            .unwrap_or_else(|e| panic!("{}: {e}", example.display()));
+        let manifest =
+            firmware_config::manifest::Manifest::parse(&std::fs::read_to_string(&example).unwrap())
+                .unwrap();
+        for d in &manifest.domains {
+            let id = format!("domain-{}", d.name.value);
+            assert!(
+                doc.descendants()
+                    .any(|n| n.attribute("id") == Some(id.as_str())),
+                "{}: {id}",
+                example.display()
+            );
+        }
+    }
+}
+
+#[test]
 fn plan_svg_writes_well_formed_svg_naming_every_domain() {
     let svg = tmp("system.svg");
     let (code, _, err) = domforge(&[
