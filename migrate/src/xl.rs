@@ -229,7 +229,8 @@ fn domain(
         ),
         None => report.note(&f.name, 0, "name", format!("no `name`: named `{name}` after the file")),
     }
-    // Memory: xl counts MiB (xl.cfg(5) `memory=MBYTES`). Default 128 MiB in libxl for PV/PVH guests.
+    // Memory: xl counts MiB (xl.cfg(5) `memory=MBYTES`). Unset, libxl gives 32 MiB
+    // (libxl_create.c, libxl__domain_build_info_setdefault: `max_memkb = 32 * 1024`).
     match get("memory") {
         Some(s) => {
             let mib = num(&s.value)
@@ -244,17 +245,24 @@ fn domain(
             );
         }
         None => {
-            d.memory = "128M".into();
+            d.memory = "32M".into();
             report.note(
                 &f.name,
                 0,
                 "memory",
-                format!("not set: {dn} memory = \"128M\", libxl's default"),
+                format!("not set: {dn} memory = \"32M\", libxl's default"),
             );
         }
     }
     let mut cmdline_parts: Vec<String> = Vec::new();
     let has_cmdline = get("cmdline").is_some();
+    // `cpus = "LIST"` pins every vCPU, however many `vcpus` (anywhere in the file) makes.
+    if let Some(n) = get("vcpus")
+        .and_then(|s| num(&s.value))
+        .filter(|n| *n > 0 && *n <= 4096)
+    {
+        d.vcpus = n as u32;
+    }
     let mut iomem_or_irqs = false;
     for s in settings {
         let k = s.key.as_str();

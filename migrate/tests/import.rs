@@ -477,3 +477,32 @@ fn a_passthrough_dtb_gives_its_xen_paths() {
     ));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn one_cpus_string_pins_every_vcpu_wherever_vcpus_is_set() {
+    let f = InputFile::new(
+        "p.cfg",
+        "name = \"p\"\ncpus = \"2-3\"\nkernel = \"k\"\nvcpus = 2\n",
+    );
+    let out = xl::import(
+        &[f],
+        &board("qemu-x86_64"),
+        &XlOptions {
+            board_name: "qemu-x86_64".into(),
+            ..XlOptions::default()
+        },
+    )
+    .unwrap();
+    let m = parse(&out.manifest.to_toml(""));
+    let aff: Vec<Vec<u32>> = m.domains[0]
+        .vcpu_affinity
+        .iter()
+        .map(|a| a.value.0.clone())
+        .collect();
+    assert_eq!(aff, [vec![2, 3], vec![2, 3]]);
+    assert_eq!(
+        m.domains[0].memory.value,
+        32 * MIB,
+        "libxl's default when `memory` is absent (libxl_create.c: max_memkb = 32 * 1024)"
+    );
+}
