@@ -404,6 +404,19 @@ pub fn import(
                 ),
             );
         }
+        if !xen_cmd_set && d0.memory.is_none() {
+            // README: "DOM0_MEM ... The default is 1024" (when XEN_CMD is not set).
+            d0.memory = Some("1024M".into());
+            r.note(
+                f,
+                0,
+                "DOM0_MEM",
+                "not set: [dom0] memory = \"1024M\", ImageBuilder's default",
+            );
+        }
+        if !xen_cmd_set {
+            r.note(f, 0, "XEN_CMD", "not set: ImageBuilder would use its default Xen command line; domforge writes the board's console options and dom0's sizing");
+        }
         m.dom0 = Some(d0);
     }
     // XEN_CMD: the console comes from the board, dom0 sizing from [dom0]; the rest is kept.

@@ -506,3 +506,20 @@ fn one_cpus_string_pins_every_vcpu_wherever_vcpus_is_set() {
         "libxl's default when `memory` is absent (libxl_create.c: max_memkb = 32 * 1024)"
     );
 }
+
+#[test]
+fn dom0_gets_imagebuilders_default_memory_without_xen_cmd() {
+    // README: DOM0_MEM "The default is 1024. This is only applicable when XEN_CMD is not specified."
+    let f = InputFile::new(
+        "config",
+        "MEMORY_START=0x40000000\nMEMORY_END=0x80000000\nDEVICE_TREE=virt.dtb\nDOM0_KERNEL=Image\nNUM_DOMUS=0\n",
+    );
+    let data = imagebuilder::read_config(&f).unwrap();
+    let opts = ImageBuilderOptions::default();
+    let choice =
+        imagebuilder::choose_board(&f, &data, Some("qemu-virt-arm64"), "x", &opts.paths).unwrap();
+    let out =
+        imagebuilder::import(&f, &data, &choice, &board("qemu-virt-arm64"), None, &opts).unwrap();
+    let m = parse(&out.manifest.to_toml(""));
+    assert_eq!(m.dom0.unwrap().memory.unwrap().value, 1024 * MIB);
+}
