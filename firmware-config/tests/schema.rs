@@ -5,7 +5,7 @@
 //!   is valid under the schema;
 //! - every bad manifest whose expected error is a *schema* error (an unknown key E0002, a value
 //!   outside an enumeration E0003, a missing required key E0004, a wrong type E0005, a size that is
-//!   not a size E0013) is invalid under it, and every other bad manifest — wrong for reasons only
+//!   not a size E0013, a name that is not a name E0012) is invalid under it, and every other bad manifest — wrong for reasons only
 //!   the whole-system checks can see — is valid, so the schema is neither looser nor stricter than
 //!   the parser about what a manifest *is*. The expected codes come from each file's hand-written
 //!   `# expect:` line.
@@ -13,7 +13,7 @@
 
 use std::path::{Path, PathBuf};
 
-const SCHEMA_ERRORS: &[&str] = &["E0002", "E0003", "E0004", "E0005", "E0013"];
+const SCHEMA_ERRORS: &[&str] = &["E0002", "E0003", "E0004", "E0005", "E0012", "E0013"];
 
 fn files(dir: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(dir);
@@ -102,4 +102,33 @@ fn aliases_are_keys_too() {
     assert!(v.is_valid(&as_json(text).unwrap()));
     let bad = text.replace("extra", "extraa");
     assert!(!v.is_valid(&as_json(&bad).unwrap()));
+}
+
+#[test]
+fn the_name_pattern_agrees_with_the_parser() {
+    let v = validator();
+    let long = "x".repeat(63);
+    let too_long = "x".repeat(64);
+    for name in [
+        "a",
+        "a-b",
+        "app-1",
+        "1",
+        "-a",
+        "a-",
+        "A",
+        "a_b",
+        "",
+        long.as_str(),
+        too_long.as_str(),
+        "é",
+    ] {
+        let text = format!("[system]\nname = {name:?}\nboard = \"b\"\n");
+        let parsed = firmware_config::manifest::Manifest::parse(&text).is_ok();
+        assert_eq!(
+            v.is_valid(&as_json(&text).unwrap()),
+            parsed,
+            "`{name}`: schema and parser disagree"
+        );
+    }
 }
