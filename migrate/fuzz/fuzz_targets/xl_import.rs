@@ -9,7 +9,9 @@ use migrate::xl::{self, XlOptions};
 use migrate::{ImportError, InputFile};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let settings = match migrate::xl_syntax::parse("f.cfg", text) {
         Ok(s) => s,
         Err(e) => {
@@ -19,11 +21,18 @@ fuzz_target!(|data: &[u8]| {
     };
     for board in ["qemu-virt-arm64", "qemu-x86_64"] {
         let b = Board::parse(builtin_board(board).unwrap()).unwrap();
-        let opts = XlOptions { board_name: board.into(), ..XlOptions::default() };
+        let opts = XlOptions {
+            board_name: board.into(),
+            ..XlOptions::default()
+        };
         match xl::import(&[InputFile::new("f.cfg", text)], &b, &opts) {
             Ok(out) => {
                 for s in &settings {
-                    assert!(out.report.items.iter().any(|i| i.key == s.key), "{} not reported", s.key);
+                    assert!(
+                        out.report.items.iter().any(|i| i.key == s.key),
+                        "{} not reported",
+                        s.key
+                    );
                 }
                 let written = out.manifest.to_toml("header");
                 toml::from_str::<toml::Table>(&written).expect("the importer writes TOML");
