@@ -1,7 +1,7 @@
 //! `domforge`: one manifest describes a whole Xen system; this tool validates it against its board,
 //! plans it, and produces what boots it.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use domforge::render::{Sources, render};
 use firmware_config::blob;
 use firmware_config::diag::{Diagnostics, SourceFile};
@@ -13,10 +13,20 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// `--version`: the tool's version and the Xen releases whose interfaces it speaks.
+static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{} (speaks Xen {} to {})",
+        env!("CARGO_PKG_VERSION"),
+        XenVersion::OLDEST,
+        XenVersion::NEWEST
+    )
+});
+
 #[derive(Parser)]
 #[command(
     name = "domforge",
-    version,
+    version = VERSION.as_str(),
     about = "A static Xen toolstack: one manifest, validated, planned and booted"
 )]
 struct Cli {
@@ -64,6 +74,10 @@ enum Command {
         manifest: PathBuf,
         #[arg(long)]
         json: bool,
+        /// Also draw the system map (host memory with owners, each domain's guest map, vCPUs,
+        /// devices, interrupts) as SVG into FILE.
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
     },
     /// Compile the validated manifest into a boot blob for domforge-init.
     Compile {
@@ -83,6 +97,26 @@ enum Command {
     },
     /// List the built-in boards.
     Boards,
+    /// Turn another tool's configuration into a manifest; every key is reported as carried over
+    /// or not (and why), and the written manifest is checked.
+    Import {
+        #[command(subcommand)]
+        from: ImportFrom,
+    },
+    /// Write a manifest in another tool's format.
+    Export {
+        #[command(subcommand)]
+        to: ExportTo,
+    },
+    /// Print the JSON Schema of the manifest (for editors: `#:schema` in taplo / Even Better TOML).
+    Schema,
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
     /// Build the system and boot it in QEMU (TCG, Xen nested), the console split per domain;
     /// exits 0 once every domain is up, non-zero on a failure or the deadline. Ctrl-C stops QEMU.
     Run {
@@ -161,6 +195,51 @@ impl From<BootArg> for qemu_tests::session::BootPath {
     }
 }
 
+#[derive(Subcommand)]
+enum ImportFrom {
+    /// xl.cfg(5) files, one domain each, into one manifest.
+    Xl {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The board the system runs on (a built-in board or a board file).
+        #[arg(long)]
+        board: String,
+        /// `[system] name` (default: imported-xl).
+        #[arg(long)]
+        name: Option<String>,
+        /// Write the manifest here (default: print it).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// An ImageBuilder `config` (read as data; bash is not run).
+    Imagebuilder {
+        config: PathBuf,
+        /// The board (default: `DOMFORGE_SYSTEM_BOARD`, a built-in board with the config's
+        /// DEVICE_TREE, else a board file derived from DEVICE_TREE and MEMORY_START/END).
+        #[arg(long)]
+        board: Option<String>,
+        /// ImageBuilder's `-d` root, which the config's paths are relative to (default: the
+        /// config's directory).
+        #[arg(long)]
+        root: Option<PathBuf>,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ExportTo {
+    /// The equivalent ImageBuilder `config` for uboot-script-gen.
+    Imagebuilder {
+        manifest: PathBuf,
+        /// Write the config here (default: print it).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+}
+
 fn main() -> ExitCode {
     // Rust ignores SIGPIPE, which turns `domforge inspect --board x | head` into a panic on the next
     // println!. Restore the default so a closed pipe ends the program quietly, as for any Unix tool.
@@ -189,7 +268,34 @@ fn main() -> ExitCode {
         Command::Update { manifests } => update_cmd(manifests, cli.locked, &opts),
         Command::Fetch { manifest } => fetch_cmd(&manifest, &opts),
         Command::Check { manifest, json } => check(&manifest, &opts.without_builds(), json),
-        Command::Plan { manifest, json } => plan(&manifest, &opts.without_builds(), json),
+        Command::Plan {
+            manifest,
+            json,
+            svg,
+        } => plan(&manifest, &opts.without_builds(), json).and_then(|()| match svg {
+            Some(file) => plan_svg(&manifest, &file, &opts.without_builds()),
+            None => Ok(()),
+        }),
+        Command::Import { from } => import_cmd(from, &opts),
+        Command::Export {
+            to: ExportTo::Imagebuilder { manifest, output },
+        } => export_imagebuilder(&manifest, output.as_deref(), &opts),
+        Command::Schema => {
+            println!("{}", firmware_config::json_schema::manifest_schema_json());
+            Ok(())
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "domforge",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+        Command::Man => clap_mangen::Man::new(Cli::command())
+            .render(&mut std::io::stdout())
+            .map_err(|e| PipelineError::Other(e.to_string())),
         Command::Compile { manifest, output } => compile(&manifest, &output, &opts),
         Command::Inspect {
             file: Some(file),
@@ -1062,4 +1168,108 @@ fn test_cmd(
             prepared.plan.name
         )))
     }
+}
+
+fn migrate_err(e: migrate::ImportError) -> PipelineError {
+    PipelineError::Other(e.to_string())
+}
+
+/// The board's hardware when it can be read (built-in boards, board files with a DTB); the
+/// ImageBuilder importer uses it to turn CPU node names into indices.
+fn board_inventory(
+    board: &firmware_config::board::Board,
+    dir: &Path,
+    opts: &Options,
+) -> Option<firmware_config::board::HardwareInventory> {
+    let dtb = pipeline::board_dtb(board, dir, opts).ok()?;
+    let from_dtb = match dtb {
+        Some(b) => Some(
+            device_tree::DeviceTree::from_dtb(&b)
+                .and_then(|t| device_tree::inventory::read_inventory(&t))
+                .ok()?,
+        ),
+        None => None,
+    };
+    board.resolve_inventory(from_dtb).ok()
+}
+
+/// `domforge import xl|imagebuilder`: write the manifest, print the report, check what was written.
+fn import_cmd(from: ImportFrom, opts: &Options) -> Result<(), PipelineError> {
+    let (imported, command, output) = match from {
+        ImportFrom::Xl {
+            files,
+            board,
+            name,
+            output,
+        } => {
+            let list: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+            let imported = migrate::files::import_xl(&files, &board, name, output.as_deref());
+            let command = format!("domforge import xl {} --board {board}", list.join(" "));
+            (imported.map_err(migrate_err)?, command, output)
+        }
+        ImportFrom::Imagebuilder {
+            config,
+            board,
+            root,
+            name,
+            output,
+        } => {
+            let imported = migrate::files::import_imagebuilder(
+                &config,
+                root.as_deref(),
+                board.as_deref(),
+                name,
+                output.as_deref(),
+                |b, dir| board_inventory(b, dir, opts),
+            );
+            let command = format!("domforge import imagebuilder {}", config.display());
+            (imported.map_err(migrate_err)?, command, output)
+        }
+    };
+    eprint!("{}", imported.report);
+    let Some(written) =
+        migrate::files::write(&imported, &command, output.as_deref()).map_err(migrate_err)?
+    else {
+        eprintln!("not checked: give -o FILE to write the manifest and check it");
+        return Ok(());
+    };
+    eprintln!("wrote {}; checking it:", written.display());
+    check(&written, opts, false)
+}
+
+/// `domforge export imagebuilder`.
+fn export_imagebuilder(
+    manifest: &Path,
+    output: Option<&Path>,
+    opts: &Options,
+) -> Result<(), PipelineError> {
+    let loaded = pipeline::load(manifest, opts)?;
+    let (config, report) = migrate::imagebuilder::export(
+        &loaded.manifest_file.name,
+        &loaded.manifest_file.text,
+        &loaded.manifest,
+        &loaded.board,
+        Some(&loaded.inventory),
+    )
+    .map_err(migrate_err)?;
+    eprint!("{report}");
+    match output {
+        Some(path) => std::fs::write(path, config)
+            .map_err(|e| PipelineError::Other(format!("writing {}: {e}", path.display()))),
+        None => {
+            print!("{config}");
+            Ok(())
+        }
+    }
+}
+
+/// `domforge plan --svg FILE`.
+fn plan_svg(manifest: &Path, file: &Path, opts: &Options) -> Result<(), PipelineError> {
+    let loaded = pipeline::load(manifest, opts)?;
+    let (plan, _) = loaded.plan()?;
+    let svg = system_map::render_svg(&plan);
+    std::fs::write(file, svg)
+        .map_err(|e| PipelineError::Other(format!("writing {}: {e}", file.display())))?;
+    eprintln!("wrote {}", file.display());
+    Ok(())
 }

@@ -150,7 +150,7 @@ pub fn assemble(
 ) -> Result<Bundle, AssembleError> {
     let board = inputs.check.board;
     let machine = board.qemu.as_ref();
-    match fin.plan.arch {
+    let mut bundle = match fin.plan.arch {
         firmware_config::board::Arch::Arm64 => arm::assemble(
             fin,
             inputs.files,
@@ -166,5 +166,12 @@ pub fn assemble(
             })?;
             x86::assemble(fin, inputs.files, machine)
         }
-    }
+    }?;
+    // The system map (issue 16): who owns each host range, each domain's guest view.
+    bundle.add(
+        "system.svg",
+        Role::Source,
+        system_map::render_svg(&fin.plan).into_bytes(),
+    );
+    Ok(bundle)
 }

@@ -77,6 +77,7 @@ fn is_bundle_name(name: &str, listed: &[String]) -> bool {
             | "boot.img"
             | "run-qemu-uboot.sh"
             | "boot.blob"
+            | "system.svg"
     ) || (name.starts_with("passthrough-") && (name.ends_with(".dtb") || name.ends_with(".dts")))
         || listed.iter().any(|l| l == name)
 }

@@ -32,6 +32,8 @@ pub mod observe;
 pub mod plan;
 pub mod pools;
 pub use schema::units;
+#[cfg(feature = "schema")]
+pub mod json_schema;
 #[cfg(feature = "std")]
 pub mod validate;
 pub use schema::xen;

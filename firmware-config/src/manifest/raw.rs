@@ -37,36 +37,70 @@ impl<'de> Deserialize<'de> for Quantity {
     }
 }
 
+/// In the JSON Schema a quantity is what the deserializer above accepts: a string (its unit syntax
+/// is checked by the parser, E0013/E0014, with better messages than a regex could give) or a
+/// non-negative integer.
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for Quantity {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Quantity".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A size or address: a string with a binary unit (\"256M\", \"1G\"), a hex address (\"0x40000000\"), or a byte count.",
+            "oneOf": [
+                { "type": "string", "pattern": "^\\s*(0[xX][0-9a-fA-F_]+|[0-9][0-9_]*\\s*([kKmMgGtT][iI]?[bB]?|[bB])?)\\s*$" },
+                { "type": "integer", "minimum": 0 }
+            ]
+        })
+    }
+}
+
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawManifest {
+    #[cfg_attr(feature = "schema", schemars(with = "RawSystem"))]
     pub system: Spanned<RawSystem>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<RawDom0>"))]
     pub dom0: Option<Spanned<RawDom0>>,
     #[serde(default, rename = "domain")]
+    #[cfg_attr(feature = "schema", schemars(with = "Vec<RawDomain>"))]
     pub domains: Vec<Spanned<RawDomain>>,
     #[serde(default, rename = "cpupool")]
+    #[cfg_attr(feature = "schema", schemars(with = "Vec<RawCpupool>"))]
     pub cpupools: Vec<Spanned<RawCpupool>>,
     #[serde(default, rename = "shared_memory")]
+    #[cfg_attr(feature = "schema", schemars(with = "Vec<RawSharedMemory>"))]
     pub shared_memory: Vec<Spanned<RawSharedMemory>>,
 }
 
 pub const MANIFEST_KEYS: &[&str] = &["system", "dom0", "domain", "cpupool", "shared_memory"];
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawSystem {
+    #[cfg_attr(feature = "schema", schemars(with = "String"))]
     pub name: Spanned<String>,
+    #[cfg_attr(feature = "schema", schemars(with = "String"))]
     pub board: Spanned<String>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
     pub xen: Option<Spanned<String>>,
     /// Extra Xen command-line options, appended after the board's console options.
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
     pub xen_cmdline: Option<Spanned<String>>,
     /// An explicit hypervisor binary; wins over the Debian package chosen by `xen`.
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
     pub hypervisor: Option<Spanned<String>>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<bool>"))]
     pub dom0: Option<Spanned<bool>>,
     /// Memory Xen keeps for itself (heap, frame table, per-domain structures); default from the board.
+    #[cfg_attr(feature = "schema", schemars(with = "Option<Quantity>"))]
     pub xen_memory: Option<Spanned<Quantity>>,
     /// Kconfig options the hypervisor build has beyond Debian's, e.g. `["static-memory"]`.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Vec<String>"))]
     pub xen_features: Vec<Spanned<String>>,
 }
 
@@ -82,19 +116,26 @@ pub const SYSTEM_KEYS: &[&str] = &[
 ];
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawDom0 {
+    #[cfg_attr(feature = "schema", schemars(with = "String"))]
     pub kernel: Spanned<String>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
     pub ramdisk: Option<Spanned<String>>,
     #[serde(alias = "extra")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
     pub cmdline: Option<Spanned<String>>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<Quantity>"))]
     pub memory: Option<Spanned<Quantity>>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<u32>"))]
     pub vcpus: Option<Spanned<u32>>,
 }
 
 pub const DOM0_KEYS: &[&str] = &["kernel", "ramdisk", "cmdline", "extra", "memory", "vcpus"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum RawKind {
     Arm64,
@@ -102,6 +143,7 @@ pub enum RawKind {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum RawRole {
     App,
@@ -112,6 +154,7 @@ pub enum RawRole {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum RawConsole {
     Vpl011,
@@ -120,6 +163,7 @@ pub enum RawConsole {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum RawOnCrash {
     Destroy,
@@ -128,6 +172,7 @@ pub enum RawOnCrash {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum RawEnhanced {
     Enabled,
@@ -137,6 +182,7 @@ pub enum RawEnhanced {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum RawBuilder {
     Xen,
@@ -144,57 +190,90 @@ pub enum RawBuilder {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawRange {
+    #[cfg_attr(feature = "schema", schemars(with = "Quantity"))]
     pub base: Spanned<Quantity>,
+    #[cfg_attr(feature = "schema", schemars(with = "Quantity"))]
     pub size: Spanned<Quantity>,
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawDomain {
+    #[cfg_attr(feature = "schema", schemars(with = "String"))]
     pub name: Spanned<String>,
+    #[cfg_attr(feature = "schema", schemars(with = "RawKind"))]
     pub kind: Spanned<RawKind>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<Vec<RawRole>>"))]
     pub roles: Option<Spanned<Vec<Spanned<RawRole>>>>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<u32>"))]
     pub vcpus: Option<Spanned<u32>>,
+    #[cfg_attr(feature = "schema", schemars(with = "Quantity"))]
     pub memory: Spanned<Quantity>,
+    #[cfg_attr(feature = "schema", schemars(with = "String"))]
     pub kernel: Spanned<String>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
     pub ramdisk: Option<Spanned<String>>,
     #[serde(alias = "extra")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
     pub cmdline: Option<Spanned<String>>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<RawConsole>"))]
     pub console: Option<Spanned<RawConsole>>,
     /// Host device-tree paths (ARM). xl calls the same list `dtdev`.
     #[serde(default, alias = "dtdev")]
+    #[cfg_attr(feature = "schema", schemars(with = "Vec<String>"))]
     pub passthrough: Vec<Spanned<String>>,
     /// PCI devices as `SSSS:BB:DD.F` or `BB:DD.F`.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Vec<String>"))]
     pub pci: Vec<Spanned<String>>,
     /// Raw MMIO grants in xl's syntax: `"IOMEM_START,NUM_PAGES[@GFN]"`, page frame numbers in hex.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Vec<String>"))]
     pub iomem: Vec<Spanned<String>>,
     /// Raw interrupt grants (ARM: GIC INTIDs of SPIs, as xl's `irqs`).
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Vec<u32>"))]
     pub irqs: Vec<Spanned<u32>>,
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Vec<RawRange>"))]
     pub static_memory: Vec<Spanned<RawRange>>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<bool>"))]
     pub direct_map: Option<Spanned<bool>>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
     pub cpupool: Option<Spanned<String>>,
     /// Hard affinity per vCPU, in xl's cpu-list syntax (`"0-3"`, `"1,4-7"`).
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Vec<String>"))]
     pub vcpu_affinity: Vec<Spanned<String>>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<RawEnhanced>"))]
     pub enhanced: Option<Spanned<RawEnhanced>>,
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Vec<String>"))]
     pub depends_on: Vec<Spanned<String>>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<u32>"))]
     pub boot_order: Option<Spanned<u32>>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<RawOnCrash>"))]
     pub on_crash: Option<Spanned<RawOnCrash>>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<bool>"))]
     pub force_without_iommu: Option<Spanned<bool>>,
     /// Drop phandle dependencies (clocks, resets...) of passed-through devices the guest cannot have.
+    #[cfg_attr(feature = "schema", schemars(with = "Option<bool>"))]
     pub drop_device_dependencies: Option<Spanned<bool>>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<RawBuilder>"))]
     pub builder: Option<Spanned<RawBuilder>>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<Quantity>"))]
     pub p2m_pool: Option<Spanned<Quantity>>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<u32>"))]
     pub sve: Option<Spanned<u32>>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<u32>"))]
     pub max_grant_frames: Option<Spanned<u32>>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<u32>"))]
     pub max_maptrack_frames: Option<Spanned<u32>>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
     pub llc_colors: Option<Spanned<String>>,
 }
 
@@ -233,23 +312,34 @@ pub const DOMAIN_KEYS: &[&str] = &[
 ];
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawCpupool {
+    #[cfg_attr(feature = "schema", schemars(with = "String"))]
     pub name: Spanned<String>,
+    #[cfg_attr(feature = "schema", schemars(with = "Vec<u32>"))]
     pub cpus: Spanned<Vec<Spanned<u32>>>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
     pub scheduler: Option<Spanned<String>>,
 }
 
 pub const CPUPOOL_KEYS: &[&str] = &["name", "cpus", "scheduler"];
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawSharedMemory {
+    #[cfg_attr(feature = "schema", schemars(with = "String"))]
     pub id: Spanned<String>,
+    #[cfg_attr(feature = "schema", schemars(with = "Quantity"))]
     pub size: Spanned<Quantity>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<Quantity>"))]
     pub host_address: Option<Spanned<Quantity>>,
+    #[cfg_attr(feature = "schema", schemars(with = "Quantity"))]
     pub guest_address: Spanned<Quantity>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
     pub owner: Option<Spanned<String>>,
+    #[cfg_attr(feature = "schema", schemars(with = "Vec<String>"))]
     pub borrowers: Spanned<Vec<Spanned<String>>>,
 }
 
