@@ -514,7 +514,7 @@ fn requests_xen_or_linux_would_refuse_fail_before_any_domain_exists() {
                     gfn: MAGIC_PFN,
                 }]
             }),
-            "GUEST_MAGIC",
+            "overlaps magic pages",
         ),
         (
             "a relative DT path",
