@@ -40,7 +40,7 @@ struct Cli {
     #[arg(long, short, global = true)]
     quiet: bool,
     /// The static domforge-init to put in dom0's initramfs: the binary, or a directory holding
-    /// `<target>/domforge-init` (default: beside this executable, see docs/install.md).
+    /// `<target>/domforge-init` (default: beside this executable, see docs/architecture.md).
     #[arg(long, global = true, value_name = "PATH")]
     init: Option<PathBuf>,
     /// Refuse to create or change `<manifest>.lock` (for CI): fail when it is missing or does
