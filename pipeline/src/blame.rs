@@ -19,7 +19,8 @@ fn span_of(m: &Manifest, blame: &Blame) -> Option<(Range<usize>, String)> {
             .map(|d| (d.name.span.clone(), format!("domain `{name}`")))
     };
     match blame {
-        Blame::System | Blame::Board => Some((
+        Blame::System => Some((m.system.name.span.clone(), "this system".into())),
+        Blame::Board => Some((
             m.system.board.span.clone(),
             "the board this system is built for".into(),
         )),

@@ -15,7 +15,7 @@ use firmware_config::board::{
 use firmware_config::diag::{Diagnostic, Diagnostics, SourceFile};
 use firmware_config::manifest::Manifest;
 use firmware_config::plan::{self, SystemPlan};
-use firmware_config::validate::{self, CheckInput};
+use firmware_config::validate::CheckInput;
 use firmware_config::xen::XenVersion;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -185,13 +185,10 @@ impl Loaded {
     /// Every check `build` would apply: validation, planning and finalize. `Ok` carries the
     /// warnings.
     pub fn check(&self) -> Result<Diagnostics, PipelineError> {
-        let diags = validate::check(self.input());
-        if diags.has_errors() {
-            return Err(self.fail(diags));
-        }
-        let (plan, _) = self.plan()?;
+        // Planning validates first and returns validation's warnings with the plan.
+        let (plan, warnings) = self.plan()?;
         self.finalize_examined(plan)?;
-        Ok(diags)
+        Ok(warnings)
     }
 
     /// Checks and plans, before finalize: what an overlay (the probe knobs of `domforge test`)
