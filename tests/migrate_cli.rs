@@ -7,17 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn domforge(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_domforge"))
-        .args(args)
-        .arg("--quiet")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run domforge");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
+    test_support::run_quiet(
+        env!("CARGO_BIN_EXE_domforge"),
+        env!("CARGO_MANIFEST_DIR"),
+        args,
     )
 }
 

@@ -35,6 +35,9 @@ pub use schema::units;
 #[cfg(feature = "schema")]
 pub mod json_schema;
 #[cfg(feature = "std")]
+#[doc(hidden)]
+pub mod testing;
+#[cfg(feature = "std")]
 pub mod validate;
 pub use schema::xen;
 pub mod xen_drivers;

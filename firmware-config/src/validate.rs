@@ -1711,66 +1711,20 @@ mod tests {
     //! Rules that need hardware the QEMU boards lack (shared interrupts, SPI 32, disabled devices,
     //! clock controllers), checked against small hand-made inventories.
     use super::*;
-    use crate::artifacts::ArtifactFacts;
-    use crate::board::{CpuNode, DeviceDependency, DeviceNode, InterruptController};
+    use crate::board::{DeviceDependency, DeviceNode};
+    use crate::testing;
 
     fn device(path: &str, base: u64, spi: u32) -> DeviceNode {
-        DeviceNode {
-            path: path.into(),
-            compatible: std::vec!["test,dev".into()],
-            enabled: true,
-            regions: std::vec![Region::new(base, 0x1000)],
-            interrupts: std::vec![DeviceInterrupt::Spi(spi)],
-            behind_iommu: true,
-            dma_capable: false,
-            dependencies: Vec::new(),
-            phandle: None,
-            nested_mmio: Vec::new(),
-        }
+        testing::device(path, base, std::vec![DeviceInterrupt::Spi(spi)])
     }
 
     fn inventory(devices: Vec<DeviceNode>) -> HardwareInventory {
-        HardwareInventory {
-            cpus: (0..2)
-                .map(|i| CpuNode {
-                    path: format!("/cpus/cpu@{i}"),
-                    hw_id: i,
-                    phandle: None,
-                })
-                .collect(),
-            memory: std::vec![Region::new(0x4000_0000, 0x8000_0000)],
-            interrupt_controller: Some(InterruptController {
-                path: "/intc".into(),
-                kind: InterruptControllerKind::GicV3,
-                compatible: std::vec!["arm,gic-v3".into()],
-                regions: Vec::new(),
-            }),
-            devices,
-            ..HardwareInventory::default()
-        }
+        testing::gic_v3_inventory("/intc", devices)
     }
 
     fn codes(manifest: &str, inv: &HardwareInventory) -> Vec<&'static str> {
-        let m = Manifest::parse(manifest).expect("parses");
-        let board = Board::parse(crate::board::builtin_board("qemu-virt-arm64").unwrap()).unwrap();
-        let mut artifacts = ArtifactTable::new();
-        for s in ["Image", "debian:xen"] {
-            artifacts.insert(
-                s.into(),
-                Ok(ArtifactFacts {
-                    size: 4096,
-                    format: ImageFormat::Arm64Image,
-                    path: s.into(),
-                    sha256: String::new(),
-                }),
-            );
-        }
-        let diags = check(CheckInput {
-            manifest: &m,
-            board: &board,
-            inventory: inv,
-            artifacts: &artifacts,
-        });
+        let artifacts = testing::arm64_artifacts(&["Image", "debian:xen"], 4096);
+        let diags = testing::check_on_virt(manifest, inv, &artifacts);
         diags.errors().map(|d| d.code).collect()
     }
 

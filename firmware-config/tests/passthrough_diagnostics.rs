@@ -3,76 +3,20 @@
 //! `passthrough` would accept it (an enabled device), never a pinctrl state or a regulator (E0209).
 //! The expected texts are written here from the rules in docs/manifest.md.
 
-use firmware_config::artifacts::{ArtifactFacts, ArtifactTable, ImageFormat};
-use firmware_config::board::{
-    Board, CpuNode, DeviceDependency, DeviceInterrupt, DeviceNode, HardwareInventory,
-    InterruptController, InterruptControllerKind, Region, builtin_board,
-};
+use firmware_config::board::{DeviceDependency, DeviceInterrupt, DeviceNode, HardwareInventory};
 use firmware_config::diag::Diagnostic;
-use firmware_config::manifest::Manifest;
-use firmware_config::validate::{CheckInput, check};
-
-fn device(path: &str, base: u64, interrupts: Vec<DeviceInterrupt>) -> DeviceNode {
-    DeviceNode {
-        path: path.into(),
-        compatible: vec!["test,dev".into()],
-        enabled: true,
-        regions: vec![Region::new(base, 0x1000)],
-        interrupts,
-        behind_iommu: true,
-        dma_capable: false,
-        dependencies: Vec::new(),
-        phandle: None,
-        nested_mmio: Vec::new(),
-    }
-}
+use firmware_config::testing::{self, device};
 
 fn inventory(devices: Vec<DeviceNode>) -> HardwareInventory {
-    HardwareInventory {
-        cpus: (0..2)
-            .map(|i| CpuNode {
-                path: format!("/cpus/cpu@{i}"),
-                hw_id: i,
-                phandle: None,
-            })
-            .collect(),
-        memory: vec![Region::new(0x4000_0000, 0x8000_0000)],
-        interrupt_controller: Some(InterruptController {
-            path: "/intc".into(),
-            kind: InterruptControllerKind::GicV3,
-            compatible: vec!["arm,gic-v3".into()],
-            regions: Vec::new(),
-        }),
-        devices,
-        ..HardwareInventory::default()
-    }
+    testing::gic_v3_inventory("/intc", devices)
 }
 
 fn diagnostics(passthrough: &str, inv: &HardwareInventory) -> Vec<Diagnostic> {
     let text = format!(
         "[system]\nname = \"t\"\nboard = \"qemu-virt-arm64\"\nxen = \"4.17\"\n\n[[domain]]\nname = \"drv\"\nkind = \"arm64\"\nmemory = \"64M\"\nkernel = \"Image\"\npassthrough = [{passthrough}]\n"
     );
-    let m = Manifest::parse(&text).expect("parses");
-    let board = Board::parse(builtin_board("qemu-virt-arm64").expect("board")).expect("board");
-    let mut artifacts = ArtifactTable::new();
-    for s in ["Image", "debian:xen"] {
-        artifacts.insert(
-            s.into(),
-            Ok(ArtifactFacts {
-                size: 4096,
-                format: ImageFormat::Arm64Image,
-                path: s.into(),
-                sha256: String::new(),
-            }),
-        );
-    }
-    check(CheckInput {
-        manifest: &m,
-        board: &board,
-        inventory: inv,
-        artifacts: &artifacts,
-    })
-    .0
+    let artifacts = testing::arm64_artifacts(&["Image", "debian:xen"], 4096);
+    testing::check_on_virt(&text, inv, &artifacts).0
 }
 
 #[test]

@@ -99,3 +99,22 @@ macro_rules! require {
         }
     };
 }
+
+/// Runs a command-line binary as a person would in `dir` (`--quiet` appended, `NO_COLOR=1` so
+/// the rendered diagnostics are plain text) and returns its exit code (-1 when killed by a
+/// signal), stdout and stderr. Test binaries pass `env!("CARGO_BIN_EXE_…")` and
+/// `env!("CARGO_MANIFEST_DIR")`, which only they can name.
+pub fn run_quiet(bin: &str, dir: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin)
+        .args(args)
+        .arg("--quiet")
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap_or_else(|e| panic!("run {bin}: {e}"));
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}

@@ -2,27 +2,12 @@
 //! `depends_on` cycle shows each of its edges, unknown names get the one "did you mean".
 
 use super::*;
-use crate::artifacts::ArtifactFacts;
-use crate::board::{CpuNode, InterruptController};
+use crate::testing;
 
 fn inventory() -> HardwareInventory {
     HardwareInventory {
-        cpus: (0..2)
-            .map(|i| CpuNode {
-                path: format!("/cpus/cpu@{i}"),
-                hw_id: i,
-                phandle: None,
-            })
-            .collect(),
-        memory: std::vec![Region::new(0x4000_0000, 0x8000_0000)],
-        interrupt_controller: Some(InterruptController {
-            path: "/intc@8000000".into(),
-            kind: InterruptControllerKind::GicV3,
-            compatible: std::vec!["arm,gic-v3".into()],
-            regions: Vec::new(),
-        }),
         iommus: std::vec!["/smmu@9050000".into()],
-        ..HardwareInventory::default()
+        ..testing::gic_v3_inventory("/intc@8000000", Vec::new())
     }
 }
 
@@ -37,19 +22,8 @@ fn errors(manifest: &str) -> Vec<Diagnostic> {
 /// `kernel_size` bytes long.
 fn all(manifest: &str, inv: &HardwareInventory, kernel_size: u64) -> Vec<Diagnostic> {
     let m = Manifest::parse(manifest).expect("parses");
-    let board = Board::parse(crate::board::builtin_board("qemu-virt-arm64").unwrap()).unwrap();
-    let mut artifacts = ArtifactTable::new();
-    for s in ["Image", "debian:xen"] {
-        artifacts.insert(
-            s.into(),
-            Ok(ArtifactFacts {
-                size: kernel_size,
-                format: ImageFormat::Arm64Image,
-                path: s.into(),
-                sha256: String::new(),
-            }),
-        );
-    }
+    let board = testing::virt_arm64();
+    let artifacts = testing::arm64_artifacts(&["Image", "debian:xen"], kernel_size);
     let input = CheckInput {
         manifest: &m,
         board: &board,

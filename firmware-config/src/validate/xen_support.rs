@@ -144,11 +144,9 @@ mod tests {
     use std::vec;
     use std::vec::Vec;
 
-    use crate::artifacts::{ArtifactFacts, ArtifactTable, ImageFormat};
-    use crate::board::{Board, DeviceNode, HardwareInventory, Region, builtin_board};
+    use crate::board::{DeviceNode, HardwareInventory, Region};
     use crate::diag::Diagnostic;
-    use crate::manifest::Manifest;
-    use crate::validate::{CheckInput, check};
+    use crate::testing;
 
     fn uart_inventory(compatible: &[&str]) -> HardwareInventory {
         let mut inv = HardwareInventory {
@@ -174,55 +172,16 @@ mod tests {
         let text = format!(
             "[system]\nname = \"t\"\nboard = \"qemu-virt-arm64\"\nxen = \"{xen}\"\n\n[[domain]]\nname = \"a\"\nkind = \"arm64\"\nmemory = \"64M\"\nkernel = \"Image\"\n"
         );
-        let m = Manifest::parse(&text).expect("parses");
-        let board = Board::parse(builtin_board("qemu-virt-arm64").expect("board")).expect("board");
-        let mut artifacts = ArtifactTable::new();
-        for s in ["Image", "debian:xen"] {
-            artifacts.insert(
-                s.into(),
-                Ok(ArtifactFacts {
-                    size: 4096,
-                    format: ImageFormat::Arm64Image,
-                    path: s.into(),
-                    sha256: String::new(),
-                }),
-            );
-        }
-        let inv = uart_inventory(compatible);
-        check(CheckInput {
-            manifest: &m,
-            board: &board,
-            inventory: &inv,
-            artifacts: &artifacts,
-        })
-        .0
-        .into_iter()
-        .find(|d| d.code == "E0260")
+        let artifacts = testing::arm64_artifacts(&["Image", "debian:xen"], 4096);
+        testing::check_on_virt(&text, &uart_inventory(compatible), &artifacts)
+            .0
+            .into_iter()
+            .find(|d| d.code == "E0260")
     }
 
     fn codes_of(text: &str) -> Vec<Diagnostic> {
-        let m = Manifest::parse(text).expect("parses");
-        let board = Board::parse(builtin_board("qemu-virt-arm64").expect("board")).expect("board");
-        let mut artifacts = ArtifactTable::new();
-        for s in ["Image", "debian:xen", "xen-static"] {
-            artifacts.insert(
-                s.into(),
-                Ok(ArtifactFacts {
-                    size: 4096,
-                    format: ImageFormat::Arm64Image,
-                    path: s.into(),
-                    sha256: String::new(),
-                }),
-            );
-        }
-        let inv = uart_inventory(&["arm,pl011"]);
-        check(CheckInput {
-            manifest: &m,
-            board: &board,
-            inventory: &inv,
-            artifacts: &artifacts,
-        })
-        .0
+        let artifacts = testing::arm64_artifacts(&["Image", "debian:xen", "xen-static"], 4096);
+        testing::check_on_virt(text, &uart_inventory(&["arm,pl011"]), &artifacts).0
     }
 
     #[test]
