@@ -270,23 +270,31 @@ pub enum FetchError {
     #[error("cannot find a cache directory: neither XDG_CACHE_HOME nor HOME is set")]
     NoCacheDir,
     /// File system error.
-    #[error("{action} {path}")]
-    Io {
-        /// What we were doing.
-        action: &'static str,
-        /// Path concerned.
-        path: PathBuf,
-        /// The error.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
 type Result<T, E = FetchError> = std::result::Result<T, E>;
 
-fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> FetchError {
+/// A file system error: what we were doing, to which path (shared by [`FetchError`] and
+/// [`crate::xen_build::XenBuildError`]).
+#[derive(Debug, thiserror::Error)]
+#[error("{action} {path}")]
+pub struct IoError {
+    /// What we were doing.
+    pub action: &'static str,
+    /// Path concerned.
+    pub path: PathBuf,
+    /// The error.
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Wraps an `std::io::Error` with what we were doing to `path`, for `map_err`.
+/// `?` turns it into the caller's error type.
+pub(crate) fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> IoError {
     let path = path.to_owned();
-    move |source| FetchError::Io {
+    move |source| IoError {
         action,
         path,
         source,
@@ -1379,14 +1387,16 @@ impl Fetcher {
                     }
                     Err(e) => {
                         let _ = fs::remove_dir_all(&work);
-                        return Err(io_err("renaming into", &final_dir)(e));
+                        return Err(io_err("renaming into", &final_dir)(e).into());
                     }
                 }
                 self.cached(&entry.package, &entry.version, arch)
-                    .ok_or_else(|| FetchError::Io {
-                        action: "reading back",
-                        path: final_dir.clone(),
-                        source: std::io::Error::other("cache entry incomplete after rename"),
+                    .ok_or_else(|| {
+                        FetchError::Io(IoError {
+                            action: "reading back",
+                            path: final_dir.clone(),
+                            source: std::io::Error::other("cache entry incomplete after rename"),
+                        })
                     })?
             }
             Err(e) => {
@@ -1524,7 +1534,7 @@ impl Fetcher {
                     purpose: "unpack Debian packages",
                     hint: "apt-get install dpkg",
                 },
-                _ => io_err("running dpkg-deb on", &deb_path)(e),
+                _ => io_err("running dpkg-deb on", &deb_path)(e).into(),
             })?;
         if !output.status.success() {
             return Err(FetchError::CommandFailed {
@@ -1816,11 +1826,11 @@ fn apt_spawn_error(tool: &'static str, error: std::io::Error) -> FetchError {
                    host, provide the files yourself",
         }
     } else {
-        FetchError::Io {
+        FetchError::Io(IoError {
             action: "running",
             path: PathBuf::from(tool),
             source: error,
-        }
+        })
     }
 }
 

@@ -53,7 +53,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use crate::debian::{self, Arch, DEBIAN_ARCHIVE_KEYRING, Mirrors};
+use crate::debian::{self, Arch, DEBIAN_ARCHIVE_KEYRING, IoError, Mirrors, io_err};
 use crate::formats;
 use crate::version::compare_versions;
 
@@ -201,28 +201,11 @@ pub enum XenBuildError {
         dir: PathBuf,
     },
     /// File system error.
-    #[error("{action} {path}")]
-    Io {
-        /// What we were doing.
-        action: &'static str,
-        /// Path concerned.
-        path: PathBuf,
-        /// The error.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
 type Result<T, E = XenBuildError> = std::result::Result<T, E>;
-
-fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> XenBuildError {
-    let path = path.to_owned();
-    move |source| XenBuildError::Io {
-        action,
-        path,
-        source,
-    }
-}
 
 /// What to build.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -461,15 +444,7 @@ impl XenBuilder {
         if !meta.lines().any(|l| l == format!("version={version}")) || !dir.join("xen").is_file() {
             return None;
         }
-        Some(BuiltXen {
-            image: dir.join("xen"),
-            config: dir.join("xen.config"),
-            build_log: dir.join("build.log"),
-            source_version: version.to_owned(),
-            built_in: None,
-            source_files: recorded_sources(&meta),
-            key: key.to_owned(),
-        })
+        Some(BuiltXen::in_cache(&dir, version, &meta, key))
     }
 
     /// The newest complete cached build of `config`'s series and options.
@@ -493,15 +468,7 @@ impl XenBuilder {
             if !meta.lines().any(|l| l == format!("version={version}")) {
                 continue;
             }
-            let built = BuiltXen {
-                image: dir.join("xen"),
-                config: dir.join("xen.config"),
-                build_log: dir.join("build.log"),
-                source_version: version.to_owned(),
-                built_in: None,
-                source_files: recorded_sources(&meta),
-                key: key.to_owned(),
-            };
+            let built = BuiltXen::in_cache(&dir, version, &meta, key);
             if !built.image.is_file() {
                 continue;
             }
@@ -911,6 +878,22 @@ impl XenBuilder {
     }
 }
 
+impl BuiltXen {
+    /// The build cached in `dir` (the layout `build` writes: `xen`, `xen.config`, `build.log`,
+    /// and the `built` record `meta`); whether it is complete is the caller's question.
+    fn in_cache(dir: &Path, version: &str, meta: &str, key: &str) -> BuiltXen {
+        BuiltXen {
+            image: dir.join("xen"),
+            config: dir.join("xen.config"),
+            build_log: dir.join("build.log"),
+            source_version: version.to_owned(),
+            built_in: None,
+            source_files: recorded_sources(meta),
+            key: key.to_owned(),
+        }
+    }
+}
+
 /// The `source=<sha256> <size> <name>` lines of a build's `built` record.
 fn recorded_sources(meta: &str) -> Vec<(String, String)> {
     meta.lines()
@@ -1074,11 +1057,11 @@ fn spawn_error(tool: &str, error: std::io::Error) -> XenBuildError {
             hint: "run scripts/setup",
         }
     } else {
-        XenBuildError::Io {
+        XenBuildError::Io(IoError {
             action: "running",
             path: PathBuf::from(tool),
             source: error,
-        }
+        })
     }
 }
 

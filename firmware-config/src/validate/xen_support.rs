@@ -140,7 +140,7 @@ fn drivers_in(xen: crate::xen::XenVersion) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use std::format;
-    use std::string::{String, ToString};
+    use std::string::ToString;
     use std::vec;
     use std::vec::Vec;
 
