@@ -46,51 +46,18 @@ pub struct ArchDomainConfig {
 }
 const _: () = assert!(size_of::<ArchDomainConfig>() == 16);
 
-/// `struct xen_domctl_createdomain` for 0x15/0x16, ARM: the common fields as in
-/// [`super::x86::CreateDomainV15`] (through `cpupool_id @52`), then `arch @56` (16) = 72 bytes.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, IntoBytes, FromBytes, Immutable, KnownLayout,
-)]
-#[repr(C)]
-pub struct CreateDomainV15 {
-    pub ssidref: u32,
-    pub handle: [u8; 16],
-    pub flags: u32,
-    pub iommu_opts: u32,
-    pub max_vcpus: u32,
-    pub max_evtchn_port: u32,
-    pub max_grant_frames: i32,
-    pub max_maptrack_frames: i32,
-    pub grant_opts: u32,
-    pub vmtrace_size: u32,
-    pub cpupool_id: u32,
-    pub arch: ArchDomainConfig,
+super::createdomain_layouts! {
+    /// `struct xen_domctl_createdomain` for 0x15/0x16, ARM: the common fields as in
+    /// [`super::x86::CreateDomainV15`] (through `cpupool_id @52`), then `arch @56` (16) = 72 bytes.
+    V15;
+    /// `struct xen_domctl_createdomain` for 0x17/0x18, ARM: as [`super::x86::CreateDomainV17`] through
+    /// `cpupool_id @56`, then `arch @60` (16) = 76 bytes.
+    V17;
 }
 const _: () = assert!(size_of::<CreateDomainV15>() == 72);
-
-/// `struct xen_domctl_createdomain` for 0x17/0x18, ARM: as [`super::x86::CreateDomainV17`] through
-/// `cpupool_id @56`, then `arch @60` (16) = 76 bytes.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, IntoBytes, FromBytes, Immutable, KnownLayout,
-)]
-#[repr(C)]
-pub struct CreateDomainV17 {
-    pub ssidref: u32,
-    pub handle: [u8; 16],
-    pub flags: u32,
-    pub iommu_opts: u32,
-    pub max_vcpus: u32,
-    pub max_evtchn_port: u32,
-    pub max_grant_frames: i32,
-    pub max_maptrack_frames: i32,
-    pub grant_opts: u32,
-    pub altp2m_opts: u16,
-    pub altp2m_nr: u16,
-    pub vmtrace_size: u32,
-    pub cpupool_id: u32,
-    pub arch: ArchDomainConfig,
-}
 const _: () = assert!(size_of::<CreateDomainV17>() == 76);
+const _: () = assert!(core::mem::offset_of!(CreateDomainV15, arch) == 56);
+const _: () = assert!(core::mem::offset_of!(CreateDomainV17, arch) == 60);
 
 /// Where `arch` (the IN/OUT `struct xen_arch_domainconfig`) starts inside createdomain's payload for
 /// interface `version`: after `cpupool_id`, which 0x17 moved by 4 bytes when it inserted `altp2m`

@@ -22,6 +22,58 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 pub use version::InterfaceVersion;
 
+/// Defines `CreateDomainV15` and `CreateDomainV17` (`struct xen_domctl_createdomain`,
+/// `xen/include/public/domctl.h` at RELEASE-4.17.0 and RELEASE-4.19.0) in an architecture module
+/// around its own `ArchDomainConfig`. The header declares one structure for every architecture:
+/// only its last field, `struct xen_arch_domainconfig arch`, differs, so the common fields are
+/// written here once. Each architecture module keeps its own size asserts and field-offset docs.
+macro_rules! createdomain_layouts {
+    ($(#[$v15:meta])* V15; $(#[$v17:meta])* V17;) => {
+        $(#[$v15])*
+        #[derive(
+            Clone, Copy, Debug, Default, PartialEq, Eq, IntoBytes, FromBytes, Immutable, KnownLayout,
+        )]
+        #[repr(C)]
+        pub struct CreateDomainV15 {
+            pub ssidref: u32,
+            pub handle: [u8; 16],
+            pub flags: u32,
+            pub iommu_opts: u32,
+            pub max_vcpus: u32,
+            pub max_evtchn_port: u32,
+            pub max_grant_frames: i32,
+            pub max_maptrack_frames: i32,
+            pub grant_opts: u32,
+            pub vmtrace_size: u32,
+            pub cpupool_id: u32,
+            pub arch: ArchDomainConfig,
+        }
+
+        $(#[$v17])*
+        #[derive(
+            Clone, Copy, Debug, Default, PartialEq, Eq, IntoBytes, FromBytes, Immutable, KnownLayout,
+        )]
+        #[repr(C)]
+        pub struct CreateDomainV17 {
+            pub ssidref: u32,
+            pub handle: [u8; 16],
+            pub flags: u32,
+            pub iommu_opts: u32,
+            pub max_vcpus: u32,
+            pub max_evtchn_port: u32,
+            pub max_grant_frames: i32,
+            pub max_maptrack_frames: i32,
+            pub grant_opts: u32,
+            pub altp2m_opts: u16,
+            pub altp2m_nr: u16,
+            pub vmtrace_size: u32,
+            pub cpupool_id: u32,
+            pub arch: ArchDomainConfig,
+        }
+    };
+}
+pub(crate) use createdomain_layouts;
+
 /// Size of a Xen page on both x86 and ARM guests built by this toolstack (4 KiB granule).
 /// `xen/include/public/arch-arm.h`: "XEN_PAGE_SIZE 4096"; x86 `PAGE_SHIFT` 12.
 pub const XEN_PAGE_SIZE: usize = 4096;

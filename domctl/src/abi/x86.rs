@@ -36,60 +36,27 @@ pub struct ArchDomainConfig {
 }
 const _: () = assert!(size_of::<ArchDomainConfig>() == 8);
 
-/// `struct xen_domctl_createdomain` for interface 0x15/0x16 (Xen 4.17, 4.18), x86:
-/// ```text
-/// uint32_t ssidref @0; xen_domain_handle_t handle @4 (uint8_t[16]); uint32_t flags @20;
-/// uint32_t iommu_opts @24; uint32_t max_vcpus @28; uint32_t max_evtchn_port @32;
-/// int32_t max_grant_frames @36; int32_t max_maptrack_frames @40; uint32_t grant_opts @44;
-/// uint32_t vmtrace_size @48; uint32_t cpupool_id @52; struct xen_arch_domainconfig arch @56 (8);
-/// ```
-/// = 64 bytes.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, IntoBytes, FromBytes, Immutable, KnownLayout,
-)]
-#[repr(C)]
-pub struct CreateDomainV15 {
-    pub ssidref: u32,
-    pub handle: [u8; 16],
-    pub flags: u32,
-    pub iommu_opts: u32,
-    pub max_vcpus: u32,
-    pub max_evtchn_port: u32,
-    pub max_grant_frames: i32,
-    pub max_maptrack_frames: i32,
-    pub grant_opts: u32,
-    pub vmtrace_size: u32,
-    pub cpupool_id: u32,
-    pub arch: ArchDomainConfig,
+super::createdomain_layouts! {
+    /// `struct xen_domctl_createdomain` for interface 0x15/0x16 (Xen 4.17, 4.18), x86:
+    /// ```text
+    /// uint32_t ssidref @0; xen_domain_handle_t handle @4 (uint8_t[16]); uint32_t flags @20;
+    /// uint32_t iommu_opts @24; uint32_t max_vcpus @28; uint32_t max_evtchn_port @32;
+    /// int32_t max_grant_frames @36; int32_t max_maptrack_frames @40; uint32_t grant_opts @44;
+    /// uint32_t vmtrace_size @48; uint32_t cpupool_id @52; struct xen_arch_domainconfig arch @56 (8);
+    /// ```
+    /// = 64 bytes.
+    V15;
+    /// `struct xen_domctl_createdomain` for interface 0x17/0x18 (Xen 4.19–4.22), x86: as
+    /// [`CreateDomainV15`] up to `grant_opts @44`, then
+    /// `struct { uint16_t opts @48; uint16_t nr @50; } altp2m; uint32_t vmtrace_size @52;
+    /// uint32_t cpupool_id @56; struct xen_arch_domainconfig arch @60 (8);` = 68 bytes.
+    /// (4.19/4.20 spell `altp2m` as one `uint32_t altp2m_opts` at @48: the same bytes with `nr` = 0.)
+    V17;
 }
 const _: () = assert!(size_of::<CreateDomainV15>() == 64);
-
-/// `struct xen_domctl_createdomain` for interface 0x17/0x18 (Xen 4.19–4.22), x86: as
-/// [`CreateDomainV15`] up to `grant_opts @44`, then
-/// `struct { uint16_t opts @48; uint16_t nr @50; } altp2m; uint32_t vmtrace_size @52;
-/// uint32_t cpupool_id @56; struct xen_arch_domainconfig arch @60 (8);` = 68 bytes.
-/// (4.19/4.20 spell `altp2m` as one `uint32_t altp2m_opts` at @48: the same bytes with `nr` = 0.)
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, IntoBytes, FromBytes, Immutable, KnownLayout,
-)]
-#[repr(C)]
-pub struct CreateDomainV17 {
-    pub ssidref: u32,
-    pub handle: [u8; 16],
-    pub flags: u32,
-    pub iommu_opts: u32,
-    pub max_vcpus: u32,
-    pub max_evtchn_port: u32,
-    pub max_grant_frames: i32,
-    pub max_maptrack_frames: i32,
-    pub grant_opts: u32,
-    pub altp2m_opts: u16,
-    pub altp2m_nr: u16,
-    pub vmtrace_size: u32,
-    pub cpupool_id: u32,
-    pub arch: ArchDomainConfig,
-}
 const _: () = assert!(size_of::<CreateDomainV17>() == 68);
+const _: () = assert!(core::mem::offset_of!(CreateDomainV15, arch) == 56);
+const _: () = assert!(core::mem::offset_of!(CreateDomainV17, arch) == 60);
 
 /// x86 `struct xen_domctl_getdomaininfo`: [`GetDomainInfoCommon`] (104) + x86 arch config @104 (8) = 112.
 #[derive(
