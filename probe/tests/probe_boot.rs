@@ -16,15 +16,25 @@ use debian_fetch::{Arch, Fetcher, default_cache_dir};
 use initramfs::kmod::resolve_modules;
 use probe::{ARM64_VIRTIO_MODULES, ProbeImage, ProbeReport};
 
-fn in_ci() -> bool {
-    std::env::var("CI").as_deref() == Ok("true")
+/// A prerequisite is missing: skipped, or failed where the project's test policy is strict.
+fn skip_or_fail(reason: &str) {
+    test_support::missing("probe_boot", reason);
 }
 
-fn skip_or_fail(reason: &str) {
-    if in_ci() {
-        panic!("{reason}");
+/// Echoes the probe's lines and returns the complete report of guest `name`.
+fn report_of(console: &[String], name: &str) -> ProbeReport {
+    for line in console.iter().filter(|l| l.contains("DOMFORGE-PROBE")) {
+        eprintln!("{line}");
     }
-    eprintln!("SKIPPED: {reason}");
+    let mut reports = ProbeReport::collect(console.iter().map(String::as_str));
+    let report = reports.remove(name).unwrap_or_else(|| {
+        panic!(
+            "no probe report; console tail:\n{}",
+            console[console.len().saturating_sub(40)..].join("\n")
+        )
+    });
+    report.check_complete().unwrap();
+    report
 }
 
 /// Builds the arm64 probe (busybox + virtio modules of Debian's kernel); `None` = skipped.
@@ -184,17 +194,7 @@ fn probe_boots_in_qemu_aarch64() {
     let console = read_until(&mut child, |line| {
         line.contains("DOMFORGE-PROBE") && line.contains(" end=")
     });
-    for line in console.iter().filter(|l| l.contains("DOMFORGE-PROBE")) {
-        eprintln!("{line}");
-    }
-    let reports = ProbeReport::collect(console.iter().map(String::as_str));
-    let report = reports.get("t1").unwrap_or_else(|| {
-        panic!(
-            "no probe report; console tail:\n{}",
-            console[console.len().saturating_sub(40)..].join("\n")
-        )
-    });
-    report.check_complete().unwrap();
+    let report = report_of(&console, "t1");
     assert_eq!(report.get("arch"), Some("aarch64"));
     assert_eq!(report.get("kernel"), Some(kernel.release.as_str()));
     assert_eq!(report.cpus_online(), Some(2));
@@ -336,17 +336,7 @@ fn probe_boots_in_qemu_x86_64() {
     let Some((kernel, console)) = boot_amd64("console=ttyS0 domforge.name=x1") else {
         return;
     };
-    for line in console.iter().filter(|l| l.contains("DOMFORGE-PROBE")) {
-        eprintln!("{line}");
-    }
-    let reports = ProbeReport::collect(console.iter().map(String::as_str));
-    let report = reports.get("x1").unwrap_or_else(|| {
-        panic!(
-            "no probe report; console tail:\n{}",
-            console[console.len().saturating_sub(40)..].join("\n")
-        )
-    });
-    report.check_complete().unwrap();
+    let report = report_of(&console, "x1");
     assert_eq!(report.get("arch"), Some("x86_64"));
     assert_eq!(report.get("kernel"), Some(kernel.release.as_str()));
     assert_eq!(report.cpus_online(), Some(2));
