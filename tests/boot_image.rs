@@ -22,10 +22,6 @@ use pipeline::{Options, PipelineError};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn in_ci() -> bool {
-    std::env::var("CI").as_deref() == Ok("true")
-}
-
 fn tool(name: &str) -> Option<PathBuf> {
     ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
         .iter()
@@ -44,7 +40,7 @@ fn tools_or_skip() -> bool {
     ] {
         if tool(t).is_none() {
             let why = format!("`{t}` is not installed (scripts/setup installs it)");
-            assert!(!in_ci(), "prerequisite missing in CI: {why}");
+            assert!(!test_support::strict(), "prerequisite missing in CI: {why}");
             eprintln!("SKIPPED: {why}");
             return false;
         }
@@ -81,7 +77,7 @@ fn build(name: &str, test: &str) -> Option<pipeline::BuildOutput> {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("examples/{name}.toml"));
     let loaded = match pipeline::load(&manifest, &opts()) {
         Ok(l) => l,
-        Err(PipelineError::Other(msg)) if !in_ci() => {
+        Err(PipelineError::Other(msg)) if !test_support::strict() => {
             eprintln!("SKIPPED {name}: {msg}");
             return None;
         }
@@ -245,7 +241,7 @@ fn rpi4_card_has_the_firmware_and_config_txt() {
 #[test]
 fn rpi4_host_dtb_has_the_board_files_ram() {
     if tool("fdtget").is_none() {
-        assert!(!in_ci(), "fdtget missing in CI");
+        assert!(!test_support::strict(), "fdtget missing in CI");
         return;
     }
     let Some(built) = build("rpi4", "memory") else {
@@ -295,7 +291,7 @@ fn modules_in_u_boots_reserved_top_are_refused_at_check() {
     std::fs::write(&manifest, example).unwrap();
     let loaded = match pipeline::load(&manifest, &opts()) {
         Ok(l) => l,
-        Err(PipelineError::Other(msg)) if !in_ci() => {
+        Err(PipelineError::Other(msg)) if !test_support::strict() => {
             eprintln!("SKIPPED: {msg}");
             return;
         }

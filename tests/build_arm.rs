@@ -40,10 +40,6 @@ enum Setup {
     Broken(String),
 }
 
-fn in_ci() -> bool {
-    test_support::strict()
-}
-
 fn tool_present(name: &str) -> bool {
     Command::new(name)
         .arg("--version")
@@ -107,7 +103,7 @@ fn built() -> Option<&'static Built> {
     match setup() {
         Setup::Ready(b) => Some(b),
         Setup::Skipped(why) => {
-            assert!(!in_ci(), "prerequisite missing in CI: {why}");
+            assert!(!test_support::strict(), "prerequisite missing in CI: {why}");
             eprintln!("SKIPPED: {why}");
             None
         }
@@ -477,7 +473,7 @@ fn qemu_loads_each_module_where_the_dtb_says() {
             std::fs::read(&theirs).expect("mkimage's boot.scr"),
             "boot.scr differs from mkimage's"
         );
-    } else if in_ci() {
+    } else if test_support::strict() {
         panic!("mkimage (u-boot-tools) is needed in CI");
     }
     // The marker disk is a test fixture: `domforge test` attaches it, a build never has one.

@@ -46,10 +46,6 @@ enum Setup {
     Broken(String),
 }
 
-fn in_ci() -> bool {
-    test_support::strict()
-}
-
 fn example_files() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -185,7 +181,7 @@ fn setup() -> &'static Setup {
 fn examples() -> Option<&'static [Example]> {
     match setup() {
         Setup::Ready(v) => Some(v),
-        Setup::Skipped(why) if !in_ci() => {
+        Setup::Skipped(why) if !test_support::strict() => {
             eprintln!("SKIPPED: a prerequisite is missing: {why}");
             None
         }

@@ -20,10 +20,6 @@ fn tmp(name: &str) -> PathBuf {
     d.join(name)
 }
 
-fn in_ci() -> bool {
-    std::env::var("CI").as_deref() == Ok("true")
-}
-
 #[test]
 fn version_names_the_xen_releases_the_docs_promise() {
     let docs =
@@ -81,7 +77,7 @@ fn the_man_page_formats_with_groff() {
         .arg(&path)
         .output()
     else {
-        assert!(!in_ci(), "groff is missing");
+        assert!(!test_support::strict(), "groff is missing");
         return;
     };
     assert!(out.status.success());
@@ -133,7 +129,7 @@ fn import_xl_reports_every_key_and_checks_what_it_wrote() {
     );
     assert!(err.contains("device_tree: UNSUPPORTED"), "{err}");
     if err.contains("cannot run QEMU") || err.contains("cannot get") {
-        assert!(!in_ci(), "{err}");
+        assert!(!test_support::strict(), "{err}");
         return;
     }
     // The check ran on the written file and says why it fails: no kernel file, no IOMMU.
@@ -148,7 +144,10 @@ fn import_xl_reports_every_key_and_checks_what_it_wrote() {
 fn export_then_import_gives_the_same_plan() {
     let (code, original, err) = domforge(&["plan", "--json", "examples/qemu-arm64.toml"]);
     if code != 0 {
-        assert!(!in_ci(), "the example does not plan here: {err}");
+        assert!(
+            !test_support::strict(),
+            "the example does not plan here: {err}"
+        );
         eprintln!("skipped: {err}");
         return;
     }
@@ -198,7 +197,7 @@ fn plan_svg_works_on_every_example() {
             svg.to_str().unwrap(),
         ]);
         if code != 0 {
-            assert!(!in_ci(), "{}: {err}", example.display());
+            assert!(!test_support::strict(), "{}: {err}", example.display());
             eprintln!("skipped {}: {err}", example.display());
             continue;
         }
@@ -230,7 +229,7 @@ fn plan_svg_writes_well_formed_svg_naming_every_domain() {
         svg.to_str().unwrap(),
     ]);
     if code != 0 {
-        assert!(!in_ci(), "{err}");
+        assert!(!test_support::strict(), "{err}");
         return;
     }
     let text = std::fs::read_to_string(&svg).unwrap();

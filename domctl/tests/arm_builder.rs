@@ -913,10 +913,6 @@ fn config_from_boot_maps_the_blob_and_builds() {
 // Debian's arm64 kernel
 // ------------------------------------------------------------------------------------------------
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
 /// Debian's arm64 kernel, fetched and verified by `debian_fetch::Fetcher` into
 /// `${XDG_CACHE_HOME:-$HOME/.cache}/domforge/` (never committed). Missing: skipped with the reason,
 /// except in CI (`CI=true`), where it fails.
@@ -931,7 +927,7 @@ fn debian_arm64_image() -> Option<Vec<u8>> {
 }
 
 fn skip_or_fail<T>(what: &str) -> Option<T> {
-    if in_ci() {
+    if test_support::strict() {
         panic!("CI=true and a test prerequisite is missing: {what}");
     }
     eprintln!("SKIPPED: {what}");

@@ -8,10 +8,6 @@ use debian_fetch::{Arch, Fetcher, default_cache_dir};
 use initramfs::dom0::{DOM0_XEN_MODULES, Dom0Initramfs};
 use initramfs::kmod::module_depends;
 
-fn in_ci() -> bool {
-    std::env::var("CI").as_deref() == Ok("true")
-}
-
 /// A 64-byte x86-64 ELF header with one PT_LOAD (a stand-in for the static domforge-init).
 fn static_elf() -> Vec<u8> {
     let mut f = vec![0u8; 64 + 56];
@@ -32,7 +28,7 @@ fn dom0_initramfs_with_debian_xen_drivers_lists_with_gnu_cpio() {
     let fetcher = Fetcher::new(default_cache_dir().expect("a cache directory"));
     let kernel = match fetcher.linux_kernel(Arch::Amd64) {
         Ok(k) => k,
-        Err(e) if !in_ci() => {
+        Err(e) if !test_support::strict() => {
             eprintln!("SKIPPED: Debian amd64 kernel not available: {e}");
             return;
         }
@@ -73,7 +69,7 @@ fn dom0_initramfs_with_debian_xen_drivers_lists_with_gnu_cpio() {
         .spawn()
     {
         Ok(c) => c,
-        Err(e) if !in_ci() => {
+        Err(e) if !test_support::strict() => {
             eprintln!("SKIPPED: GNU cpio not installed: {e}");
             return;
         }
@@ -121,7 +117,7 @@ fn modules_order_lookup_agrees_with_the_walk() {
     let fetcher = Fetcher::new(default_cache_dir().expect("a cache directory"));
     let kernel = match fetcher.linux_kernel(Arch::Amd64) {
         Ok(k) => k,
-        Err(e) if !in_ci() => {
+        Err(e) if !test_support::strict() => {
             eprintln!("SKIPPED: Debian amd64 kernel not available: {e}");
             return;
         }
