@@ -86,7 +86,9 @@ fn rewrite(
                 .filter(|r| r.len() == 16)
                 .map(|r| u64::from_be_bytes(r[..8].try_into().expect("8 bytes")))
                 .ok_or_else(|| UefiDtbError::NoReg(p.clone()))?;
-            let file = files.get(&addr).ok_or_else(|| UefiDtbError::Unnamed(p.clone()))?;
+            let file = files
+                .get(&addr)
+                .ok_or_else(|| UefiDtbError::Unnamed(p.clone()))?;
             child.remove_prop("reg");
             child.set_prop("xen,uefi-binary", value::string(file));
             used.insert(file.clone());
