@@ -37,6 +37,7 @@ pub mod inventory;
 pub mod passthrough;
 pub mod resolve;
 pub mod tree;
+pub mod uefi;
 
 pub use tree::{DeviceTree, MemReservation, Node, Property, value};
 
