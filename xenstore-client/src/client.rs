@@ -256,20 +256,18 @@ impl<T: Read + Write> Client<T> {
         if let Some(e) = self.events.pop_front() {
             return Ok(e);
         }
-        loop {
-            let (h, body) = self.recv()?;
-            if h.ty == MsgType::WatchEvent as u32 {
-                let mut parts = split_strings(&body).into_iter();
-                return Ok(WatchEvent {
-                    path: parts.next().unwrap_or_default(),
-                    token: parts.next().unwrap_or_default(),
-                });
-            }
+        let (h, body) = self.recv()?;
+        if h.ty != MsgType::WatchEvent as u32 {
             return Err(XsError::Protocol(format!(
                 "unsolicited message type {} outside a request",
                 h.ty
             )));
         }
+        let mut parts = split_strings(&body).into_iter();
+        Ok(WatchEvent {
+            path: parts.next().unwrap_or_default(),
+            token: parts.next().unwrap_or_default(),
+        })
     }
 
     /// Watch events already received (without blocking).
