@@ -340,15 +340,16 @@ fn card_lines(plan: &SystemPlan, d: &DomainPlan) -> Vec<String> {
             ));
         }
     }
-    if !d.irqs.is_empty() {
-        l.push(format!(
-            "interrupts {}",
-            d.irqs
-                .iter()
-                .map(u32::to_string)
-                .collect::<Vec<_>>()
-                .join(" ")
-        ));
+    // The domain's interrupts that no device above already lists (e.g. `irqs` given by hand), so
+    // a passed-through device's SPI is shown once.
+    let other: Vec<String> = d
+        .irqs
+        .iter()
+        .filter(|i| !d.devices.iter().any(|dev| dev.irqs.contains(i)))
+        .map(u32::to_string)
+        .collect();
+    if !other.is_empty() {
+        l.push(format!("other interrupts {}", other.join(" ")));
     }
     l
 }
