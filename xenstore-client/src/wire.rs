@@ -101,65 +101,9 @@ impl Header {
     }
 }
 
-/// Who may do what with a node: one element of `XS_SET_PERMS`/`XS_GET_PERMS`, written `n0`,
-/// `r1`, `w2`, `b3` (docs/misc/xenstore.txt "PERM"). The first element of a list names the owner
-/// and the access of every domain not listed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Perm {
-    pub domid: u16,
-    pub access: Access,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    None,
-    Read,
-    Write,
-    Both,
-}
-
-impl Access {
-    fn letter(self) -> char {
-        match self {
-            Access::None => 'n',
-            Access::Read => 'r',
-            Access::Write => 'w',
-            Access::Both => 'b',
-        }
-    }
-
-    pub fn can_read(self) -> bool {
-        matches!(self, Access::Read | Access::Both)
-    }
-
-    pub fn can_write(self) -> bool {
-        matches!(self, Access::Write | Access::Both)
-    }
-}
-
-impl Perm {
-    pub fn new(domid: u16, access: Access) -> Self {
-        Self { domid, access }
-    }
-
-    /// `n0`-style text.
-    pub fn to_wire(self) -> String {
-        format!("{}{}", self.access.letter(), self.domid)
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        let mut chars = s.chars();
-        let access = match chars.next()? {
-            'n' => Access::None,
-            'r' => Access::Read,
-            'w' => Access::Write,
-            'b' => Access::Both,
-            _ => return None,
-        };
-        let domid = chars.as_str().parse().ok()?;
-        Some(Self { domid, access })
-    }
-}
+/// Who may do what with a node: one element of `XS_SET_PERMS`/`XS_GET_PERMS` (written `n0`, `r1`,
+/// `w2`, `b3`, docs/misc/xenstore.txt "PERM"). One definition for the layout and the client.
+pub use xenstore_layout::{Access, Perm};
 
 /// Splits a payload of NUL-terminated strings (a directory listing, a watch event, a perms list).
 pub fn split_strings(payload: &[u8]) -> Vec<String> {

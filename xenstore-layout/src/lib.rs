@@ -44,6 +44,25 @@ impl Access {
             Access::Both => 'b',
         }
     }
+
+    /// The access a letter stands for (the inverse of [`Access::letter`]).
+    pub fn from_letter(c: char) -> Option<Access> {
+        Some(match c {
+            'n' => Access::None,
+            'r' => Access::Read,
+            'w' => Access::Write,
+            'b' => Access::Both,
+            _ => return None,
+        })
+    }
+
+    pub fn can_read(self) -> bool {
+        matches!(self, Access::Read | Access::Both)
+    }
+
+    pub fn can_write(self) -> bool {
+        matches!(self, Access::Write | Access::Both)
+    }
 }
 
 /// One permission entry. In a node's list the **first** entry names the owner (who may always read
@@ -58,6 +77,28 @@ impl Perm {
     pub const fn new(domid: u16, access: Access) -> Perm {
         Perm { domid, access }
     }
+
+    /// `n<owner>,r<reader>`: owned by `owner`, readable by `reader`, hidden from everyone else —
+    /// the pair libxl sets on both ends of a device.
+    pub const fn owned_read_by(owner: u16, reader: u16) -> [Perm; 2] {
+        [
+            Perm::new(owner, Access::None),
+            Perm::new(reader, Access::Read),
+        ]
+    }
+
+    /// `n0`-style text, one element of `XS_SET_PERMS` (xenstore.txt "PERM").
+    pub fn to_wire(self) -> String {
+        format!("{}{}", self.access.letter(), self.domid)
+    }
+
+    /// Parses `n0`-style text.
+    pub fn parse(s: &str) -> Option<Perm> {
+        let mut chars = s.chars();
+        let access = Access::from_letter(chars.next()?)?;
+        let domid = chars.as_str().parse().ok()?;
+        Some(Perm { domid, access })
+    }
 }
 
 /// Renders a permission list as `xenstore-ls -p` / `xenstore-chmod` do: `n0,r1`.
@@ -67,8 +108,7 @@ pub fn perms_string(perms: &[Perm]) -> String {
         if i > 0 {
             s.push(',');
         }
-        s.push(p.access.letter());
-        s.push_str(&p.domid.to_string());
+        s.push_str(&p.to_wire());
     }
     s
 }
@@ -257,14 +297,8 @@ pub struct Vif {
 /// (nF,rB)). Children created in them inherit their perms in xenstored; we still set perms on every
 /// node explicitly.
 fn parents(class: &str, frontend: u16, backend: u16) -> Vec<Node> {
-    let be_perm = [
-        Perm::new(backend, Access::None),
-        Perm::new(frontend, Access::Read),
-    ];
-    let fe_perm = [
-        Perm::new(frontend, Access::None),
-        Perm::new(backend, Access::Read),
-    ];
+    let be_perm = Perm::owned_read_by(backend, frontend);
+    let fe_perm = Perm::owned_read_by(frontend, backend);
     vec![
         Node::new(format!("/local/domain/{backend}/backend"), b"", &be_perm),
         Node::new(
@@ -305,14 +339,8 @@ struct DevBuilder {
 impl DevBuilder {
     fn new(class: &str, id: u32, frontend: u16, backend: u16) -> DevBuilder {
         let (be, fe) = device_paths(class, id, frontend, backend);
-        let be_perm = [
-            Perm::new(backend, Access::None),
-            Perm::new(frontend, Access::Read),
-        ];
-        let fe_perm = [
-            Perm::new(frontend, Access::None),
-            Perm::new(backend, Access::Read),
-        ];
+        let be_perm = Perm::owned_read_by(backend, frontend);
+        let fe_perm = Perm::owned_read_by(frontend, backend);
         let mut b = DevBuilder {
             nodes: Vec::new(),
             be,
@@ -399,10 +427,7 @@ pub fn vif_nodes(dev: &Vif, frontend: u16, backend: u16) -> Transaction {
     b.fe("handle", handle.as_bytes());
     b.fe("mac", mac.as_bytes());
     b.fe("trusted", b"1");
-    let mtu_perm = [
-        Perm::new(backend, Access::None),
-        Perm::new(frontend, Access::Read),
-    ];
+    let mtu_perm = Perm::owned_read_by(backend, frontend);
     let fe = b.fe.clone();
     b.nodes.push(Node::new(
         format!("{fe}/mtu"),
