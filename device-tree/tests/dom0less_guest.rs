@@ -9,33 +9,18 @@ mod support;
 
 use device_tree::DeviceTree;
 use device_tree::dom0less::{
-    ChosenSpec, CpupoolSpec, Dom0Spec, DomainNodeSpec, Enhanced, ModuleKind, ModuleSpec,
-    VcpuAffinity, apply_chosen,
+    ChosenSpec, CpupoolSpec, Dom0Spec, DomainNodeSpec, Enhanced, ModuleKind, VcpuAffinity,
+    apply_chosen,
 };
 use device_tree::guest::{GicVersion, GuestDtSpec, guest_dt};
 use device_tree::passthrough::{FragmentOptions, PassthroughRequest, fragment};
 use firmware_config::board::Region;
 
-fn module(kind: ModuleKind, addr: u64, size: u64, bootargs: Option<&str>) -> ModuleSpec {
-    ModuleSpec {
-        kind,
-        addr,
-        size,
-        bootargs: bootargs.map(str::to_owned),
-    }
-}
+use support::module;
 
 fn domain(name: &str) -> DomainNodeSpec {
     DomainNodeSpec {
-        node_name: DomainNodeSpec::default_node_name(name),
-        memory_kib: 131_072,
         cpus: 2,
-        vpl011: true,
-        enhanced: None,
-        static_mem: vec![],
-        direct_map: false,
-        cpupool: None,
-        vcpu_affinity: vec![],
         modules: vec![
             module(
                 ModuleKind::Kernel,
@@ -45,7 +30,7 @@ fn domain(name: &str) -> DomainNodeSpec {
             ),
             module(ModuleKind::Ramdisk, 0x4b00_0000, 0x0012_3457, None),
         ],
-        extra: vec![],
+        ..support::domain(name)
     }
 }
 

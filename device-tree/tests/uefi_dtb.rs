@@ -12,30 +12,16 @@ use device_tree::dom0less::{
 use device_tree::uefi::{UefiDtbError, uefi_variant};
 
 fn module(kind: ModuleKind, addr: u64, size: u64) -> ModuleSpec {
-    ModuleSpec {
-        kind,
-        addr,
-        size,
-        bootargs: None,
-    }
+    support::module(kind, addr, size, None)
 }
 
 fn spec() -> ChosenSpec {
     let dom = |name: &str, k: u64, r: u64| DomainNodeSpec {
-        node_name: DomainNodeSpec::default_node_name(name),
-        memory_kib: 131_072,
-        cpus: 1,
-        vpl011: true,
-        enhanced: None,
-        static_mem: vec![],
-        direct_map: false,
-        cpupool: None,
-        vcpu_affinity: vec![],
         modules: vec![
             module(ModuleKind::Kernel, k, 0x1000),
             module(ModuleKind::Ramdisk, r, 0x200),
         ],
-        extra: vec![],
+        ..support::domain(name)
     };
     ChosenSpec {
         xen_bootargs: "console=dtuart".into(),

@@ -242,3 +242,36 @@ pub fn fdt_cells(dtb: &[u8], node: &str, prop: &str) -> Option<Vec<u32>> {
 pub fn rzg2m() -> Option<Vec<u8>> {
     debian_dtb("renesas/r8a774a1-hihope-rzg2m-rev2.dtb")
 }
+
+/// A `/chosen` module node spec.
+pub fn module(
+    kind: device_tree::dom0less::ModuleKind,
+    addr: u64,
+    size: u64,
+    bootargs: Option<&str>,
+) -> device_tree::dom0less::ModuleSpec {
+    device_tree::dom0less::ModuleSpec {
+        kind,
+        addr,
+        size,
+        bootargs: bootargs.map(str::to_owned),
+    }
+}
+
+/// A plain dom0less domain: 128 MiB, one vCPU, vpl011, no modules (tests add theirs with
+/// `DomainNodeSpec { modules, ..domain(name) }`).
+pub fn domain(name: &str) -> device_tree::dom0less::DomainNodeSpec {
+    device_tree::dom0less::DomainNodeSpec {
+        node_name: device_tree::dom0less::DomainNodeSpec::default_node_name(name),
+        memory_kib: 131_072,
+        cpus: 1,
+        vpl011: true,
+        enhanced: None,
+        static_mem: vec![],
+        direct_map: false,
+        cpupool: None,
+        vcpu_affinity: vec![],
+        modules: vec![],
+        extra: vec![],
+    }
+}
