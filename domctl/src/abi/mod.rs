@@ -28,13 +28,15 @@ pub use version::InterfaceVersion;
 /// only its last field, `struct xen_arch_domainconfig arch`, differs, so the common fields are
 /// written here once. Each architecture module keeps its own size asserts and field-offset docs.
 macro_rules! createdomain_layouts {
-    ($(#[$v15:meta])* V15; $(#[$v17:meta])* V17;) => {
-        $(#[$v15])*
+    // One version's layout: the common head, the fields `$($mid)*` that version inserts after
+    // `grant_opts`, the common tail.
+    (@layout $(#[$meta:meta])* $name:ident { $($mid:tt)* }) => {
+        $(#[$meta])*
         #[derive(
             Clone, Copy, Debug, Default, PartialEq, Eq, IntoBytes, FromBytes, Immutable, KnownLayout,
         )]
         #[repr(C)]
-        pub struct CreateDomainV15 {
+        pub struct $name {
             pub ssidref: u32,
             pub handle: [u8; 16],
             pub flags: u32,
@@ -44,32 +46,19 @@ macro_rules! createdomain_layouts {
             pub max_grant_frames: i32,
             pub max_maptrack_frames: i32,
             pub grant_opts: u32,
+            $($mid)*
             pub vmtrace_size: u32,
             pub cpupool_id: u32,
             pub arch: ArchDomainConfig,
         }
-
-        $(#[$v17])*
-        #[derive(
-            Clone, Copy, Debug, Default, PartialEq, Eq, IntoBytes, FromBytes, Immutable, KnownLayout,
-        )]
-        #[repr(C)]
-        pub struct CreateDomainV17 {
-            pub ssidref: u32,
-            pub handle: [u8; 16],
-            pub flags: u32,
-            pub iommu_opts: u32,
-            pub max_vcpus: u32,
-            pub max_evtchn_port: u32,
-            pub max_grant_frames: i32,
-            pub max_maptrack_frames: i32,
-            pub grant_opts: u32,
+    };
+    ($(#[$v15:meta])* V15; $(#[$v17:meta])* V17;) => {
+        $crate::abi::createdomain_layouts!(@layout $(#[$v15])* CreateDomainV15 {});
+        // 0x17 inserts `struct { uint16_t opts; uint16_t nr; } altp2m` after `grant_opts`.
+        $crate::abi::createdomain_layouts!(@layout $(#[$v17])* CreateDomainV17 {
             pub altp2m_opts: u16,
             pub altp2m_nr: u16,
-            pub vmtrace_size: u32,
-            pub cpupool_id: u32,
-            pub arch: ArchDomainConfig,
-        }
+        });
     };
 }
 pub(crate) use createdomain_layouts;
