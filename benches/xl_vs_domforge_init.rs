@@ -194,8 +194,8 @@ fn run() -> Result<(), String> {
     );
 
     let invocation = built
-        .qemu
-        .clone()
+        .qemu(bundle::BootTarget::QemuDirect)
+        .cloned()
         .ok_or("the x86 bundle has no QEMU boot")?;
     let qemu = QemuCommand {
         program: invocation.program,

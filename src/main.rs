@@ -134,8 +134,9 @@ enum Command {
         /// validation, plan and `debian:xen` follow it.
         #[arg(long, value_name = "RELEASE", value_parser = parse_xen)]
         xen: Option<XenVersion>,
-        /// How QEMU boots the bundle: `direct` (QEMU loads everything) or `uboot` (Debian's
-        /// u-boot-qemu runs boot.scr from the bundle's disk image).
+        /// How QEMU boots the bundle: `direct` (QEMU loads everything), `uboot` (Debian's
+        /// u-boot-qemu runs boot.scr from the bundle's disk image), `uefi` (EDK2 starts Xen's EFI
+        /// loader from uefi.img) or `grub`; the board must list the target.
         #[arg(long, value_enum, default_value_t = BootArg::Direct)]
         boot: BootArg,
     },
@@ -162,8 +163,9 @@ enum Command {
         /// validation, plan and `debian:xen` follow it.
         #[arg(long, value_name = "RELEASE", value_parser = parse_xen)]
         xen: Option<XenVersion>,
-        /// How QEMU boots the bundle: `direct` (QEMU loads everything) or `uboot` (Debian's
-        /// u-boot-qemu runs boot.scr from the bundle's disk image).
+        /// How QEMU boots the bundle: `direct` (QEMU loads everything), `uboot` (Debian's
+        /// u-boot-qemu runs boot.scr from the bundle's disk image), `uefi` (EDK2 starts Xen's EFI
+        /// loader from uefi.img) or `grub`; the board must list the target.
         #[arg(long, value_enum, default_value_t = BootArg::Direct)]
         boot: BootArg,
     },
@@ -184,6 +186,8 @@ enum Command {
 enum BootArg {
     Direct,
     Uboot,
+    Uefi,
+    Grub,
 }
 
 impl From<BootArg> for qemu_tests::session::BootPath {
@@ -191,6 +195,8 @@ impl From<BootArg> for qemu_tests::session::BootPath {
         match b {
             BootArg::Direct => Self::Direct,
             BootArg::Uboot => Self::UBoot,
+            BootArg::Uefi => Self::Uefi,
+            BootArg::Grub => Self::Grub,
         }
     }
 }
@@ -577,13 +583,13 @@ fn build_cmd(manifest: &Path, out: &Path, dts: bool, opts: &Options) -> Result<(
             m.path.strip_prefix(&built.dir).unwrap_or(&m.path).display()
         );
     }
-    if built.qemu.is_some() {
-        eprintln!("boot it: {}", built.dir.join("run-qemu.sh").display());
-    }
-    if built.qemu_uboot.is_some() {
+    for (target, _) in &built.qemu_boots {
         eprintln!(
-            "boot it through U-Boot: {}",
-            built.dir.join("run-qemu-uboot.sh").display()
+            "boot it in QEMU by `{target}`: {}",
+            built
+                .dir
+                .join(bundle::targets::qemu::script_name(*target))
+                .display()
         );
     }
     let image = built.dir.join("boot.img");

@@ -378,8 +378,7 @@ fn qemu_loads_each_module_where_the_dtb_says() {
     let host = dir.join("host.dtb");
     let q = b
         .first
-        .qemu
-        .as_ref()
+        .qemu(bundle::BootTarget::QemuDirect)
         .expect("a QEMU board gets a QEMU boot");
     assert_eq!(q.program, "qemu-system-aarch64");
     let args = &q.args;
@@ -520,7 +519,7 @@ fn builds_are_byte_identical() {
     let once = build(&b.loaded, &b.plan, &c, false).expect("build c");
     let before = files(&c);
     let twice = build(&b.loaded, &b.plan, &c, false).expect("rebuild c");
-    assert_eq!(once.qemu, twice.qemu);
+    assert_eq!(once.qemu_boots, twice.qemu_boots);
     assert!(
         before == files(&c),
         "a rebuild into the same directory changed files"

@@ -390,8 +390,7 @@ pub(crate) fn assemble(
         files: Vec::new(),
         modules: Vec::new(),
         host_dtb: Some(PathBuf::from("host.dtb")),
-        qemu: None,
-        qemu_uboot: None,
+        qemu_boots: Vec::new(),
         plan: plan.clone(),
         notes: fin.notes.clone(),
     };

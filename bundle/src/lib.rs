@@ -42,6 +42,7 @@ pub use write::{BuildOutput, WriteError};
 
 use std::path::PathBuf;
 
+pub use firmware_config::board::BootTarget;
 use firmware_config::plan::{ModuleKind, SystemPlan};
 use sha2::{Digest, Sha256};
 
@@ -103,10 +104,9 @@ pub struct Bundle {
     pub modules: Vec<BuiltModule>,
     /// The host DTB's path in the bundle (ARM; `None` on x86, which has no device tree).
     pub host_dtb: Option<PathBuf>,
-    /// How QEMU boots the bundle (the `qemu` boot target), for boards QEMU emulates.
-    pub qemu: Option<targets::qemu::QemuBoot>,
-    /// How QEMU boots the bundle through U-Boot from its disk image (ARM boards QEMU emulates).
-    pub qemu_uboot: Option<targets::qemu::QemuBoot>,
+    /// How QEMU boots the bundle by each boot target it has (boards QEMU emulates), in the order
+    /// the targets were added; each has its `run-qemu*.sh` ([`targets::qemu::script_name`]).
+    pub qemu_boots: Vec<(BootTarget, targets::qemu::QemuBoot)>,
     /// The final plan the bundle was assembled from.
     pub plan: SystemPlan,
     /// Things a person should know that do not stop the build (e.g. a kernel without Xen drivers).
@@ -114,6 +114,14 @@ pub struct Bundle {
 }
 
 impl Bundle {
+    /// How QEMU boots the bundle by `target`, if the bundle has that target in QEMU.
+    pub fn qemu_boot(&self, target: BootTarget) -> Option<&targets::qemu::QemuBoot> {
+        self.qemu_boots
+            .iter()
+            .find(|(t, _)| *t == target)
+            .map(|(_, b)| b)
+    }
+
     /// The file at `path` (relative), if the bundle has one.
     pub fn file(&self, path: &str) -> Option<&BundleFile> {
         self.files

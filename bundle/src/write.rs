@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use qemu_launch::QemuInvocation;
 
-use crate::{BuiltModule, Bundle, Role, sha256_hex};
+use crate::{BootTarget, BuiltModule, Bundle, Role, sha256_hex};
 
 /// What [`Bundle::write`] wrote. In memory every path is absolute; `build.json` holds the same with
 /// paths relative to the output directory.
@@ -21,18 +21,39 @@ pub struct BuildOutput {
     pub dir: PathBuf,
     /// The host DTB (empty on x86, which has no device tree).
     pub host_dtb: PathBuf,
-    /// Boots the written bundle in QEMU (absolute paths; spawn from anywhere); `None` for boards
-    /// QEMU does not emulate.
-    pub qemu: Option<QemuInvocation>,
-    /// Boots the written bundle in QEMU through U-Boot from `boot.img` (ARM boards QEMU emulates).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub qemu_uboot: Option<QemuInvocation>,
+    /// Boots the written bundle in QEMU by each boot target it has (absolute paths; spawn from
+    /// anywhere); empty for boards QEMU does not emulate. In `build.json`: an object keyed by
+    /// target name (`qemu-direct`, `u-boot`, `uefi`, `grub`).
+    #[serde(serialize_with = "by_target_name")]
+    pub qemu_boots: Vec<(BootTarget, QemuInvocation)>,
     /// Xen first, then the modules in plan order.
     pub modules: Vec<BuiltModule>,
     pub plan: firmware_config::plan::SystemPlan,
     /// Things a person should know that did not stop the build (not in build.json).
     #[serde(skip)]
     pub notes: Vec<String>,
+}
+
+impl BuildOutput {
+    /// How QEMU boots the written bundle by `target`, if it has that target in QEMU.
+    pub fn qemu(&self, target: BootTarget) -> Option<&QemuInvocation> {
+        self.qemu_boots
+            .iter()
+            .find(|(t, _)| *t == target)
+            .map(|(_, q)| q)
+    }
+}
+
+fn by_target_name<S: serde::Serializer>(
+    boots: &[(BootTarget, QemuInvocation)],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = s.serialize_map(Some(boots.len()))?;
+    for (t, q) in boots {
+        map.serialize_entry(t.name(), q)?;
+    }
+    map.end()
 }
 
 /// Why writing stopped.
@@ -76,6 +97,9 @@ fn is_bundle_name(name: &str, listed: &[String]) -> bool {
             | "disk0.img"
             | "boot.img"
             | "run-qemu-uboot.sh"
+            | "run-qemu-uefi.sh"
+            | "run-qemu-grub.sh"
+            | "uefi.img"
             | "boot.blob"
             | "system.svg"
     ) || (name.starts_with("passthrough-") && (name.ends_with(".dtb") || name.ends_with(".dts")))
@@ -106,21 +130,19 @@ impl Bundle {
         s
     }
 
-    /// The QEMU invocation with paths under `base`.
-    fn qemu_at(&self, base: &Path) -> Result<Option<QemuInvocation>, WriteError> {
-        Self::invocation_at(self.qemu.as_ref(), base)
-    }
-
-    fn invocation_at(
-        boot: Option<&crate::targets::qemu::QemuBoot>,
-        base: &Path,
-    ) -> Result<Option<QemuInvocation>, WriteError> {
-        boot.map(|q| q.invocation(base))
-            .transpose()
-            .map_err(|reason| WriteError::Qemu {
-                dir: base.to_path_buf(),
-                reason,
+    /// Every QEMU invocation with paths under `base`.
+    fn qemu_at(&self, base: &Path) -> Result<Vec<(BootTarget, QemuInvocation)>, WriteError> {
+        self.qemu_boots
+            .iter()
+            .map(|(t, q)| {
+                q.invocation(base)
+                    .map(|inv| (*t, inv))
+                    .map_err(|reason| WriteError::Qemu {
+                        dir: base.to_path_buf(),
+                        reason,
+                    })
             })
+            .collect()
     }
 
     /// `build.json`: the bundle with paths relative to its directory.
@@ -128,8 +150,7 @@ impl Bundle {
         let relative = BuildOutput {
             dir: PathBuf::from("."),
             host_dtb: self.host_dtb.clone().unwrap_or_default(),
-            qemu: self.qemu_at(Path::new(""))?,
-            qemu_uboot: Self::invocation_at(self.qemu_uboot.as_ref(), Path::new(""))?,
+            qemu_boots: self.qemu_at(Path::new(""))?,
             modules: self.modules.clone(),
             plan: self.plan.clone(),
             notes: Vec::new(),
@@ -143,8 +164,7 @@ impl Bundle {
     pub fn write(&self, out: &Path) -> Result<BuildOutput, WriteError> {
         std::fs::create_dir_all(out).map_err(io(out))?;
         let dir = std::fs::canonicalize(out).map_err(io(out))?;
-        let qemu = self.qemu_at(&dir)?;
-        let qemu_uboot = Self::invocation_at(self.qemu_uboot.as_ref(), &dir)?;
+        let qemu_boots = self.qemu_at(&dir)?;
         let json = self.build_json()?;
         let sums = self.sha256sums(&[("build.json", json.as_bytes())]);
 
@@ -173,8 +193,7 @@ impl Bundle {
                 .map(|p| dir.join(p))
                 .unwrap_or_default(),
             dir,
-            qemu,
-            qemu_uboot,
+            qemu_boots,
             modules,
             plan: self.plan.clone(),
             notes: self.notes.clone(),

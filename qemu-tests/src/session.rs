@@ -53,6 +53,23 @@ pub enum BootPath {
     /// Debian's `u-boot-qemu` as the firmware, `boot.img` as a virtio disk: U-Boot's distro boot
     /// runs `boot.scr` from the image (`run-qemu-uboot.sh`). ARM only.
     UBoot,
+    /// UEFI firmware (EDK2) starts Xen's EFI loader from the bundle's ESP image
+    /// (`run-qemu-uefi.sh`).
+    Uefi,
+    /// GRUB loads Xen by multiboot2 (`run-qemu-grub.sh`).
+    Grub,
+}
+
+impl BootPath {
+    /// The bundle's boot target this path boots.
+    pub fn target(self) -> bundle::BootTarget {
+        match self {
+            Self::Direct => bundle::BootTarget::QemuDirect,
+            Self::UBoot => bundle::BootTarget::UBoot,
+            Self::Uefi => bundle::BootTarget::Uefi,
+            Self::Grub => bundle::BootTarget::Grub,
+        }
+    }
 }
 
 impl Default for RunOptions {
@@ -256,18 +273,29 @@ fn build_for(
             )));
         }
     }
-    let built = pipeline::build(loaded, plan, out, false)?;
-    let mut invocation = match boot {
-        BootPath::Direct => built.qemu.clone(),
-        BootPath::UBoot => built.qemu_uboot.clone(),
+    let target = boot.target();
+    if !loaded.board.supports(target) {
+        return Err(PipelineError::Other(format!(
+            "board `{}` cannot boot by `{target}`: its firmware's boot targets are {}\n  help: pick one of those with `--boot`",
+            plan.board,
+            loaded
+                .board
+                .targets
+                .iter()
+                .map(|t| format!("`{t}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
     }
-    .ok_or_else(|| {
-        PipelineError::Other(match boot {
-            BootPath::Direct => "the bundle has no QEMU boot".into(),
-            BootPath::UBoot => format!(
-                "board `{}`: the bundle has no U-Boot boot in QEMU (ARM boards QEMU emulates only)",
-                plan.board
-            ),
+    let built = pipeline::build(loaded, plan, out, false)?;
+    let mut invocation = built.qemu(target).cloned().ok_or_else(|| {
+        PipelineError::Other(if loaded.board.qemu.is_none() {
+            format!("board `{}` has no QEMU machine to boot in", plan.board)
+        } else {
+            format!(
+                "the `{target}` boot target is not built for {} bundles yet (issue 18); boot with `--boot direct`",
+                loaded.board.arch.as_str()
+            )
         })
     })?;
     if mode == Mode::Test && virtio {

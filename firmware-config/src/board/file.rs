@@ -33,6 +33,64 @@ pub enum BootMethod {
     Multiboot2,
 }
 
+/// A way the board's firmware can boot a bundle: each is a back end of the bundle (`run-qemu*.sh`
+/// and the files its loader reads). A board lists the ones its firmware can do (`[board] targets`);
+/// its `boot` method names the default.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum BootTarget {
+    /// QEMU's own loader, no firmware (`-kernel`/`-device loader` on ARM, multiboot on x86).
+    QemuDirect,
+    /// U-Boot runs `boot.scr` from the boot disk image (ARM).
+    UBoot,
+    /// UEFI firmware starts Xen's own EFI loader (`xen.efi` as the removable-media
+    /// `EFI/BOOT/BOOT<arch>.EFI`), which reads its config and loads every module itself.
+    Uefi,
+    /// GRUB loads Xen by multiboot2 and dom0 by `module2` (x86).
+    Grub,
+}
+
+impl BootTarget {
+    pub const ALL: [BootTarget; 4] = [Self::QemuDirect, Self::UBoot, Self::Uefi, Self::Grub];
+
+    /// The name used in board files and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::QemuDirect => "qemu-direct",
+            Self::UBoot => "u-boot",
+            Self::Uefi => "uefi",
+            Self::Grub => "grub",
+        }
+    }
+
+    /// The architectures a target exists on: U-Boot is domforge's ARM path (x86 boards boot from
+    /// UEFI or GRUB).
+    pub fn exists_on(self, arch: Arch) -> bool {
+        !(self == Self::UBoot && arch == Arch::X86_64)
+    }
+}
+
+impl core::fmt::Display for BootTarget {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl BootMethod {
+    /// The boot target a board with this method boots by default. On x86 `multiboot2` is QEMU's
+    /// multiboot loader on a board QEMU emulates, GRUB otherwise.
+    pub fn default_target(self, has_qemu: bool) -> BootTarget {
+        match self {
+            Self::QemuDirect => BootTarget::QemuDirect,
+            Self::UBoot => BootTarget::UBoot,
+            Self::Multiboot2 if has_qemu => BootTarget::QemuDirect,
+            Self::Multiboot2 => BootTarget::Grub,
+        }
+    }
+}
+
 /// Where a board's DTB comes from.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub enum DtbSource {
@@ -69,6 +127,9 @@ pub struct Board {
     pub arch: Arch,
     pub description: String,
     pub boot: BootMethod,
+    /// The boot targets the board's firmware can do (`[board] targets`; default: only `boot`'s),
+    /// the default target ([`BootMethod::default_target`]) first.
+    pub targets: Vec<BootTarget>,
     pub dtb: DtbSource,
     /// Device-tree path of the UART Xen uses; `None` means the DTB's `stdout-path`.
     pub console_uart: Option<String>,
@@ -124,6 +185,7 @@ struct RawBoard {
     arch: Spanned<Arch>,
     description: String,
     boot: Spanned<BootMethod>,
+    targets: Option<Spanned<Vec<Spanned<BootTarget>>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -229,7 +291,65 @@ fn region(raw: &Spanned<RawRegion>, what: &str) -> Result<Region, Diagnostic> {
     Ok(region)
 }
 
+/// The board's boot targets, default first: `targets` as listed (each once, each existing on the
+/// board's architecture, the default among them), or only the default.
+fn boot_targets(
+    b: &RawBoard,
+    arch: Arch,
+    has_qemu: bool,
+    errors: &mut Vec<Diagnostic>,
+) -> Vec<BootTarget> {
+    let default = b.boot.get_ref().default_target(has_qemu);
+    let Some(listed) = &b.targets else {
+        return std::vec![default];
+    };
+    let mut targets = std::vec![default];
+    let mut seen_default = false;
+    for (i, t) in listed.get_ref().iter().enumerate() {
+        let target = *t.get_ref();
+        if listed.get_ref()[..i].iter().any(|u| *u.get_ref() == target) {
+            errors.push(
+                Diagnostic::error("E0113", format!("boot target `{target}` is listed twice"))
+                    .at_board(t.span(), "listed again here")
+                    .help("list each boot target once"),
+            );
+        } else if !target.exists_on(arch) {
+            errors.push(
+                Diagnostic::error(
+                    "E0114",
+                    format!(
+                        "boot target `{target}` does not exist on {} boards",
+                        arch.as_str()
+                    ),
+                )
+                .at_board(t.span(), "not a target of this architecture")
+                .help("x86 boards boot through `qemu-direct`, `uefi` or `grub`"),
+            );
+        } else if target == default {
+            seen_default = true;
+        } else {
+            targets.push(target);
+        }
+    }
+    if !seen_default {
+        errors.push(
+            Diagnostic::error(
+                "E0112",
+                format!("the board boots by `{default}` (its `boot` method), which `targets` does not list"),
+            )
+            .at_board(listed.span(), "the board's boot targets")
+            .help(format!("add \"{default}\" to `targets`, or change `boot`")),
+        );
+    }
+    targets
+}
+
 impl Board {
+    /// Whether the board's firmware can boot `target`.
+    pub fn supports(&self, target: BootTarget) -> bool {
+        self.targets.contains(&target)
+    }
+
     /// Parses a board file. Errors point into the board file ([`crate::diag::SourceId::Board`]).
     pub fn parse(text: &str) -> Result<Board, Vec<Diagnostic>> {
         let raw: RawBoardFile = toml::from_str(text).map_err(|e| {
@@ -352,6 +472,7 @@ impl Board {
                 .at_board(raw.board.span(), "this board"),
             ),
         }
+        let targets = boot_targets(b, arch, raw.qemu.is_some(), &mut errors);
         let load = raw.load.as_ref().map(|l| l.get_ref());
         let mut module_window = None;
         let mut xen_load = None;
@@ -381,6 +502,7 @@ impl Board {
             arch,
             description: b.description.clone(),
             boot: *b.boot.get_ref(),
+            targets,
             dtb,
             console_uart,
             xen_console,
@@ -524,5 +646,38 @@ mod tests {
             errs[0].primary.as_ref().unwrap().source,
             crate::diag::SourceId::Board
         );
+    }
+
+    #[test]
+    fn boot_targets_default_first_and_checked() {
+        let arm = builtin_board("qemu-virt-arm64").unwrap();
+        let b = Board::parse(arm).unwrap();
+        assert_eq!(
+            b.targets,
+            [BootTarget::QemuDirect, BootTarget::UBoot, BootTarget::Uefi]
+        );
+        let x86 = Board::parse(builtin_board("qemu-x86_64").unwrap()).unwrap();
+        assert_eq!(x86.targets[0], BootTarget::QemuDirect);
+        assert!(x86.supports(BootTarget::Grub) && !x86.supports(BootTarget::UBoot));
+        let rzg2m = Board::parse(builtin_board("rzg2m").unwrap()).unwrap();
+        assert_eq!(rzg2m.targets, [BootTarget::UBoot]);
+        let with = |targets: &str| {
+            let text = arm.replace(
+                "targets = [\"qemu-direct\", \"u-boot\", \"uefi\"]",
+                &format!("targets = {targets}"),
+            );
+            Board::parse(&text).unwrap_err()
+        };
+        let errs = with("[\"u-boot\"]");
+        assert_eq!(errs[0].code, "E0112");
+        let errs = with("[\"qemu-direct\", \"uefi\", \"uefi\"]");
+        assert_eq!(errs[0].code, "E0113");
+        let errs = with("[\"qemu-direct\", \"uefii\"]");
+        assert_eq!(errs[0].code, "E0003");
+        assert!(format!("{errs:?}").contains("uefi"), "{errs:?}");
+        let x86 = builtin_board("qemu-x86_64")
+            .unwrap()
+            .replace("\"grub\"]", "\"grub\", \"u-boot\"]");
+        assert_eq!(Board::parse(&x86).unwrap_err()[0].code, "E0114");
     }
 }
