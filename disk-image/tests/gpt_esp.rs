@@ -40,6 +40,23 @@ fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `sgdisk -v`'s stdout and stderr. Its verdict line alone is not enough: with a damaged backup
+/// header it regenerates the backup in memory, then says "No problems found." after the warnings.
+fn sgdisk_verify(sgdisk: &Path, image: &Path) -> String {
+    let out = Command::new(sgdisk).arg("-v").arg(image).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// Whether `sgdisk -v` found both headers, both arrays, their CRCs and the protective MBR sound.
+fn sgdisk_clean(verify: &str) -> bool {
+    verify.contains("No problems found.")
+        && [
+            "Caution", "Warning", "ERROR", "corrupt", "invalid", "Problem:",
+        ]
+        .iter()
+        .all(|w| !verify.contains(w))
+}
+
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("disk-image-gpt-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -107,8 +124,8 @@ fn gpt_esp_read_back_by_sgdisk_sfdisk_fsck_and_mtools() {
 
     // sgdisk: both headers and entry arrays, their CRCs, the backup at the end, the protective
     // MBR; it prints "No problems found." only when every check passes.
-    let verify = run(Command::new(&sgdisk).arg("-v").arg(&path));
-    assert!(verify.contains("No problems found."), "{verify}");
+    let verify = sgdisk_verify(&sgdisk, &path);
+    assert!(sgdisk_clean(&verify), "{verify}");
     // sgdisk -i 1: the type by name, the GUID, the name.
     let info = run(Command::new(&sgdisk).args(["-i", "1"]).arg(&path));
     assert!(info.contains("(EFI system partition)"), "{info}");
@@ -370,4 +387,32 @@ mod random_file_sets {
             }
         }
     }
+}
+
+/// The control for the test above: `sgdisk -v` (read by [`sgdisk_clean`]) does notice a broken
+/// backup header, a broken entry array and a missing protective MBR, so its verdict there means
+/// something.
+#[test]
+fn sgdisk_notices_a_damaged_table() {
+    const T: &str = "sgdisk_notices_a_damaged_table";
+    let Some(sgdisk) = tool(T, "sgdisk", "gdisk") else {
+        return;
+    };
+    let img = build(&[("EFI/BOOT/BOOTX64.EFI", b"MZ")], &gpt("ESP")).unwrap();
+    let n = img.bytes.len();
+    let dir = temp_dir("damaged");
+    let damage: [(&str, usize); 3] = [
+        ("backup header's disk GUID", n - 512 + 56),
+        ("primary entry array", 2 * 512 + 40),
+        ("protective MBR's 0xEE type", 446 + 4),
+    ];
+    for (what, at) in damage {
+        let mut bytes = img.bytes.clone();
+        bytes[at] ^= 0x01;
+        let path = dir.join("damaged.img");
+        std::fs::write(&path, &bytes).unwrap();
+        let text = sgdisk_verify(&sgdisk, &path);
+        assert!(!sgdisk_clean(&text), "{what}: {text}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
