@@ -4,7 +4,7 @@
 //! boot ROM) and a GPT with one EFI system partition (UEFI firmware: EDK2's AAVMF/OVMF, GRUB's
 //! EFI images).
 //!
-//! ```no_run
+//! ```
 //! use disk_image::{ImageOptions, PartitionTable};
 //! let files: Vec<(&str, &[u8])> = vec![("EFI/BOOT/BOOTAA64.EFI", b"MZ..."), ("EFI/BOOT/BOOTAA64.cfg", b"[global]")];
 //! // The size-and-names check, without the bytes (what `domforge check` runs):
@@ -111,6 +111,11 @@ pub enum DiskImageError {
     FileTooLarge { path: String, size: u64 },
     #[error("`{path}` cannot be a FAT path: {reason}")]
     BadPath { path: String, reason: String },
+    #[error(
+        "`{label}` cannot be a FAT volume label: at most 11 of A-Z, a-z, 0-9, `-` and `_` \
+         (it is stored upper-cased)"
+    )]
+    BadLabel { label: String },
     #[error("writing `{path}` into the FAT partition: {source}")]
     Fat {
         path: String,
@@ -258,12 +263,19 @@ pub fn image_size_with(
     image_size_for(file_sizes) + tail
 }
 
-/// Everything [`build`] would refuse, from the paths and sizes alone: each path a FAT name
+/// Everything [`build`] would refuse, from the paths and sizes alone: the label a FAT label
+/// ([`DiskImageError::BadLabel`]), each path a FAT name
 /// ([`DiskImageError::BadPath`]), no two the same but for case, each file below 4 GiB
 /// ([`DiskImageError::FileTooLarge`]), the image within `opts.max_size` (and, for an MBR, within
 /// the 2^32 sectors its fields hold; [`DiskImageError::TooLarge`]). Returns the image's size in
 /// bytes. [`build`] runs this first, so afterwards it fails only on I/O.
 pub fn check(files: &[(&str, u64)], opts: &ImageOptions) -> Result<u64, DiskImageError> {
+    let label_ok = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_');
+    if opts.label.len() > 11 || !opts.label.bytes().all(label_ok) {
+        return Err(DiskImageError::BadLabel {
+            label: opts.label.clone(),
+        });
+    }
     let mut sorted: Vec<(&str, u64)> = files.to_vec();
     sorted.sort_by(|a, b| a.0.cmp(b.0));
     for &(path, size) in &sorted {

@@ -301,6 +301,15 @@ fn bad_input_is_refused_before_anything_is_written() {
             let e = check(set, &opts).unwrap_err();
             assert!(matches!(e, DiskImageError::BadPath { .. }), "{set:?}: {e}");
         }
+        // A volume label FAT cannot store as given (11 bytes of a restricted ASCII set).
+        for label in ["TWELVE-CHARS", "two words", "ÉFI", "a.b"] {
+            let bad = ImageOptions {
+                label: label.into(),
+                ..opts.clone()
+            };
+            let e = build(&[("a", b"1")], &bad).unwrap_err();
+            assert!(matches!(e, DiskImageError::BadLabel { .. }), "{label}: {e}");
+        }
         // A file of 4 GiB (sizes only: `check` needs no bytes).
         let e = check(&[("big", MAX_FILE + 1)], &opts).unwrap_err();
         assert!(
