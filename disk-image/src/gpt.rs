@@ -90,7 +90,7 @@ pub const BACKUP_SECTORS: u64 = ARRAY_SECTORS + 1;
 
 /// Writes the protective MBR, both headers and both entry arrays into `image` (the whole disk,
 /// a whole number of sectors), for one ESP over `first..=last` (LBAs).
-pub fn write(image: &mut [u8], first: u64, last: u64, ids: GptIds) {
+pub(crate) fn write(image: &mut [u8], first: u64, last: u64, ids: GptIds) {
     let sectors = image.len() as u64 / SECTOR;
     debug_assert!(sectors * SECTOR == image.len() as u64 && last < sectors - BACKUP_SECTORS);
     protective_mbr(&mut image[..SECTOR as usize], sectors);
