@@ -1,7 +1,22 @@
-//! Flashable boot disk images: an MBR partition table with one bootable FAT32 partition holding
-//! the given files, built in memory, byte-reproducibly, with no root, loop device or mtools.
+//! Flashable boot disk images: a partition table with one bootable FAT32 partition holding the
+//! given files, built in memory, byte-reproducibly, with no root, loop device or mtools. Two
+//! tables ([`PartitionTable`]): an MBR with one active FAT32 partition (U-Boot, the Raspberry Pi
+//! boot ROM) and a GPT with one EFI system partition (UEFI firmware: EDK2's AAVMF/OVMF, GRUB's
+//! EFI images).
 //!
-//! # Layout
+//! ```
+//! use disk_image::{ImageOptions, PartitionTable};
+//! let files: Vec<(&str, &[u8])> = vec![("EFI/BOOT/BOOTAA64.EFI", b"MZ..."), ("EFI/BOOT/BOOTAA64.cfg", b"[global]")];
+//! // The size-and-names check, without the bytes (what `domforge check` runs):
+//! let sizes: Vec<(&str, u64)> = files.iter().map(|(p, b)| (*p, b.len() as u64)).collect();
+//! let opts = ImageOptions { table: PartitionTable::Gpt, label: "ESP".into(), ..ImageOptions::default() };
+//! let image_size = disk_image::check(&sizes, &opts)?;
+//! let image = disk_image::build(&files, &opts)?;
+//! assert_eq!(image.bytes.len() as u64, image_size);
+//! # Ok::<(), disk_image::DiskImageError>(())
+//! ```
+//!
+//! # Layout, MBR ([`PartitionTable::Mbr`], the default)
 //! - Sector 0: an MBR (`disk signature` derived from the contents, see below) with one primary
 //!   partition, type `0x0c` (FAT32, LBA addressing), marked active (`0x80`).
 //! - The partition starts at LBA 2048 (1 MiB, the alignment `fdisk`/`sfdisk` default to and the
@@ -9,16 +24,32 @@
 //!   and runs to the end of the image. U-Boot's distro boot scans the active partitions
 //!   (`part list ... -bootable`) and finds `/boot.scr` there; the Pi firmware reads the first FAT
 //!   partition.
-//! - The partition is FAT32 (at least 64 MiB, so more than the 65,525 clusters FAT32 needs with
-//!   512-byte clusters; 4 KiB clusters above 512 MiB), its `BPB_HiddSec` is the partition's start
-//!   LBA as `mkfs.fat` writes it for a partition.
+//!
+//! # Layout, GPT ([`PartitionTable::Gpt`])
+//! UEFI 2.10 §5.2.3 and §5.3 (see [`gpt`] for the fields): a protective MBR at LBA 0 (one `0xEE`
+//! record over the disk), the primary header at LBA 1, 128 entries of 128 bytes at LBA 2..=33, the
+//! EFI system partition (type `C12A7328-F81F-11D2-BA4B-00A0C93EC93B`, name
+//! "EFI system partition") at LBA 2048 with the same size as the MBR's partition would have, then
+//! one more MiB at the end of the disk whose last 33 sectors are the backup entry array and the
+//! backup header. Keeping the image a whole number of MiB (like the MBR image) is what SD cards,
+//! `qemu-img` and `dd bs=1M` like; the space between the ESP's end and the backup array is unused.
+//! UEFI firmware finds `\EFI\BOOT\BOOT{AA64,X64}.EFI` on the ESP with no boot entry configured
+//! (UEFI 2.10 §3.5.1.1, "Removable Media Boot Behavior").
+//!
+//! # The FAT32 partition (both tables)
+//! At least 64 MiB, so more than the 65,525 clusters FAT32 needs with 512-byte clusters; 4 KiB
+//! clusters above 512 MiB. Its `BPB_HiddSec` is the partition's start LBA as `mkfs.fat` writes it
+//! for a partition. Every name is checked before anything is written ([`check`]): FAT long names
+//! of at most 255 UTF-16 units, none of `" * / : < > ? \ |` or control characters, no trailing dot
+//! or space, no two paths the same but for case.
 //!
 //! # Reproducibility
 //! The same files give the same bytes: files are written sorted by path, their directories created
 //! in that order; every timestamp is 1980-01-01 00:00:00 (the FAT epoch; [`FixedTime`]); the
 //! volume ID and the MBR disk signature are the first bytes of a SHA-256 over the paths and
 //! contents, so two different bundles get different IDs (hosts that cache by volume ID tell them
-//! apart) but rebuilding one gives the same.
+//! apart) but rebuilding one gives the same. The GPT's disk and partition GUIDs are SHA-256 over
+//! that digest and the label, shaped as version 4 RFC 4122 GUIDs ([`Guid::derived`]).
 //!
 //! # Why these crates
 //! - [`fatfs`] (0.3): the FAT implementation the Rust ecosystem uses (rust-fatfs; formatting,
@@ -28,17 +59,29 @@
 //! - [`mbrman`]: a small, maintained MBR reader/writer (rust-disk-partition-management, the
 //!   sister of the `gptman` crate); it writes the partition entry, CHS fields and boot signature,
 //!   which is exactly the part of the disk that is easy to get subtly wrong by hand.
+//! - The GPT is our own ~100 lines over [`crc32fast`] (already in the workspace's lock through
+//!   `flate2`, `bzip2-rs`, `png`), not `gptman` (3.1): a GPT with one entry is a fixed layout the
+//!   spec gives field by field, while `gptman` brings `nix` by default (block-device ioctls we
+//!   never use) and is built around reading and editing a table, not laying a fresh one out with
+//!   chosen GUIDs and a chosen backup position. Correctness is checked by tools that share no code with it: `sgdisk -v` (both headers,
+//!   both CRCs, the backup) and `sfdisk --json` in `tests/independent_tools.rs`.
 //!
-//! Both are checked against independent tools in the tests of the crates that use this one
-//! (`sfdisk --dump`, `fsck.fat -n`, `mdir`/`mcopy`).
+//! `fsck.fat -n`, `mdir`/`mcopy` check the file system in this crate's tests and in the crates
+//! that use it.
 
 use std::io::{Cursor, Seek, SeekFrom, Write};
 
 use sha2::{Digest, Sha256};
 
-/// Bytes per sector, for the MBR and the FAT file system.
+pub mod gpt;
+mod names;
+
+pub use gpt::{GptIds, Guid};
+pub use names::MAX_NAME_UNITS;
+
+/// Bytes per sector, for the partition table and the FAT file system.
 pub const SECTOR: u64 = 512;
-/// The partition's first sector (1 MiB).
+/// The partition's first sector (1 MiB), in both tables.
 pub const PARTITION_START_LBA: u64 = 2048;
 /// MBR partition type: FAT32 with LBA addressing (`W95 FAT32 (LBA)` in `fdisk`).
 pub const PARTITION_TYPE_FAT32_LBA: u8 = 0x0c;
@@ -48,20 +91,31 @@ pub const MIN_PARTITION: u64 = 64 << 20;
 pub const DEFAULT_MAX_IMAGE: u64 = 2 << 30;
 /// FAT32 cannot hold a file of 4 GiB or more (32-bit file size).
 pub const MAX_FILE: u64 = u32::MAX as u64;
+/// What a GPT image has after its ESP: one MiB, whose last 33 sectors are the backup table.
+pub const GPT_TAIL: u64 = MIB;
 
 const MIB: u64 = 1 << 20;
 
-/// Why an image could not be made.
+/// Why an image could not be made. Everything but [`DiskImageError::Fat`] and
+/// [`DiskImageError::Mbr`] (I/O inside the in-memory image) is found by [`check`].
 #[derive(Debug, thiserror::Error)]
 pub enum DiskImageError {
     #[error(
-        "the boot image would be {size} bytes, over its {limit}-byte limit ({files} bytes of files)"
+        "the boot image would be {size} bytes, over its {limit}-byte limit ({files} bytes of \
+         files); leave files out or make them smaller"
     )]
     TooLarge { size: u64, limit: u64, files: u64 },
-    #[error("`{path}` is {size} bytes: FAT32 holds files below 4 GiB only")]
+    #[error(
+        "`{path}` is {size} bytes: FAT32 holds files below 4 GiB only (at most {MAX_FILE} bytes)"
+    )]
     FileTooLarge { path: String, size: u64 },
     #[error("`{path}` cannot be a FAT path: {reason}")]
-    BadPath { path: String, reason: &'static str },
+    BadPath { path: String, reason: String },
+    #[error(
+        "`{label}` cannot be a FAT volume label: at most 11 of A-Z, a-z, 0-9, `-` and `_` \
+         (it is stored upper-cased)"
+    )]
+    BadLabel { label: String },
     #[error("writing `{path}` into the FAT partition: {source}")]
     Fat {
         path: String,
@@ -72,13 +126,25 @@ pub enum DiskImageError {
     Mbr(String),
 }
 
+/// Which partition table the image has (see the crate docs for both layouts).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum PartitionTable {
+    /// MBR, one active FAT32-LBA (`0x0c`) partition: U-Boot, Raspberry Pi.
+    #[default]
+    Mbr,
+    /// GPT, one EFI system partition (FAT32): UEFI firmware, GRUB's EFI images.
+    Gpt,
+}
+
 /// Options of an image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageOptions {
     /// The FAT volume label (up to 11 characters, upper-cased, padded with spaces).
     pub label: String,
-    /// The largest image allowed, in bytes.
+    /// The largest image allowed, in bytes (the whole disk, partition table included).
     pub max_size: u64,
+    /// MBR or GPT.
+    pub table: PartitionTable,
 }
 
 impl Default for ImageOptions {
@@ -86,6 +152,7 @@ impl Default for ImageOptions {
         Self {
             label: "DOMFORGE".into(),
             max_size: DEFAULT_MAX_IMAGE,
+            table: PartitionTable::Mbr,
         }
     }
 }
@@ -94,12 +161,15 @@ impl Default for ImageOptions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiskImage {
     pub bytes: Vec<u8>,
-    /// The MBR disk signature (`sfdisk` prints it as `label-id: 0x...`).
+    /// The MBR disk signature (`sfdisk` prints it as `label-id: 0x...`); 0 in a GPT image, whose
+    /// protective MBR leaves it unused (UEFI 2.10 §5.2.3).
     pub disk_signature: u32,
     /// The FAT volume ID (`mdir` prints it as `Volume Serial Number is XXXX-XXXX`).
     pub volume_id: u32,
     /// The partition's size in bytes (it starts at [`PARTITION_START_LBA`]).
     pub partition_size: u64,
+    /// The GPT's GUIDs (`None` for an MBR image).
+    pub gpt: Option<GptIds>,
 }
 
 /// Every timestamp in the image: 1980-01-01 00:00:00, the earliest FAT date.
@@ -167,33 +237,6 @@ pub fn image_size_for(file_sizes: impl IntoIterator<Item = u64> + Clone) -> u64 
     PARTITION_START_LBA * SECTOR + partition_size_for(file_sizes)
 }
 
-fn check_path(path: &str) -> Result<(), DiskImageError> {
-    let bad = |reason| {
-        Err(DiskImageError::BadPath {
-            path: path.to_string(),
-            reason,
-        })
-    };
-    if path.is_empty() || path.starts_with('/') || path.ends_with('/') {
-        return bad("it must be a relative path to a file");
-    }
-    for part in path.split('/') {
-        if part.is_empty() || part == "." || part == ".." {
-            return bad("empty, `.` and `..` components are not allowed");
-        }
-        if part.len() > 255 {
-            return bad("a FAT long name is at most 255 characters");
-        }
-        if part
-            .chars()
-            .any(|c| c.is_control() || "\\:*?\"<>|".contains(c))
-        {
-            return bad("FAT names cannot hold control characters or any of \\ : * ? \" < > |");
-        }
-    }
-    Ok(())
-}
-
 /// The volume label as FAT stores it: 11 bytes, upper case, space-padded.
 fn label_bytes(label: &str) -> [u8; 11] {
     let mut out = [b' '; 11];
@@ -207,29 +250,67 @@ fn label_bytes(label: &str) -> [u8; 11] {
     out
 }
 
-/// Builds the image of `files` (relative paths with `/`; see the crate docs).
-pub fn build(files: &[(&str, &[u8])], opts: &ImageOptions) -> Result<DiskImage, DiskImageError> {
-    let mut sorted: Vec<(&str, &[u8])> = files.to_vec();
+/// The image size for files of these sizes with this table: the MiB before the partition, the
+/// partition and, for a GPT, [`GPT_TAIL`].
+pub fn image_size_with(
+    file_sizes: impl IntoIterator<Item = u64> + Clone,
+    table: PartitionTable,
+) -> u64 {
+    let tail = match table {
+        PartitionTable::Mbr => 0,
+        PartitionTable::Gpt => GPT_TAIL,
+    };
+    image_size_for(file_sizes) + tail
+}
+
+/// Everything [`build`] would refuse, from the paths and sizes alone: the label a FAT label
+/// ([`DiskImageError::BadLabel`]), each path a FAT name
+/// ([`DiskImageError::BadPath`]), no two the same but for case, each file below 4 GiB
+/// ([`DiskImageError::FileTooLarge`]), the image within `opts.max_size` (and, for an MBR, within
+/// the 2^32 sectors its fields hold; [`DiskImageError::TooLarge`]). Returns the image's size in
+/// bytes. [`build`] runs this first, so afterwards it fails only on I/O.
+pub fn check(files: &[(&str, u64)], opts: &ImageOptions) -> Result<u64, DiskImageError> {
+    let label_ok = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_');
+    if opts.label.len() > 11 || !opts.label.bytes().all(label_ok) {
+        return Err(DiskImageError::BadLabel {
+            label: opts.label.clone(),
+        });
+    }
+    let mut sorted: Vec<(&str, u64)> = files.to_vec();
     sorted.sort_by(|a, b| a.0.cmp(b.0));
-    for (path, bytes) in &sorted {
-        check_path(path)?;
-        if bytes.len() as u64 > MAX_FILE {
+    for &(path, size) in &sorted {
+        names::check_path(path)?;
+        if size > MAX_FILE {
             return Err(DiskImageError::FileTooLarge {
                 path: path.to_string(),
-                size: bytes.len() as u64,
+                size,
             });
         }
     }
-    let sizes: Vec<u64> = sorted.iter().map(|(_, b)| b.len() as u64).collect();
-    let partition_size = partition_size_for(sizes.iter().copied());
-    let image_size = PARTITION_START_LBA * SECTOR + partition_size;
-    if image_size > opts.max_size {
+    names::check_collisions(sorted.iter().map(|(p, _)| *p))?;
+    let sizes: Vec<u64> = sorted.iter().map(|(_, s)| *s).collect();
+    let size = image_size_with(sizes.iter().copied(), opts.table);
+    let limit = match opts.table {
+        PartitionTable::Mbr => opts.max_size.min(u64::from(u32::MAX) * SECTOR),
+        PartitionTable::Gpt => opts.max_size,
+    };
+    if size > limit {
         return Err(DiskImageError::TooLarge {
-            size: image_size,
-            limit: opts.max_size,
+            size,
+            limit,
             files: sizes.iter().sum(),
         });
     }
+    Ok(size)
+}
+
+/// Builds the image of `files` (relative paths with `/`; see the crate docs), after [`check`].
+pub fn build(files: &[(&str, &[u8])], opts: &ImageOptions) -> Result<DiskImage, DiskImageError> {
+    let sizes: Vec<(&str, u64)> = files.iter().map(|(p, b)| (*p, b.len() as u64)).collect();
+    let image_size = check(&sizes, opts)?;
+    let mut sorted: Vec<(&str, &[u8])> = files.to_vec();
+    sorted.sort_by(|a, b| a.0.cmp(b.0));
+    let partition_size = partition_size_for(sorted.iter().map(|(_, b)| b.len() as u64));
     let digest = {
         let mut h = Sha256::new();
         for (path, bytes) in &sorted {
@@ -240,12 +321,28 @@ pub fn build(files: &[(&str, &[u8])], opts: &ImageOptions) -> Result<DiskImage, 
         h.finalize()
     };
     let volume_id = u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]]);
-    let disk_signature = u32::from_le_bytes([digest[4], digest[5], digest[6], digest[7]]);
 
     let partition = fat_partition(&sorted, partition_size, volume_id, &opts.label)?;
 
     let mut image = Cursor::new(vec![0u8; image_size as usize]);
-    write_mbr(&mut image, image_size, partition_size, disk_signature)?;
+    let (disk_signature, gpt) = match opts.table {
+        PartitionTable::Mbr => {
+            let sig = u32::from_le_bytes([digest[4], digest[5], digest[6], digest[7]]);
+            write_mbr(&mut image, image_size, partition_size, sig)?;
+            (sig, None)
+        }
+        PartitionTable::Gpt => {
+            let mut seed = digest.to_vec();
+            seed.extend_from_slice(opts.label.as_bytes());
+            let ids = GptIds {
+                disk_guid: Guid::derived("domforge disk-image: GPT disk", &seed),
+                partition_guid: Guid::derived("domforge disk-image: GPT ESP", &seed),
+            };
+            let last = PARTITION_START_LBA + partition_size / SECTOR - 1;
+            gpt::write(image.get_mut(), PARTITION_START_LBA, last, ids);
+            (0, Some(ids))
+        }
+    };
     image
         .seek(SeekFrom::Start(PARTITION_START_LBA * SECTOR))
         .and_then(|_| image.write_all(&partition))
@@ -255,6 +352,7 @@ pub fn build(files: &[(&str, &[u8])], opts: &ImageOptions) -> Result<DiskImage, 
         disk_signature,
         volume_id,
         partition_size,
+        gpt,
     })
 }
 
