@@ -261,6 +261,18 @@ pub(crate) fn finalize(
         ).help("give the board a `module_window` or a `xen_load` window"));
     }
     errors.extend(uboot_rules(inputs, &plan, dtb_addr, host_dtb_len, &size_of));
+    let sized: Vec<(&ModulePlan, u64)> = plan
+        .modules
+        .iter()
+        .filter(|m| is_boot_module(m))
+        .map(|m| (m, size_of(m)))
+        .collect();
+    errors.extend(crate::targets::uefi::check(
+        inputs,
+        &plan,
+        &sized,
+        host_dtb_len,
+    ));
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -383,6 +395,7 @@ pub(crate) fn assemble(
     board_dtb: &[u8],
     machine: Option<&firmware_config::board::QemuMachine>,
     firmware: &[(String, Vec<u8>)],
+    targets: &[crate::BootTarget],
     dts: bool,
 ) -> Result<Bundle, AssembleError> {
     let plan = &fin.plan;
@@ -454,6 +467,13 @@ pub(crate) fn assemble(
     crate::targets::disk::add(&mut bundle).map_err(AssembleError::Other)?;
     if let Some(machine) = machine {
         crate::targets::qemu::add_arm_uboot(&mut bundle, machine).map_err(AssembleError::Other)?;
+    }
+    if targets.contains(&crate::BootTarget::Uefi) {
+        crate::targets::uefi::add(&mut bundle, &host).map_err(AssembleError::Other)?;
+        if let Some(machine) = machine {
+            crate::targets::qemu::add_arm_uefi(&mut bundle, machine)
+                .map_err(AssembleError::Other)?;
+        }
     }
     Ok(bundle)
 }

@@ -166,6 +166,7 @@ pub fn assemble(
                 .map_err(AssembleError::Other)?,
             machine,
             inputs.firmware,
+            &board.targets,
             dts,
         ),
         firmware_config::board::Arch::X86_64 => {

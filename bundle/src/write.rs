@@ -100,6 +100,8 @@ fn is_bundle_name(name: &str, listed: &[String]) -> bool {
             | "run-qemu-uefi.sh"
             | "run-qemu-grub.sh"
             | "uefi.img"
+            | "BOOTAA64.cfg"
+            | "BOOTX64.cfg"
             | "boot.blob"
             | "system.svg"
     ) || (name.starts_with("passthrough-") && (name.ends_with(".dtb") || name.ends_with(".dts")))

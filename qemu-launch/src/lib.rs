@@ -183,6 +183,39 @@ pub fn arm_uboot(machine: &QemuMachine, firmware: &Path, disk: &Path) -> QemuInv
     }
 }
 
+/// Debian's EDK2 (AAVMF) for QEMU's arm64 `virt` machine (package [`EDK2_QEMU_ARM64_PACKAGE`]).
+pub const EDK2_QEMU_ARM64: &str = "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd";
+/// The Debian package that ships [`EDK2_QEMU_ARM64`].
+pub const EDK2_QEMU_ARM64_PACKAGE: &str = "qemu-efi-aarch64";
+
+/// `qemu-system-aarch64 <machine> -nographic -no-reboot -bios <QEMU_EFI.fd> -nic none -drive
+/// if=none,id=boot,format=raw,file=<disk> -device virtio-blk-device,drive=boot`: boots through
+/// UEFI. EDK2 (ArmVirtQemu) finds no boot entry, so its default boot order tries the removable
+/// media path `EFI/BOOT/BOOTAA64.EFI` on the virtio disk's ESP (UEFI 2.10 §3.5.1.1), which is
+/// Xen's EFI loader. `-nic none`: without it `virt` gets a virtio-net card, and EDK2 tries PXE and
+/// HTTP boot on it (tens of seconds) before or instead of the disk (../shared/notes/qemu-recipes.md).
+pub fn arm_uefi(machine: &QemuMachine, firmware: &Path, disk: &Path) -> QemuInvocation {
+    let mut args = machine_args(machine);
+    args.extend(["-nographic".to_string(), "-no-reboot".to_string()]);
+    args.extend([
+        "-bios".to_string(),
+        firmware.display().to_string(),
+        "-nic".to_string(),
+        "none".to_string(),
+        "-drive".to_string(),
+        format!(
+            "if=none,id=boot,format=raw,file={}",
+            qemu_opt_value(&disk.display().to_string())
+        ),
+        "-device".to_string(),
+        "virtio-blk-device,drive=boot".to_string(),
+    ]);
+    QemuInvocation {
+        program: machine.binary.clone(),
+        args,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -273,6 +273,23 @@ fn build_for(
             )));
         }
     }
+    if boot == BootPath::Uefi && virtio {
+        return Err(PipelineError::Other(
+            "`--boot uefi` attaches uefi.img as QEMU's first virtio-blk device, which takes the \
+             virtio-mmio transport a domain of this system owns; boot it with `--boot direct`"
+                .into(),
+        ));
+    }
+    if boot == BootPath::Uefi
+        && loaded.board.arch == firmware_config::board::Arch::Arm64
+        && !Path::new(qemu_launch::EDK2_QEMU_ARM64).is_file()
+    {
+        return Err(PipelineError::Other(format!(
+            "`--boot uefi` boots {} as the firmware, which is not installed\n  help: apt-get install {}",
+            qemu_launch::EDK2_QEMU_ARM64,
+            qemu_launch::EDK2_QEMU_ARM64_PACKAGE
+        )));
+    }
     let target = boot.target();
     if !loaded.board.supports(target) {
         return Err(PipelineError::Other(format!(

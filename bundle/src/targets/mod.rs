@@ -3,7 +3,10 @@
 //! - [`qemu`]: `run-qemu.sh`, QEMU loading everything itself (no firmware).
 //! - [`uboot`]: `boot.source` and `boot.scr`, U-Boot loading every file at its planned address.
 //! - [`disk`]: `boot.img`, a flashable disk image holding `boot.scr` and everything it loads.
+//! - [`uefi`]: `uefi.img`, a GPT disk whose EFI system partition holds Xen's EFI loader, its config
+//!   and every module it loads.
 pub mod disk;
 pub mod qemu;
 pub mod rpi;
 pub mod uboot;
+pub mod uefi;
