@@ -251,6 +251,34 @@ const NO_FIXTURE: &[(&str, &str)] = &[
         "needs a board file whose RAM cannot be written into its DTB; bundle unit tests",
     ),
     (
+        "E0112",
+        "a board-file error (no manifest fixture reaches it); firmware_config board::file::tests::boot_targets_default_first_and_checked",
+    ),
+    (
+        "E0113",
+        "a board-file error; firmware_config board::file::tests::boot_targets_default_first_and_checked",
+    ),
+    (
+        "E0114",
+        "a board-file error; firmware_config board::file::tests::boot_targets_default_first_and_checked",
+    ),
+    (
+        "E0411",
+        "needs a module name the manifest's own rules already refuse; tests/finalize.rs breaks a planned module id",
+    ),
+    (
+        "E0412",
+        "a fixture would be a 2 GiB image; the limit is disk-image's check (h-gpt's tests)",
+    ),
+    (
+        "E0413",
+        "needs 31 distinct module files; tests/finalize.rs adds them to a plan",
+    ),
+    (
+        "E0415",
+        "needs a Xen without an EFI header that passes every earlier check; tests/finalize.rs",
+    ),
+    (
         "W0201",
         "a warning, and these fixtures each fail with one error; validate::diagnostics_tests::rules_the_qemu_boards_cannot_trigger",
     ),

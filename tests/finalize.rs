@@ -211,3 +211,76 @@ fn a_rebuild_removes_the_old_bundles_files_and_keeps_the_users() {
         b"mine"
     );
 }
+
+/// The uefi target's rules run at check time on a board that lists `uefi` (qemu-virt-arm64): the
+/// error with `code` among those finalize returns after `change`.
+fn uefi_error(
+    code: &str,
+    change: impl FnOnce(&mut firmware_config::plan::SystemPlan),
+) -> Option<Diagnostic> {
+    let loaded = load("qemu-arm64.toml")?;
+    let (mut plan, _) = loaded.plan().expect("plan");
+    change(&mut plan);
+    let Err(PipelineError::Diagnostics { diags, .. }) = loaded.finalize(plan) else {
+        panic!("finalize passed or failed outside the manifest");
+    };
+    let found = diags.errors().find(|d| d.code == code).cloned();
+    Some(found.unwrap_or_else(|| panic!("no {code} among {diags:?}")))
+}
+
+#[test]
+fn uefi_refuses_a_module_name_fat_and_xen_cannot_share() {
+    let Some(d) = uefi_error("E0411", |plan| {
+        let m = plan
+            .modules
+            .iter_mut()
+            .find(|m| m.kind == ModuleKind::Ramdisk && m.load.is_some())
+            .expect("a ramdisk boot module");
+        m.id = "ramdisk 0".into();
+    }) else {
+        return;
+    };
+    assert!(d.message.contains("`ramdisk 0`"), "{}", d.message);
+    assert!(d.primary.is_some(), "points at the ramdisk's source");
+}
+
+#[test]
+fn uefi_refuses_more_modules_than_xens_efi_loader_loads() {
+    let Some(d) = uefi_error("E0413", |plan| {
+        let m = plan
+            .modules
+            .iter()
+            .find(|m| m.kind == ModuleKind::Ramdisk && m.load.is_some())
+            .expect("a ramdisk boot module")
+            .clone();
+        // 30 more files than the example has (MAX_UEFI_MODULES = 30 in efi-boot.h).
+        for i in 0..30 {
+            let mut extra = m.clone();
+            extra.id = format!("extra-{i}");
+            plan.modules.push(extra);
+        }
+    }) else {
+        return;
+    };
+    assert!(d.message.contains("at most 30"), "{}", d.message);
+}
+
+#[test]
+fn uefi_refuses_a_xen_that_is_no_efi_application() {
+    let Some(d) = uefi_error("E0415", |plan| {
+        let xen = plan
+            .modules
+            .iter_mut()
+            .find(|m| m.kind == ModuleKind::Xen)
+            .expect("Xen");
+        // A source the examined files do not hold reads as no bytes: no MZ/PE header.
+        xen.source = "builtin:no-such-xen".into();
+    }) else {
+        return;
+    };
+    assert!(
+        d.message.contains("not an arm64 EFI application"),
+        "{}",
+        d.message
+    );
+}

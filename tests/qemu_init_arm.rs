@@ -21,10 +21,9 @@
 //! `DOMFORGE_QEMU_TESTS=1`; otherwise prints why it skipped.
 
 mod common;
-use common::{enabled, opts};
+use common::{before_requested_crash, enabled, opts};
 use firmware_config::xen::XenVersion;
 use qemu_tests::report::{self, Outcome};
-use qemu_tests::runner::BootLog;
 use qemu_tests::session::{self as run, RunOptions};
 use std::path::Path;
 use std::time::Duration;
@@ -34,34 +33,6 @@ const RELEASES: [XenVersion; 2] = [XenVersion::V4_17, XenVersion::V4_20];
 const RUNS: usize = 3;
 /// The domains domforge-init builds in the scenario.
 const INIT_BUILT: [&str; 2] = ["app", "rtc-driver"];
-
-/// The boot with `name`'s first life only: its lines after its (requested) panic dropped — the
-/// rebuilt guest's report is judged separately — and the panic no longer counted as its failure.
-/// Every other domain's lines stay.
-fn before_requested_crash(log: &BootLog, name: &str) -> BootLog {
-    let prefix = format!("[{name}] ");
-    let cut = log
-        .lines
-        .iter()
-        .position(|l| l.raw.starts_with(&prefix) && l.raw.contains("Kernel panic"))
-        .unwrap_or(log.lines.len());
-    let mut before = log.clone();
-    before.lines = log
-        .lines
-        .iter()
-        .enumerate()
-        .filter(|(i, l)| *i < cut || !l.raw.starts_with(&prefix))
-        .map(|(_, l)| l.clone())
-        .collect();
-    if let Some(t) = before.timings.get_mut(name)
-        && t.failed
-            .as_deref()
-            .is_some_and(|f| f.contains("Kernel panic"))
-    {
-        t.failed = None;
-    }
-    before
-}
 
 #[test]
 fn mixed_builders_arm_boot_restart_and_passthrough() {

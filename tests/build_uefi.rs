@@ -1,0 +1,157 @@
+//! The `uefi` target's image read back with independent tools (issue 18): `sfdisk --json` for the
+//! GPT, mtools (`mdir`, `mcopy -i uefi.img@@1M`) for the ESP, `fdtget` for the host DTB on it.
+//! Checks: one EFI system partition at 1 MiB; `EFI/BOOT/BOOTAA64.EFI` is the bundle's Xen byte for
+//! byte and a PE image for arm64; `BOOTAA64.cfg` gives Xen the plan's command line (`options=`) and
+//! the DTB beside it (`dtb=`) and names no kernel; every `/chosen` module node of that DTB names a
+//! file on the ESP by `xen,uefi-binary`, has no `reg`, and that file is the module's bytes; the
+//! kernel the three domUs share is on the ESP once. Scenario 1 (no domforge-init needed).
+
+use std::path::Path;
+use std::process::Command;
+
+const TEST: &str = "build_uefi";
+
+fn run(cmd: &str, args: &[&str]) -> Vec<u8> {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn text(cmd: &str, args: &[&str]) -> String {
+    String::from_utf8(run(cmd, args)).expect("UTF-8")
+}
+
+#[test]
+fn uefi_image_read_back_with_sfdisk_mtools_and_fdtget() {
+    for (tool, package) in [
+        ("sfdisk", "fdisk"),
+        ("mcopy", "mtools"),
+        ("fdtget", "device-tree-compiler"),
+    ] {
+        if !test_support::need_tool(TEST, tool, package) {
+            return;
+        }
+    }
+    let manifest =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/1-three-domus-gicv3.toml");
+    let mut opts = pipeline::Options::from_env().expect("options");
+    opts.quiet = true;
+    let loaded = match pipeline::load(&manifest, &opts) {
+        Ok(l) => l,
+        Err(pipeline::PipelineError::Other(msg)) => {
+            test_support::missing(TEST, &msg);
+            return;
+        }
+        Err(e) => panic!("{e:?}"),
+    };
+    let (plan, _) = loaded.plan().expect("plan");
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR")).join("build_uefi");
+    let _ = std::fs::remove_dir_all(&tmp);
+    let out = pipeline::build(&loaded, &plan, &tmp.join("out"), false).expect("build");
+    let image = out.dir.join("uefi.img");
+    let img = format!("{}@@1M", image.display());
+
+    // The GPT: one EFI system partition (type C12A7328-...) at sector 2048.
+    let table: serde_json::Value =
+        serde_json::from_slice(&run("sfdisk", &["--json", &image.display().to_string()]))
+            .expect("sfdisk json");
+    let table = &table["partitiontable"];
+    assert_eq!(table["label"], "gpt");
+    let parts = table["partitions"].as_array().expect("partitions");
+    assert_eq!(parts.len(), 1);
+    assert_eq!(parts[0]["start"], 2048);
+    assert_eq!(parts[0]["type"], "C12A7328-F81F-11D2-BA4B-00A0C93EC93B");
+
+    let get = |name: &str| -> Vec<u8> {
+        run(
+            "mcopy",
+            &["-n", "-i", &img, &format!("::EFI/BOOT/{name}"), "-"],
+        )
+    };
+
+    // Xen's EFI loader is the bundle's Xen, a PE image for arm64 (IMAGE_FILE_MACHINE_ARM64).
+    let efi = get("BOOTAA64.EFI");
+    let xen = std::fs::read(out.dir.join("modules/xen")).expect("xen");
+    assert_eq!(efi, xen, "BOOTAA64.EFI is the bundle's Xen");
+    let pe = u32::from_le_bytes(efi[0x3c..0x40].try_into().unwrap()) as usize;
+    assert_eq!(&efi[..2], b"MZ");
+    assert_eq!(&efi[pe..pe + 6], b"PE\0\0\x64\xaa");
+
+    // The config: the plan's Xen command line, the DTB beside it, no kernel= line.
+    let cfg = String::from_utf8(get("BOOTAA64.cfg")).expect("cfg text");
+    let lines: Vec<&str> = cfg.lines().filter(|l| !l.starts_with('#')).collect();
+    assert!(lines.contains(&"[global]") && lines.contains(&"default=xen"));
+    assert!(lines.contains(&"[xen]"), "{cfg}");
+    assert_eq!(
+        lines.iter().find_map(|l| l.strip_prefix("options=")),
+        Some(plan.xen_cmdline.as_str()),
+        "{cfg}"
+    );
+    assert_eq!(
+        lines.iter().find_map(|l| l.strip_prefix("dtb=")),
+        Some("host.dtb")
+    );
+    assert!(!lines.iter().any(|l| l.starts_with("kernel=")), "{cfg}");
+
+    // The DTB on the ESP: each /chosen module node names its file, with no reg.
+    let dtb = tmp.join("esp-host.dtb");
+    std::fs::write(&dtb, get("host.dtb")).expect("write dtb");
+    let dtb = dtb.display().to_string();
+    let listing = text("mdir", &["-b", "-i", &img, "::EFI/BOOT"]);
+    let on_esp: Vec<String> = listing
+        .lines()
+        .filter_map(|l| l.rsplit('/').next())
+        .map(str::to_string)
+        .collect();
+    let mut named = Vec::new();
+    for domain in text("fdtget", &["-l", &dtb, "/chosen"]).split_whitespace() {
+        let node = format!("/chosen/{domain}");
+        for module in text("fdtget", &["-l", &dtb, &node]).split_whitespace() {
+            let path = format!("{node}/{module}");
+            let props = text("fdtget", &["-p", &dtb, &path]);
+            if !text("fdtget", &["-t", "s", &dtb, &path, "compatible"]).contains("multiboot,module")
+            {
+                continue;
+            }
+            assert!(
+                !props.lines().any(|p| p == "reg"),
+                "{path} keeps a reg: {props}"
+            );
+            let file = text("fdtget", &["-t", "s", &dtb, &path, "xen,uefi-binary"])
+                .trim()
+                .to_string();
+            assert!(
+                on_esp.contains(&file),
+                "{path} names {file}, not on the ESP: {listing}"
+            );
+            let module = out
+                .modules
+                .iter()
+                .find(|m| m.path.file_name().is_some_and(|n| n == file.as_str()))
+                .unwrap_or_else(|| panic!("{file} is no module of the bundle"));
+            assert_eq!(get(&file), std::fs::read(&module.path).expect("module"));
+            named.push(file);
+        }
+    }
+    assert_eq!(
+        named.len(),
+        6,
+        "three domUs, a kernel and a ramdisk each: {named:?}"
+    );
+    named.sort();
+    named.dedup();
+    // One kernel and one ramdisk for the three domUs: loaded once each.
+    assert_eq!(named.len(), 2, "{named:?}");
+    let files = on_esp.iter().filter(|f| !f.is_empty()).count();
+    assert_eq!(
+        files, 5,
+        "BOOTAA64.EFI, BOOTAA64.cfg, host.dtb and the two modules: {listing}"
+    );
+}
