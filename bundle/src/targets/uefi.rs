@@ -254,3 +254,40 @@ pub(crate) fn add(bundle: &mut Bundle, host: &device_tree::DeviceTree) -> Result
     });
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pe_machine_reads_the_header_an_efi_loader_checks() {
+        // MZ, e_lfanew = 0x40 at 0x3c, "PE\0\0", IMAGE_FILE_MACHINE_ARM64 (PE/COFF spec).
+        let mut pe = vec![0u8; 0x48];
+        pe[..2].copy_from_slice(b"MZ");
+        pe[0x3c] = 0x40;
+        pe[0x40..0x44].copy_from_slice(b"PE\0\0");
+        pe[0x44..0x46].copy_from_slice(&0xaa64u16.to_le_bytes());
+        assert_eq!(pe_machine(&pe), Some(PE_ARM64));
+        // The arm64 Image header without CONFIG_ARM_EFI: a branch instruction where MZ would be.
+        let mut image = pe.clone();
+        image[..2].copy_from_slice(&[0x10, 0x00]);
+        assert_eq!(pe_machine(&image), None);
+        // A PE offset past the end, or no PE signature there.
+        pe[0x3c] = 0xf0;
+        assert_eq!(pe_machine(&pe), None);
+        assert_eq!(pe_machine(b"MZ"), None);
+    }
+
+    #[test]
+    fn removable_media_names_follow_the_uefi_spec() {
+        assert_eq!(loader_name(Arch::Arm64), "BOOTAA64.EFI");
+        assert_eq!(loader_name(Arch::X86_64), "BOOTX64.EFI");
+        // Xen looks for the config named after its own binary.
+        for arch in [Arch::Arm64, Arch::X86_64] {
+            assert_eq!(
+                config_name(arch).strip_suffix(".cfg"),
+                loader_name(arch).strip_suffix(".EFI")
+            );
+        }
+    }
+}
