@@ -194,8 +194,16 @@ pub const EDK2_QEMU_ARM64_PACKAGE: &str = "qemu-efi-aarch64";
 /// media path `EFI/BOOT/BOOTAA64.EFI` on the virtio disk's ESP (UEFI 2.10 §3.5.1.1), which is
 /// Xen's EFI loader. `-nic none`: without it `virt` gets a virtio-net card, and EDK2 tries PXE and
 /// HTTP boot on it (tens of seconds) before or instead of the disk (../shared/notes/qemu-recipes.md).
+///
+/// `-machine acpi=off`: with firmware loaded and ACPI on (the default), `virt` builds an ACPI GED
+/// *instead of* the PL061 GPIO at 0x9030000 (`machvirt_init()` in QEMU hw/arm/virt.c: `if (has_ged
+/// && aarch64 && firmware_loaded && virt_is_acpi_enabled(vms)) create_acpi_ged(...) else
+/// create_gpio_devices(...)`), so the machine would no longer be the one the board's `dumpdtb`
+/// describes: dom0, given the PL061 by the host DTB, took an external abort probing it. EDK2 boots
+/// from the device tree alone. (Xen on ARM boots from the DTB anyway.)
 pub fn arm_uefi(machine: &QemuMachine, firmware: &Path, disk: &Path) -> QemuInvocation {
     let mut args = machine_args(machine);
+    args.extend(["-machine".to_string(), "acpi=off".to_string()]);
     args.extend(["-nographic".to_string(), "-no-reboot".to_string()]);
     args.extend([
         "-bios".to_string(),
