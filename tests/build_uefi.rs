@@ -155,3 +155,116 @@ fn uefi_image_read_back_with_sfdisk_mtools_and_fdtget() {
         "BOOTAA64.EFI, BOOTAA64.cfg, host.dtb and the two modules: {listing}"
     );
 }
+
+/// x86_64 (the example, board qemu-x86_64): `EFI/BOOT/BOOTX64.EFI` is Debian's `xen.efi` (the
+/// package's `boot/xen-<ver>-amd64.efi`, a PE32+ for x86-64 by `objdump -f`, not the multiboot
+/// ELF the other targets boot); `BOOTX64.cfg` gives Xen the plan's command line (`options=`),
+/// dom0's kernel with the plan's dom0 command line (`kernel=`) and its initramfs (`ramdisk=`),
+/// and those two files on the ESP are the bundle's. Needs domforge-init (`scripts/build-init`).
+#[test]
+fn x86_uefi_image_read_back_with_sfdisk_mtools_and_objdump() {
+    for (tool, package) in [
+        ("sfdisk", "fdisk"),
+        ("mcopy", "mtools"),
+        ("objdump", "binutils"),
+    ] {
+        if !test_support::need_tool(TEST, tool, package) {
+            return;
+        }
+    }
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/qemu-x86_64.toml");
+    let mut opts = pipeline::Options::from_env().expect("options");
+    opts.quiet = true;
+    let loaded = match pipeline::load(&manifest, &opts) {
+        Ok(l) => l,
+        Err(pipeline::PipelineError::Other(msg)) => {
+            test_support::missing(TEST, &msg);
+            return;
+        }
+        Err(e) => panic!("{e:?}"),
+    };
+    let (plan, _) = loaded.plan().expect("plan");
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR")).join("build_uefi_x86");
+    let _ = std::fs::remove_dir_all(&tmp);
+    let out = match pipeline::build(&loaded, &plan, &tmp.join("out"), false) {
+        Ok(out) => out,
+        Err(e) if e.to_string().contains("E0406") || e.to_string().contains("domforge-init") => {
+            test_support::missing(TEST, &format!("{e}"));
+            return;
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let image = out.dir.join("uefi.img");
+    let img = format!("{}@@1M", image.display());
+    let table: serde_json::Value =
+        serde_json::from_slice(&run("sfdisk", &["--json", &image.display().to_string()]))
+            .expect("sfdisk json");
+    let parts = table["partitiontable"]["partitions"]
+        .as_array()
+        .expect("partitions");
+    assert_eq!(table["partitiontable"]["label"], "gpt");
+    assert_eq!(parts.len(), 1);
+    assert_eq!(parts[0]["start"], 2048);
+    assert_eq!(parts[0]["type"], "C12A7328-F81F-11D2-BA4B-00A0C93EC93B");
+    let get = |name: &str| -> Vec<u8> {
+        run(
+            "mcopy",
+            &["-n", "-i", &img, &format!("::EFI/BOOT/{name}"), "-"],
+        )
+    };
+
+    // BOOTX64.EFI: the package's xen.efi, an EFI application for x86-64.
+    let efi = get("BOOTX64.EFI");
+    let facts = loaded.artifacts["debian:xen-efi"]
+        .as_ref()
+        .expect("xen.efi examined");
+    assert!(facts.path.ends_with(".efi"), "{}", facts.path);
+    assert_eq!(efi, std::fs::read(&facts.path).expect("xen.efi"));
+    let efi_copy = tmp.join("BOOTX64.EFI");
+    std::fs::write(&efi_copy, &efi).expect("write");
+    let f = text("objdump", &["-f", &efi_copy.display().to_string()]);
+    assert!(f.contains("file format pei-x86-64"), "{f}");
+    assert_ne!(
+        efi,
+        std::fs::read(out.dir.join("modules/xen")).expect("xen"),
+        "the ESP carries xen.efi, not the multiboot ELF"
+    );
+
+    // The config: the same Xen and dom0 command lines as the multiboot target.
+    let cfg = String::from_utf8(get("BOOTX64.cfg")).expect("cfg text");
+    let lines: Vec<&str> = cfg.lines().filter(|l| !l.starts_with('#')).collect();
+    assert!(
+        lines.contains(&"[global]") && lines.contains(&"default=xen") && lines.contains(&"[xen]")
+    );
+    let value = |key: &str| lines.iter().find_map(|l| l.strip_prefix(key));
+    assert_eq!(value("options="), Some(plan.xen_cmdline.as_str()), "{cfg}");
+    let dom0 = plan.dom0.as_ref().expect("dom0");
+    assert_eq!(
+        value("kernel="),
+        Some(format!("dom0-kernel {}", dom0.cmdline.trim()).as_str()),
+        "{cfg}"
+    );
+    assert_eq!(value("ramdisk="), Some("dom0-initramfs.cpio"), "{cfg}");
+    assert_eq!(value("dtb="), None, "x86 has no device tree: {cfg}");
+    assert_eq!(
+        std::fs::read(out.dir.join("BOOTX64.cfg")).expect("cfg in the bundle"),
+        cfg.as_bytes()
+    );
+    assert_eq!(
+        get("dom0-kernel"),
+        std::fs::read(out.dir.join("modules/dom0-kernel")).expect("kernel")
+    );
+    assert_eq!(
+        get("dom0-initramfs.cpio"),
+        std::fs::read(out.dir.join("modules/dom0-initramfs.cpio")).expect("initramfs")
+    );
+    let listing = text("mdir", &["-b", "-i", &img, "::EFI/BOOT"]);
+    assert_eq!(
+        listing.lines().filter(|l| !l.is_empty()).count(),
+        4,
+        "{listing}"
+    );
+    // SHA256SUMS covers the image.
+    let sums = std::fs::read_to_string(out.dir.join("SHA256SUMS")).expect("sums");
+    assert!(sums.lines().any(|l| l.ends_with(" uefi.img")), "{sums}");
+}

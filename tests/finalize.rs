@@ -284,3 +284,64 @@ fn uefi_refuses_a_xen_that_is_no_efi_application() {
         d.message
     );
 }
+
+/// The x86 uefi target (qemu-x86_64 lists `uefi`) with Xen's EFI binary replaced by `efi`: the
+/// E0415 finalize returns, or `None` where the example cannot be finalized here (no
+/// domforge-init built).
+fn x86_uefi_error(
+    efi: Result<firmware_config::artifacts::ArtifactFacts, String>,
+) -> Option<Diagnostic> {
+    let mut loaded = load("qemu-x86_64.toml")?;
+    loaded.artifacts.insert("debian:xen-efi".into(), efi);
+    let (plan, _) = loaded.plan().expect("plan");
+    let Err(PipelineError::Diagnostics { diags, .. }) = loaded.finalize(plan) else {
+        panic!("finalize passed or failed outside the manifest");
+    };
+    if let Some(d) = diags.errors().find(|d| d.code == "E0406")
+        && !strict()
+    {
+        eprintln!("SKIPPED: {}", d.message);
+        return None;
+    }
+    let found = diags.errors().find(|d| d.code == "E0415").cloned();
+    Some(found.unwrap_or_else(|| panic!("no E0415 among {diags:?}")))
+}
+
+#[test]
+fn x86_uefi_refuses_a_xen_package_without_an_efi_binary() {
+    let Some(d) = x86_uefi_error(Err(
+        "`xen-hypervisor-4.17-amd64 4.17.7` ships no EFI binary (boot/xen-4.17-amd64.efi)".into(),
+    )) else {
+        return;
+    };
+    assert!(
+        d.message.contains("needs Xen's EFI binary"),
+        "{}",
+        d.message
+    );
+    assert!(d.message.contains("ships no EFI binary"), "{}", d.message);
+    // No `hypervisor` key: the diagnostic points at the `xen` release that chose Debian's Xen.
+    let loaded = load("qemu-x86_64.toml").expect("loaded above");
+    let label = d.primary.as_ref().expect("a location");
+    assert_eq!(
+        loaded.manifest_file.line_col(label.span.start).0,
+        line_of(&loaded.manifest_file.text, "xen = ")
+    );
+}
+
+#[test]
+fn x86_uefi_refuses_an_efi_binary_that_is_no_x86_efi_application() {
+    let Some(loaded) = load("qemu-x86_64.toml") else {
+        return;
+    };
+    // The multiboot ELF where xen.efi should be: no MZ/PE header.
+    let elf = loaded.artifacts["debian:xen"].clone();
+    let Some(d) = x86_uefi_error(elf) else {
+        return;
+    };
+    assert!(
+        d.message.contains("not an x86-64 EFI application"),
+        "{}",
+        d.message
+    );
+}

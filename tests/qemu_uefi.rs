@@ -14,6 +14,11 @@
 //!   the access Xen injects an abort for when it has not mapped the region to dom0. The direct and
 //!   U-Boot paths boot the same DTB; what differs under EDK2 is not yet known.
 //!
+//! - x86_64, the example (board qemu-x86_64): OVMF (`/usr/share/ovmf/OVMF.fd`, package `ovmf`)
+//!   starts `xen.efi` from `EFI/BOOT/BOOTX64.EFI`; Xen loads dom0's kernel and initramfs from
+//!   `BOOTX64.cfg`, says "Bootloader: EFI", and domforge-init in dom0 builds the PVH guests `web`
+//!   and `worker`, which report.
+//!
 //! Each boot must show Xen's "EFI loader" line before Xen's banner, so a direct boot cannot pass
 //! for this one. Once per Xen release (4.17, 4.20); `DOMFORGE_QEMU_RUNS=3` for 3/3. Times from QEMU
 //! start (the EFI loader line, Xen's banner, each domain's report) go to
@@ -64,11 +69,20 @@ fn record(line: &str) {
 }
 
 fn prepare(file: &str, release: XenVersion, ro: &RunOptions) -> Prepared {
-    let prepared = run::prepare(&scenario(file), &opts(release), ro, |_| {})
+    prepare_at(&scenario(file), release, ro)
+}
+
+fn prepare_at(manifest: &Path, release: XenVersion, ro: &RunOptions) -> Prepared {
+    let file = manifest.display();
+    let prepared = run::prepare(manifest, &opts(release), ro, |_| {})
         .unwrap_or_else(|e| panic!("{file} on Xen {release}: {e}"));
     let args = prepared.qemu.args.join(" ");
+    let firmware = match prepared.plan.arch {
+        firmware_config::board::Arch::Arm64 => "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd",
+        firmware_config::board::Arch::X86_64 => "/usr/share/ovmf/OVMF.fd",
+    };
     assert!(
-        args.contains("-bios /usr/share/qemu-efi-aarch64/QEMU_EFI.fd")
+        args.contains(&format!("-bios {firmware}"))
             && args.contains("uefi.img")
             && !args.contains("-kernel")
             && !args.contains("loader,"),
@@ -194,6 +208,59 @@ fn scenario_7_dom0_with_domforge_init_through_uefi() {
                         .starts_with(&format!("[{name}] DOMFORGE-PROBE {name} end="))),
                     "{what}: {name}'s report did not come through domforge-init's relay\n{}",
                     log.tail(60)
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn x86_example_through_uefi() {
+    if !enabled("the x86 example through UEFI") {
+        return;
+    }
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/qemu-x86_64.toml");
+    let _one = ONE_QEMU_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    // The direct boot's 420 s (tests/qemu_x86.rs, 90-160 s seen on a loaded machine) plus OVMF's ~5 s.
+    let ro = RunOptions {
+        deadline: Duration::from_secs(420),
+        boot: BootPath::Uefi,
+        ..RunOptions::default()
+    };
+    for release in RELEASES {
+        let prepared = prepare_at(&manifest, release, &ro);
+        for i in 1..=runs() {
+            let what = format!("x86 example Xen {release} via UEFI run {i}/{}", runs());
+            let (verdict, log) = prepared
+                .test(&ro, |_| {})
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            let (efi, xen) = firmware_path(&log, release, &what);
+            record(&format!(
+                "{what}: {} in {:.1} s [EFI loader {efi:.1} s, Xen banner {xen:.1} s; domains ready: {}]",
+                if verdict.passed { "pass" } else { "FAIL" },
+                verdict.elapsed_s,
+                times(&verdict)
+            ));
+            assert!(
+                verdict.passed,
+                "{what}:\n{}\n--- console tail ---\n{}",
+                verdict.table(),
+                log.tail(40)
+            );
+            // Xen was started by the firmware, not by a multiboot loader.
+            assert!(
+                log.lines
+                    .iter()
+                    .any(|l| l.raw.contains("(XEN) Bootloader: EFI")),
+                "{what}: no `Bootloader: EFI` from Xen\n{}",
+                log.tail(40)
+            );
+            for name in ["web", "worker"] {
+                assert!(
+                    log.lines.iter().any(|l| l
+                        .raw
+                        .starts_with(&format!("[{name}] DOMFORGE-PROBE {name} end="))),
+                    "{what}: {name}'s report did not come through domforge-init's relay"
                 );
             }
         }

@@ -173,7 +173,7 @@ pub fn assemble(
             let machine = machine.ok_or_else(|| {
                 AssembleError::Other(format!("board `{}` has no [qemu] table", board.name))
             })?;
-            x86::assemble(fin, inputs.files, machine)
+            x86::assemble(fin, inputs, machine)
         }
     }?;
     // The system map (issue 16): who owns each host range, each domain's guest view.

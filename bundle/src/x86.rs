@@ -8,6 +8,7 @@
 //! | `modules/dom0-initramfs.cpio` | [`crate::dom0`]: `/init` = static `domforge-init`, `/domforge/boot.blob`, the guests' kernels and ramdisks, Xen driver modules |
 //! | `boot.blob` | the compiled manifest (also inside the initramfs), for `domforge inspect` |
 //! | `run-qemu.sh` | [`crate::targets::qemu`]: Xen by multiboot, dom0 and its initramfs as modules |
+//! | `uefi.img`, `BOOTX64.cfg`, `run-qemu-uefi.sh` | [`crate::targets::uefi_x86`]: a GPT disk whose ESP starts `xen.efi` (boards listing `uefi`) |
 //! | `SHA256SUMS`, `build.json` | digests of every file; the bundle, machine-readable |
 //!
 //! Boot modules have no fixed address on x86: QEMU's multiboot loader (or GRUB) places them, so
@@ -127,7 +128,11 @@ pub(crate) fn finalize(
         return Err(errors);
     }
     let all: Vec<String> = plan.domains.iter().map(|d| d.name.clone()).collect();
-    let c = crate::dom0::compose(inputs, &plan, &all, &[]).map_err(|e| vec![e])?;
+    let mut c = crate::dom0::compose(inputs, &plan, &all, &[]).map_err(|e| vec![e])?;
+    let errors = crate::targets::uefi_x86::check(inputs, &plan, c.cpio.len() as u64, &mut c.notes);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
     Ok(FinalPlan {
         plan,
         fragments: Vec::new(),
@@ -141,9 +146,10 @@ pub(crate) fn finalize(
 /// Assembles an x86_64 bundle from a final plan (see the module docs).
 pub(crate) fn assemble(
     fin: &FinalPlan,
-    files: &dyn crate::ArtifactSource,
+    inputs: &Inputs<'_>,
     machine: &QemuMachine,
 ) -> Result<Bundle, AssembleError> {
+    let files = inputs.files;
     let plan = &fin.plan;
     let qemu = crate::targets::qemu::QemuBoot::X86 {
         machine: machine.clone(),
@@ -210,5 +216,10 @@ pub(crate) fn assemble(
         ),
     )
     .map_err(AssembleError::Other)?;
+    if crate::targets::uefi_x86::add(&mut bundle, inputs, DOM0_KERNEL_PATH, DOM0_INITRAMFS_PATH)
+        .map_err(AssembleError::Other)?
+    {
+        crate::targets::qemu::add_x86_uefi(&mut bundle, machine).map_err(AssembleError::Other)?;
+    }
     Ok(bundle)
 }

@@ -394,6 +394,10 @@ impl FetchedPackage {
 pub struct XenFiles {
     /// The binary QEMU/U-Boot loads (arm64 Image; amd64 gunzipped ELF).
     pub image: PathBuf,
+    /// Xen's EFI application in the same package (`boot/xen-<version>-<arch>.efi`), when the
+    /// package ships one: what UEFI firmware starts (x86 `xen.efi`; on arm64 the same bytes as
+    /// `image`).
+    pub efi: Option<PathBuf>,
     /// The package it comes from.
     pub package: FetchedPackage,
     /// The suite it was taken from.
@@ -1578,6 +1582,7 @@ impl Fetcher {
         let image = Self::xen_binary(&package, arch, version)?;
         Ok(XenFiles {
             image,
+            efi: Self::xen_efi(&package, arch, version),
             package,
             suite: suite.to_owned(),
         })
@@ -1590,9 +1595,20 @@ impl Fetcher {
         let image = Self::xen_binary(&package, pin.arch, version)?;
         Ok(XenFiles {
             image,
+            efi: Self::xen_efi(&package, pin.arch, version),
             package,
             suite: pin.suite.clone(),
         })
+    }
+
+    /// `boot/xen-<version>-<arch>.efi` in an unpacked hypervisor package, if it is there (Debian's
+    /// amd64 and arm64 packages ship it; whether it is a real EFI application is for the boot
+    /// target to check).
+    fn xen_efi(package: &FetchedPackage, arch: Arch, version: &str) -> Option<PathBuf> {
+        let path = package
+            .root_dir
+            .join(format!("boot/xen-{version}-{}.efi", arch.debian_name()));
+        path.is_file().then_some(path)
     }
 
     /// The bootable hypervisor inside an unpacked `xen-hypervisor-<version>-<arch>` package.

@@ -68,6 +68,15 @@ fn source_span(m: &Manifest, source: &str) -> Option<(Range<usize>, String)> {
     keys.into_iter()
         .find(|(k, _)| k.value == source)
         .map(|(k, what)| (k.span.clone(), format!("this {what}")))
+        .or_else(|| {
+            // Debian's Xen with no `hypervisor` key: the release the manifest asks for chose it.
+            (source == "debian:xen" && m.system.hypervisor.is_none()).then(|| {
+                (
+                    m.system.xen.span.clone(),
+                    "Debian's Xen of this release".into(),
+                )
+            })
+        })
 }
 
 /// The diagnostic of a finalize error, at the manifest text it concerns.

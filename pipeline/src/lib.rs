@@ -347,6 +347,10 @@ pub fn load(manifest_path: &Path, opts: &Options) -> Result<Loaded, PipelineErro
         sources.push(&d.kernel.value);
         sources.extend(d.ramdisk.iter().map(|r| r.value.as_str()));
     }
+    // The x86 uefi target starts Xen's EFI binary, a file of its own beside the ELF.
+    if board.arch == Arch::X86_64 && board.supports(firmware_config::board::BootTarget::Uefi) {
+        sources.extend(bundle::targets::uefi_x86::efi_source_of(&xen_source));
+    }
     for s in sources {
         if !artifacts.contains_key(s) {
             let facts = examine_in(
@@ -711,27 +715,25 @@ fn resolve_in(
 ) -> Result<Resolved, String> {
     let iarch = debian_arch(arch);
     match source.split_once(':') {
-        Some(("debian", "xen")) => {
+        Some(("debian", which @ ("xen" | "xen-efi"))) => {
             let key = lock_key(source, arch, Some(xen));
-            let fetcher = opts.fetcher();
-            let files = match lock.package_pin(&key, &format!("xen-hypervisor-{xen}-")) {
-                Some(pin) => fetcher
-                    .xen_hypervisor_pinned(xen, &pin)
-                    .map_err(|e| fetch_message(&e, lock))?,
-                None => {
-                    lock.may_resolve(&key)?;
-                    let suite = debian_fetch::suite_for_xen(xen).ok_or_else(|| {
-                        debian_fetch::FetchError::UnknownXenVersion(xen.to_owned()).to_string()
-                    })?;
-                    refresh_for_update(lock, &fetcher, opts, suite, iarch)?;
-                    fetcher
-                        .xen_hypervisor_files(iarch, xen, suite)
-                        .map_err(|e| e.to_string())?
-                }
+            let files = xen_files(&key, iarch, xen, opts, lock)?;
+            let path = if which == "xen" {
+                files.image
+            } else {
+                files.efi.ok_or_else(|| {
+                    format!(
+                        "`{} {}` ships no EFI binary (boot/xen-{xen}-{}.efi), which UEFI firmware \
+                         would start",
+                        files.package.name,
+                        files.package.version,
+                        iarch.debian_name()
+                    )
+                })?
             };
             let packages = vec![LockedPackage::binary(&files.package, &files.suite)];
             Ok(Resolved {
-                path: files.image,
+                path,
                 entry: Some((key, packages, None)),
             })
         }
@@ -790,6 +792,33 @@ fn resolve_in(
             } else {
                 Err(format!("no file at {}", p.display()))
             }
+        }
+    }
+}
+
+/// Debian's hypervisor package of release `xen`: the lock's pin of `key`, else the suite that
+/// carries the release.
+fn xen_files(
+    key: &LockKey,
+    iarch: debian_fetch::Arch,
+    xen: &str,
+    opts: &Options,
+    lock: &mut LockSession,
+) -> Result<debian_fetch::XenFiles, String> {
+    let fetcher = opts.fetcher();
+    match lock.package_pin(key, &format!("xen-hypervisor-{xen}-")) {
+        Some(pin) => fetcher
+            .xen_hypervisor_pinned(xen, &pin)
+            .map_err(|e| fetch_message(&e, lock)),
+        None => {
+            lock.may_resolve(key)?;
+            let suite = debian_fetch::suite_for_xen(xen).ok_or_else(|| {
+                debian_fetch::FetchError::UnknownXenVersion(xen.to_owned()).to_string()
+            })?;
+            refresh_for_update(lock, &fetcher, opts, suite, iarch)?;
+            fetcher
+                .xen_hypervisor_files(iarch, xen, suite)
+                .map_err(|e| e.to_string())
         }
     }
 }

@@ -83,6 +83,39 @@ pub fn x86_multiboot(
     })
 }
 
+/// Debian's OVMF as one image (code and a variable store kept in RAM), for `-bios`: nothing to
+/// copy or keep writable, and a boot needs no stored variables (package [`OVMF_PACKAGE`]).
+pub const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
+/// The Debian package that ships [`OVMF`].
+pub const OVMF_PACKAGE: &str = "ovmf";
+
+/// `qemu-system-x86_64 <machine> -nographic -no-reboot -bios OVMF.fd -nic none -drive
+/// if=none,id=boot,format=raw,file=<disk> -device virtio-blk-pci,drive=boot`: OVMF finds no boot
+/// entry and starts the removable-media path `EFI/BOOT/BOOTX64.EFI` of the disk's ESP (UEFI 2.10
+/// §3.5.1.1). `-nic none`: the machine's default NIC would make OVMF try PXE and HTTP boot first
+/// (../shared/notes/qemu-recipes.md). Xen's `com1` is the serial port `-nographic` shows.
+pub fn x86_uefi(machine: &QemuMachine, firmware: &Path, disk: &Path) -> QemuInvocation {
+    let mut args = machine_args(machine);
+    args.extend(["-nographic".to_string(), "-no-reboot".to_string()]);
+    args.extend([
+        "-bios".to_string(),
+        firmware.display().to_string(),
+        "-nic".to_string(),
+        "none".to_string(),
+        "-drive".to_string(),
+        format!(
+            "if=none,id=boot,format=raw,file={}",
+            crate::qemu_opt_value(&disk.display().to_string())
+        ),
+        "-device".to_string(),
+        "virtio-blk-pci,drive=boot".to_string(),
+    ]);
+    QemuInvocation {
+        program: machine_program(machine),
+        args,
+    }
+}
+
 fn machine_program(machine: &QemuMachine) -> String {
     if machine.binary.is_empty() {
         "qemu-system-x86_64".to_string()

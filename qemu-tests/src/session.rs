@@ -280,15 +280,21 @@ fn build_for(
                 .into(),
         ));
     }
-    if boot == BootPath::Uefi
-        && loaded.board.arch == firmware_config::board::Arch::Arm64
-        && !Path::new(qemu_launch::EDK2_QEMU_ARM64).is_file()
-    {
-        return Err(PipelineError::Other(format!(
-            "`--boot uefi` boots {} as the firmware, which is not installed\n  help: apt-get install {}",
-            qemu_launch::EDK2_QEMU_ARM64,
-            qemu_launch::EDK2_QEMU_ARM64_PACKAGE
-        )));
+    if boot == BootPath::Uefi {
+        let (firmware, package) = match loaded.board.arch {
+            firmware_config::board::Arch::Arm64 => (
+                qemu_launch::EDK2_QEMU_ARM64,
+                qemu_launch::EDK2_QEMU_ARM64_PACKAGE,
+            ),
+            firmware_config::board::Arch::X86_64 => {
+                (qemu_launch::x86::OVMF, qemu_launch::x86::OVMF_PACKAGE)
+            }
+        };
+        if !Path::new(firmware).is_file() {
+            return Err(PipelineError::Other(format!(
+                "`--boot uefi` boots {firmware} as the firmware, which is not installed\n  help: apt-get install {package}"
+            )));
+        }
     }
     let target = boot.target();
     if !loaded.board.supports(target) {
@@ -309,10 +315,20 @@ fn build_for(
         PipelineError::Other(if loaded.board.qemu.is_none() {
             format!("board `{}` has no QEMU machine to boot in", plan.board)
         } else {
-            format!(
-                "the `{target}` boot target is not built for {} bundles yet (issue 18); boot with `--boot direct`",
-                loaded.board.arch.as_str()
-            )
+            let why = built
+                .notes
+                .iter()
+                .find(|n| n.contains(&format!("`{target}` target")))
+                .map_or_else(
+                    || {
+                        format!(
+                            "it is not built for {} bundles yet",
+                            loaded.board.arch.as_str()
+                        )
+                    },
+                    Clone::clone,
+                );
+            format!("the bundle has no `{target}` boot: {why}\n  help: boot with `--boot direct`")
         })
     })?;
     if mode == Mode::Test && virtio {

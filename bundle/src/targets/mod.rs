@@ -10,3 +10,4 @@ pub mod qemu;
 pub mod rpi;
 pub mod uboot;
 pub mod uefi;
+pub mod uefi_x86;

@@ -202,7 +202,7 @@ pub(crate) fn check(
     errors
 }
 
-fn options() -> disk_image::ImageOptions {
+pub(crate) fn options() -> disk_image::ImageOptions {
     disk_image::ImageOptions {
         label: "XENEFI".into(),
         max_size: MAX_IMAGE,
