@@ -279,6 +279,10 @@ const NO_FIXTURE: &[(&str, &str)] = &[
         "needs a Xen without an EFI header that passes every earlier check; tests/finalize.rs",
     ),
     (
+        "E0416",
+        "needs Debian's GRUB to be missing after load fetched it; bundle targets::grub::tests",
+    ),
+    (
         "W0201",
         "a warning, and these fixtures each fail with one error; validate::diagnostics_tests::rules_the_qemu_boards_cannot_trigger",
     ),

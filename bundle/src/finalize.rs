@@ -86,6 +86,9 @@ pub struct Inputs<'a> {
     /// Firmware files the board's boot partition needs ([`crate::targets::rpi::firmware_for`]),
     /// by their name on the card, fetched by the caller.
     pub firmware: &'a [(String, Vec<u8>)],
+    /// Debian's GRUB files for the grub target, by their path on the ESP
+    /// ([`crate::targets::grub`]), fetched by the caller; empty when the board has no `grub`.
+    pub grub: &'a [(String, Vec<u8>)],
 }
 
 /// A plan with everything decided: what `assemble` turns into a bundle without refusing anything.

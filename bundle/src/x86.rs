@@ -9,6 +9,7 @@
 //! | `boot.blob` | the compiled manifest (also inside the initramfs), for `domforge inspect` |
 //! | `run-qemu.sh` | [`crate::targets::qemu`]: Xen by multiboot, dom0 and its initramfs as modules |
 //! | `uefi.img`, `BOOTX64.cfg`, `run-qemu-uefi.sh` | [`crate::targets::uefi_x86`]: a GPT disk whose ESP starts `xen.efi` (boards listing `uefi`) |
+//! | `grub.img`, `grub.cfg`, `run-qemu-grub.sh` | [`crate::targets::grub`]: a GPT disk whose ESP starts Debian's GRUB, which boots Xen by multiboot2 (boards listing `grub`) |
 //! | `SHA256SUMS`, `build.json` | digests of every file; the bundle, machine-readable |
 //!
 //! Boot modules have no fixed address on x86: QEMU's multiboot loader (or GRUB) places them, so
@@ -17,7 +18,7 @@
 use std::path::PathBuf;
 
 use firmware_config::artifacts::ImageFormat;
-use firmware_config::board::QemuMachine;
+use firmware_config::board::{BootTarget, QemuMachine};
 use firmware_config::manifest::Builder;
 use firmware_config::plan::{ModuleKind, SystemPlan};
 
@@ -129,7 +130,13 @@ pub(crate) fn finalize(
     }
     let all: Vec<String> = plan.domains.iter().map(|d| d.name.clone()).collect();
     let mut c = crate::dom0::compose(inputs, &plan, &all, &[]).map_err(|e| vec![e])?;
-    let errors = crate::targets::uefi_x86::check(inputs, &plan, c.cpio.len() as u64, &mut c.notes);
+    let mut errors =
+        crate::targets::uefi_x86::check(inputs, &plan, c.cpio.len() as u64, &mut c.notes);
+    errors.extend(crate::targets::grub::check(
+        inputs,
+        &plan,
+        c.cpio.len() as u64,
+    ));
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -219,7 +226,13 @@ pub(crate) fn assemble(
     if crate::targets::uefi_x86::add(&mut bundle, inputs, DOM0_KERNEL_PATH, DOM0_INITRAMFS_PATH)
         .map_err(AssembleError::Other)?
     {
-        crate::targets::qemu::add_x86_uefi(&mut bundle, machine).map_err(AssembleError::Other)?;
+        crate::targets::qemu::add_x86_firmware(&mut bundle, machine, BootTarget::Uefi)
+            .map_err(AssembleError::Other)?;
+    }
+    let paths = [XEN_PATH, DOM0_KERNEL_PATH, DOM0_INITRAMFS_PATH];
+    if crate::targets::grub::add(&mut bundle, inputs, paths).map_err(AssembleError::Other)? {
+        crate::targets::qemu::add_x86_firmware(&mut bundle, machine, BootTarget::Grub)
+            .map_err(AssembleError::Other)?;
     }
     Ok(bundle)
 }

@@ -153,6 +153,9 @@ pub struct Loaded {
     pub lock: LockOutcome,
     /// The firmware files the board's boot partition needs (the Pi 4's), by name on the card.
     pub firmware: Vec<(String, Vec<u8>)>,
+    /// Debian's GRUB files for the grub target by their path on the ESP (x86 boards listing
+    /// `grub`; [`bundle::targets::grub`]).
+    pub grub: Vec<(String, Vec<u8>)>,
 }
 
 impl Loaded {
@@ -216,6 +219,7 @@ impl Loaded {
             files,
             init,
             firmware: &self.firmware,
+            grub: &self.grub,
         }
     }
 
@@ -364,10 +368,22 @@ pub fn load(manifest_path: &Path, opts: &Options) -> Result<Loaded, PipelineErro
             artifacts.insert(s.to_string(), facts);
         }
     }
+    let grub =
+        if board.arch == Arch::X86_64 && board.supports(firmware_config::board::BootTarget::Grub) {
+            grub_files(opts, &mut lock).map_err(|e| {
+                PipelineError::other(format!(
+                    "the grub target of board `{}` needs Debian's GRUB: {e}",
+                    board.name
+                ))
+            })?
+        } else {
+            Vec::new()
+        };
     let lock = lock.finish()?;
     let firmware = board_firmware(&inventory, board.arch, opts)?;
     Ok(Loaded {
         firmware,
+        grub,
         manifest_file,
         manifest_dir,
         manifest,
@@ -380,6 +396,69 @@ pub fn load(manifest_path: &Path, opts: &Options) -> Result<Loaded, PipelineErro
         init: opts.init.clone(),
         lock,
     })
+}
+
+/// Debian's GRUB for the grub target ([`bundle::targets::grub`]): the prebuilt EFI image and
+/// `multiboot2.mod` with its dependencies, by their paths on the ESP; pinned by the lock like
+/// `debian:kernel` (source `debian:grub-efi`).
+fn grub_files(opts: &Options, lock: &mut LockSession) -> Result<Vec<(String, Vec<u8>)>, String> {
+    use bundle::targets::grub;
+    let key = lock_key("debian:grub-efi", Arch::X86_64, None);
+    let fetcher = opts.fetcher();
+    let (package, suite) = match lock.package_pin(&key, grub::PACKAGE) {
+        Some(pin) => (
+            fetcher
+                .fetch_pinned(&pin)
+                .map_err(|e| fetch_message(&e, lock))?,
+            pin.suite.clone(),
+        ),
+        None => {
+            lock.may_resolve(&key)?;
+            let suite = debian_fetch::DEFAULT_SUITE;
+            let arch = debian_fetch::Arch::Amd64;
+            refresh_for_update(lock, &fetcher, opts, suite, arch)?;
+            let request = debian_fetch::PackageRequest::new(grub::PACKAGE, arch).in_suite(suite);
+            (
+                fetcher.fetch(&request).map_err(|e| e.to_string())?,
+                suite.to_owned(),
+            )
+        }
+    };
+    let read = |rel: &str| {
+        let p = package.root_dir.join(rel);
+        std::fs::read(&p).map_err(|e| format!("`{} {}`: {rel}: {e}", package.name, package.version))
+    };
+    let image_path = package.root_dir.join(grub::IMAGE_IN_PACKAGE);
+    let image = read(grub::IMAGE_IN_PACKAGE)?;
+    // The image must look for its config where grub.cfg goes (Debian builds it `-p /EFI/debian`).
+    let prefix = format!("/{}", grub::PREFIX);
+    if !image.windows(prefix.len()).any(|w| w == prefix.as_bytes()) {
+        return Err(format!(
+            "`{} {}`'s {} does not embed the prefix {prefix}, where domforge puts grub.cfg",
+            package.name,
+            package.version,
+            grub::IMAGE_IN_PACKAGE
+        ));
+    }
+    let moddep =
+        String::from_utf8_lossy(&read(&format!("{}/moddep.lst", grub::MODULE_DIR))?).into_owned();
+    let mut files = vec![(grub::LOADER.to_string(), image)];
+    for m in grub::module_closure(&moddep, grub::NEEDED_MODULE)? {
+        let bytes = read(&format!("{}/{m}.mod", grub::MODULE_DIR))?;
+        files.push((format!("{}/x86_64-efi/{m}.mod", grub::PREFIX), bytes));
+    }
+    lock.record(
+        LockedSource {
+            source: key.0,
+            architecture: key.1,
+            xen: None,
+            sha256: hex(&Sha256::digest(&files[0].1)),
+            recipe: None,
+            packages: vec![LockedPackage::binary(&package, &suite)],
+        },
+        &image_path,
+    )?;
+    Ok(files)
 }
 
 /// Fetches the firmware files the board's boot partition needs

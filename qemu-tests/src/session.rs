@@ -56,7 +56,8 @@ pub enum BootPath {
     /// UEFI firmware (EDK2) starts Xen's EFI loader from the bundle's ESP image
     /// (`run-qemu-uefi.sh`).
     Uefi,
-    /// GRUB loads Xen by multiboot2 (`run-qemu-grub.sh`).
+    /// UEFI firmware (OVMF) starts Debian's GRUB from the bundle's `grub.img`, which loads Xen by
+    /// multiboot2 (`run-qemu-grub.sh`). x86_64 only.
     Grub,
 }
 
@@ -280,7 +281,7 @@ fn build_for(
                 .into(),
         ));
     }
-    if boot == BootPath::Uefi {
+    if matches!(boot, BootPath::Uefi | BootPath::Grub) {
         let (firmware, package) = match loaded.board.arch {
             firmware_config::board::Arch::Arm64 => (
                 qemu_launch::EDK2_QEMU_ARM64,
@@ -292,7 +293,8 @@ fn build_for(
         };
         if !Path::new(firmware).is_file() {
             return Err(PipelineError::Other(format!(
-                "`--boot uefi` boots {firmware} as the firmware, which is not installed\n  help: apt-get install {package}"
+                "`--boot {}` boots {firmware} as the firmware, which is not installed\n  help: apt-get install {package}",
+                boot.target()
             )));
         }
     }
