@@ -268,3 +268,110 @@ fn x86_uefi_image_read_back_with_sfdisk_mtools_and_objdump() {
     let sums = std::fs::read_to_string(out.dir.join("SHA256SUMS")).expect("sums");
     assert!(sums.lines().any(|l| l.ends_with(" uefi.img")), "{sums}");
 }
+
+/// The grub target (x86 example): `grub.img` read back with sfdisk and mtools. `EFI/BOOT/BOOTX64.EFI`
+/// is Debian's prebuilt GRUB (the package's monolithic grubx64.efi, a PE32+ for x86-64 by
+/// `objdump -f`); `EFI/debian/grub.cfg` passes `grub-script-check` (GRUB's own parser) and boots
+/// the bundle's Xen by multiboot2 with the plan's Xen command line, then dom0's kernel with the
+/// plan's dom0 command line and its initramfs; `multiboot2.mod` is in `$prefix/x86_64-efi`; the
+/// three boot files are the bundle's modules byte for byte.
+#[test]
+fn grub_image_read_back_with_sfdisk_mtools_and_grub_script_check() {
+    for (tool, package) in [
+        ("sfdisk", "fdisk"),
+        ("mcopy", "mtools"),
+        ("objdump", "binutils"),
+        ("grub-script-check", "grub-common"),
+    ] {
+        if !test_support::need_tool(TEST, tool, package) {
+            return;
+        }
+    }
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/qemu-x86_64.toml");
+    let mut opts = pipeline::Options::from_env().expect("options");
+    opts.quiet = true;
+    let loaded = match pipeline::load(&manifest, &opts) {
+        Ok(l) => l,
+        Err(pipeline::PipelineError::Other(msg)) => {
+            test_support::missing(TEST, &msg);
+            return;
+        }
+        Err(e) => panic!("{e:?}"),
+    };
+    let (plan, _) = loaded.plan().expect("plan");
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR")).join("build_grub_x86");
+    let _ = std::fs::remove_dir_all(&tmp);
+    let out = match pipeline::build(&loaded, &plan, &tmp.join("out"), false) {
+        Ok(out) => out,
+        Err(e) if e.to_string().contains("E0406") || e.to_string().contains("domforge-init") => {
+            test_support::missing(TEST, &format!("{e}"));
+            return;
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let image = out.dir.join("grub.img");
+    let img = format!("{}@@1M", image.display());
+    let table: serde_json::Value =
+        serde_json::from_slice(&run("sfdisk", &["--json", &image.display().to_string()]))
+            .expect("sfdisk json");
+    let parts = table["partitiontable"]["partitions"]
+        .as_array()
+        .expect("partitions");
+    assert_eq!(parts.len(), 1);
+    assert_eq!(parts[0]["type"], "C12A7328-F81F-11D2-BA4B-00A0C93EC93B");
+    let get =
+        |path: &str| -> Vec<u8> { run("mcopy", &["-n", "-i", &img, &format!("::{path}"), "-"]) };
+
+    let loader = tmp.join("BOOTX64.EFI");
+    std::fs::write(&loader, get("EFI/BOOT/BOOTX64.EFI")).expect("write");
+    let f = text("objdump", &["-f", &loader.display().to_string()]);
+    assert!(f.contains("file format pei-x86-64"), "{f}");
+    let listing = text("mdir", &["-/", "-b", "-i", &img, "::"]);
+    assert!(
+        listing.contains("::/EFI/debian/x86_64-efi/multiboot2.mod"),
+        "{listing}"
+    );
+
+    let cfg = get("EFI/debian/grub.cfg");
+    let cfg_file = tmp.join("grub.cfg");
+    std::fs::write(&cfg_file, &cfg).expect("write");
+    run("grub-script-check", &[&cfg_file.display().to_string()]);
+    let cfg = String::from_utf8(cfg).expect("text");
+    assert_eq!(
+        std::fs::read_to_string(out.dir.join("grub.cfg")).expect("grub.cfg in the bundle"),
+        cfg
+    );
+    let command = |name: &str| -> Vec<String> {
+        cfg.lines()
+            .map(str::trim)
+            .filter_map(|l| l.strip_prefix(&format!("{name} ")))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(command("insmod"), ["multiboot2"]);
+    let dom0 = plan.dom0.as_ref().expect("dom0");
+    assert_eq!(
+        command("multiboot2"),
+        [format!("/boot/xen {}", plan.xen_cmdline)],
+        "{cfg}"
+    );
+    assert_eq!(
+        command("module2"),
+        [
+            format!("/boot/dom0-kernel {}", dom0.cmdline.trim()),
+            "/boot/dom0-initramfs.cpio".to_string()
+        ],
+        "{cfg}"
+    );
+    for (on_esp, in_bundle) in [
+        ("boot/xen", "modules/xen"),
+        ("boot/dom0-kernel", "modules/dom0-kernel"),
+        ("boot/dom0-initramfs.cpio", "modules/dom0-initramfs.cpio"),
+    ] {
+        assert_eq!(
+            get(on_esp),
+            std::fs::read(out.dir.join(in_bundle)).expect("module"),
+            "{on_esp}"
+        );
+    }
+}
