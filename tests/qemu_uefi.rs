@@ -7,13 +7,10 @@
 //!
 //! - Scenario 1: three dom0less domUs (a kernel shared by all three, loaded once).
 //! - Scenario 7: dom0 (its kernel and generated initramfs named in the DTB too) runs
-//!   domforge-init, which builds `app` and the PL031 driver domain `rtc-driver`. **Not passing
-//!   yet** (ignored): Xen's EFI loader loads dom0's kernel and initramfs from the DTB's nodes and
-//!   starts dom0 and the dom0less `boot-app` (which reports), but dom0's kernel takes a synchronous
-//!   external abort reading the PL061 GPIO's ID registers (0x9030fe0) and panics before /init —
-//!   the access Xen injects an abort for when it has not mapped the region to dom0. The direct and
-//!   U-Boot paths boot the same DTB; what differs under EDK2 is not yet known.
-//!
+//!   domforge-init, which builds `app` and the PL031 driver domain `rtc-driver`, beside the
+//!   dom0less `boot-app`. QEMU gets `-machine acpi=off` ([`qemu_launch::arm_uefi`]): with firmware
+//!   and ACPI on, `virt` replaces the PL061 GPIO the board's DTB describes by an ACPI GED, and dom0
+//!   took an external abort probing it.
 //! - x86_64, the example (board qemu-x86_64): OVMF (`/usr/share/ovmf/OVMF.fd`, package `ovmf`)
 //!   starts `xen.efi` from `EFI/BOOT/BOOTX64.EFI`; Xen loads dom0's kernel and initramfs from
 //!   `BOOTX64.cfg`, says "Bootloader: EFI", and domforge-init in dom0 builds the PVH guests `web`
@@ -164,9 +161,6 @@ fn scenario_1_three_domus_through_uefi() {
 }
 
 #[test]
-#[ignore = "fails today: under EDK2, dom0's kernel takes a synchronous external abort probing the \
-            PL061 GPIO at 0x9030000 (amba_read_periphid) and panics before /init; boot-app, the \
-            dom0less domU, reports. Run with --ignored while fixing (issue 18)"]
 fn scenario_7_dom0_with_domforge_init_through_uefi() {
     if !enabled("scenario 7 through UEFI") {
         return;
