@@ -133,7 +133,7 @@ fn check_runs_finalize() {
 /// The bundle of an example, assembled in memory (not written).
 fn assembled(loaded: &Loaded) -> bundle::Bundle {
     let (fin, _) = loaded.final_plan().expect("final plan");
-    let files = bundle::VerifiedFiles(&loaded.artifacts);
+    let files = bundle::VerifiedFiles(&loaded.artifacts, Some(&loaded.cache_dir));
     bundle::assemble(&fin, &loaded.bundle_inputs(&files, &loaded.init), false).expect("assemble")
 }
 

@@ -3,7 +3,8 @@
 //!
 //! Its layout is `initramfs::dom0::Dom0Initramfs`: `/init` = the static `domforge-init` for dom0's
 //! architecture, `/domforge/boot.blob`, the kernels, ramdisks and passthrough fragments of the
-//! domains it builds under `/domforge/modules/<id>`, and the Xen drivers (privcmd, evtchn) of
+//! domains it builds under `/domforge/modules/<id>` (kernels in the form it loads fastest,
+//! [`crate::kernel_prep`]), and the Xen drivers (privcmd, evtchn) of
 //! dom0's kernel package.
 
 use std::path::{Path, PathBuf};
@@ -94,7 +95,12 @@ pub(crate) fn compose(
             continue;
         }
         let bytes = match m.kind {
-            ModuleKind::Kernel | ModuleKind::Ramdisk => inputs
+            // Decompressed here once instead of in dom0 at every boot (crate::kernel_prep).
+            ModuleKind::Kernel => inputs
+                .files
+                .prepared_kernel(&m.source, arch)
+                .map_err(|e| module_error(m, e))?,
+            ModuleKind::Ramdisk => inputs
                 .files
                 .read(&m.source)
                 .map_err(|e| module_error(m, e))?,

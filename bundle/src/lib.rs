@@ -30,6 +30,7 @@ pub mod dom0;
 pub mod finalize;
 pub mod firmware_dtb;
 pub mod init;
+pub mod kernel_prep;
 pub mod legacy_image;
 pub mod source;
 pub mod targets;

@@ -6,6 +6,8 @@
 //! and proves they are the bytes the plan was made from.
 
 use firmware_config::artifacts::{ArtifactFacts, ArtifactTable};
+use firmware_config::board::Arch;
+use std::path::Path;
 
 /// Gives a source's bytes, proven to be the file that was examined.
 pub trait ArtifactSource {
@@ -13,10 +15,17 @@ pub trait ArtifactSource {
     fn facts(&self, source: &str) -> Result<&ArtifactFacts, String>;
     /// The bytes of `source`, the same bytes [`facts`](Self::facts) describes.
     fn read(&self, source: &str) -> Result<Vec<u8>, String>;
+    /// The kernel `source` in the form domforge-init loads fastest for `arch`
+    /// ([`crate::kernel_prep`]); sources with a cache override this to prepare it once.
+    fn prepared_kernel(&self, source: &str, arch: Arch) -> Result<Vec<u8>, String> {
+        let bytes = self.read(source)?;
+        Ok(crate::kernel_prep::prepare(&bytes, arch).unwrap_or(bytes))
+    }
 }
 
 /// Files on disk, as an [`ArtifactTable`] describes them: read and checked against the digest.
-pub struct VerifiedFiles<'a>(pub &'a ArtifactTable);
+/// The second field is the cache of prepared kernels (`<cache>/prepared`), if any.
+pub struct VerifiedFiles<'a>(pub &'a ArtifactTable, pub Option<&'a Path>);
 
 impl ArtifactSource for VerifiedFiles<'_> {
     fn facts(&self, source: &str) -> Result<&ArtifactFacts, String> {
@@ -37,5 +46,10 @@ impl ArtifactSource for VerifiedFiles<'_> {
             ));
         }
         Ok(bytes)
+    }
+
+    fn prepared_kernel(&self, source: &str, arch: Arch) -> Result<Vec<u8>, String> {
+        let sha = &self.facts(source)?.sha256;
+        crate::kernel_prep::prepared_cached(self.1, sha, arch, true, || self.read(source))
     }
 }

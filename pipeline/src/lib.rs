@@ -145,6 +145,8 @@ pub struct Loaded {
     pub board_dtb: Option<Vec<u8>>,
     pub inventory: HardwareInventory,
     pub artifacts: ArtifactTable,
+    /// domforge's cache (`Options::cache_dir`): prepared kernels are remembered there.
+    pub cache_dir: PathBuf,
     /// The manifest's own `[system] xen` when [`Options::xen_override`] replaced it.
     pub xen_retargeted_from: Option<XenVersion>,
     /// Where `domforge-init` comes from ([`Options::init`]).
@@ -226,13 +228,16 @@ impl Loaded {
     /// Finalizes `plan` (made from this input, perhaps with an overlay), every refusal as a
     /// diagnostic pointing at what it concerns.
     pub fn finalize(&self, plan: SystemPlan) -> Result<FinalPlan, PipelineError> {
-        self.finalize_from(&bundle::VerifiedFiles(&self.artifacts), plan)
+        self.finalize_from(
+            &bundle::VerifiedFiles(&self.artifacts, Some(&self.cache_dir)),
+            plan,
+        )
     }
 
     /// [`Loaded::finalize`] for `check` and `plan`, which keep nothing: the files are read back
     /// without hashing them again ([`ExaminedFiles`]).
     fn finalize_examined(&self, plan: SystemPlan) -> Result<FinalPlan, PipelineError> {
-        self.finalize_from(&ExaminedFiles(&self.artifacts), plan)
+        self.finalize_from(&ExaminedFiles(&self.artifacts, &self.cache_dir), plan)
     }
 
     fn finalize_from(
@@ -259,7 +264,7 @@ impl Loaded {
 /// this command, and nothing is hashed twice in one command (issue 14). What `check` and `plan`
 /// compose is shown and dropped; [`build`] finalizes again with [`bundle::VerifiedFiles`], which
 /// re-hashes every byte that goes into a bundle.
-struct ExaminedFiles<'a>(&'a ArtifactTable);
+struct ExaminedFiles<'a>(&'a ArtifactTable, &'a Path);
 
 impl bundle::ArtifactSource for ExaminedFiles<'_> {
     fn facts(&self, source: &str) -> Result<&ArtifactFacts, String> {
@@ -280,6 +285,11 @@ impl bundle::ArtifactSource for ExaminedFiles<'_> {
             ));
         }
         Ok(bytes)
+    }
+
+    fn prepared_kernel(&self, source: &str, arch: Arch) -> Result<Vec<u8>, String> {
+        let sha = &self.facts(source)?.sha256;
+        bundle::kernel_prep::prepared_cached(Some(self.1), sha, arch, false, || self.read(source))
     }
 }
 
@@ -384,6 +394,7 @@ pub fn load(manifest_path: &Path, opts: &Options) -> Result<Loaded, PipelineErro
     Ok(Loaded {
         firmware,
         grub,
+        cache_dir: opts.cache_dir.clone(),
         manifest_file,
         manifest_dir,
         manifest,
@@ -504,7 +515,7 @@ pub fn build(
     dts: bool,
 ) -> Result<BuildOutput, PipelineError> {
     let fin = loaded.finalize(plan.clone())?;
-    let files = bundle::VerifiedFiles(&loaded.artifacts);
+    let files = bundle::VerifiedFiles(&loaded.artifacts, Some(&loaded.cache_dir));
     let inputs = loaded.bundle_inputs(&files, &loaded.init);
     let b = bundle::assemble(&fin, &inputs, dts)?;
     Ok(b.write(out)?)

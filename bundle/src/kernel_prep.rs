@@ -1,0 +1,186 @@
+//! Kernels prepared on the host for domforge-init (issue 14): the kernels domforge-init loads at
+//! boot go into dom0's initramfs in the form it loads fastest, so no xz or gzip runs in dom0 at
+//! every boot (under TCG, decompressing Debian's xz bzImage was 8.0 of domforge-init's 8.7 s).
+//!
+//! A PVH kernel becomes its ELF `vmlinux` (the bzImage's payload, decompressed here with the same
+//! decoder domforge-init has, `pvh_boot::kernel::pvh_elf_bytes`); an arm64 kernel its raw `Image`.
+//! The result is stored LZ4-compressed as a Linux kernel payload is: the legacy framing Linux's
+//! own `unlz4` reads (magic 0x184C2102, blocks of `u32 length` + LZ4 block decoding to at most
+//! 8 MiB, lib/decompress_unlz4.c) and a 4-byte size trailer, which domforge-init's loaders accept
+//! like any compressed kernel and decode at memory speed.
+//! Kernels already in that form, or in none domforge knows, are left as they are: domforge-init
+//! still accepts every compressed kernel at boot, for bundles made elsewhere.
+
+use firmware_config::board::Arch;
+use pvh_boot::kernel::Compression;
+use pvh_boot::kernel::KernelImage;
+
+/// The prepared form's version, part of every cache entry's name: a change to [`prepare`]'s
+/// output must change it, so no entry of the old form is served.
+const FORMAT: &str = "v1";
+
+/// The LZ4 legacy frame's magic and its largest block (decoded).
+const LZ4_LEGACY_MAGIC: u32 = 0x184c_2102;
+const LZ4_LEGACY_BLOCK: usize = 8 << 20;
+
+/// `bytes` as LZ4 legacy frames followed by the 4-byte little-endian uncompressed size, the form
+/// of a Linux kernel's compressed payload (`lz4 -l` then kbuild's `size_append`,
+/// scripts/Makefile.lib), which domforge-init's loaders decode (`pvh_boot::decompress::decompress`).
+/// `None` for 4 GiB or more, which that trailer cannot state.
+pub fn lz4_payload(bytes: &[u8]) -> Option<Vec<u8>> {
+    let size = u32::try_from(bytes.len()).ok()?;
+    let mut out = Vec::with_capacity(bytes.len() / 2);
+    out.extend_from_slice(&LZ4_LEGACY_MAGIC.to_le_bytes());
+    for block in bytes.chunks(LZ4_LEGACY_BLOCK) {
+        let compressed = lz4_flex::block::compress(block);
+        out.extend_from_slice(&(compressed.len() as u32).to_le_bytes());
+        out.extend_from_slice(&compressed);
+    }
+    out.extend_from_slice(&size.to_le_bytes());
+    Some(out)
+}
+
+/// The form of `kernel` domforge-init loads fastest for a domain of `arch`, or `None` to keep the
+/// file (already fast to load, or not a kernel this stage knows: validation decides about those).
+pub fn prepare(kernel: &[u8], arch: Arch) -> Option<Vec<u8>> {
+    let decoded = match (arch, KernelImage::parse(kernel).ok()?) {
+        (_, KernelImage::Compressed { compression, .. }) if compression == Compression::Lz4 => {
+            return None;
+        }
+        (Arch::X86_64, KernelImage::BzImage(_) | KernelImage::Compressed { .. }) => {
+            pvh_boot::kernel::pvh_elf_bytes(kernel).ok()?.into_owned()
+        }
+        (Arch::Arm64, KernelImage::Compressed { compression, data }) => {
+            let image = pvh_boot::decompress::decompress(
+                data,
+                compression,
+                pvh_boot::decompress::DEFAULT_LIMIT,
+            )
+            .ok()?;
+            image.get(56..60).filter(|m| *m == b"ARMd")?;
+            image
+        }
+        // An ELF vmlinux or a raw Image: nothing to decompress at boot.
+        _ => return None,
+    };
+    lz4_payload(&decoded)
+}
+
+/// The prepared form of a kernel whose examined digest is `facts.sha256`, from the cache
+/// `<cache>/prepared/` when an entry is there (written by an earlier command), else prepared now
+/// from `read()` and remembered. So `check` does not decompress a kernel at every run (issue 14:
+/// nothing is decompressed twice, `check` stays instant). An entry is `<source sha256>-<arch>-<FORMAT>.lz4`
+/// and, beside it, `.sha256` with the entry's own digest and size; `verify` (a build, whose every
+/// byte must be proven) re-hashes the entry, otherwise its size is checked. A missing, short or
+/// corrupt entry only costs the preparing.
+pub fn prepared_cached(
+    cache: Option<&std::path::Path>,
+    source_sha256: &str,
+    arch: Arch,
+    verify: bool,
+    read: impl FnOnce() -> Result<Vec<u8>, String>,
+) -> Result<Vec<u8>, String> {
+    let entry = cache.map(|dir| {
+        dir.join("prepared")
+            .join(format!("{source_sha256}-{}-{FORMAT}.lz4", arch.as_str()))
+    });
+    if let Some(hit) = entry.as_deref().and_then(|e| cached(e, verify)) {
+        return Ok(hit);
+    }
+    let bytes = read()?;
+    let Some(prepared) = prepare(&bytes, arch) else {
+        return Ok(bytes);
+    };
+    if let Some(e) = &entry {
+        remember(e, &prepared);
+    }
+    Ok(prepared)
+}
+
+fn digest_file(entry: &std::path::Path) -> std::path::PathBuf {
+    entry.with_extension("lz4.sha256")
+}
+
+fn cached(entry: &std::path::Path, verify: bool) -> Option<Vec<u8>> {
+    let record = std::fs::read_to_string(digest_file(entry)).ok()?;
+    let (sha, len) = record.trim().split_once(' ')?;
+    let bytes = std::fs::read(entry).ok()?;
+    let ok = bytes.len().to_string() == len && (!verify || crate::sha256_hex(&bytes) == sha);
+    ok.then_some(bytes)
+}
+
+/// Writes the entry (temporary names, then renames: a reader sees a whole entry or none; the
+/// digest last, so an entry without it is ignored). Failing to cache is not an error.
+fn remember(entry: &std::path::Path, bytes: &[u8]) {
+    let Some(dir) = entry.parent() else { return };
+    let _ = std::fs::create_dir_all(dir);
+    let pid = std::process::id();
+    let tmp = entry.with_extension(format!("tmp{pid}"));
+    let record = format!("{} {}\n", crate::sha256_hex(bytes), bytes.len());
+    let tmp_sum = entry.with_extension(format!("sumtmp{pid}"));
+    let _ = std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, entry))
+        .and_then(|()| std::fs::write(&tmp_sum, record))
+        .and_then(|()| std::fs::rename(&tmp_sum, digest_file(entry)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lz4_legacy_frames_decode_with_the_boot_decoder() {
+        // Three blocks: two full 8 MiB ones and a tail, compressible and not.
+        let mut data: Vec<u8> = (0..(2 * LZ4_LEGACY_BLOCK + 12345))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        data[100..200].copy_from_slice(&[7; 100]);
+        let framed = lz4_payload(&data).unwrap();
+        assert_eq!(
+            pvh_boot::decompress::detect(&framed),
+            Some(Compression::Lz4)
+        );
+        let back = pvh_boot::decompress::decompress(
+            &framed,
+            Compression::Lz4,
+            pvh_boot::decompress::DEFAULT_LIMIT,
+        )
+        .unwrap();
+        assert_eq!(back, data);
+    }
+
+    #[test]
+    fn the_cache_serves_its_entry_and_ignores_a_corrupt_one() {
+        let dir = std::env::temp_dir().join(format!("kernel-prep-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        // A "kernel" prepare() changes: a gzip'd arm64 Image header.
+        let mut image = vec![0u8; 4096];
+        image[56..60].copy_from_slice(b"ARMd");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &image).unwrap();
+        let gz = gz.finish().unwrap();
+        let first =
+            prepared_cached(Some(&dir), "abc", Arch::Arm64, true, || Ok(gz.clone())).unwrap();
+        assert_eq!(first, lz4_payload(&image).unwrap());
+        // A hit does not read the source.
+        let hit = prepared_cached(Some(&dir), "abc", Arch::Arm64, true, || Err("read".into()));
+        assert_eq!(hit.unwrap(), first);
+        // A corrupted entry of the same size fails verification and is prepared again.
+        let entry = dir.join(format!("prepared/abc-arm64-{FORMAT}.lz4"));
+        let mut bad = first.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 0xff;
+        std::fs::write(&entry, &bad).unwrap();
+        let again = prepared_cached(Some(&dir), "abc", Arch::Arm64, true, || Ok(gz.clone()));
+        assert_eq!(again.unwrap(), first);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn what_is_already_fast_is_kept() {
+        let framed = lz4_payload(b"\x7fELF not really").unwrap();
+        assert_eq!(prepare(&framed, Arch::X86_64), None);
+        assert_eq!(prepare(b"\x7fELF\x02\x01\x01", Arch::X86_64), None);
+        assert_eq!(prepare(b"no kernel at all", Arch::Arm64), None);
+    }
+}
