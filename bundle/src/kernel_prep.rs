@@ -44,7 +44,13 @@ pub fn lz4_payload(bytes: &[u8]) -> Option<Vec<u8>> {
 /// file (already fast to load, or not a kernel this stage knows: validation decides about those).
 pub fn prepare(kernel: &[u8], arch: Arch) -> Option<Vec<u8>> {
     let decoded = match (arch, KernelImage::parse(kernel).ok()?) {
-        (_, KernelImage::Compressed { compression, .. }) if compression == Compression::Lz4 => {
+        (
+            _,
+            KernelImage::Compressed {
+                compression: Compression::Lz4,
+                ..
+            },
+        ) => {
             return None;
         }
         (Arch::X86_64, KernelImage::BzImage(_) | KernelImage::Compressed { .. }) => {
