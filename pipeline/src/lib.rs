@@ -631,7 +631,7 @@ fn board_dtb_in(
             let dir = opts.cache_dir.join("dtb");
             let out = dir.join(format!("{}-{key}.dtb", board.name));
             if let Ok(bytes) = std::fs::read(&out) {
-                return Ok(Some(bytes));
+                return without_dump_seeds(&bytes).map(Some);
             }
             std::fs::create_dir_all(&dir)
                 .map_err(|e| PipelineError::other(format!("creating {}: {e}", dir.display())))?;
@@ -657,9 +657,9 @@ fn board_dtb_in(
                 ))),
                 Ok(_) => {
                     std::fs::rename(&tmp, &out).map_err(|e| PipelineError::other(e.to_string()))?;
-                    std::fs::read(&out)
-                        .map(Some)
-                        .map_err(|e| PipelineError::other(e.to_string()))
+                    let bytes =
+                        std::fs::read(&out).map_err(|e| PipelineError::other(e.to_string()))?;
+                    without_dump_seeds(&bytes).map(Some)
                 }
             }
         }
@@ -696,6 +696,23 @@ fn board_dtb_in(
             Ok(Some(bytes))
         }
     }
+}
+
+/// A QEMU-dumped DTB without the random seeds QEMU puts in `/chosen` at every start
+/// (`kaslr-seed`, `rng-seed`: `create_randomness()` in hw/arm/virt.c, from
+/// `qemu_guest_getrandom`). They describe one QEMU run, not the board: kept, they would make every
+/// bundle differ from the same manifest's next build on a fresh cache, and hand each boot of a
+/// bundle the same "random" seed. Firmware that boots the bundle adds its own.
+fn without_dump_seeds(dtb: &[u8]) -> Result<Vec<u8>, PipelineError> {
+    let mut tree = device_tree::DeviceTree::from_dtb(dtb)
+        .map_err(|e| PipelineError::other(format!("the QEMU-dumped DTB: {e}")))?;
+    let mut changed = false;
+    if let Some(chosen) = tree.root.child_mut("chosen") {
+        for seed in ["kaslr-seed", "rng-seed"] {
+            changed |= chosen.remove_prop(seed).is_some();
+        }
+    }
+    Ok(if changed { tree.to_dtb() } else { dtb.to_vec() })
 }
 
 pub fn debian_arch(a: Arch) -> debian_fetch::Arch {
