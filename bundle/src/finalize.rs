@@ -12,7 +12,7 @@
 
 use device_tree::from_plan::{self, DomainFragment, FromPlanError};
 use firmware_config::board::Arch;
-use firmware_config::plan::SystemPlan;
+use firmware_config::plan::{ModuleKind, SystemPlan};
 use firmware_config::validate::CheckInput;
 
 use crate::init::InitLocator;
@@ -89,6 +89,18 @@ pub struct Inputs<'a> {
     /// Debian's GRUB files for the grub target, by their path on the ESP
     /// ([`crate::targets::grub`]), fetched by the caller; empty when the board has no `grub`.
     pub grub: &'a [(String, Vec<u8>)],
+}
+
+impl Inputs<'_> {
+    /// The examined size of the first plan module of `kind` (0 when there is none or it was not
+    /// examined: its own rule reports that).
+    pub(crate) fn module_size(&self, plan: &SystemPlan, kind: ModuleKind) -> u64 {
+        plan.modules
+            .iter()
+            .find(|m| m.kind == kind)
+            .and_then(|m| self.files.facts(&m.source).ok())
+            .map_or(0, |f| f.size)
+    }
 }
 
 /// A plan with everything decided: what `assemble` turns into a bundle without refusing anything.

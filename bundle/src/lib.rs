@@ -130,6 +130,13 @@ impl Bundle {
             .find(|f| f.path == std::path::Path::new(path))
     }
 
+    /// The bytes of the file at `path` (relative), or why the bundle has none.
+    pub(crate) fn bytes_of(&self, path: &str) -> Result<&[u8], String> {
+        self.file(path)
+            .map(|f| f.bytes.as_slice())
+            .ok_or_else(|| format!("the bundle has no {path}"))
+    }
+
     pub(crate) fn add(&mut self, path: impl Into<PathBuf>, role: Role, bytes: Vec<u8>) {
         self.files.push(BundleFile {
             path: path.into(),

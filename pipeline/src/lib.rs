@@ -624,14 +624,16 @@ fn board_dtb_in(
                 .as_ref()
                 .ok_or_else(|| PipelineError::other("board has no [qemu] table"))?;
             let args = qemu_machine_args(q);
+            // `seedless`: entries written since the seeds are dropped at dump time (older
+            // entries, with seeds, are not read).
             let key = hex(&Sha256::digest(
-                format!("{} {}", q.binary, args.join(" ")).as_bytes(),
+                format!("{} {} seedless", q.binary, args.join(" ")).as_bytes(),
             ))[..16]
                 .to_string();
             let dir = opts.cache_dir.join("dtb");
             let out = dir.join(format!("{}-{key}.dtb", board.name));
             if let Ok(bytes) = std::fs::read(&out) {
-                return without_dump_seeds(&bytes).map(Some);
+                return Ok(Some(bytes));
             }
             std::fs::create_dir_all(&dir)
                 .map_err(|e| PipelineError::other(format!("creating {}: {e}", dir.display())))?;
@@ -656,10 +658,12 @@ fn board_dtb_in(
                     String::from_utf8_lossy(&o.stderr).trim()
                 ))),
                 Ok(_) => {
-                    std::fs::rename(&tmp, &out).map_err(|e| PipelineError::other(e.to_string()))?;
-                    let bytes =
-                        std::fs::read(&out).map_err(|e| PipelineError::other(e.to_string()))?;
-                    without_dump_seeds(&bytes).map(Some)
+                    // Cached without QEMU's per-run seeds, so every later read is the board.
+                    let io = |e: std::io::Error| PipelineError::other(e.to_string());
+                    let bytes = without_dump_seeds(&std::fs::read(&tmp).map_err(io)?)?;
+                    std::fs::write(&tmp, &bytes).map_err(io)?;
+                    std::fs::rename(&tmp, &out).map_err(io)?;
+                    Ok(Some(bytes))
                 }
             }
         }

@@ -149,6 +149,26 @@ pub fn arm_direct(
     }
 }
 
+/// `-bios <firmware>`: the firmware QEMU starts instead of a kernel.
+pub fn bios(firmware: &Path) -> [String; 2] {
+    ["-bios".to_string(), firmware.display().to_string()]
+}
+
+/// `disk` as the drive `boot` on a `device` (`virtio-blk-device` on `virt`, `virtio-blk-pci` on a
+/// PC), the disk a firmware boots from. `format=raw` so QEMU does not probe it (and refuse writes
+/// to sector 0); the path is escaped for QEMU's option syntax.
+pub fn boot_disk(disk: &Path, device: &str) -> [String; 4] {
+    [
+        "-drive".to_string(),
+        format!(
+            "if=none,id=boot,format=raw,file={}",
+            qemu_opt_value(&disk.display().to_string())
+        ),
+        "-device".to_string(),
+        format!("{device},drive=boot"),
+    ]
+}
+
 /// Debian's U-Boot for QEMU's arm64 `virt` machine (package [`UBOOT_QEMU_PACKAGE`]).
 pub const UBOOT_QEMU_ARM64: &str = "/usr/lib/u-boot/qemu_arm64/u-boot.bin";
 /// The Debian package that ships [`UBOOT_QEMU_ARM64`].
@@ -166,17 +186,8 @@ pub const UBOOT_QEMU_PACKAGE: &str = "u-boot-qemu";
 pub fn arm_uboot(machine: &QemuMachine, firmware: &Path, disk: &Path) -> QemuInvocation {
     let mut args = machine_args(machine);
     args.extend(["-nographic".to_string(), "-no-reboot".to_string()]);
-    args.extend([
-        "-bios".to_string(),
-        firmware.display().to_string(),
-        "-drive".to_string(),
-        format!(
-            "if=none,id=boot,format=raw,file={}",
-            qemu_opt_value(&disk.display().to_string())
-        ),
-        "-device".to_string(),
-        "virtio-blk-device,drive=boot".to_string(),
-    ]);
+    args.extend(bios(firmware));
+    args.extend(boot_disk(disk, "virtio-blk-device"));
     QemuInvocation {
         program: machine.binary.clone(),
         args,
@@ -205,19 +216,9 @@ pub fn arm_uefi(machine: &QemuMachine, firmware: &Path, disk: &Path) -> QemuInvo
     let mut args = machine_args(machine);
     args.extend(["-machine".to_string(), "acpi=off".to_string()]);
     args.extend(["-nographic".to_string(), "-no-reboot".to_string()]);
-    args.extend([
-        "-bios".to_string(),
-        firmware.display().to_string(),
-        "-nic".to_string(),
-        "none".to_string(),
-        "-drive".to_string(),
-        format!(
-            "if=none,id=boot,format=raw,file={}",
-            qemu_opt_value(&disk.display().to_string())
-        ),
-        "-device".to_string(),
-        "virtio-blk-device,drive=boot".to_string(),
-    ]);
+    args.extend(bios(firmware));
+    args.extend(["-nic".to_string(), "none".to_string()]);
+    args.extend(boot_disk(disk, "virtio-blk-device"));
     QemuInvocation {
         program: machine.binary.clone(),
         args,

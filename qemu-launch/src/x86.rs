@@ -97,19 +97,9 @@ pub const OVMF_PACKAGE: &str = "ovmf";
 pub fn x86_uefi(machine: &QemuMachine, firmware: &Path, disk: &Path) -> QemuInvocation {
     let mut args = machine_args(machine);
     args.extend(["-nographic".to_string(), "-no-reboot".to_string()]);
-    args.extend([
-        "-bios".to_string(),
-        firmware.display().to_string(),
-        "-nic".to_string(),
-        "none".to_string(),
-        "-drive".to_string(),
-        format!(
-            "if=none,id=boot,format=raw,file={}",
-            crate::qemu_opt_value(&disk.display().to_string())
-        ),
-        "-device".to_string(),
-        "virtio-blk-pci,drive=boot".to_string(),
-    ]);
+    args.extend(crate::bios(firmware));
+    args.extend(["-nic".to_string(), "none".to_string()]);
+    args.extend(crate::boot_disk(disk, "virtio-blk-pci"));
     QemuInvocation {
         program: machine_program(machine),
         args,

@@ -152,21 +152,17 @@ pub(crate) fn check(
             .help("run the command again with the network reachable, or remove \"grub\" from the board's `targets`"),
         ];
     }
-    let size = |kind: ModuleKind| {
-        plan.modules
-            .iter()
-            .find(|m| m.kind == kind)
-            .and_then(|m| inputs.files.facts(&m.source).ok())
-            .map_or(0, |f| f.size)
-    };
     let mut esp: Vec<(String, u64)> = inputs
         .grub
         .iter()
         .map(|(p, b)| (p.clone(), b.len() as u64))
         .collect();
     esp.push((format!("{PREFIX}/grub.cfg"), 4096));
-    esp.push((XEN.into(), size(ModuleKind::Xen)));
-    esp.push((DOM0_KERNEL.into(), size(ModuleKind::Dom0Kernel)));
+    esp.push((XEN.into(), inputs.module_size(plan, ModuleKind::Xen)));
+    esp.push((
+        DOM0_KERNEL.into(),
+        inputs.module_size(plan, ModuleKind::Dom0Kernel),
+    ));
     esp.push((DOM0_INITRAMFS.into(), initramfs_len));
     let refs: Vec<(&str, u64)> = esp.iter().map(|(p, s)| (p.as_str(), *s)).collect();
     match disk_image::check(&refs, &options()) {
@@ -188,17 +184,6 @@ pub(crate) fn add(
     if !wanted(inputs, &bundle.plan) {
         return Ok(false);
     }
-    let file = |path: &str| {
-        bundle
-            .file(path)
-            .map(|f| f.bytes.clone())
-            .ok_or_else(|| format!("the bundle has no {path}"))
-    };
-    let boot = [
-        (XEN, file(xen)?),
-        (DOM0_KERNEL, file(dom0_kernel)?),
-        (DOM0_INITRAMFS, file(dom0_initramfs)?),
-    ];
     let cfg = config(&bundle.plan);
     let cfg_path = format!("{PREFIX}/grub.cfg");
     let mut refs: Vec<(&str, &[u8])> = inputs
@@ -207,15 +192,16 @@ pub(crate) fn add(
         .map(|(p, b)| (p.as_str(), b.as_slice()))
         .collect();
     refs.push((cfg_path.as_str(), cfg.as_bytes()));
-    refs.extend(boot.iter().map(|(p, b)| (*p, b.as_slice())));
+    for (on_esp, path) in [
+        (XEN, xen),
+        (DOM0_KERNEL, dom0_kernel),
+        (DOM0_INITRAMFS, dom0_initramfs),
+    ] {
+        refs.push((on_esp, bundle.bytes_of(path)?));
+    }
     let image = disk_image::build(&refs, &options()).map_err(|e| format!("the GRUB image: {e}"))?;
     bundle.add(IMAGE_PATH, Role::DiskImage, image.bytes);
-    bundle.files.push(crate::BundleFile {
-        path: CONFIG_PATH.into(),
-        role: Role::Target,
-        bytes: cfg.into_bytes(),
-        executable: false,
-    });
+    bundle.add(CONFIG_PATH, Role::Target, cfg.into_bytes());
     Ok(true)
 }
 

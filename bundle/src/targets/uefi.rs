@@ -24,7 +24,7 @@
 //! make Xen skip the config file: `efi_arch_use_config_file()`.)
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use firmware_config::board::{Arch, BootTarget};
 use firmware_config::plan::{ModuleKind, ModulePlan, SystemPlan};
@@ -246,12 +246,7 @@ pub(crate) fn add(bundle: &mut Bundle, host: &device_tree::DeviceTree) -> Result
         .collect();
     let image = disk_image::build(&refs, &options()).map_err(|e| format!("the UEFI image: {e}"))?;
     bundle.add(IMAGE_PATH, Role::DiskImage, image.bytes);
-    bundle.files.push(crate::BundleFile {
-        path: PathBuf::from(config_name(arch)),
-        role: Role::Target,
-        bytes: cfg.into_bytes(),
-        executable: false,
-    });
+    bundle.add(config_name(arch), Role::Target, cfg.into_bytes());
     Ok(())
 }
 

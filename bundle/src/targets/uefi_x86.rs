@@ -115,12 +115,7 @@ pub(crate) fn check(
             .help(help),
         );
     }
-    let kernel_len = plan
-        .modules
-        .iter()
-        .find(|m| m.kind == ModuleKind::Dom0Kernel)
-        .and_then(|m| inputs.files.facts(&m.source).ok())
-        .map_or(0, |f| f.size);
+    let kernel_len = inputs.module_size(plan, ModuleKind::Dom0Kernel);
     let esp = esp_sizes(bytes.len() as u64, kernel_len, initramfs_len);
     let refs: Vec<(&str, u64)> = esp.iter().map(|(p, s)| (p.as_str(), *s)).collect();
     if let Err(e) = disk_image::check(&refs, &options()) {
@@ -157,20 +152,12 @@ pub(crate) fn add(
         return Ok(false);
     };
     let xen = inputs.files.read(efi)?;
-    let file = |path: &str| {
-        bundle
-            .file(path)
-            .map(|f| f.bytes.clone())
-            .ok_or_else(|| format!("the bundle has no {path}"))
-    };
-    let kernel = file(dom0_kernel)?;
-    let initramfs = file(dom0_initramfs)?;
     let cfg = config(&bundle.plan);
     let esp: Vec<(String, &[u8])> = [
         (loader_name(Arch::X86_64), xen.as_slice()),
         (config_name(Arch::X86_64), cfg.as_bytes()),
-        (DOM0_KERNEL, kernel.as_slice()),
-        (DOM0_INITRAMFS, initramfs.as_slice()),
+        (DOM0_KERNEL, bundle.bytes_of(dom0_kernel)?),
+        (DOM0_INITRAMFS, bundle.bytes_of(dom0_initramfs)?),
     ]
     .into_iter()
     .map(|(n, b)| (format!("{ESP_DIR}/{n}"), b))
@@ -182,12 +169,7 @@ pub(crate) fn add(
         Role::DiskImage,
         image.bytes,
     );
-    bundle.files.push(crate::BundleFile {
-        path: config_name(Arch::X86_64).into(),
-        role: Role::Target,
-        bytes: cfg.into_bytes(),
-        executable: false,
-    });
+    bundle.add(config_name(Arch::X86_64), Role::Target, cfg.into_bytes());
     Ok(true)
 }
 
