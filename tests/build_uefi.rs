@@ -6,22 +6,13 @@
 //! file on the ESP by `xen,uefi-binary`, has no `reg`, and that file is the module's bytes; the
 //! kernel the three domUs share is on the ESP once. Scenario 1 (no domforge-init needed).
 
+mod common;
 use std::path::Path;
-use std::process::Command;
 
 const TEST: &str = "build_uefi";
 
 fn run(cmd: &str, args: &[&str]) -> Vec<u8> {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    common::tool(cmd, args, Path::new("."), None)
 }
 
 fn text(cmd: &str, args: &[&str]) -> String {
@@ -39,22 +30,14 @@ fn uefi_image_read_back_with_sfdisk_mtools_and_fdtget() {
             return;
         }
     }
-    let manifest =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/1-three-domus-gicv3.toml");
-    let mut opts = pipeline::Options::from_env().expect("options");
-    opts.quiet = true;
-    let loaded = match pipeline::load(&manifest, &opts) {
-        Ok(l) => l,
-        Err(pipeline::PipelineError::Other(msg)) => {
-            test_support::missing(TEST, &msg);
-            return;
-        }
-        Err(e) => panic!("{e:?}"),
-    };
-    let (plan, _) = loaded.plan().expect("plan");
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR")).join("build_uefi");
     let _ = std::fs::remove_dir_all(&tmp);
-    let out = pipeline::build(&loaded, &plan, &tmp.join("out"), false).expect("build");
+    let scenario = "tests/scenarios/1-three-domus-gicv3.toml";
+    let Some(common::Built { plan, out, .. }) =
+        common::build(TEST, scenario, &common::quiet(), &tmp.join("out"))
+    else {
+        return;
+    };
     let image = out.dir.join("uefi.img");
     let img = format!("{}@@1M", image.display());
 
@@ -172,27 +155,15 @@ fn x86_uefi_image_read_back_with_sfdisk_mtools_and_objdump() {
             return;
         }
     }
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/qemu-x86_64.toml");
-    let mut opts = pipeline::Options::from_env().expect("options");
-    opts.quiet = true;
-    let loaded = match pipeline::load(&manifest, &opts) {
-        Ok(l) => l,
-        Err(pipeline::PipelineError::Other(msg)) => {
-            test_support::missing(TEST, &msg);
-            return;
-        }
-        Err(e) => panic!("{e:?}"),
-    };
-    let (plan, _) = loaded.plan().expect("plan");
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR")).join("build_uefi_x86");
     let _ = std::fs::remove_dir_all(&tmp);
-    let out = match pipeline::build(&loaded, &plan, &tmp.join("out"), false) {
-        Ok(out) => out,
-        Err(e) if e.to_string().contains("E0406") || e.to_string().contains("domforge-init") => {
-            test_support::missing(TEST, &format!("{e}"));
-            return;
-        }
-        Err(e) => panic!("{e}"),
+    let Some(common::Built { loaded, plan, out }) = common::build(
+        TEST,
+        "examples/qemu-x86_64.toml",
+        &common::quiet(),
+        &tmp.join("out"),
+    ) else {
+        return;
     };
     let image = out.dir.join("uefi.img");
     let img = format!("{}@@1M", image.display());
@@ -287,27 +258,15 @@ fn grub_image_read_back_with_sfdisk_mtools_and_grub_script_check() {
             return;
         }
     }
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/qemu-x86_64.toml");
-    let mut opts = pipeline::Options::from_env().expect("options");
-    opts.quiet = true;
-    let loaded = match pipeline::load(&manifest, &opts) {
-        Ok(l) => l,
-        Err(pipeline::PipelineError::Other(msg)) => {
-            test_support::missing(TEST, &msg);
-            return;
-        }
-        Err(e) => panic!("{e:?}"),
-    };
-    let (plan, _) = loaded.plan().expect("plan");
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR")).join("build_grub_x86");
     let _ = std::fs::remove_dir_all(&tmp);
-    let out = match pipeline::build(&loaded, &plan, &tmp.join("out"), false) {
-        Ok(out) => out,
-        Err(e) if e.to_string().contains("E0406") || e.to_string().contains("domforge-init") => {
-            test_support::missing(TEST, &format!("{e}"));
-            return;
-        }
-        Err(e) => panic!("{e}"),
+    let Some(common::Built { plan, out, .. }) = common::build(
+        TEST,
+        "examples/qemu-x86_64.toml",
+        &common::quiet(),
+        &tmp.join("out"),
+    ) else {
+        return;
     };
     let image = out.dir.join("grub.img");
     let img = format!("{}@@1M", image.display());

@@ -6,38 +6,11 @@
 //! ELF must carry Xen's PVH entry note (`readelf -n`: XEN_ELFNOTE_PHYS32_ENTRY). The trailer must
 //! state the ELF's size. Needs domforge-init (`scripts/build-init`).
 
+mod common;
+use common::tool as run;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 const TEST: &str = "kernel_prep";
-
-fn run(cmd: &str, args: &[&str], dir: &Path, stdin: Option<&[u8]>) -> Vec<u8> {
-    let mut child = Command::new(cmd)
-        .args(args)
-        .current_dir(dir)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    if let Some(input) = stdin {
-        use std::io::Write;
-        let mut pipe = child.stdin.take().expect("stdin");
-        let input = input.to_vec();
-        std::thread::spawn(move || pipe.write_all(&input));
-    }
-    let out = child.wait_with_output().expect("wait");
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
 
 fn le32(b: &[u8], at: usize) -> usize {
     u32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as usize
@@ -55,28 +28,16 @@ fn the_initramfs_carries_the_bzimages_elf_lz4_compressed() {
             return;
         }
     }
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/qemu-x86_64.toml");
-    let mut opts = pipeline::Options::from_env().expect("options");
-    opts.quiet = true;
-    let loaded = match pipeline::load(&manifest, &opts) {
-        Ok(l) => l,
-        Err(pipeline::PipelineError::Other(msg)) => {
-            test_support::missing(TEST, &msg);
-            return;
-        }
-        Err(e) => panic!("{e:?}"),
-    };
-    let (plan, _) = loaded.plan().expect("plan");
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR")).join(TEST);
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(tmp.join("root")).expect("mkdir");
-    let out = match pipeline::build(&loaded, &plan, &tmp.join("out"), false) {
-        Ok(out) => out,
-        Err(e) if e.to_string().contains("domforge-init") => {
-            test_support::missing(TEST, &e.to_string());
-            return;
-        }
-        Err(e) => panic!("{e}"),
+    let Some(common::Built { loaded, plan, out }) = common::build(
+        TEST,
+        "examples/qemu-x86_64.toml",
+        &common::quiet(),
+        &tmp.join("out"),
+    ) else {
+        return;
     };
 
     // The guest kernel as dom0 will find it.

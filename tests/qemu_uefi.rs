@@ -24,7 +24,7 @@
 //! `$CARGO_TARGET_TMPDIR/qemu-uefi.txt`. Runs when `CI=true` or `DOMFORGE_QEMU_TESTS=1`.
 
 mod common;
-use common::{before_requested_crash, enabled, opts};
+use common::{assert_relayed, before_requested_crash, enabled, opts};
 use firmware_config::xen::XenVersion;
 use qemu_tests::report::{self, Outcome};
 use qemu_tests::runner::BootLog;
@@ -201,15 +201,7 @@ fn scenario_7_dom0_with_domforge_init_through_uefi() {
                 verdict.table(),
                 log.tail(60)
             );
-            for name in ["app", "rtc-driver"] {
-                assert!(
-                    log.lines.iter().any(|l| l
-                        .raw
-                        .starts_with(&format!("[{name}] DOMFORGE-PROBE {name} end="))),
-                    "{what}: {name}'s report did not come through domforge-init's relay\n{}",
-                    log.tail(60)
-                );
-            }
+            assert_relayed(&log, &["app", "rtc-driver"], &what);
         }
     }
 }
@@ -273,14 +265,7 @@ fn x86_example(boot: BootPath, bootloader: &str) {
                 "{what}: no `{bootloader}` from Xen\n{}",
                 log.tail(40)
             );
-            for name in ["web", "worker"] {
-                assert!(
-                    log.lines.iter().any(|l| l
-                        .raw
-                        .starts_with(&format!("[{name}] DOMFORGE-PROBE {name} end="))),
-                    "{what}: {name}'s report did not come through domforge-init's relay"
-                );
-            }
+            assert_relayed(&log, &["web", "worker"], &what);
         }
     }
 }

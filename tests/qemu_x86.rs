@@ -21,7 +21,7 @@
 //! skipped. One QEMU at a time.
 
 mod common;
-use common::{enabled, opts};
+use common::{assert_relayed, enabled, opts};
 use firmware_config::xen::XenVersion;
 use qemu_tests::runner::BootLog;
 use qemu_tests::session::{self as run, RunOptions};
@@ -121,14 +121,11 @@ fn example_on(release: XenVersion) {
         log.tail(40)
     );
     // The guests' lines came through domforge-init's relay, prefixed with their names.
-    for name in ["web", "worker"] {
-        assert!(
-            log.lines.iter().any(|l| l
-                .raw
-                .starts_with(&format!("[{name}] DOMFORGE-PROBE {name} end="))),
-            "{name}'s report did not come through the relay"
-        );
-    }
+    assert_relayed(
+        &log,
+        &["web", "worker"],
+        &format!("x86 example on {release}"),
+    );
     assert!(
         log.lines
             .iter()

@@ -7,6 +7,7 @@
 //! example (`scripts/build-init`). This found QEMU's per-run `/chosen` seeds in the dumped board
 //! DTB (pipeline's `without_dump_seeds`).
 
+mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -31,35 +32,15 @@ fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 
 /// Builds `example` with `cache` into `out`; `None` when it cannot be built here.
 fn build(example: &str, cache: &Path, out: &Path) -> Option<BTreeMap<PathBuf, Vec<u8>>> {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("examples")
-        .join(example);
-    let mut opts = pipeline::Options::from_env().expect("options");
-    opts.quiet = true;
+    let mut opts = common::quiet();
     opts.cache_dir = cache.to_path_buf();
-    let loaded = match pipeline::load(&manifest, &opts) {
-        Ok(l) => l,
-        Err(pipeline::PipelineError::Other(msg)) => {
-            test_support::missing(TEST, &msg);
-            return None;
-        }
-        Err(e) => panic!("{example}: {e}"),
-    };
-    let (plan, _) = loaded.plan().expect("plan");
-    match pipeline::build(&loaded, &plan, out, false) {
-        Ok(b) => Some(files(&b.dir)),
-        Err(e) if e.to_string().contains("domforge-init") => {
-            test_support::missing(TEST, &e.to_string());
-            None
-        }
-        Err(e) => panic!("{example}: {e}"),
-    }
+    common::build(TEST, &format!("examples/{example}"), &opts, out).map(|b| files(&b.out.dir))
 }
 
 /// `prepares`: the example has domforge-init-built domains, whose kernels the fresh cache must
 /// have prepared again.
 fn same_bundle_from_a_fresh_cache(example: &str, prepares: bool) {
-    let user_cache = pipeline::Options::from_env().expect("options").cache_dir;
+    let user_cache = common::quiet().cache_dir;
     if !user_cache.join("packages").is_dir() {
         test_support::missing(TEST, "no Debian packages in the cache yet");
         return;
