@@ -12,7 +12,17 @@
 //!   closure its ELF dynamic sections name, and against `xl`+`xenstored`+`xenconsoled`+
 //!   `xen-init-dom0` with theirs (`xl_dom0`).
 //!
-//! Iteration `i` runs `xl create` then `domforge-init`, each followed by destroying the guest
+//! Two inputs, so the two effects stay apart (issue 14):
+//! * **fastest**: each tool gets the kernel it loads fastest: `xl` the uncompressed ELF `vmlinux`
+//!   (libxenguest reads it without decompressing), `domforge-init` the kernel the bundle carries
+//!   (prepared on the host: LZ4 legacy frames, `bundle/src/kernel_prep.rs`). Tools `xl`,
+//!   `domforge-init`.
+//! * **bzImage**: both get Debian's xz bzImage, which each decompresses in dom0 at every build
+//!   (`domforge-init` here is built with every decoder, the default features, by this bench into
+//!   `<target>/xl-bench/init-full`; the one bundles ship has LZ4 only). Tools `xl/bzImage`,
+//!   `domforge-init/bzImage`; domforge-init is pointed at a second boot blob naming the bzImage.
+//!
+//! Iteration `i` runs `xl create` then `domforge-init` on each input, each followed by destroying the guest
 //! (`xl destroy`, `domforge-init --destroy DOMID`; untimed). "Cold" is iteration 1 of each tool,
 //! "warm" the median of the others. Every invocation of either tool is a new process that reads and
 //! decompresses the bzImage; `domforge-init`'s own `kernel`/`started` events (decompress_ms,
@@ -89,6 +99,85 @@ fn target_dir() -> PathBuf {
     tmp.parent().unwrap_or(tmp).to_path_buf()
 }
 
+/// Where the bzImage input's files go in dom0's initramfs.
+const VMLINUX: &str = "etc/xlbench/vmlinux";
+const BZIMAGE: &str = "etc/xlbench/bzImage";
+const BZ_BLOB: &str = "etc/xlbench/bzimage.blob";
+
+/// The files of the bzImage input (see the module docs).
+struct BzInputs {
+    bzimage: Vec<u8>,
+    /// The bzImage's payload, the ELF xl loads without decompressing.
+    vmlinux: Vec<u8>,
+    /// The plan's boot blob with the guest's kernel pointing at [`BZIMAGE`].
+    blob: Vec<u8>,
+    /// domforge-init with every decoder (the default features).
+    init_full: Vec<u8>,
+}
+
+impl BzInputs {
+    fn make(
+        loaded: &pipeline::Loaded,
+        plan: &firmware_config::plan::SystemPlan,
+        out: &Path,
+    ) -> Result<Self, String> {
+        let kernel = &plan.domain(GUEST).ok_or("the plan lost the guest")?.kernel;
+        let source = &plan
+            .module(kernel)
+            .ok_or("the plan lost the kernel")?
+            .source;
+        let facts = match loaded.artifacts.get(source) {
+            Some(Ok(f)) => f,
+            _ => return Err(format!("{source} was not examined")),
+        };
+        let bzimage = std::fs::read(&facts.path).map_err(|e| format!("{}: {e}", facts.path))?;
+        let vmlinux = pvh_boot::kernel::pvh_elf_bytes(&bzimage)
+            .map_err(|e| format!("{source}: no PVH ELF inside: {e}"))?
+            .into_owned();
+        let mut config = firmware_config::plan::boot_config(plan).map_err(|d| d.message)?;
+        for d in &mut config.domains {
+            d.kernel = format!("/{BZIMAGE}")
+                .as_str()
+                .try_into()
+                .map_err(|_| "path too long")?;
+        }
+        let blob = firmware_config::blob::encode(&config).map_err(|e| e.to_string())?;
+        Ok(Self {
+            bzimage,
+            vmlinux,
+            blob,
+            init_full: build_full_init(out)?,
+        })
+    }
+}
+
+/// Builds domforge-init with its default features (every decoder) into `<out>/init-full`.
+fn build_full_init(out: &Path) -> Result<Vec<u8>, String> {
+    let target = "x86_64-unknown-linux-musl";
+    let dir = out.join("init-full");
+    let status = std::process::Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "-q",
+            "--locked",
+            "-p",
+            "domforge-init",
+            "--profile",
+            "init",
+        ])
+        .args(["--target", target, "--target-dir"])
+        .arg(&dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .map_err(|e| format!("cargo: {e}"))?;
+    if !status.success() {
+        return Err("building the full-featured domforge-init failed".into());
+    }
+    let bin = dir.join(target).join("init/domforge-init");
+    std::fs::read(&bin).map_err(|e| format!("{}: {e}", bin.display()))
+}
+
+#[derive(Clone)]
 struct Guest {
     kernel: String,
     ramdisk: Option<String>,
@@ -157,6 +246,9 @@ fn run() -> Result<(), String> {
     let built_dir = out.join("system");
     let built = pipeline::build(&loaded, &plan, &built_dir, false).map_err(|e| e.to_string())?;
 
+    step("the bzImage input: Debian's kernel as it is, its ELF for xl, a second boot blob");
+    let bz = BzInputs::make(&loaded, &plan, &out)?;
+
     step(
         "adding xl, its daemons and libraries, busybox and the benchmark script to dom0's initramfs",
     );
@@ -167,13 +259,34 @@ fn run() -> Result<(), String> {
     overlay
         .add_file("bin/domforge-init", 0o755, init_bytes.clone())
         .map_err(|e| e.to_string())?;
-    overlay
-        .add_file(
+    let fastest = Guest {
+        kernel: format!("/{VMLINUX}"),
+        ..guest.clone()
+    };
+    let bzimage = Guest {
+        kernel: format!("/{BZIMAGE}"),
+        ..guest.clone()
+    };
+    for (path, mode, bytes) in [
+        ("bin/domforge-init-full", 0o755, bz.init_full),
+        (VMLINUX, 0o644, bz.vmlinux),
+        (BZIMAGE, 0o644, bz.bzimage),
+        (BZ_BLOB, 0o644, bz.blob),
+        (
             "etc/xlbench/guest.cfg",
             0o644,
-            xl_config(&guest).into_bytes(),
-        )
-        .map_err(|e| e.to_string())?;
+            xl_config(&fastest).into_bytes(),
+        ),
+        (
+            "etc/xlbench/bzimage.cfg",
+            0o644,
+            xl_config(&bzimage).into_bytes(),
+        ),
+    ] {
+        overlay
+            .add_file(path, mode, bytes)
+            .map_err(|e| e.to_string())?;
+    }
     // Replaces /init (domforge-init) of the first archive: Linux unpacks concatenated newc
     // archives in order, a later member overwriting an earlier one (init/initramfs.c).
     overlay
@@ -339,24 +452,34 @@ xen-init-dom0 > /tmp/xen-init-dom0.log 2>&1 || {{ say "xen-init-dom0 failed"; se
 xenconsoled --pid-file=/run/xenconsoled.pid --log=guest --log-dir=/var/log/xen/console || say "xenconsoled failed"
 say phase=daemons
 xl list 2>&1 | sed 's/^/XLBENCH-LOG xl list: /'
+# xl_run TOOL CFG / df_run TOOL INIT [ARGS]: one timed build + unpause, then an untimed destroy.
+xl_run() {{
+    now; T0=$NOW
+    {xl} create "$2" > /tmp/xl.log 2>&1
+    RC=$?
+    now; T1=$NOW
+    say result tool=$1 iter=$i t0=$T0 t1=$T1 rc=$RC
+    [ $RC = 0 ] || sed "s|^|XLBENCH-LOG $1 $i: |" /tmp/xl.log
+    {xl} destroy {GUEST} > /tmp/xl-destroy.log 2>&1 || sed "s|^|XLBENCH-LOG $1 destroy $i: |" /tmp/xl-destroy.log
+}}
+df_run() {{
+    tool=$1; shift
+    now; T0=$NOW
+    "$@" --build-once > /tmp/df.log 2>&1
+    RC=$?
+    now; T1=$NOW
+    say result tool=$tool iter=$i t0=$T0 t1=$T1 rc=$RC
+    grep -E 'DOMFORGE-INIT event=(kernel|started|memory) ' /tmp/df.log | sed "s|^|XLBENCH-DF tool=$tool iter=$i |"
+    [ $RC = 0 ] || sed "s|^|XLBENCH-LOG $tool $i: |" /tmp/df.log
+    DOMID=$(sed -n 's/.*event=started .*domid=\([0-9]*\).*/\1/p' /tmp/df.log)
+    [ -n "$DOMID" ] && {{ /bin/domforge-init --destroy $DOMID > /tmp/df-destroy.log 2>&1 || sed "s|^|XLBENCH-LOG $tool destroy $i: |" /tmp/df-destroy.log; }}
+}}
 i=1
 while [ $i -le {iterations} ]; do
-    now; T0=$NOW
-    {xl} create /etc/xlbench/guest.cfg > /tmp/xl-$i.log 2>&1
-    RC=$?
-    now; T1=$NOW
-    say result tool=xl iter=$i t0=$T0 t1=$T1 rc=$RC
-    [ $RC = 0 ] || sed "s/^/XLBENCH-LOG xl $i: /" /tmp/xl-$i.log
-    {xl} destroy {GUEST} > /tmp/xl-destroy-$i.log 2>&1 || sed "s/^/XLBENCH-LOG xl destroy $i: /" /tmp/xl-destroy-$i.log
-    now; T0=$NOW
-    /bin/domforge-init --build-once > /tmp/df-$i.log 2>&1
-    RC=$?
-    now; T1=$NOW
-    say result tool=domforge-init iter=$i t0=$T0 t1=$T1 rc=$RC
-    grep -E 'DOMFORGE-INIT event=(kernel|started) ' /tmp/df-$i.log | sed "s/^/XLBENCH-DF iter=$i /"
-    [ $RC = 0 ] || sed "s/^/XLBENCH-LOG domforge-init $i: /" /tmp/df-$i.log
-    DOMID=$(sed -n 's/.*event=started .*domid=\([0-9]*\).*/\1/p' /tmp/df-$i.log)
-    [ -n "$DOMID" ] && {{ /bin/domforge-init --destroy $DOMID > /tmp/df-destroy-$i.log 2>&1 || sed "s/^/XLBENCH-LOG destroy $i: /" /tmp/df-destroy-$i.log; }}
+    xl_run xl /etc/xlbench/guest.cfg
+    df_run domforge-init /bin/domforge-init
+    xl_run xl/bzImage /etc/xlbench/bzimage.cfg
+    df_run domforge-init/bzImage /bin/domforge-init-full --blob /{BZ_BLOB}
     i=$((i+1))
 done
 say phase=verify
@@ -386,8 +509,9 @@ sleep 3600
 struct Results {
     /// tool → (iteration, ns, rc)
     runs: BTreeMap<String, Vec<(u32, u64, i32)>>,
-    /// domforge-init's own events per iteration: decompress_ms, build_ms, total_ms.
-    df_events: BTreeMap<u32, BTreeMap<String, String>>,
+    /// domforge-init's own events per (tool, iteration): decompress_ms, build_ms, total_ms,
+    /// peak_rss_kib.
+    df_events: BTreeMap<(String, u32), BTreeMap<String, String>>,
     verify: BTreeMap<String, bool>,
     clock: String,
     done: bool,
@@ -421,10 +545,23 @@ struct ToolSummary {
 
 struct Summary {
     tools: BTreeMap<String, ToolSummary>,
-    df_decompress_ms: Vec<f64>,
-    df_build_ms: Vec<f64>,
-    df_total_ms: Vec<f64>,
+    /// Per domforge-init tool: its own events' values per iteration.
+    df: BTreeMap<String, DfEvents>,
 }
+
+#[derive(Default)]
+struct DfEvents {
+    decompress_ms: Vec<f64>,
+    build_ms: Vec<f64>,
+    total_ms: Vec<f64>,
+    peak_rss_kib: Vec<f64>,
+}
+
+/// The pairs compared: (xl's tool, domforge-init's tool, what they were given).
+const PAIRS: [(&str, &str, &str); 2] = [
+    ("xl", "domforge-init", "each its fastest kernel"),
+    ("xl/bzImage", "domforge-init/bzImage", "both the bzImage"),
+];
 
 impl Results {
     fn parse<'a>(lines: impl Iterator<Item = &'a str>) -> Self {
@@ -450,8 +587,11 @@ impl Results {
                 }
             } else if let Some(rest) = text.strip_prefix("XLBENCH-DF ") {
                 let f = fields(rest);
-                if let Some(i) = f.get("iter").and_then(|v| v.parse::<u32>().ok()) {
-                    r.df_events.entry(i).or_default().extend(f);
+                if let (Some(tool), Some(i)) = (
+                    f.get("tool").cloned(),
+                    f.get("iter").and_then(|v| v.parse::<u32>().ok()),
+                ) {
+                    r.df_events.entry((tool, i)).or_default().extend(f);
                 }
             } else if let Some(rest) = text.strip_prefix("XLBENCH verify ") {
                 let f = fields(rest);
@@ -494,18 +634,20 @@ impl Results {
                 },
             );
         }
-        let ev = |k: &str| -> Vec<f64> {
-            self.df_events
-                .values()
-                .filter_map(|f| f.get(k)?.parse::<f64>().ok())
-                .collect()
-        };
-        Summary {
-            tools,
-            df_decompress_ms: ev("decompress_ms"),
-            df_build_ms: ev("build_ms"),
-            df_total_ms: ev("total_ms"),
+        let mut df: BTreeMap<String, DfEvents> = BTreeMap::new();
+        for ((tool, _), f) in &self.df_events {
+            let e = df.entry(tool.clone()).or_default();
+            let put = |v: &mut Vec<f64>, k: &str| {
+                if let Some(x) = f.get(k).and_then(|x| x.parse::<f64>().ok()) {
+                    v.push(x);
+                }
+            };
+            put(&mut e.decompress_ms, "decompress_ms");
+            put(&mut e.build_ms, "build_ms");
+            put(&mut e.total_ms, "total_ms");
+            put(&mut e.peak_rss_kib, "peak_rss_kib");
         }
+        Summary { tools, df }
     }
 
     /// What makes the figures unusable, if anything.
@@ -517,10 +659,12 @@ impl Results {
                 ));
             }
         }
-        for tool in ["xl", "domforge-init"] {
+        for tool in PAIRS.iter().flat_map(|(x, d, _)| [*x, *d]) {
             if !self.runs.contains_key(tool) {
                 return Some(format!("no timings for {tool}"));
             }
+        }
+        for tool in ["xl", "domforge-init"] {
             if self.verify.get(tool) != Some(&true) {
                 return Some(format!(
                     "the guest {tool} started for verification did not complete its probe report"
@@ -559,23 +703,28 @@ impl Results {
             (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
             _ => "-".into(),
         };
-        if let (Some(x), Some(d)) = (s.tools.get("xl"), s.tools.get("domforge-init")) {
+        for (xl, df, what) in PAIRS {
+            if let (Some(x), Some(d)) = (s.tools.get(xl), s.tools.get(df)) {
+                out.push_str(&format!(
+                    "{:<16} {:>10} {:>12} {:>10}   {xl} / {df}: {what}\n",
+                    "ratio",
+                    r(x.cold_ms, d.cold_ms),
+                    r(x.warm_median_ms, d.warm_median_ms),
+                    r(x.median_ms, d.median_ms)
+                ));
+            }
+        }
+        for (tool, e) in &s.df {
             out.push_str(&format!(
-                "{:<16} {:>10} {:>12} {:>10}\n",
-                "ratio xl/df",
-                r(x.cold_ms, d.cold_ms),
-                r(x.warm_median_ms, d.warm_median_ms),
-                r(x.median_ms, d.median_ms)
+                "{tool}'s own events (median): decompress {} ms / build {} ms / total {} ms / peak RSS {} KiB  (per iteration: decompress {:?}, total {:?})\n",
+                f(median(&e.decompress_ms)),
+                f(median(&e.build_ms)),
+                f(median(&e.total_ms)),
+                f(median(&e.peak_rss_kib)),
+                e.decompress_ms,
+                e.total_ms
             ));
         }
-        out.push_str(&format!(
-            "domforge-init's own events (median ms): decompress {} / build {} / total {}  (per iteration: decompress {:?}, total {:?})\n",
-            f(median(&s.df_decompress_ms)),
-            f(median(&s.df_build_ms)),
-            f(median(&s.df_total_ms)),
-            s.df_decompress_ms,
-            s.df_total_ms
-        ));
         out.push_str(&format!(
             "verified (probe report complete): xl {}, domforge-init {}\n",
             self.verify.get("xl") == Some(&true),
@@ -630,20 +779,40 @@ fn write_json(
             (Some(a), Some(b)) if b > 0.0 => Some(a / b),
             _ => None,
         };
-        let (x, d) = (s.tools.get("xl"), s.tools.get("domforge-init"));
+        let ratios: serde_json::Map<String, serde_json::Value> = PAIRS
+            .iter()
+            .map(|(xl, df, what)| {
+                let (x, d) = (s.tools.get(*xl), s.tools.get(*df));
+                (
+                    format!("{xl} / {df}"),
+                    json!({
+                        "inputs": what,
+                        "cold": ratio(x.and_then(|t| t.cold_ms), d.and_then(|t| t.cold_ms)),
+                        "warm_median": ratio(x.and_then(|t| t.warm_median_ms), d.and_then(|t| t.warm_median_ms)),
+                        "median": ratio(x.and_then(|t| t.median_ms), d.and_then(|t| t.median_ms)),
+                    }),
+                )
+            })
+            .collect();
+        let events: serde_json::Map<String, serde_json::Value> =
+            s.df.iter()
+                .map(|(tool, e)| {
+                    (
+                        tool.clone(),
+                        json!({
+                            "decompress_ms": e.decompress_ms,
+                            "build_ms": e.build_ms,
+                            "total_ms": e.total_ms,
+                            "peak_rss_kib": e.peak_rss_kib,
+                        }),
+                    )
+                })
+                .collect();
         value["timing"] = json!({
             "clock": r.clock,
             "tools": tools,
-            "ratio_xl_over_domforge_init": {
-                "cold": ratio(x.and_then(|t| t.cold_ms), d.and_then(|t| t.cold_ms)),
-                "warm_median": ratio(x.and_then(|t| t.warm_median_ms), d.and_then(|t| t.warm_median_ms)),
-                "median": ratio(x.and_then(|t| t.median_ms), d.and_then(|t| t.median_ms)),
-            },
-            "domforge_init_events_ms": {
-                "decompress": s.df_decompress_ms,
-                "build": s.df_build_ms,
-                "total": s.df_total_ms,
-            },
+            "ratios_xl_over_domforge_init": ratios,
+            "domforge_init_events": events,
             "verified": r.verify,
             "logs": r.logs,
         });

@@ -334,7 +334,7 @@ fn uboot_rules(
 }
 
 /// gzip with a fixed header (mtime 0, no file name), so the same input gives the same bytes.
-fn gzip(bytes: &[u8]) -> Result<Vec<u8>, std::io::Error> {
+pub(crate) fn gzip(bytes: &[u8]) -> Result<Vec<u8>, std::io::Error> {
     let mut enc = flate2::GzBuilder::new()
         .mtime(0)
         .write(Vec::new(), flate2::Compression::default());
@@ -342,18 +342,50 @@ fn gzip(bytes: &[u8]) -> Result<Vec<u8>, std::io::Error> {
     enc.finish()
 }
 
+/// The file a module becomes.
+struct ModuleFile {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    gzip: bool,
+    /// The bytes' SHA-256 when it is already known: a source's bytes are the ones its examined
+    /// digest describes ([`crate::ArtifactSource::read`]), so they are not hashed again.
+    sha256: Option<String>,
+}
+
+impl ModuleFile {
+    fn new(path: impl Into<PathBuf>, bytes: Vec<u8>, gzip: bool) -> Self {
+        Self {
+            path: path.into(),
+            bytes,
+            gzip,
+            sha256: None,
+        }
+    }
+}
+
 /// The file a module becomes: its path in the bundle, bytes, and whether they are gzip'd.
 fn module_file(
     fin: &FinalPlan,
     files: &dyn crate::ArtifactSource,
     m: &ModulePlan,
-) -> Result<(PathBuf, Vec<u8>, bool), AssembleError> {
+) -> Result<ModuleFile, AssembleError> {
     let err = |reason: String| AssembleError::Module {
         id: m.id.clone(),
         source_name: m.source.clone(),
         reason,
     };
-    let read = |m: &ModulePlan| files.read(&m.source).map_err(err);
+    let read = |m: &ModulePlan| -> Result<ModuleFile, AssembleError> {
+        let bytes = files.read(&m.source).map_err(err)?;
+        let sha256 = files.facts(&m.source).ok().map(|f| f.sha256.clone());
+        let path = match m.kind {
+            ModuleKind::Xen => PathBuf::from("modules/xen"),
+            _ => PathBuf::from(format!("modules/{}", m.id)),
+        };
+        Ok(ModuleFile {
+            sha256,
+            ..ModuleFile::new(path, bytes, false)
+        })
+    };
     Ok(match m.kind {
         ModuleKind::PassthroughDtb => {
             let f = fin
@@ -362,28 +394,26 @@ fn module_file(
                 .find(|f| f.module_id == m.id)
                 .ok_or_else(|| err("no fragment was generated for it".into()))?;
             let name = format!("passthrough-{}.dtb", f.domain);
-            (PathBuf::from(name), f.fragment.dtb.clone(), false)
+            ModuleFile::new(name, f.fragment.dtb.clone(), false)
         }
-        ModuleKind::Xen => (PathBuf::from("modules/xen"), read(m)?, false),
+        ModuleKind::Xen => read(m)?,
         ModuleKind::Kernel | ModuleKind::Dom0Kernel => {
-            let bytes = read(m)?;
-            let format = files.facts(&m.source).map(|f| f.format.clone());
-            if format == Ok(ImageFormat::Arm64Image) && m.users.len() == 1 {
-                let gz = gzip(&bytes).map_err(|e| err(format!("gzip: {e}")))?;
-                if gz.len() < bytes.len() {
-                    return Ok((PathBuf::from(format!("modules/{}.gz", m.id)), gz, true));
+            let facts = files.facts(&m.source).map_err(err)?;
+            if facts.format == ImageFormat::Arm64Image && m.users.len() == 1 {
+                // Compressed once and cached by the source (a 30 MB Image takes seconds).
+                let gz = files.gzipped(&m.source).map_err(err)?;
+                if (gz.len() as u64) < facts.size {
+                    return Ok(ModuleFile::new(format!("modules/{}.gz", m.id), gz, true));
                 }
             }
-            (PathBuf::from(format!("modules/{}", m.id)), bytes, false)
+            read(m)?
         }
-        ModuleKind::Dom0Ramdisk if fin.dom0_initramfs.is_some() => (
-            PathBuf::from("modules/dom0-initramfs.cpio"),
+        ModuleKind::Dom0Ramdisk if fin.dom0_initramfs.is_some() => ModuleFile::new(
+            "modules/dom0-initramfs.cpio",
             fin.dom0_initramfs.clone().unwrap_or_default(),
             false,
         ),
-        ModuleKind::Ramdisk | ModuleKind::Dom0Ramdisk => {
-            (PathBuf::from(format!("modules/{}", m.id)), read(m)?, false)
-        }
+        ModuleKind::Ramdisk | ModuleKind::Dom0Ramdisk => read(m)?,
         ModuleKind::HostDtb => return Err(err("the host DTB is not a file module".into())),
     })
 }
@@ -412,7 +442,12 @@ pub(crate) fn assemble(
         .iter()
         .filter(|m| is_boot_module(m) && m.kind != ModuleKind::HostDtb)
     {
-        let (path, bytes, gzip) = module_file(fin, files, m)?;
+        let ModuleFile {
+            path,
+            bytes,
+            gzip,
+            sha256,
+        } = module_file(fin, files, m)?;
         let addr = m.load.map_or(0, |l| l.base);
         bundle.modules.push(BuiltModule {
             id: m.id.clone(),
@@ -420,7 +455,7 @@ pub(crate) fn assemble(
             path: path.clone(),
             addr,
             size: bytes.len() as u64,
-            sha256: sha256_hex(&bytes),
+            sha256: sha256.unwrap_or_else(|| sha256_hex(&bytes)),
             gzip,
         });
         if dts

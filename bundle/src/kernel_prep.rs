@@ -72,13 +72,11 @@ pub fn prepare(kernel: &[u8], arch: Arch) -> Option<Vec<u8>> {
     lz4_payload(&decoded)
 }
 
-/// The prepared form of a kernel whose examined digest is `facts.sha256`, from the cache
-/// `<cache>/prepared/` when an entry is there (written by an earlier command), else prepared now
-/// from `read()` and remembered. So `check` does not decompress a kernel at every run (issue 14:
-/// nothing is decompressed twice, `check` stays instant). An entry is `<source sha256>-<arch>-<FORMAT>.lz4`
-/// and, beside it, `.sha256` with the entry's own digest and size; `verify` (a build, whose every
-/// byte must be proven) re-hashes the entry, otherwise its size is checked. A missing, short or
-/// corrupt entry only costs the preparing.
+/// The prepared form of a kernel whose examined digest is `source_sha256`, from the derived-file
+/// cache (`<cache>/prepared/<source sha256>-<arch>-<FORMAT>.lz4`, [`crate::derived`]) when an
+/// earlier command prepared it, else prepared now from `read()` and remembered. So `check` does not
+/// decompress a kernel at every run (issue 14: nothing is decompressed twice, `check` stays
+/// instant); `verify` re-hashes the entry (a build).
 pub fn prepared_cached(
     cache: Option<&std::path::Path>,
     source_sha256: &str,
@@ -86,48 +84,13 @@ pub fn prepared_cached(
     verify: bool,
     read: impl FnOnce() -> Result<Vec<u8>, String>,
 ) -> Result<Vec<u8>, String> {
-    let entry = cache.map(|dir| {
-        dir.join("prepared")
-            .join(format!("{source_sha256}-{}-{FORMAT}.lz4", arch.as_str()))
-    });
-    if let Some(hit) = entry.as_deref().and_then(|e| cached(e, verify)) {
-        return Ok(hit);
-    }
-    let bytes = read()?;
-    let Some(prepared) = prepare(&bytes, arch) else {
-        return Ok(bytes);
+    let what = crate::derived::Derivation {
+        kind: "prepared",
+        variant: format!("{}-{FORMAT}.lz4", arch.as_str()),
     };
-    if let Some(e) = &entry {
-        remember(e, &prepared);
-    }
-    Ok(prepared)
-}
-
-fn digest_file(entry: &std::path::Path) -> std::path::PathBuf {
-    entry.with_extension("lz4.sha256")
-}
-
-fn cached(entry: &std::path::Path, verify: bool) -> Option<Vec<u8>> {
-    let record = std::fs::read_to_string(digest_file(entry)).ok()?;
-    let (sha, len) = record.trim().split_once(' ')?;
-    let bytes = std::fs::read(entry).ok()?;
-    let ok = bytes.len().to_string() == len && (!verify || crate::sha256_hex(&bytes) == sha);
-    ok.then_some(bytes)
-}
-
-/// Writes the entry (temporary names, then renames: a reader sees a whole entry or none; the
-/// digest last, so an entry without it is ignored). Failing to cache is not an error.
-fn remember(entry: &std::path::Path, bytes: &[u8]) {
-    let Some(dir) = entry.parent() else { return };
-    let _ = std::fs::create_dir_all(dir);
-    let pid = std::process::id();
-    let tmp = entry.with_extension(format!("tmp{pid}"));
-    let record = format!("{} {}\n", crate::sha256_hex(bytes), bytes.len());
-    let tmp_sum = entry.with_extension(format!("sumtmp{pid}"));
-    let _ = std::fs::write(&tmp, bytes)
-        .and_then(|()| std::fs::rename(&tmp, entry))
-        .and_then(|()| std::fs::write(&tmp_sum, record))
-        .and_then(|()| std::fs::rename(&tmp_sum, digest_file(entry)));
+    crate::derived::cached(cache, &what, source_sha256, verify, read, |k| {
+        prepare(k, arch)
+    })
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@
 #![allow(clippy::result_large_err)] // errors carry the plan item they concern; cold path.
 
 pub mod arm;
+pub mod derived;
 pub mod dom0;
 pub mod finalize;
 pub mod firmware_dtb;
@@ -135,6 +136,22 @@ impl Bundle {
         self.file(path)
             .map(|f| f.bytes.as_slice())
             .ok_or_else(|| format!("the bundle has no {path}"))
+    }
+
+    /// The SHA-256 of `bytes` if they are a module file of this bundle (the very bytes, borrowed),
+    /// whose digest was recorded when it was added: the disk images need their files' digests
+    /// for their identifiers, and a 30 MB kernel is not hashed twice.
+    pub(crate) fn known_digest(&self, bytes: &[u8]) -> Option<[u8; 32]> {
+        let m = self.modules.iter().find(|m| {
+            self.file(&m.path.display().to_string())
+                .is_some_and(|f| std::ptr::eq(f.bytes.as_slice(), bytes))
+        })?;
+        let mut out = [0u8; 32];
+        for (i, pair) in m.sha256.as_bytes().chunks(2).enumerate() {
+            let hex = std::str::from_utf8(pair).ok()?;
+            *out.get_mut(i)? = u8::from_str_radix(hex, 16).ok()?;
+        }
+        (m.sha256.len() == 64).then_some(out)
     }
 
     pub(crate) fn add(&mut self, path: impl Into<PathBuf>, role: Role, bytes: Vec<u8>) {

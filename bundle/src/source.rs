@@ -21,6 +21,34 @@ pub trait ArtifactSource {
         let bytes = self.read(source)?;
         Ok(crate::kernel_prep::prepare(&bytes, arch).unwrap_or(bytes))
     }
+    /// `source` gzip'd as Xen's ARM kernel loader reads it ([`crate::arm`]); sources with a cache
+    /// override this to compress it once.
+    fn gzipped(&self, source: &str) -> Result<Vec<u8>, String> {
+        crate::arm::gzip(&self.read(source)?).map_err(|e| format!("gzip: {e}"))
+    }
+}
+
+/// [`ArtifactSource::gzipped`] through the derived-file cache: `<cache>/gzip/<sha256>-<v>.gz`.
+pub fn gzipped_cached(
+    cache: Option<&Path>,
+    source_sha256: &str,
+    verify: bool,
+    read: impl FnOnce() -> Result<Vec<u8>, String>,
+) -> Result<Vec<u8>, String> {
+    // The version names the encoder: flate2's default level with a fixed header. Another
+    // encoder or level must change it, or old entries would be served for the new output.
+    let what = crate::derived::Derivation {
+        kind: "gzip",
+        variant: "flate2-default-v1.gz".into(),
+    };
+    let mut failed = None;
+    let out = crate::derived::cached(cache, &what, source_sha256, verify, read, |b| {
+        crate::arm::gzip(b).map_err(|e| failed = Some(e)).ok()
+    })?;
+    match failed {
+        Some(e) => Err(format!("gzip: {e}")),
+        None => Ok(out),
+    }
 }
 
 /// Files on disk, as an [`ArtifactTable`] describes them: read and checked against the digest.
@@ -51,5 +79,10 @@ impl ArtifactSource for VerifiedFiles<'_> {
     fn prepared_kernel(&self, source: &str, arch: Arch) -> Result<Vec<u8>, String> {
         let sha = &self.facts(source)?.sha256;
         crate::kernel_prep::prepared_cached(self.1, sha, arch, true, || self.read(source))
+    }
+
+    fn gzipped(&self, source: &str) -> Result<Vec<u8>, String> {
+        let sha = &self.facts(source)?.sha256;
+        gzipped_cached(self.1, sha, true, || self.read(source))
     }
 }

@@ -177,14 +177,21 @@ pub(crate) fn assemble(
     };
     let blob = fin.boot_blob.clone().unwrap_or_default();
     bundle.add("boot.blob", Role::BootBlob, blob);
-    let record = |b: &mut Bundle, id: &str, kind: ModuleKind, path: &str, bytes: Vec<u8>| {
+    // `known`: the digest the source was examined with (its bytes are those, `ArtifactSource::read`),
+    // so a kernel is not hashed again.
+    let record = |b: &mut Bundle,
+                  id: &str,
+                  kind: ModuleKind,
+                  path: &str,
+                  bytes: Vec<u8>,
+                  known: Option<String>| {
         b.modules.push(BuiltModule {
             id: id.to_string(),
             kind,
             path: PathBuf::from(path),
             addr: 0,
             size: bytes.len() as u64,
-            sha256: sha256_hex(&bytes),
+            sha256: known.unwrap_or_else(|| sha256_hex(&bytes)),
             gzip: false,
         });
         b.add(path, Role::Module, bytes);
@@ -202,7 +209,8 @@ pub(crate) fn assemble(
                 source_name: m.source.clone(),
                 reason,
             })?;
-        record(&mut bundle, &m.id, m.kind, path, bytes);
+        let known = files.facts(&m.source).ok().map(|f| f.sha256.clone());
+        record(&mut bundle, &m.id, m.kind, path, bytes, known);
     }
     record(
         &mut bundle,
@@ -210,6 +218,7 @@ pub(crate) fn assemble(
         ModuleKind::Dom0Ramdisk,
         DOM0_INITRAMFS_PATH,
         fin.dom0_initramfs.clone().unwrap_or_default(),
+        None,
     );
     crate::targets::qemu::add_boot(
         &mut bundle,

@@ -306,6 +306,17 @@ pub fn check(files: &[(&str, u64)], opts: &ImageOptions) -> Result<u64, DiskImag
 
 /// Builds the image of `files` (relative paths with `/`; see the crate docs), after [`check`].
 pub fn build(files: &[(&str, &[u8])], opts: &ImageOptions) -> Result<DiskImage, DiskImageError> {
+    build_with_digests(files, &|_| None, opts)
+}
+
+/// [`build`], given the SHA-256 of whichever files the caller already knows (`known(bytes)`), so
+/// a large file is not hashed again for the image's identifiers. A known digest must be the file's
+/// real SHA-256, or the identifiers are not those [`build`] gives.
+pub fn build_with_digests(
+    files: &[(&str, &[u8])],
+    known: &dyn Fn(&[u8]) -> Option<[u8; 32]>,
+    opts: &ImageOptions,
+) -> Result<DiskImage, DiskImageError> {
     let sizes: Vec<(&str, u64)> = files.iter().map(|(p, b)| (*p, b.len() as u64)).collect();
     let image_size = check(&sizes, opts)?;
     let mut sorted: Vec<(&str, &[u8])> = files.to_vec();
@@ -316,15 +327,24 @@ pub fn build(files: &[(&str, &[u8])], opts: &ImageOptions) -> Result<DiskImage, 
         for (path, bytes) in &sorted {
             h.update((path.len() as u64).to_le_bytes());
             h.update(path.as_bytes());
-            h.update(Sha256::digest(bytes));
+            match known(bytes) {
+                Some(d) => h.update(d),
+                None => h.update(Sha256::digest(bytes)),
+            }
         }
         h.finalize()
     };
     let volume_id = u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]]);
 
-    let partition = fat_partition(&sorted, partition_size, volume_id, &opts.label)?;
-
+    // The partition is formatted in place, inside the image: no second image-sized buffer, no copy.
     let mut image = Cursor::new(vec![0u8; image_size as usize]);
+    let start = (PARTITION_START_LBA * SECTOR) as usize;
+    fat_partition(
+        &sorted,
+        &mut image.get_mut()[start..start + partition_size as usize],
+        volume_id,
+        &opts.label,
+    )?;
     let (disk_signature, gpt) = match opts.table {
         PartitionTable::Mbr => {
             let sig = u32::from_le_bytes([digest[4], digest[5], digest[6], digest[7]]);
@@ -343,10 +363,6 @@ pub fn build(files: &[(&str, &[u8])], opts: &ImageOptions) -> Result<DiskImage, 
             (0, Some(ids))
         }
     };
-    image
-        .seek(SeekFrom::Start(PARTITION_START_LBA * SECTOR))
-        .and_then(|_| image.write_all(&partition))
-        .map_err(|e| DiskImageError::Mbr(e.to_string()))?;
     Ok(DiskImage {
         bytes: image.into_inner(),
         disk_signature,
@@ -356,18 +372,19 @@ pub fn build(files: &[(&str, &[u8])], opts: &ImageOptions) -> Result<DiskImage, 
     })
 }
 
-/// Formats a FAT32 partition of `size` bytes and writes `files` into it.
+/// Formats `partition` (zeroed) as FAT32 and writes `files` into it.
 fn fat_partition(
     files: &[(&str, &[u8])],
-    size: u64,
+    partition: &mut [u8],
     volume_id: u32,
     label: &str,
-) -> Result<Vec<u8>, DiskImageError> {
+) -> Result<(), DiskImageError> {
+    let size = partition.len() as u64;
     let fat = |path: &str| {
         let path = path.to_string();
         move |source| DiskImageError::Fat { path, source }
     };
-    let mut disk = Cursor::new(vec![0u8; size as usize]);
+    let mut disk = Cursor::new(partition);
     fatfs::format_volume(
         &mut disk,
         fatfs::FormatVolumeOptions::new()
@@ -418,11 +435,11 @@ fn fat_partition(
         fs.stats().map_err(fat("(stats)"))?;
         fs.unmount().map_err(fat("(unmount)"))?;
     }
-    let mut bytes = disk.into_inner();
+    let bytes = disk.into_inner();
     for dir in made_dirs(files) {
-        drop_dot_lfn_entries(&mut bytes, &dir).map_err(fat(&dir))?;
+        drop_dot_lfn_entries(bytes, &dir).map_err(fat(&dir))?;
     }
-    Ok(bytes)
+    Ok(())
 }
 
 /// The directories `files` need, parents first.

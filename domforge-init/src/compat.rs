@@ -111,7 +111,7 @@ mod tests {
             xen_minor: minor,
             domctl_interface: interface,
             arm_gic: None,
-            domains: heapless::Vec::new(),
+            domains: Vec::new(),
         }
     }
 

@@ -74,11 +74,18 @@ impl RestartBudget {
 
     /// "5 times within 60 s", for messages.
     pub fn describe(&self) -> String {
-        format!(
-            "{} times within {} s",
-            self.limit,
-            self.window.as_secs_f64()
-        )
+        // Milliseconds as integers: formatting an f64 would link core's float printer (~15 KB)
+        // into a binary that prints no other float.
+        let ms = self.window.as_millis();
+        let window = match ms % 1000 {
+            0 => format!("{}", ms / 1000),
+            frac => format!(
+                "{}.{}",
+                ms / 1000,
+                format!("{frac:03}").trim_end_matches('0')
+            ),
+        };
+        format!("{} times within {window} s", self.limit)
     }
 
     /// Records a restart at `now` if the budget allows it.
@@ -103,6 +110,15 @@ impl Default for RestartBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn budget_window_is_described_in_seconds_without_floats() {
+        let d = |ms| RestartBudget::new(5, Duration::from_millis(ms)).describe();
+        assert_eq!(d(60_000), "5 times within 60 s");
+        assert_eq!(d(1_500), "5 times within 1.5 s");
+        assert_eq!(d(250), "5 times within 0.25 s");
+        assert_eq!(d(1_005), "5 times within 1.005 s");
+    }
 
     #[test]
     fn crash_follows_on_crash_and_other_reasons_follow_libxl_defaults() {

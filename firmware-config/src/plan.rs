@@ -949,7 +949,17 @@ pub fn boot_config(plan: &SystemPlan) -> Result<crate::blob::BootConfig, Diagnos
             Diagnostic::error("E0304", format!("more than {N} {what} in one boot blob"))
         })
     }
-    let mut domains = heapless::Vec::new();
+    if plan.domains.len() > MAX_DOMAINS {
+        return Err(Diagnostic::error(
+            "E0304",
+            format!(
+                "{} domains, more than the boot blob's {MAX_DOMAINS} (its dependency indices are one byte)",
+                plan.domains.len()
+            ),
+        )
+        .help("a control domain's domforge-init builds and supervises at most 256 domains: split the system"));
+    }
+    let mut domains = Vec::with_capacity(plan.domains.len());
     for d in &plan.domains {
         let mut depends_on = heapless::Vec::new();
         for dep in &d.depends_on {
@@ -1004,51 +1014,47 @@ pub fn boot_config(plan: &SystemPlan) -> Result<crate::blob::BootConfig, Diagnos
                 "devices",
             )?;
         }
-        push(
-            &mut domains,
-            BootDomain {
-                name: text(&d.name, "a domain name")?,
-                kind: match d.kind {
-                    DomainKind::Arm64 => BootKind::Arm64,
-                    DomainKind::Pvh => BootKind::Pvh,
-                },
-                builder: match d.builder {
-                    Builder::Xen => BootBuilder::Xen,
-                    Builder::Init => BootBuilder::Init,
-                },
-                vcpus: d.vcpus,
-                memory_kib: d.memory / 1024,
-                kernel: text(&initramfs_module_path(&d.kernel), "a kernel path")?,
-                ramdisk: d
-                    .ramdisk
-                    .as_deref()
-                    .map(|r| text(&initramfs_module_path(r), "a ramdisk path"))
-                    .transpose()?,
-                cmdline: text(&d.cmdline, "a kernel command line")?,
-                console: match d.console {
-                    Console::Vpl011 => BootConsole::Vpl011,
-                    Console::Hvc => BootConsole::Hvc,
-                    Console::None => BootConsole::None,
-                },
-                on_crash: match d.on_crash {
-                    OnCrash::Destroy => BootOnCrash::Destroy,
-                    OnCrash::Restart => BootOnCrash::Restart,
-                    OnCrash::RebootPlatform => BootOnCrash::RebootPlatform,
-                },
-                depends_on,
-                iomem,
-                irqs,
-                dt_devices,
-                p2m_pool_kib: d.p2m_pool.div_ceil(1024),
-                passthrough_dtb: match (&d.passthrough_dtb, d.builder) {
-                    (Some(id), Builder::Init) => {
-                        Some(text(&initramfs_module_path(id), "a passthrough DTB path")?)
-                    }
-                    _ => None,
-                },
+        domains.push(BootDomain {
+            name: text(&d.name, "a domain name")?,
+            kind: match d.kind {
+                DomainKind::Arm64 => BootKind::Arm64,
+                DomainKind::Pvh => BootKind::Pvh,
             },
-            "domains",
-        )?;
+            builder: match d.builder {
+                Builder::Xen => BootBuilder::Xen,
+                Builder::Init => BootBuilder::Init,
+            },
+            vcpus: d.vcpus,
+            memory_kib: d.memory / 1024,
+            kernel: text(&initramfs_module_path(&d.kernel), "a kernel path")?,
+            ramdisk: d
+                .ramdisk
+                .as_deref()
+                .map(|r| text(&initramfs_module_path(r), "a ramdisk path"))
+                .transpose()?,
+            cmdline: text(&d.cmdline, "a kernel command line")?,
+            console: match d.console {
+                Console::Vpl011 => BootConsole::Vpl011,
+                Console::Hvc => BootConsole::Hvc,
+                Console::None => BootConsole::None,
+            },
+            on_crash: match d.on_crash {
+                OnCrash::Destroy => BootOnCrash::Destroy,
+                OnCrash::Restart => BootOnCrash::Restart,
+                OnCrash::RebootPlatform => BootOnCrash::RebootPlatform,
+            },
+            depends_on,
+            iomem,
+            irqs,
+            dt_devices,
+            p2m_pool_kib: d.p2m_pool.div_ceil(1024),
+            passthrough_dtb: match (&d.passthrough_dtb, d.builder) {
+                (Some(id), Builder::Init) => {
+                    Some(text(&initramfs_module_path(id), "a passthrough DTB path")?)
+                }
+                _ => None,
+            },
+        });
     }
     let config = BootConfig {
         system: text(&plan.name, "the system name")?,

@@ -291,6 +291,11 @@ impl bundle::ArtifactSource for ExaminedFiles<'_> {
         let sha = &self.facts(source)?.sha256;
         bundle::kernel_prep::prepared_cached(Some(self.1), sha, arch, false, || self.read(source))
     }
+
+    fn gzipped(&self, source: &str) -> Result<Vec<u8>, String> {
+        let sha = &self.facts(source)?.sha256;
+        bundle::source::gzipped_cached(Some(self.1), sha, false, || self.read(source))
+    }
 }
 
 /// Reads the manifest, its board and the board's hardware, and examines every file it names.

@@ -13,9 +13,10 @@
 //!
 //! We frame the blob ourselves instead of using postcard's `embedded-io`/COBS flavours: those cover
 //! embedded-io 0.4/0.6 only and carry no version or checksum (see `shared/notes/crates.md`). Every
-//! collection is a bounded `heapless` type, so a boot-time binary decodes the blob on the stack with no
-//! allocator; the bounds are checked when the blob is built, so a manifest that exceeds them is refused
-//! at `domforge compile` time, never truncated.
+//! collection but the domain list is a bounded `heapless` type, so a domain decodes in place with no
+//! allocation of its own; the list is one vector of at most [`MAX_DOMAINS`]. The bounds are checked
+//! when the blob is built, so a manifest that exceeds them is refused at `domforge compile` time,
+//! never truncated.
 
 use crc::{CRC_32_ISCSI, Crc};
 use heapless::{String, Vec};
@@ -25,10 +26,16 @@ pub const MAGIC: [u8; 4] = *b"DFBC";
 /// Bumped on any incompatible change of [`BootConfig`].
 pub const FORMAT_VERSION: u16 = 2;
 pub const HEADER_LEN: usize = 16;
-/// Largest payload a blob may carry; more means the blob is not ours or is corrupt.
-pub const MAX_PAYLOAD: usize = 256 * 1024;
+/// Largest payload a blob may carry; more means the blob is not ours or is corrupt. Room for
+/// [`MAX_DOMAINS`] domains with every field near its bound (~3.3 KB each).
+pub const MAX_PAYLOAD: usize = 1024 * 1024;
 
-pub const MAX_DOMAINS: usize = 16;
+/// Domains in one blob. The dependency indices (`depends_on`) are one byte, which bounds it at
+/// 256; nothing else in Xen or domforge-init does (domids go to 0x7fef, `DOMID_FIRST_RESERVED` in
+/// Xen's public/xen.h). Was 16 when the list was a fixed-capacity array on domforge-init's stack,
+/// whose every copy would have moved ~800 KB at 256; the list is now the blob's one allocation
+/// (every domain's fields stay bounded), so its memory grows with the system, not the bound.
+pub const MAX_DOMAINS: usize = 256;
 pub const MAX_NAME: usize = 63;
 pub const MAX_PATH: usize = 128;
 pub const MAX_CMDLINE: usize = 1024;
@@ -119,7 +126,8 @@ pub struct BootConfig {
     pub domctl_interface: u32,
     /// ARM boards: the GIC the guests get. `None` on x86.
     pub arm_gic: Option<BootGic>,
-    pub domains: Vec<BootDomain, MAX_DOMAINS>,
+    /// At most [`MAX_DOMAINS`] ([`BootConfig::check`]).
+    pub domains: alloc::vec::Vec<BootDomain>,
 }
 
 /// Why a blob was refused.
@@ -259,7 +267,8 @@ pub fn payload(blob: &[u8]) -> Result<&[u8], BlobError> {
     Ok(body)
 }
 
-/// Verifies and decodes a blob. No allocation: everything lands in bounded `heapless` fields.
+/// Verifies and decodes a blob. One allocation, the domain list; every other field lands in a
+/// bounded `heapless` field.
 pub fn decode(blob: &[u8]) -> Result<BootConfig, BlobError> {
     let body = payload(blob)?;
     let (config, rest): (BootConfig, &[u8]) =
@@ -275,6 +284,9 @@ impl BootConfig {
     /// Invariants a decoded blob must hold, so that domforge-init can trust it without re-checking.
     pub fn check(&self) -> Result<(), BlobError> {
         let n = self.domains.len();
+        if n > MAX_DOMAINS {
+            return Err(BlobError::Invalid("more than 256 domains"));
+        }
         for (i, d) in self.domains.iter().enumerate() {
             if d.name.is_empty() {
                 return Err(BlobError::Invalid("a domain has an empty name"));
@@ -319,7 +331,7 @@ mod tests {
     use super::*;
 
     fn sample() -> BootConfig {
-        let mut domains = Vec::new();
+        let mut domains: heapless::Vec<BootDomain, 2> = Vec::new();
         for (i, name) in ["guest-a", "guest-b"].iter().enumerate() {
             let mut deps = Vec::new();
             if i == 1 {
@@ -352,8 +364,34 @@ mod tests {
             xen_minor: 17,
             domctl_interface: 0x15,
             arm_gic: None,
-            domains,
+            domains: domains.into_iter().collect(),
         }
+    }
+
+    #[test]
+    fn the_domain_bound_is_checked_both_ways() {
+        let mut c = sample();
+        let template = c.domains[0].clone();
+        c.domains.clear();
+        for i in 0..MAX_DOMAINS {
+            let mut d = template.clone();
+            d.name = String::try_from(alloc::format!("d{i}").as_str()).unwrap();
+            // Every field near its bound, so the payload limit is shown to hold the worst case.
+            d.cmdline.clear();
+            while d.cmdline.push('x').is_ok() {}
+            d.kernel.clear();
+            while d.kernel.push('k').is_ok() {}
+            c.domains.push(d);
+        }
+        let blob = encode(&c).unwrap();
+        assert!(blob.len() > 256 * 1024, "{}", blob.len());
+        assert_eq!(decode(&blob).unwrap().domains.len(), MAX_DOMAINS);
+        c.domains.push(c.domains[0].clone());
+        c.domains.last_mut().unwrap().name = String::try_from("one-too-many").unwrap();
+        assert_eq!(
+            decode(&encode(&c).unwrap()),
+            Err(BlobError::Invalid("more than 256 domains"))
+        );
     }
 
     #[test]

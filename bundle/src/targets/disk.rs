@@ -53,8 +53,12 @@ pub(crate) fn check_size(sizes: &[u64]) -> Result<(), FinalizeError> {
 pub(crate) fn add(bundle: &mut Bundle) -> Result<(), String> {
     let files = partition_files(bundle);
     let refs: Vec<(&str, &[u8])> = files.iter().map(|(p, b)| (p.as_str(), *b)).collect();
-    let image = disk_image::build(&refs, &disk_image::ImageOptions::default())
-        .map_err(|e| format!("the boot disk image: {e}"))?;
+    let image = disk_image::build_with_digests(
+        &refs,
+        &|b| bundle.known_digest(b),
+        &disk_image::ImageOptions::default(),
+    )
+    .map_err(|e| format!("the boot disk image: {e}"))?;
     bundle.add(IMAGE_PATH, Role::DiskImage, image.bytes);
     Ok(())
 }

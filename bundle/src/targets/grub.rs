@@ -199,7 +199,8 @@ pub(crate) fn add(
     ] {
         refs.push((on_esp, bundle.bytes_of(path)?));
     }
-    let image = disk_image::build(&refs, &options()).map_err(|e| format!("the GRUB image: {e}"))?;
+    let image = disk_image::build_with_digests(&refs, &|b| bundle.known_digest(b), &options())
+        .map_err(|e| format!("the GRUB image: {e}"))?;
     bundle.add(IMAGE_PATH, Role::DiskImage, image.bytes);
     bundle.add(CONFIG_PATH, Role::Target, cfg.into_bytes());
     Ok(true)

@@ -215,13 +215,9 @@ pub(crate) fn options() -> disk_image::ImageOptions {
 pub(crate) fn add(bundle: &mut Bundle, host: &device_tree::DeviceTree) -> Result<(), String> {
     let arch = bundle.plan.arch;
     let mut names: BTreeMap<u64, String> = BTreeMap::new();
-    let mut esp: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut esp: Vec<(String, &[u8])> = Vec::new();
     for m in &bundle.modules {
-        let bytes = bundle
-            .file(&m.path.display().to_string())
-            .ok_or_else(|| format!("module `{}` has no file in the bundle", m.id))?
-            .bytes
-            .clone();
+        let bytes = bundle.bytes_of(&m.path.display().to_string())?;
         let name = if m.kind == ModuleKind::Xen {
             loader_name(arch).to_string()
         } else {
@@ -235,16 +231,12 @@ pub(crate) fn add(bundle: &mut Bundle, host: &device_tree::DeviceTree) -> Result
     }
     let tree = device_tree::uefi::uefi_variant(host, &names).map_err(|e| e.to_string())?;
     let cfg = config(&bundle.plan);
-    esp.push((format!("{ESP_DIR}/{DTB_NAME}"), tree.to_dtb()));
-    esp.push((
-        format!("{ESP_DIR}/{}", config_name(arch)),
-        cfg.clone().into_bytes(),
-    ));
-    let refs: Vec<(&str, &[u8])> = esp
-        .iter()
-        .map(|(p, b)| (p.as_str(), b.as_slice()))
-        .collect();
-    let image = disk_image::build(&refs, &options()).map_err(|e| format!("the UEFI image: {e}"))?;
+    let dtb = tree.to_dtb();
+    esp.push((format!("{ESP_DIR}/{DTB_NAME}"), &dtb));
+    esp.push((format!("{ESP_DIR}/{}", config_name(arch)), cfg.as_bytes()));
+    let refs: Vec<(&str, &[u8])> = esp.iter().map(|(p, b)| (p.as_str(), *b)).collect();
+    let image = disk_image::build_with_digests(&refs, &|b| bundle.known_digest(b), &options())
+        .map_err(|e| format!("the UEFI image: {e}"))?;
     bundle.add(IMAGE_PATH, Role::DiskImage, image.bytes);
     bundle.add(config_name(arch), Role::Target, cfg.into_bytes());
     Ok(())

@@ -163,7 +163,8 @@ pub(crate) fn add(
     .map(|(n, b)| (format!("{ESP_DIR}/{n}"), b))
     .collect();
     let refs: Vec<(&str, &[u8])> = esp.iter().map(|(p, b)| (p.as_str(), *b)).collect();
-    let image = disk_image::build(&refs, &options()).map_err(|e| format!("the UEFI image: {e}"))?;
+    let image = disk_image::build_with_digests(&refs, &|b| bundle.known_digest(b), &options())
+        .map_err(|e| format!("the UEFI image: {e}"))?;
     bundle.add(
         crate::targets::uefi::IMAGE_PATH,
         Role::DiskImage,

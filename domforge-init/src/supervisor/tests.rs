@@ -125,7 +125,7 @@ fn world(test: &str, domains: Vec<BootDomain>) -> World {
         domains: Default::default(),
     };
     for d in domains {
-        config.domains.push(d).unwrap();
+        config.domains.push(d);
     }
     let (typed, _) = Xen::open(xen.clone()).unwrap();
     let sup = Supervisor::new(

@@ -93,9 +93,9 @@ fn domain(u: &mut Unstructured<'_>, index: usize) -> Result<BootDomain> {
 }
 
 fn config(u: &mut Unstructured<'_>) -> Result<BootConfig> {
-    let mut domains = heapless::Vec::new();
+    let mut domains = Vec::new();
     for i in 0..u.int_in_range(0..=5)? {
-        let _ = domains.push(domain(u, i)?);
+        domains.push(domain(u, i)?);
     }
     Ok(BootConfig {
         system: text(u, 1)?,
