@@ -367,7 +367,7 @@ pub fn load(manifest_path: &Path, opts: &Options) -> Result<Loaded, PipelineErro
         sources.extend(d.ramdisk.iter().map(|r| r.value.as_str()));
     }
     // The x86 uefi target starts Xen's EFI binary, a file of its own beside the ELF.
-    if board.arch == Arch::X86_64 && board.supports(firmware_config::board::BootTarget::Uefi) {
+    if board.wants(Arch::X86_64, firmware_config::board::BootTarget::Uefi) {
         sources.extend(bundle::targets::uefi_x86::efi_source_of(&xen_source));
     }
     for s in sources {
@@ -383,17 +383,16 @@ pub fn load(manifest_path: &Path, opts: &Options) -> Result<Loaded, PipelineErro
             artifacts.insert(s.to_string(), facts);
         }
     }
-    let grub =
-        if board.arch == Arch::X86_64 && board.supports(firmware_config::board::BootTarget::Grub) {
-            grub_files(opts, &mut lock).map_err(|e| {
-                PipelineError::other(format!(
-                    "the grub target of board `{}` needs Debian's GRUB: {e}",
-                    board.name
-                ))
-            })?
-        } else {
-            Vec::new()
-        };
+    let grub = if board.wants(Arch::X86_64, firmware_config::board::BootTarget::Grub) {
+        grub_files(opts, &mut lock).map_err(|e| {
+            PipelineError::other(format!(
+                "the grub target of board `{}` needs Debian's GRUB: {e}",
+                board.name
+            ))
+        })?
+    } else {
+        Vec::new()
+    };
     let lock = lock.finish()?;
     let firmware = board_firmware(&inventory, board.arch, opts)?;
     Ok(Loaded {

@@ -127,9 +127,9 @@ fn options() -> disk_image::ImageOptions {
     }
 }
 
-/// Whether an x86 bundle of `plan` gets the grub target.
-fn wanted(inputs: &Inputs<'_>, plan: &SystemPlan) -> bool {
-    plan.arch == Arch::X86_64 && inputs.check.board.supports(BootTarget::Grub)
+/// Whether an x86 bundle for this board gets the grub target.
+fn wanted(inputs: &Inputs<'_>) -> bool {
+    inputs.check.board.wants(Arch::X86_64, BootTarget::Grub)
 }
 
 /// What the grub target refuses at finalize: no GRUB files from the pipeline (E0416), an ESP over
@@ -139,7 +139,7 @@ pub(crate) fn check(
     plan: &SystemPlan,
     initramfs_len: u64,
 ) -> Vec<FinalizeError> {
-    if !wanted(inputs, plan) {
+    if !wanted(inputs) {
         return Vec::new();
     }
     if !inputs.grub.iter().any(|(p, _)| p == LOADER) {
@@ -181,7 +181,7 @@ pub(crate) fn add(
     inputs: &Inputs<'_>,
     [xen, dom0_kernel, dom0_initramfs]: [&str; 3],
 ) -> Result<bool, String> {
-    if !wanted(inputs, &bundle.plan) {
+    if !wanted(inputs) {
         return Ok(false);
     }
     let cfg = config(&bundle.plan);

@@ -119,7 +119,7 @@ pub(crate) fn check(
     dtb_len: u64,
 ) -> Vec<FinalizeError> {
     let mut errors = Vec::new();
-    if !inputs.check.board.supports(BootTarget::Uefi) || plan.arch != Arch::Arm64 {
+    if !inputs.check.board.wants(Arch::Arm64, BootTarget::Uefi) {
         return errors;
     }
     let help_drop = "or remove \"uefi\" from the board's `targets`";

@@ -39,7 +39,7 @@ pub const DOM0_INITRAMFS: &str = "dom0-initramfs.cpio";
 
 /// Whether an x86 bundle of `plan` gets the uefi target, and the source of its EFI binary.
 pub(crate) fn wanted<'p>(inputs: &Inputs<'_>, plan: &'p SystemPlan) -> Option<&'p str> {
-    if plan.arch != Arch::X86_64 || !inputs.check.board.supports(BootTarget::Uefi) {
+    if !inputs.check.board.wants(Arch::X86_64, BootTarget::Uefi) {
         return None;
     }
     plan.modules

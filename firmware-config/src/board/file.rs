@@ -350,6 +350,13 @@ impl Board {
         self.targets.contains(&target)
     }
 
+    /// Whether a bundle for this board gets `target`'s files in their `arch` form: the board is
+    /// that architecture and its firmware boots the target. One question for the pipeline (which
+    /// fetches the target's files), finalize (which checks them) and the bundle (which writes them).
+    pub fn wants(&self, arch: Arch, target: BootTarget) -> bool {
+        self.arch == arch && self.supports(target)
+    }
+
     /// Parses a board file. Errors point into the board file ([`crate::diag::SourceId::Board`]).
     pub fn parse(text: &str) -> Result<Board, Vec<Diagnostic>> {
         let raw: RawBoardFile = toml::from_str(text).map_err(|e| {
