@@ -3,7 +3,9 @@
 //! every boot (under TCG, decompressing Debian's xz bzImage was 8.0 of domforge-init's 8.7 s).
 //!
 //! A PVH kernel becomes its ELF `vmlinux` (the bzImage's payload, decompressed here with the same
-//! decoder domforge-init has, `pvh_boot::kernel::pvh_elf_bytes`); an arm64 kernel its raw `Image`.
+//! decoder domforge-init has, `pvh_boot::kernel::pvh_elf_bytes`), rewritten by [`loadable_elf`] so
+//! its headers and notes come first and its zero tails are left to the loader; an arm64 kernel its
+//! raw `Image`.
 //! The result is stored LZ4-compressed as a Linux kernel payload is: the legacy framing Linux's
 //! own `unlz4` reads (magic 0x184C2102, blocks of `u32 length` + LZ4 block decoding to at most
 //! 8 MiB, lib/decompress_unlz4.c) and a 4-byte size trailer, which domforge-init's loaders accept
@@ -16,12 +18,84 @@ use pvh_boot::kernel::Compression;
 use pvh_boot::kernel::KernelImage;
 
 /// The prepared form's version, part of every cache entry's name: a change to [`prepare`]'s
-/// output must change it, so no entry of the old form is served.
-const FORMAT: &str = "v1";
+/// output must change it, so no entry of the old form is served. v2: 1 MiB blocks, PVH kernels
+/// rewritten by [`loadable_elf`].
+const FORMAT: &str = "v2";
 
-/// The LZ4 legacy frame's magic and its largest block (decoded).
+/// The LZ4 legacy frame's magic and the block size used here: 1 MiB rather than the format's
+/// 8 MiB bound, so domforge-init's streaming loader (`pvh_boot::stream`) holds 1 MiB of decoded
+/// kernel at a time, and the first block holds the ELF headers and notes. Linux's `unlz4` and
+/// `lz4 -d` read smaller blocks (each decodes "to at most 8 MiB"). Costs ~1% of compression.
 const LZ4_LEGACY_MAGIC: u32 = 0x184c_2102;
-const LZ4_LEGACY_BLOCK: usize = 8 << 20;
+const LZ4_LEGACY_BLOCK: usize = 1 << 20;
+
+/// ELF64 header and program header sizes (`Elf64_Ehdr`, `Elf64_Phdr`, the System V gABI).
+const EHDR64: usize = 64;
+const PHDR64: usize = 56;
+const PT_LOAD: u32 = 1;
+const PT_NOTE: u32 = 4;
+const PAGE: u64 = 4096;
+
+/// The PVH kernel `elf` rewritten for loading: the ELF header, program headers (its `PT_LOAD`s and
+/// `PT_NOTE`s, nothing else) and the notes first, then each segment's file bytes without their
+/// trailing zeros (the loader zero-fills `p_memsz`, as for BSS: Linux's `vmlinux` carries `.bss`
+/// and `.init.scratch` as ~21 MB of zeros inside the last segment's `p_filesz`). No section
+/// headers: loaders read program headers (Xen's libelf and ours fall back to sections only without
+/// a `PT_NOTE`). Segment offsets are page-aligned with `p_align` 4096, so `p_offset ≡ p_vaddr`
+/// (mod `p_align`) holds. `None` for anything but a little-endian ELF64 (kept as it is).
+pub fn loadable_elf(elf: &[u8]) -> Option<Vec<u8>> {
+    let k = pvh_boot::kernel::ElfKernel::parse(elf).ok()?;
+    if k.class != pvh_boot::kernel::ElfClass::Elf64 || elf.get(5) != Some(&1) {
+        return None;
+    }
+    let notes: Vec<(&pvh_boot::kernel::LoadSegment, &[u8])> = k
+        .note_segments
+        .iter()
+        .map(|n| {
+            Some((
+                n,
+                elf.get(n.offset as usize..(n.offset + n.filesz) as usize)?,
+            ))
+        })
+        .collect::<Option<_>>()?;
+    let phnum = k.segments.len() + notes.len();
+    let mut out = vec![0u8; EHDR64 + phnum * PHDR64];
+    // e_ident, e_type, e_machine, e_version, e_entry as they were; e_flags too.
+    out[..32].copy_from_slice(elf.get(..32)?);
+    out[48..52].copy_from_slice(elf.get(48..52)?);
+    out[32..40].copy_from_slice(&(EHDR64 as u64).to_le_bytes()); // e_phoff
+    out[52..54].copy_from_slice(&(EHDR64 as u16).to_le_bytes()); // e_ehsize
+    out[54..56].copy_from_slice(&(PHDR64 as u16).to_le_bytes()); // e_phentsize
+    out[56..58].copy_from_slice(&u16::try_from(phnum).ok()?.to_le_bytes()); // e_phnum
+    let mut phdrs = Vec::with_capacity(phnum);
+    for (n, bytes) in &notes {
+        phdrs.push((PT_NOTE, **n, out.len() as u64, bytes.len() as u64));
+        out.extend_from_slice(bytes);
+    }
+    for seg in &k.segments {
+        let data = k.segment_data(seg).ok()?;
+        let kept = data.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+        let offset = (out.len() as u64).next_multiple_of(PAGE) + seg.vaddr % PAGE;
+        out.resize(offset as usize, 0);
+        out.extend_from_slice(&data[..kept]);
+        phdrs.push((PT_LOAD, *seg, offset, kept as u64));
+    }
+    for (i, (kind, seg, offset, filesz)) in phdrs.iter().enumerate() {
+        let at = EHDR64 + i * PHDR64;
+        let ph = &mut out[at..at + PHDR64];
+        ph[0..4].copy_from_slice(&kind.to_le_bytes());
+        ph[4..8].copy_from_slice(&seg.flags.to_le_bytes());
+        ph[8..16].copy_from_slice(&offset.to_le_bytes());
+        ph[16..24].copy_from_slice(&seg.vaddr.to_le_bytes());
+        ph[24..32].copy_from_slice(&seg.paddr.to_le_bytes());
+        ph[32..40].copy_from_slice(&filesz.to_le_bytes());
+        let memsz = if *kind == PT_LOAD { seg.memsz } else { *filesz };
+        ph[40..48].copy_from_slice(&memsz.to_le_bytes());
+        let align = if *kind == PT_LOAD { PAGE } else { seg.align };
+        ph[48..56].copy_from_slice(&align.to_le_bytes());
+    }
+    Some(out)
+}
 
 /// `bytes` as LZ4 legacy frames followed by the 4-byte little-endian uncompressed size, the form
 /// of a Linux kernel's compressed payload (`lz4 -l` then kbuild's `size_append`,
@@ -54,8 +128,10 @@ pub fn prepare(kernel: &[u8], arch: Arch) -> Option<Vec<u8>> {
             return None;
         }
         (Arch::X86_64, KernelImage::BzImage(_) | KernelImage::Compressed { .. }) => {
-            pvh_boot::kernel::pvh_elf_bytes(kernel).ok()?.into_owned()
+            let elf = pvh_boot::kernel::pvh_elf_bytes(kernel).ok()?;
+            loadable_elf(&elf).unwrap_or_else(|| elf.into_owned())
         }
+        (Arch::X86_64, KernelImage::Elf(_)) => loadable_elf(kernel)?,
         (Arch::Arm64, KernelImage::Compressed { compression, data }) => {
             let image = pvh_boot::decompress::decompress(
                 data,

@@ -164,24 +164,38 @@ impl<H: Hypercalls, E: EventChannel, O: Host> Supervisor<H, E, O> {
         }
         let file = self.path(path);
         let t = Instant::now();
-        let bytes = std::fs::read(&file).map_err(|source| StartError::Read {
+        let read_err = |source| StartError::Read {
             path: file.clone(),
             source,
-        })?;
+        };
         let kernel_err = |source| StartError::Kernel {
             path: file.clone(),
             source,
         };
-        let (k, loaded_bytes) = match kind {
+        let image_bytes = std::fs::metadata(&file).map_err(read_err)?.len();
+        // `held`: decoded bytes kept for later builds; a streamed PVH kernel keeps its headers
+        // and is decoded into guest memory at each build (domctl's `PvhKernel::open`).
+        let (k, held, form) = match kind {
             BootKind::Pvh => {
-                let k = PvhKernel::from_image(&bytes).map_err(kernel_err)?;
-                let n = k.elf_bytes().len();
-                (Kernel::Pvh(k), n)
+                let k = PvhKernel::open(&file).map_err(|e| match e {
+                    domctl::builder::pvh::OpenError::Read(e) => read_err(e),
+                    domctl::builder::pvh::OpenError::Image(e) => kernel_err(e),
+                })?;
+                let (n, form) = (
+                    k.held_bytes(),
+                    if k.is_streamed() {
+                        "streamed"
+                    } else {
+                        "in-memory"
+                    },
+                );
+                (Kernel::Pvh(k), n, form)
             }
             BootKind::Arm64 => {
+                let bytes = std::fs::read(&file).map_err(read_err)?;
                 let k = ArmKernel::from_image(&bytes).map_err(kernel_err)?;
                 let n = k.image_bytes().len();
-                (Kernel::Arm(k), n)
+                (Kernel::Arm(k), n, "in-memory")
             }
         };
         let k = Rc::new(k);
@@ -189,8 +203,9 @@ impl<H: Hypercalls, E: EventChannel, O: Host> Supervisor<H, E, O> {
             "kernel",
             &[
                 ("path", path.to_string()),
-                ("image_bytes", bytes.len().to_string()),
-                ("loaded_bytes", loaded_bytes.to_string()),
+                ("image_bytes", image_bytes.to_string()),
+                ("held_bytes", held.to_string()),
+                ("form", form.to_string()),
                 ("decompress_ms", now_ms(t)),
             ],
         );

@@ -43,6 +43,7 @@ pub mod kernel;
 pub mod layout;
 pub mod memory;
 pub mod start_info;
+pub mod stream;
 
 use alloc::vec::Vec;
 
@@ -211,12 +212,55 @@ pub fn build_from_elf<W: GuestMemoryWriter>(
     request: &LayoutRequest<'_>,
     mem: &mut W,
 ) -> Result<BootState, BuildError<W::Error>> {
+    build_with_segments(elf, request, mem, |mem| {
+        for seg in &elf.segments {
+            write(mem, "kernel segment", seg.paddr, elf.segment_data(seg)?)?;
+        }
+        Ok(())
+    })
+}
+
+/// [`build`] for a kernel whose headers are `elf` ([`ElfKernel::parse_prefix`] of the first
+/// decoded bytes) and whose whole file `blocks` decodes from the start: each block's segment bytes
+/// go straight into guest memory, so the decoded kernel is never held (see [`stream`]).
+pub fn build_streamed<W: GuestMemoryWriter>(
+    elf: &ElfKernel<'_>,
+    blocks: &mut dyn stream::BlockSource,
+    request: &LayoutRequest<'_>,
+    mem: &mut W,
+) -> Result<BootState, BuildError<W::Error>> {
+    build_with_segments(elf, request, mem, |mem| {
+        let need = stream::file_bytes_end(&elf.segments);
+        let mut at = 0u64;
+        while at < need {
+            let Some(block) = blocks.next_block()? else {
+                return Err(BuildError::Image(ImageError::Truncated {
+                    what: "kernel segments (decoded stream)",
+                    needed: need,
+                    available: at,
+                }));
+            };
+            stream::split_block(&elf.segments, at, block, |i, off, bytes| {
+                write(mem, "kernel segment", elf.segments[i].paddr + off, bytes)
+            })?;
+            at += block.len() as u64;
+        }
+        Ok(())
+    })
+}
+
+/// The build, with the kernel segments' file bytes written by `segments` (BSS is zeroed here).
+fn build_with_segments<W: GuestMemoryWriter>(
+    elf: &ElfKernel<'_>,
+    request: &LayoutRequest<'_>,
+    mem: &mut W,
+    segments: impl FnOnce(&mut W) -> Result<(), BuildError<W::Error>>,
+) -> Result<BootState, BuildError<W::Error>> {
     let (entry, layout) = plan(elf, request)?;
     let tables: AcpiTables = acpi::build_tables(request.vcpus, layout.acpi.gpa)?;
 
+    segments(mem)?;
     for seg in &elf.segments {
-        let data = elf.segment_data(seg)?;
-        write(mem, "kernel segment", seg.paddr, data)?;
         let bss = seg.memsz - seg.filesz;
         if bss > 0 {
             zero(mem, "kernel BSS", seg.paddr + seg.filesz, bss)?;

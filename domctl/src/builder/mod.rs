@@ -198,6 +198,12 @@ pub enum BuildFailure {
     HvmContext(#[from] x86::HvmContextError),
     #[error("{0}")]
     Config(String),
+    /// The kernel file of a streamed kernel ([`pvh::PvhKernel::open`]) could not be read again.
+    #[error("reading {path}: {source}")]
+    KernelFile {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// `error: cause: cause …`, skipping causes whose text the previous message already contains.

@@ -36,6 +36,9 @@
 //! `pvh_boot` always writes ACPI tables (RSDP/XSDT/FADT/MADT/DSDT, one LAPIC per vCPU); Linux needs the
 //! MADT to bring up secondary vCPUs and does without with one.
 
+// Without the LZ4 decoder nothing is streamed (`PvhKernel::open` reads in memory).
+#![cfg_attr(not(feature = "lz4"), allow(dead_code))]
+
 use crate::abi::{hvm_param, x86};
 use crate::builder::memory::WindowedGuestMemory;
 use crate::transport::Hypercalls;
@@ -70,12 +73,66 @@ pub const TR_LIMIT: u32 = 0x67;
 /// write-back default (`vcpu_hvm()`: "Enable MTRR, set default type to WB").
 pub const MTRR_DEF_TYPE_WB_ENABLED: u64 = 6 | (1 << 11);
 
-/// A PVH kernel, decompressed and checked once, reusable for many builds (restarts, several guests
-/// from one image): decompressing Debian's xz bzImage is the slowest part of a build under emulation.
+/// A PVH kernel, checked once, reusable for many builds (restarts, several guests from one image).
+///
+/// Two forms. **Streamed** ([`PvhKernel::open`]): an LZ4 legacy file whose first block holds the ELF
+/// headers and notes (what domforge prepares on the host, `bundle/src/kernel_prep.rs`) is decoded a
+/// block at a time straight into guest memory at every build, so only the headers are kept and
+/// at most one decoded block is held (`pvh_boot::stream`). **In memory** ([`PvhKernel::from_image`]):
+/// any other kernel (a bzImage, an ELF, another codec) is decompressed once and kept, as decompressing
+/// Debian's xz bzImage is the slowest part of a build under emulation.
 pub struct PvhKernel {
-    elf: Vec<u8>,
+    image: PvhImage,
     entry: u32,
 }
+
+enum PvhImage {
+    Elf(Vec<u8>),
+    Streamed {
+        path: std::path::PathBuf,
+        /// The first decoded bytes, up to the end of the program headers and notes.
+        headers: Vec<u8>,
+    },
+}
+
+/// A kernel file read in pieces, for [`pvh_boot::stream::Lz4Legacy`].
+struct FileSource {
+    file: std::io::BufReader<std::fs::File>,
+    remaining: u64,
+}
+
+impl FileSource {
+    fn open(path: &std::path::Path) -> std::io::Result<Self> {
+        let file = std::fs::File::open(path)?;
+        let remaining = file.metadata()?.len();
+        Ok(Self {
+            file: std::io::BufReader::with_capacity(256 << 10, file),
+            remaining,
+        })
+    }
+}
+
+impl pvh_boot::stream::ByteSource for FileSource {
+    fn read_exact(&mut self, buf: &mut [u8]) -> Result<(), ImageError> {
+        use std::io::Read;
+        self.file
+            .read_exact(buf)
+            .map_err(|_| ImageError::Truncated {
+                what: "kernel file",
+                needed: buf.len() as u64,
+                available: self.remaining,
+            })?;
+        self.remaining -= buf.len() as u64;
+        Ok(())
+    }
+
+    fn remaining(&self) -> u64 {
+        self.remaining
+    }
+}
+
+/// Decoded bytes are bounded by nothing but the segments themselves when streaming.
+const STREAMED_LEN: u64 = u64::MAX;
 
 impl PvhKernel {
     /// Accepts an ELF `vmlinux`, a bzImage (payload extracted and decompressed) or a compressed ELF;
@@ -83,7 +140,65 @@ impl PvhKernel {
     pub fn from_image(image: &[u8]) -> Result<Self, ImageError> {
         let elf = pvh_boot::kernel::pvh_elf_bytes(image)?.into_owned();
         let entry = ElfKernel::parse(&elf)?.pvh_entry_checked()?;
-        Ok(Self { elf, entry })
+        Ok(Self {
+            image: PvhImage::Elf(elf),
+            entry,
+        })
+    }
+
+    /// The kernel at `path`, streamed if it can be (see the type's docs), else read and
+    /// decompressed once ([`Self::from_image`]).
+    pub fn open(path: &std::path::Path) -> Result<Self, OpenError> {
+        if let Some(k) = Self::open_streamed(path)? {
+            return Ok(k);
+        }
+        let bytes = std::fs::read(path).map_err(OpenError::Read)?;
+        Ok(Self::from_image(&bytes)?)
+    }
+
+    #[cfg(not(feature = "lz4"))]
+    fn open_streamed(_: &std::path::Path) -> Result<Option<Self>, OpenError> {
+        Ok(None)
+    }
+
+    #[cfg(feature = "lz4")]
+    fn open_streamed(path: &std::path::Path) -> Result<Option<Self>, OpenError> {
+        use pvh_boot::stream::{BlockSource, Lz4Legacy};
+        let src = FileSource::open(path).map_err(OpenError::Read)?;
+        if src.remaining < 8 {
+            return Ok(None);
+        }
+        let Ok(Some(mut blocks)) = Lz4Legacy::open(src) else {
+            return Ok(None);
+        };
+        let Ok(Some(first)) = blocks.next_block() else {
+            return Ok(None);
+        };
+        let Ok(elf) = ElfKernel::parse_prefix(first, STREAMED_LEN) else {
+            return Ok(None);
+        };
+        let entry = elf.pvh_entry_checked()?;
+        // Keep what the headers need: domforge's layout has the program headers and notes in the
+        // first few KiB; anything else keeps the whole first block.
+        let notes_end = elf
+            .note_segments
+            .iter()
+            .map(|n| n.offset.saturating_add(n.filesz))
+            .max()
+            .unwrap_or(0);
+        let want = usize::try_from(notes_end.max(16 << 10)).unwrap_or(usize::MAX);
+        let short = &first[..want.min(first.len())];
+        let headers = match ElfKernel::parse_prefix(short, STREAMED_LEN) {
+            Ok(_) => short.to_vec(),
+            Err(_) => first.to_vec(),
+        };
+        Ok(Some(Self {
+            image: PvhImage::Streamed {
+                path: path.to_path_buf(),
+                headers,
+            },
+            entry,
+        }))
     }
 
     /// The PVH 32-bit entry point (`XEN_ELFNOTE_PHYS32_ENTRY`).
@@ -91,20 +206,66 @@ impl PvhKernel {
         self.entry
     }
 
-    /// The ELF bytes.
-    pub fn elf_bytes(&self) -> &[u8] {
-        &self.elf
+    /// Decoded bytes held in memory: the whole ELF, or a streamed kernel's headers.
+    pub fn held_bytes(&self) -> usize {
+        match &self.image {
+            PvhImage::Elf(e) => e.len(),
+            PvhImage::Streamed { headers, .. } => headers.len(),
+        }
+    }
+
+    /// Whether builds stream the kernel from its file.
+    pub fn is_streamed(&self) -> bool {
+        matches!(self.image, PvhImage::Streamed { .. })
     }
 
     fn parsed(&self) -> Result<ElfKernel<'_>, ImageError> {
-        ElfKernel::parse(&self.elf)
+        match &self.image {
+            PvhImage::Elf(e) => ElfKernel::parse(e),
+            PvhImage::Streamed { headers, .. } => ElfKernel::parse_prefix(headers, STREAMED_LEN),
+        }
     }
+
+    /// Writes the guest's memory (pvh-boot's build) from this kernel.
+    fn load<W: pvh_boot::memory::GuestMemoryWriter<Error = super::GuestWriteError>>(
+        &self,
+        elf: &ElfKernel<'_>,
+        request: &LayoutRequest<'_>,
+        mem: &mut W,
+    ) -> Result<BootState, super::BuildFailure> {
+        match &self.image {
+            PvhImage::Elf(_) => Ok(pvh_boot::build_from_elf(elf, request, mem)?),
+            #[cfg(not(feature = "lz4"))]
+            PvhImage::Streamed { .. } => Err(ImageError::UnknownFormat.into()),
+            #[cfg(feature = "lz4")]
+            PvhImage::Streamed { path, .. } => {
+                let file = |source| super::BuildFailure::KernelFile {
+                    path: path.display().to_string(),
+                    source,
+                };
+                let src = FileSource::open(path).map_err(file)?;
+                let mut blocks =
+                    pvh_boot::stream::Lz4Legacy::open(src)?.ok_or(ImageError::UnknownFormat)?;
+                Ok(pvh_boot::build_streamed(elf, &mut blocks, request, mem)?)
+            }
+        }
+    }
+}
+
+/// Why [`PvhKernel::open`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("{0}")]
+    Read(std::io::Error),
+    #[error(transparent)]
+    Image(#[from] ImageError),
 }
 
 impl fmt::Debug for PvhKernel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PvhKernel")
-            .field("elf_len", &self.elf.len())
+            .field("held_bytes", &self.held_bytes())
+            .field("streamed", &self.is_streamed())
             .field("entry", &format_args!("{:#x}", self.entry))
             .finish()
     }
@@ -210,12 +371,14 @@ impl<'x, H: Hypercalls> PvhBuilder<'x, H> {
             .create_domain(&create)
             .map_err(|e| early(at(BuildStep::CreateDomain)(e)))?;
 
-        let result = self.construct(&elf, &layout, &request, cfg, domid, start);
+        let result = self.construct(kernel, &elf, &layout, &request, cfg, domid, start);
         finish_or_destroy(self.xen, GuestKind::Pvh, cfg.name, domid, result)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn construct(
         &mut self,
+        kernel: &PvhKernel,
         elf: &ElfKernel<'_>,
         layout: &PvhLayout,
         request: &LayoutRequest<'_>,
@@ -262,8 +425,9 @@ impl<'x, H: Hypercalls> PvhBuilder<'x, H> {
             .map_err(at(S::MemoryMap))?;
 
         let mut mem = WindowedGuestMemory::new(xen, domid, populate);
-        let boot: BootState =
-            pvh_boot::build_from_elf(elf, request, &mut mem).map_err(at(S::LoadImage))?;
+        let boot: BootState = kernel
+            .load(elf, request, &mut mem)
+            .map_err(at(S::LoadImage))?;
         let mappings = mem.mappings_made();
         drop(mem);
 

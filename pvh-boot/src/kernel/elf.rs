@@ -202,6 +202,9 @@ pub struct ElfKernel<'a> {
     pub segments: Vec<LoadSegment>,
     /// Xen notes from `PT_NOTE` segments (or `SHT_NOTE` sections if there are none).
     pub xen_notes: Vec<XenNote>,
+    /// The `PT_NOTE` program headers, as [`LoadSegment`]s (`filesz` = `memsz` = the notes' size),
+    /// for whoever rewrites the file ([`Self::parse_prefix`] needs them inside the prefix).
+    pub note_segments: Vec<LoadSegment>,
 }
 
 /// Upper bound on program headers we accept; real kernels have fewer than 16.
@@ -211,6 +214,18 @@ impl<'a> ElfKernel<'a> {
     /// Parse an ELF image. Trailing data after the ELF (e.g. the relocation table Linux appends
     /// to `vmlinux.bin` inside a bzImage) is ignored, as the boot decompressor does.
     pub fn parse(data: &'a [u8]) -> Result<Self, ImageError> {
+        Self::parse_within(data, None)
+    }
+
+    /// Parses the first bytes of an ELF file whose whole length is `file_len`: the headers and the
+    /// `PT_NOTE` segments must lie in `prefix`, the `PT_LOAD` file bytes within `file_len`. For a
+    /// loader that streams the segments from a decoder instead of holding the file
+    /// ([`crate::stream`]); [`Self::segment_data`] then refuses what is not in the prefix.
+    pub fn parse_prefix(prefix: &'a [u8], file_len: u64) -> Result<Self, ImageError> {
+        Self::parse_within(prefix, Some(file_len))
+    }
+
+    fn parse_within(data: &'a [u8], file_len: Option<u64>) -> Result<Self, ImageError> {
         let ident = data.get(..EI_NIDENT).ok_or(ImageError::Truncated {
             what: "ELF identification",
             needed: EI_NIDENT as u64,
@@ -220,8 +235,12 @@ impl<'a> ElfKernel<'a> {
             return Err(ImageError::UnknownFormat);
         }
         match ident.get(EI_CLASS).copied() {
-            Some(2) => Self::parse_as::<elf::FileHeader64<Endianness>>(data, ElfClass::Elf64),
-            Some(1) => Self::parse_as::<elf::FileHeader32<Endianness>>(data, ElfClass::Elf32),
+            Some(2) => {
+                Self::parse_as::<elf::FileHeader64<Endianness>>(data, ElfClass::Elf64, file_len)
+            }
+            Some(1) => {
+                Self::parse_as::<elf::FileHeader32<Endianness>>(data, ElfClass::Elf32, file_len)
+            }
             _ => Err(ImageError::Elf(
                 "unknown ELF class (neither ELFCLASS32 nor ELFCLASS64)".into(),
             )),
@@ -231,6 +250,7 @@ impl<'a> ElfKernel<'a> {
     fn parse_as<H: FileHeader<Endian = Endianness>>(
         data: &'a [u8],
         class: ElfClass,
+        file_len: Option<u64>,
     ) -> Result<Self, ImageError> {
         let header = H::parse(data).map_err(|e| ImageError::Elf(elf_msg(e)))?;
         let endian = header.endian().map_err(|e| ImageError::Elf(elf_msg(e)))?;
@@ -244,6 +264,7 @@ impl<'a> ElfKernel<'a> {
         }
         let mut segments = Vec::new();
         let mut xen_notes = Vec::new();
+        let mut note_segments = Vec::new();
         let mut saw_note_segment = false;
         for (index, ph) in phdrs.iter().enumerate() {
             let p_type = ph.p_type(endian);
@@ -269,7 +290,11 @@ impl<'a> ElfKernel<'a> {
                         reason: "p_paddr + p_memsz overflows",
                     });
                 }
-                if ph.data(endian, data).is_err() {
+                let in_file = match file_len {
+                    None => ph.data(endian, data).is_ok(),
+                    Some(len) => seg.offset.checked_add(seg.filesz).is_some_and(|e| e <= len),
+                };
+                if !in_file {
                     return Err(ImageError::BadSegment {
                         index,
                         reason: "file bytes lie outside the image",
@@ -278,6 +303,16 @@ impl<'a> ElfKernel<'a> {
                 segments.push(seg);
             } else if p_type == elf::PT_NOTE {
                 saw_note_segment = true;
+                let size: u64 = ph.p_filesz(endian).into();
+                note_segments.push(LoadSegment {
+                    offset: ph.p_offset(endian).into(),
+                    vaddr: ph.p_vaddr(endian).into(),
+                    paddr: ph.p_paddr(endian).into(),
+                    filesz: size,
+                    memsz: size,
+                    flags: ph.p_flags(endian).0,
+                    align: ph.p_align(endian).into(),
+                });
                 let notes = ph
                     .notes(endian, data)
                     .map_err(|e| ImageError::Elf(elf_msg(e)))?;
@@ -303,6 +338,7 @@ impl<'a> ElfKernel<'a> {
             entry,
             segments,
             xen_notes,
+            note_segments,
         })
     }
 
