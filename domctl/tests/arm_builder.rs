@@ -982,3 +982,44 @@ fn debian_arm64_kernel_raw_and_gzipped_builds_with_the_image_at_its_text_offset(
     let start = u64_of(&cells(&dts, Some("chosen"), "linux,initrd-start").unwrap());
     assert_eq!(start, RAM0 + 128 * MIB);
 }
+
+/// A kernel stored as LZ4 legacy frames (written by the `lz4` tool, `-l`: the framing Linux's
+/// `unlz4` reads) is streamed into guest memory and lands byte for byte where the in-memory
+/// kernel does.
+#[test]
+fn an_lz4_legacy_image_is_streamed_to_the_same_place() {
+    if !test_support::need_tool("arm_builder", "lz4", "lz4") {
+        return;
+    }
+    let dir = scratch("lz4-streamed");
+    std::fs::create_dir_all(&dir).unwrap();
+    let raw = image(0x8_0000, FLAGS_LE_4K_ANY);
+    let plain = dir.join("Image");
+    std::fs::write(&plain, &raw).unwrap();
+    let packed = dir.join("Image.lz4");
+    let ok = std::process::Command::new("lz4")
+        .args(["-l", "-q", "-f"])
+        .arg(&plain)
+        .arg(&packed)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "lz4 -l");
+    let streamed = ArmKernel::open(&packed).unwrap();
+    assert!(streamed.is_streamed());
+    assert!(streamed.held_bytes() <= 64);
+    assert_eq!(streamed.footprint(), kernel(0x8_0000).footprint());
+    let (mut xen, fake) = xen();
+    let built = ArmBuilder::new(&mut xen)
+        .build(&streamed, &config(1, 256 * MIB))
+        .unwrap();
+    let d = fake.domain(built.domid.get()).unwrap();
+    let pc = d.arm_vcpu[&0].user_regs.pc64;
+    assert_eq!(pc, RAM0 + 0x8_0000);
+    assert_eq!(
+        fake.read_guest(built.domid.get(), pc, TEXT_LEN).unwrap(),
+        raw
+    );
+    // A file that is not LZ4 is read in memory, as before.
+    assert!(!ArmKernel::open(&plain).unwrap().is_streamed());
+}

@@ -192,10 +192,19 @@ impl<H: Hypercalls, E: EventChannel, O: Host> Supervisor<H, E, O> {
                 (Kernel::Pvh(k), n, form)
             }
             BootKind::Arm64 => {
-                let bytes = std::fs::read(&file).map_err(read_err)?;
-                let k = ArmKernel::from_image(&bytes).map_err(kernel_err)?;
-                let n = k.image_bytes().len();
-                (Kernel::Arm(k), n, "in-memory")
+                let k = ArmKernel::open(&file).map_err(|e| match e {
+                    domctl::builder::pvh::OpenError::Read(e) => read_err(e),
+                    domctl::builder::pvh::OpenError::Image(e) => kernel_err(e),
+                })?;
+                let (n, form) = (
+                    k.held_bytes(),
+                    if k.is_streamed() {
+                        "streamed"
+                    } else {
+                        "in-memory"
+                    },
+                );
+                (Kernel::Arm(k), n, form)
             }
         };
         let k = Rc::new(k);

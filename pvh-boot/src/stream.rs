@@ -58,9 +58,13 @@ pub const LZ4_LEGACY_MAGIC: u32 = 0x184c_2102;
 /// The largest block of an LZ4 legacy frame, decoded (`LZ4_DEFAULT_UNCOMPRESSED_CHUNK_SIZE`).
 pub const LZ4_LEGACY_BLOCK_MAX: usize = 8 << 20;
 
+/// The output buffer's first size: the block size domforge's host-side preparation writes.
+#[cfg(feature = "lz4")]
+const FIRST_OUTPUT: usize = 1 << 20;
+
 /// LZ4 legacy frames (as `lz4 -l` and kbuild write them, optionally followed by kbuild's 4-byte
 /// size trailer) decoded one block at a time. The output buffer grows to the largest block seen
-/// (1 MiB for kernels domforge prepared, at most 8 MiB); only the bytes decoded are touched.
+/// (1 MiB for kernels domforge prepared, at most 8 MiB).
 #[cfg(feature = "lz4")]
 pub struct Lz4Legacy<S> {
     src: S,
@@ -121,13 +125,24 @@ impl<S: ByteSource> BlockSource for Lz4Legacy<S> {
             }
             self.input.resize(len, 0);
             self.src.read_exact(&mut self.input)?;
-            if self.output.len() < LZ4_LEGACY_BLOCK_MAX {
-                // Not resident until written: a 1 MiB block touches 1 MiB of it.
-                self.output.resize(LZ4_LEGACY_BLOCK_MAX, 0);
+            // The block's decoded size is not stored: start at 1 MiB (the blocks domforge writes)
+            // and double up to the format's 8 MiB when a block does not fit, so the buffer (all of
+            // it written by `resize`) is as large as the largest block, not the format's bound.
+            if self.output.is_empty() {
+                self.output.resize(FIRST_OUTPUT, 0);
             }
-            let n = lz4_flex::block::decompress_into(&self.input, &mut self.output)
-                .map_err(|_| Self::fail("corrupt LZ4 block"))?;
-            return Ok(self.output.get(..n));
+            loop {
+                match lz4_flex::block::decompress_into(&self.input, &mut self.output) {
+                    Ok(n) => return Ok(self.output.get(..n)),
+                    Err(lz4_flex::block::DecompressError::OutputTooSmall { .. })
+                        if self.output.len() < LZ4_LEGACY_BLOCK_MAX =>
+                    {
+                        let bigger = (self.output.len() * 2).min(LZ4_LEGACY_BLOCK_MAX);
+                        self.output.resize(bigger, 0);
+                    }
+                    Err(_) => return Err(Self::fail("corrupt LZ4 block")),
+                }
+            }
         }
     }
 }
@@ -192,6 +207,12 @@ mod tests {
             }
             assert_eq!(back, data);
         }
+        // Blocks larger than the first buffer (as `lz4 -l` writes them, 8 MiB) grow it.
+        let big: Vec<u8> = (0..(3 << 20) as u32).map(|i| (i % 97) as u8).collect();
+        let stored = frames(&big, 3 << 20, true);
+        let mut d = Lz4Legacy::open(SliceSource(&stored)).unwrap().unwrap();
+        assert_eq!(d.next_block().unwrap().unwrap(), &big[..]);
+        assert!(d.next_block().unwrap().is_none());
     }
 
     #[test]

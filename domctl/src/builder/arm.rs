@@ -109,9 +109,18 @@ const MAX_SPI: u32 = 1019;
 /// Accepts a raw `Image` or a whole-file compressed one (Debian's arm64 `vmlinuz` is a gzip of the
 /// `Image`); refuses anything else with the reason: an ELF `vmlinux` or x86 kernel, a payload that is not
 /// an `Image`, a big-endian kernel.
+///
+/// [`ArmKernel::open`] streams instead when it can: an LZ4 legacy file of an `Image` that states
+/// its `image_size` (what domforge prepares on the host) is decoded block by block into guest
+/// memory at every build, and only its header is kept.
 pub struct ArmKernel {
-    image: Vec<u8>,
+    image: ArmImage,
     header: Arm64Image,
+}
+
+enum ArmImage {
+    Bytes(Vec<u8>),
+    Streamed(std::path::PathBuf),
 }
 
 impl ArmKernel {
@@ -140,7 +149,103 @@ impl ArmKernel {
                  (SCTLR_GUEST_INIT leaves SCTLR_EL1.EE clear); build it with CONFIG_CPU_LITTLE_ENDIAN",
             ));
         }
-        Ok(Self { image, header })
+        Ok(Self {
+            image: ArmImage::Bytes(image),
+            header,
+        })
+    }
+
+    /// The kernel at `path`, streamed if it can be (see the type's docs), else read and
+    /// decompressed once ([`Self::from_image`]).
+    pub fn open(path: &std::path::Path) -> Result<Self, super::pvh::OpenError> {
+        if let Some(k) = Self::open_streamed(path)? {
+            return Ok(k);
+        }
+        let bytes = std::fs::read(path).map_err(super::pvh::OpenError::Read)?;
+        Ok(Self::from_image(&bytes)?)
+    }
+
+    #[cfg(not(feature = "lz4"))]
+    fn open_streamed(_: &std::path::Path) -> Result<Option<Self>, super::pvh::OpenError> {
+        Ok(None)
+    }
+
+    #[cfg(feature = "lz4")]
+    fn open_streamed(path: &std::path::Path) -> Result<Option<Self>, super::pvh::OpenError> {
+        use pvh_boot::stream::{BlockSource, Lz4Legacy};
+        let src = super::FileSource::open(path).map_err(super::pvh::OpenError::Read)?;
+        let Ok(Some(mut blocks)) = Lz4Legacy::open(src) else {
+            return Ok(None);
+        };
+        let Ok(Some(first)) = blocks.next_block() else {
+            return Ok(None);
+        };
+        let Ok(header) = Arm64Image::parse(first, Some(Compression::Lz4)) else {
+            return Ok(None);
+        };
+        // Without `image_size` (kernels before 3.17) the footprint is the file's length, known
+        // only after decoding all of it: such a kernel is loaded in memory.
+        if header.image_size == 0 {
+            return Ok(None);
+        }
+        if header.big_endian() {
+            return Err(ImageError::BadArm64Image("big-endian kernel (flags bit 0 set)").into());
+        }
+        Ok(Some(Self {
+            image: ArmImage::Streamed(path.to_path_buf()),
+            header,
+        }))
+    }
+
+    /// Whether builds stream the kernel from its file.
+    pub fn is_streamed(&self) -> bool {
+        matches!(self.image, ArmImage::Streamed(_))
+    }
+
+    /// Decoded bytes held in memory (none for a streamed kernel but its header).
+    pub fn held_bytes(&self) -> usize {
+        match &self.image {
+            ArmImage::Bytes(b) => b.len(),
+            ArmImage::Streamed(_) => 64,
+        }
+    }
+
+    /// Writes the `Image` at `base`.
+    fn load<W: GuestMemoryWriter<Error = super::GuestWriteError>>(
+        &self,
+        base: u64,
+        mem: &mut W,
+    ) -> Result<(), super::BuildFailure> {
+        match &self.image {
+            ArmImage::Bytes(b) => Ok(mem.write(base, b)?),
+            #[cfg(not(feature = "lz4"))]
+            ArmImage::Streamed(_) => Err(ImageError::UnknownFormat.into()),
+            #[cfg(feature = "lz4")]
+            ArmImage::Streamed(path) => {
+                use pvh_boot::stream::BlockSource;
+                let file = |source| super::BuildFailure::KernelFile {
+                    path: path.display().to_string(),
+                    source,
+                };
+                let src = super::FileSource::open(path).map_err(file)?;
+                let mut blocks =
+                    pvh_boot::stream::Lz4Legacy::open(src)?.ok_or(ImageError::UnknownFormat)?;
+                let mut at = 0u64;
+                while let Some(block) = blocks.next_block()? {
+                    let end = at + block.len() as u64;
+                    // The layout reserved `image_size` from `base`; a longer file is not this Image.
+                    if end > self.footprint() {
+                        return Err(ImageError::BadArm64Image(
+                            "the decoded Image is longer than its header's image_size",
+                        )
+                        .into());
+                    }
+                    mem.write(base + at, block)?;
+                    at = end;
+                }
+                Ok(())
+            }
+        }
     }
 
     /// The parsed `Image` header.
@@ -148,15 +253,20 @@ impl ArmKernel {
         &self.header
     }
 
-    /// The (decompressed) `Image` bytes.
+    /// The (decompressed) `Image` bytes; empty for a streamed kernel.
     pub fn image_bytes(&self) -> &[u8] {
-        &self.image
+        match &self.image {
+            ArmImage::Bytes(b) => b,
+            ArmImage::Streamed(_) => &[],
+        }
     }
 
     /// Bytes the kernel occupies from its load address: `image_size` (which includes BSS) or, for
     /// kernels older than 3.17 that leave it 0, the file (booting.rst).
     pub fn footprint(&self) -> u64 {
-        self.header.effective_size().max(self.image.len() as u64)
+        self.header
+            .effective_size()
+            .max(self.image_bytes().len() as u64)
     }
 }
 
@@ -194,7 +304,7 @@ fn not_an_image(bytes: &[u8], container: Option<Compression>) -> ImageError {
 impl fmt::Debug for ArmKernel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ArmKernel")
-            .field("len", &self.image.len())
+            .field("held_bytes", &self.held_bytes())
             .field(
                 "text_offset",
                 &format_args!("{:#x}", self.header.text_offset),
@@ -777,7 +887,8 @@ impl<'x, H: Hypercalls> ArmBuilder<'x, H> {
 
         let magic = lay.magic_base_pfn;
         let mut mem = WindowedGuestMemory::new(xen, domid, &ranges);
-        mem.write(lay.kernel.base, kernel.image_bytes())
+        kernel
+            .load(lay.kernel.base, &mut mem)
             .map_err(at(S::LoadKernel))?;
         if let (Some(rd), Some(at_)) = (cfg.ramdisk, lay.initrd) {
             mem.write(at_.base, rd).map_err(at(S::LoadRamdisk))?;

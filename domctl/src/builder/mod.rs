@@ -424,3 +424,39 @@ pub(crate) fn failed_early(kind: GuestKind, name: &str, f: Failed) -> BuildError
         cleanup: Cleanup::NoDomain,
     }
 }
+
+/// A kernel file read in pieces, for [`pvh_boot::stream::Lz4Legacy`].
+pub(crate) struct FileSource {
+    file: std::io::BufReader<std::fs::File>,
+    remaining: u64,
+}
+
+impl FileSource {
+    pub(crate) fn open(path: &std::path::Path) -> std::io::Result<Self> {
+        let file = std::fs::File::open(path)?;
+        let remaining = file.metadata()?.len();
+        Ok(Self {
+            file: std::io::BufReader::with_capacity(64 << 10, file),
+            remaining,
+        })
+    }
+}
+
+impl pvh_boot::stream::ByteSource for FileSource {
+    fn read_exact(&mut self, buf: &mut [u8]) -> Result<(), pvh_boot::kernel::ImageError> {
+        use std::io::Read;
+        self.file
+            .read_exact(buf)
+            .map_err(|_| pvh_boot::kernel::ImageError::Truncated {
+                what: "kernel file",
+                needed: buf.len() as u64,
+                available: self.remaining,
+            })?;
+        self.remaining -= buf.len() as u64;
+        Ok(())
+    }
+
+    fn remaining(&self) -> u64 {
+        self.remaining
+    }
+}

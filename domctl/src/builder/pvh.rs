@@ -54,7 +54,7 @@ pub use super::{
     BootDetails, BuildError, BuildFailure, BuildStep, BuiltDomain, Cleanup, ConsoleKind, GuestKind,
     MAXMEM_SLACK_KIB, RingChannel, split_extents,
 };
-use super::{Failed, at, failed_early, finish_or_destroy};
+use super::{Failed, FileSource, at, failed_early, finish_or_destroy};
 
 /// `X86_CR0_PE` (bit 0) and `X86_CR0_ET` (bit 4), `xen/arch/x86/include/asm/x86-defns.h`: the PVH entry
 /// state is 32-bit protected mode, paging off (`docs/misc/pvh.pandoc`; `vcpu_hvm()` sets exactly these).
@@ -93,42 +93,6 @@ enum PvhImage {
         /// The first decoded bytes, up to the end of the program headers and notes.
         headers: Vec<u8>,
     },
-}
-
-/// A kernel file read in pieces, for [`pvh_boot::stream::Lz4Legacy`].
-struct FileSource {
-    file: std::io::BufReader<std::fs::File>,
-    remaining: u64,
-}
-
-impl FileSource {
-    fn open(path: &std::path::Path) -> std::io::Result<Self> {
-        let file = std::fs::File::open(path)?;
-        let remaining = file.metadata()?.len();
-        Ok(Self {
-            file: std::io::BufReader::with_capacity(256 << 10, file),
-            remaining,
-        })
-    }
-}
-
-impl pvh_boot::stream::ByteSource for FileSource {
-    fn read_exact(&mut self, buf: &mut [u8]) -> Result<(), ImageError> {
-        use std::io::Read;
-        self.file
-            .read_exact(buf)
-            .map_err(|_| ImageError::Truncated {
-                what: "kernel file",
-                needed: buf.len() as u64,
-                available: self.remaining,
-            })?;
-        self.remaining -= buf.len() as u64;
-        Ok(())
-    }
-
-    fn remaining(&self) -> u64 {
-        self.remaining
-    }
 }
 
 /// Decoded bytes are bounded by nothing but the segments themselves when streaming.
