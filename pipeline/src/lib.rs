@@ -393,8 +393,8 @@ pub fn load(manifest_path: &Path, opts: &Options) -> Result<Loaded, PipelineErro
     } else {
         Vec::new()
     };
+    let firmware = board_firmware(&inventory, board.arch, opts, &mut lock)?;
     let lock = lock.finish()?;
-    let firmware = board_firmware(&inventory, board.arch, opts)?;
     Ok(Loaded {
         firmware,
         grub,
@@ -447,7 +447,7 @@ fn grub_files(opts: &Options, lock: &mut LockSession) -> Result<Vec<(String, Vec
     let image = read(grub::IMAGE_IN_PACKAGE)?;
     // The image must look for its config where grub.cfg goes (Debian builds it `-p /EFI/debian`).
     let prefix = format!("/{}", grub::PREFIX);
-    if !image.windows(prefix.len()).any(|w| w == prefix.as_bytes()) {
+    if memchr::memmem::find(&image, prefix.as_bytes()).is_none() {
         return Err(format!(
             "`{} {}`'s {} does not embed the prefix {prefix}, where domforge puts grub.cfg",
             package.name,
@@ -467,7 +467,11 @@ fn grub_files(opts: &Options, lock: &mut LockSession) -> Result<Vec<(String, Vec
             source: key.0,
             architecture: key.1,
             xen: None,
-            sha256: hex(&Sha256::digest(&files[0].1)),
+            // Remembered by the file's identity (`facts`): a warm `check` does not hash the
+            // 4 MB image again.
+            sha256: facts::examine_file(&opts.cache_dir, &image_path)
+                .map(|f| f.sha256)
+                .unwrap_or_else(|_| hex(&Sha256::digest(&files[0].1))),
             recipe: None,
             packages: vec![LockedPackage::binary(&package, &suite)],
         },
@@ -483,31 +487,79 @@ pub fn board_firmware(
     inventory: &HardwareInventory,
     arch: Arch,
     opts: &Options,
+    lock: &mut LockSession,
 ) -> Result<Vec<(String, Vec<u8>)>, PipelineError> {
+    let files = bundle::targets::rpi::firmware_for(inventory);
     let mut out = Vec::new();
-    for f in bundle::targets::rpi::firmware_for(inventory) {
-        let fetcher = opts.fetcher().with_components(&[f.component]);
-        let package = fetcher
-            .fetch(&debian_fetch::PackageRequest::new(
-                f.package,
-                debian_arch(arch),
+    let mut packages: Vec<&str> = files.iter().map(|f| f.package).collect();
+    packages.dedup();
+    for name in packages {
+        let of_package: Vec<_> = files.iter().filter(|f| f.package == name).collect();
+        let component = of_package[0].component;
+        let fail = |e: String| {
+            let names: Vec<&str> = of_package.iter().map(|f| f.on_card).collect();
+            PipelineError::other(format!(
+                "the boot partition needs {} from Debian's `{name}` (component {component}): {e}",
+                names.join(", ")
             ))
-            .map_err(|e| {
-                PipelineError::other(format!(
-                    "the boot partition needs `{}` from Debian's `{}` (component {}): {e}",
-                    f.on_card, f.package, f.component
+        };
+        let (package, suite) = firmware_package(name, component, arch, opts, lock).map_err(fail)?;
+        let mut taken = Vec::new();
+        for f in &of_package {
+            let path = package.root_dir.join(f.path);
+            let bytes = std::fs::read(&path).map_err(|e| {
+                fail(format!(
+                    "`{}` {}: no {} ({e})",
+                    package.name, package.version, f.path
                 ))
             })?;
-        let path = package.root_dir.join(f.path);
-        let bytes = std::fs::read(&path).map_err(|e| {
-            PipelineError::other(format!(
-                "`{}` {}: no {} ({e})",
-                package.name, package.version, f.path
-            ))
-        })?;
-        out.push((f.on_card.to_string(), bytes));
+            taken.push((f.on_card.to_string(), bytes));
+        }
+        // The lock entry's digest covers every file taken, in order, by name and content.
+        let mut h = Sha256::new();
+        for (n, b) in &taken {
+            h.update(n.as_bytes());
+            h.update(Sha256::digest(b));
+        }
+        lock.record(
+            LockedSource {
+                source: format!("debian:{name}"),
+                architecture: debian_arch(arch).debian_name().to_owned(),
+                xen: None,
+                sha256: hex(&h.finalize()),
+                recipe: None,
+                packages: vec![LockedPackage::binary(&package, &suite)],
+            },
+            &package.root_dir,
+        )
+        .map_err(fail)?;
+        out.extend(taken);
     }
     Ok(out)
+}
+
+/// A board firmware package (`debian:<name>` in the lock), pinned like `debian:kernel`.
+fn firmware_package(
+    name: &str,
+    component: &str,
+    arch: Arch,
+    opts: &Options,
+    lock: &mut LockSession,
+) -> Result<(debian_fetch::FetchedPackage, String), String> {
+    let key = lock_key(&format!("debian:{name}"), arch, None);
+    let fetcher = opts.fetcher().with_components(&[component]);
+    if let Some(pin) = lock.package_pin(&key, name) {
+        let package = fetcher
+            .fetch_pinned(&pin)
+            .map_err(|e| fetch_message(&e, lock))?;
+        return Ok((package, pin.suite));
+    }
+    lock.may_resolve(&key)?;
+    let suite = debian_fetch::DEFAULT_SUITE;
+    refresh_for_update(lock, &fetcher, opts, suite, debian_arch(arch))?;
+    let request = debian_fetch::PackageRequest::new(name, debian_arch(arch)).in_suite(suite);
+    let package = fetcher.fetch(&request).map_err(|e| e.to_string())?;
+    Ok((package, suite.to_owned()))
 }
 
 /// Builds `plan` (made from `loaded`, perhaps with an overlay) into `out`: finalize, assemble,
