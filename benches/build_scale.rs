@@ -10,7 +10,8 @@
 //! the lock policy `use` (writes `<manifest>.lock`; may download into the shared cache), then
 //! built `ITERATIONS` times with `--locked` semantics, each stage timed apart:
 //! - **load**: `pipeline::load` (manifest, board, lock, examining every file);
-//! - **plan**: `Loaded::final_plan` (validate, plan, finalize: everything `check` runs);
+//! - **plan**: `Loaded::plan` + `Loaded::finalize` (validate, plan, finalize with the verified
+//!   files, as `build` does);
 //! - **assemble**: `bundle::assemble` over verified inputs (in memory: DTBs, scripts, images);
 //! - **write**: `Bundle::write` (the bytes on disk, `SHA256SUMS` over every file, `build.json`).
 //!
@@ -110,7 +111,8 @@ fn once(manifest: &Path, out: &Path, opts: &Options, row: &mut Row) -> Result<()
     let loaded = pipeline::load(manifest, opts).map_err(|e| e.to_string())?;
     row.load.push(t.elapsed());
     let t = Instant::now();
-    let (fin, _) = loaded.final_plan().map_err(|e| e.to_string())?;
+    let (plan, _) = loaded.plan().map_err(|e| e.to_string())?;
+    let fin = loaded.finalize(plan).map_err(|e| e.to_string())?;
     row.plan.push(t.elapsed());
     let t = Instant::now();
     let files = bundle::VerifiedFiles(&loaded.artifacts, Some(&loaded.cache_dir));

@@ -132,7 +132,8 @@ fn check_runs_finalize() {
 
 /// The bundle of an example, assembled in memory (not written).
 fn assembled(loaded: &Loaded) -> bundle::Bundle {
-    let (fin, _) = loaded.final_plan().expect("final plan");
+    let (plan, _) = loaded.plan().expect("plan");
+    let fin = loaded.finalize(plan).expect("finalize");
     let files = bundle::VerifiedFiles(&loaded.artifacts, Some(&loaded.cache_dir));
     bundle::assemble(&fin, &loaded.bundle_inputs(&files, &loaded.init), false).expect("assemble")
 }
@@ -344,4 +345,44 @@ fn x86_uefi_refuses_an_efi_binary_that_is_no_x86_efi_application() {
         "{}",
         d.message
     );
+}
+
+/// `check` and `plan` finalize from sizes only (dom0's initramfs is counted, not composed, and no
+/// kernel is read); the plan they show must be the one `build` makes from the verified bytes, and
+/// the counted length the length of the archive `build` writes. Needs domforge-init.
+#[test]
+fn sizes_only_finalize_plans_what_build_builds() {
+    for example in [
+        "qemu-x86_64.toml",
+        "../tests/scenarios/7-mixed-builders-arm.toml",
+    ] {
+        let Some(loaded) = load(example) else {
+            continue;
+        };
+        let (counted, _) = loaded.final_plan().expect("final plan");
+        assert!(
+            counted.dom0_initramfs.is_none(),
+            "{example}: nothing composed"
+        );
+        let (plan, _) = loaded.plan().expect("plan");
+        let built = loaded.finalize(plan).expect("finalize");
+        let cpio = built.dom0_initramfs.as_ref().expect("composed for build");
+        assert_eq!(
+            counted.dom0_initramfs_len,
+            Some(cpio.len() as u64),
+            "{example}"
+        );
+        assert_eq!(
+            serde_json::to_string(&counted.plan).unwrap(),
+            serde_json::to_string(&built.plan).unwrap(),
+            "{example}: the plans differ"
+        );
+        // A sizes-only plan cannot be assembled by mistake.
+        let files = bundle::VerifiedFiles(&loaded.artifacts, Some(&loaded.cache_dir));
+        let inputs = loaded.bundle_inputs(&files, &loaded.init);
+        assert!(
+            bundle::assemble(&counted, &inputs, false).is_err(),
+            "{example}"
+        );
+    }
 }

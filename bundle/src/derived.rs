@@ -54,6 +54,15 @@ pub fn cached(
     Ok(derived)
 }
 
+/// The length of the entry for `source_sha256` if the cache holds a whole one (its digest record
+/// and a file of the recorded size), without reading it.
+pub fn cached_len(cache: &Path, what: &Derivation<'_>, source_sha256: &str) -> Option<u64> {
+    let entry = what.entry(cache, source_sha256);
+    let record = std::fs::read_to_string(digest_file(&entry)).ok()?;
+    let len: u64 = record.trim().split_once(' ')?.1.parse().ok()?;
+    (std::fs::metadata(&entry).ok()?.len() == len).then_some(len)
+}
+
 fn digest_file(entry: &Path) -> PathBuf {
     let mut name = entry.as_os_str().to_owned();
     name.push(".sha256");

@@ -20,8 +20,56 @@ use crate::init::init_target;
 /// The composed initramfs and the boot blob inside it.
 pub(crate) struct Composed {
     pub blob: Vec<u8>,
-    pub cpio: Vec<u8>,
+    /// The archive; `None` when the source wants sizes only ([`crate::ArtifactSource::sizes_only`]).
+    pub cpio: Option<Vec<u8>>,
+    /// The archive's length in bytes, either way.
+    pub cpio_len: u64,
     pub notes: Vec<String>,
+}
+
+/// A writer that only counts: the newc archive's length without its bytes.
+#[derive(Default)]
+struct Counter(u64);
+
+impl std::io::Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A module's bytes, or, when only sizes are wanted, zeros of its length: a zeroed allocation is
+/// not touched until written, and [`Counter`] never reads it, so no kernel is read for `check`.
+fn module_bytes(
+    inputs: &Inputs<'_>,
+    m: &ModulePlan,
+    arch: Arch,
+) -> Result<Option<Vec<u8>>, FinalizeError> {
+    let files = inputs.files;
+    let sized = |len: u64| {
+        usize::try_from(len)
+            .map(|n| vec![0u8; n])
+            .map_err(|_| module_error(m, "too large"))
+    };
+    Ok(Some(match (m.kind, files.sizes_only()) {
+        // Decompressed here once instead of in dom0 at every boot (crate::kernel_prep).
+        (ModuleKind::Kernel, false) => files
+            .prepared_kernel(&m.source, arch)
+            .map_err(|e| module_error(m, e))?,
+        (ModuleKind::Kernel, true) => sized(
+            files
+                .prepared_kernel_len(&m.source, arch)
+                .map_err(|e| module_error(m, e))?,
+        )?,
+        (ModuleKind::Ramdisk, false) => files.read(&m.source).map_err(|e| module_error(m, e))?,
+        (ModuleKind::Ramdisk, true) => {
+            sized(files.facts(&m.source).map_err(|e| module_error(m, e))?.size)?
+        }
+        _ => return Ok(None),
+    }))
 }
 
 /// The boot blob of `plan` (the compiled manifest domforge-init reads), framed.
@@ -95,31 +143,41 @@ pub(crate) fn compose(
             continue;
         }
         let bytes = match m.kind {
-            // Decompressed here once instead of in dom0 at every boot (crate::kernel_prep).
-            ModuleKind::Kernel => inputs
-                .files
-                .prepared_kernel(&m.source, arch)
-                .map_err(|e| module_error(m, e))?,
-            ModuleKind::Ramdisk => inputs
-                .files
-                .read(&m.source)
-                .map_err(|e| module_error(m, e))?,
             ModuleKind::PassthroughDtb => fragments
                 .iter()
                 .find(|f| f.module_id == m.id)
                 .map(|f| f.fragment.dtb.clone())
                 .ok_or_else(|| module_error(m, "no fragment was generated for it"))?,
-            _ => continue,
+            _ => match module_bytes(inputs, m, arch)? {
+                Some(b) => b,
+                None => continue,
+            },
         };
         initramfs
             .add_module(&m.id, bytes)
             .map_err(|e| module_error(m, e))?;
     }
     let notes = add_dom0_xen_drivers(inputs, plan, &mut initramfs)?;
-    let cpio = initramfs
-        .to_cpio()
-        .map_err(|e| FinalizeError::new("E0407", Blame::Dom0, format!("dom0's initramfs: {e}")))?;
-    Ok(Composed { blob, cpio, notes })
+    let failed = |e: initramfs::cpio::CpioError| {
+        FinalizeError::new("E0407", Blame::Dom0, format!("dom0's initramfs: {e}"))
+    };
+    let (cpio, cpio_len) = if inputs.files.sizes_only() {
+        let n = initramfs
+            .initramfs()
+            .write_cpio(Counter::default())
+            .map_err(failed)?;
+        (None, n.0)
+    } else {
+        let bytes = initramfs.initramfs().to_cpio().map_err(failed)?;
+        let len = bytes.len() as u64;
+        (Some(bytes), len)
+    };
+    Ok(Composed {
+        blob,
+        cpio,
+        cpio_len,
+        notes,
+    })
 }
 
 /// The Xen drivers dom0 needs for domforge-init (privcmd, evtchn) from its kernel's own Debian

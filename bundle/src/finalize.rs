@@ -112,8 +112,11 @@ pub struct FinalPlan {
     pub fragments: Vec<DomainFragment>,
     /// The boot blob, when domforge-init builds domains.
     pub boot_blob: Option<Vec<u8>>,
-    /// dom0's generated initramfs (domforge-init as `/init`), when there is one.
+    /// dom0's generated initramfs (domforge-init as `/init`), when there is one and the plan was
+    /// finalized with the bundle's files (not sizes only: [`crate::ArtifactSource::sizes_only`]).
     pub dom0_initramfs: Option<Vec<u8>>,
+    /// Its length, also after a sizes-only finalize (`check`, `plan`).
+    pub dom0_initramfs_len: Option<u64>,
     /// The host DTB's load address for boot loaders that load it themselves (U-Boot).
     pub dtb_addr: Option<u64>,
     /// Things a person should know that do not stop the build.

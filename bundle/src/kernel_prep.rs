@@ -160,13 +160,31 @@ pub fn prepared_cached(
     verify: bool,
     read: impl FnOnce() -> Result<Vec<u8>, String>,
 ) -> Result<Vec<u8>, String> {
-    let what = crate::derived::Derivation {
-        kind: "prepared",
-        variant: format!("{}-{FORMAT}.lz4", arch.as_str()),
-    };
+    let what = derivation(arch);
     crate::derived::cached(cache, &what, source_sha256, verify, read, |k| {
         prepare(k, arch)
     })
+}
+
+/// The length of [`prepared_cached`]'s result, from the cache entry's record when there is one
+/// (`check` sizes dom0's initramfs without reading a 17 MB kernel), else by preparing it.
+pub fn prepared_len_cached(
+    cache: &std::path::Path,
+    source_sha256: &str,
+    arch: Arch,
+    read: impl FnOnce() -> Result<Vec<u8>, String>,
+) -> Result<u64, String> {
+    if let Some(len) = crate::derived::cached_len(cache, &derivation(arch), source_sha256) {
+        return Ok(len);
+    }
+    prepared_cached(Some(cache), source_sha256, arch, false, read).map(|b| b.len() as u64)
+}
+
+fn derivation(arch: Arch) -> crate::derived::Derivation<'static> {
+    crate::derived::Derivation {
+        kind: "prepared",
+        variant: format!("{}-{FORMAT}.lz4", arch.as_str()),
+    }
 }
 
 #[cfg(test)]

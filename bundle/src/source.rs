@@ -21,6 +21,17 @@ pub trait ArtifactSource {
         let bytes = self.read(source)?;
         Ok(crate::kernel_prep::prepare(&bytes, arch).unwrap_or(bytes))
     }
+    /// Whether only sizes are needed from this source (`check` and `plan`, which keep no bundle):
+    /// finalize then sizes dom0's generated initramfs from the files' sizes instead of composing
+    /// it ([`crate::dom0`]); the bytes of [`read`](Self::read) and the rest are still given.
+    fn sizes_only(&self) -> bool {
+        false
+    }
+    /// The length of [`prepared_kernel`](Self::prepared_kernel)'s result; sources with a cache
+    /// override this to answer from it without reading the kernel.
+    fn prepared_kernel_len(&self, source: &str, arch: Arch) -> Result<u64, String> {
+        Ok(self.prepared_kernel(source, arch)?.len() as u64)
+    }
     /// `source` gzip'd as Xen's ARM kernel loader reads it ([`crate::arm`]); sources with a cache
     /// override this to compress it once.
     fn gzipped(&self, source: &str) -> Result<Vec<u8>, String> {

@@ -296,6 +296,15 @@ impl bundle::ArtifactSource for ExaminedFiles<'_> {
         let sha = &self.facts(source)?.sha256;
         bundle::source::gzipped_cached(Some(self.1), sha, false, || self.read(source))
     }
+
+    fn sizes_only(&self) -> bool {
+        true
+    }
+
+    fn prepared_kernel_len(&self, source: &str, arch: Arch) -> Result<u64, String> {
+        let sha = &self.facts(source)?.sha256;
+        bundle::kernel_prep::prepared_len_cached(self.1, sha, arch, || self.read(source))
+    }
 }
 
 /// Reads the manifest, its board and the board's hardware, and examines every file it names.
