@@ -168,45 +168,25 @@ impl<H: Hypercalls, E: EventChannel, O: Host> Supervisor<H, E, O> {
             path: file.clone(),
             source,
         };
-        let kernel_err = |source| StartError::Kernel {
-            path: file.clone(),
-            source,
+        let open_err = |e| match e {
+            domctl::builder::OpenError::Read(source) => read_err(source),
+            domctl::builder::OpenError::Image(source) => StartError::Kernel {
+                path: file.clone(),
+                source,
+            },
         };
         let image_bytes = std::fs::metadata(&file).map_err(read_err)?.len();
-        // `held`: decoded bytes kept for later builds; a streamed PVH kernel keeps its headers
-        // and is decoded into guest memory at each build (domctl's `PvhKernel::open`).
-        let (k, held, form) = match kind {
-            BootKind::Pvh => {
-                let k = PvhKernel::open(&file).map_err(|e| match e {
-                    domctl::builder::pvh::OpenError::Read(e) => read_err(e),
-                    domctl::builder::pvh::OpenError::Image(e) => kernel_err(e),
-                })?;
-                let (n, form) = (
-                    k.held_bytes(),
-                    if k.is_streamed() {
-                        "streamed"
-                    } else {
-                        "in-memory"
-                    },
-                );
-                (Kernel::Pvh(k), n, form)
-            }
-            BootKind::Arm64 => {
-                let k = ArmKernel::open(&file).map_err(|e| match e {
-                    domctl::builder::pvh::OpenError::Read(e) => read_err(e),
-                    domctl::builder::pvh::OpenError::Image(e) => kernel_err(e),
-                })?;
-                let (n, form) = (
-                    k.held_bytes(),
-                    if k.is_streamed() {
-                        "streamed"
-                    } else {
-                        "in-memory"
-                    },
-                );
-                (Kernel::Arm(k), n, form)
-            }
+        let k = match kind {
+            BootKind::Pvh => Kernel::Pvh(PvhKernel::open(&file).map_err(open_err)?),
+            BootKind::Arm64 => Kernel::Arm(ArmKernel::open(&file).map_err(open_err)?),
         };
+        // `held`: decoded bytes kept for later builds; a streamed kernel keeps its headers and
+        // is decoded into guest memory at each build (domctl's `builder::kernel_file`).
+        let (held, streamed) = match &k {
+            Kernel::Pvh(k) => (k.held_bytes(), k.is_streamed()),
+            Kernel::Arm(k) => (k.held_bytes(), k.is_streamed()),
+        };
+        let form = if streamed { "streamed" } else { "in-memory" };
         let k = Rc::new(k);
         self.host.event(
             "kernel",

@@ -47,6 +47,7 @@
 //! but not available", `-EINVAL`). A device that does no DMA (a GPIO or RTC block) is passed by its MMIO
 //! ranges and SPIs alone, which needs no IOMMU.
 
+use super::kernel_file::{self, OpenError};
 use super::{
     BootDetails, BuildError, BuildStep, BuiltDomain, ConsoleKind, Failed, GuestKind,
     MAXMEM_SLACK_KIB, RingChannel, at, failed_early, finish_or_destroy,
@@ -143,12 +144,7 @@ impl ArmKernel {
             KernelImage::Elf(_) | KernelImage::BzImage(_) => return Err(not_an_image(data, None)),
         };
         let header = Arm64Image::parse(&image, compression)?;
-        if header.big_endian() {
-            return Err(ImageError::BadArm64Image(
-                "big-endian kernel (flags bit 0 set): Xen starts arm64 guests little-endian \
-                 (SCTLR_GUEST_INIT leaves SCTLR_EL1.EE clear); build it with CONFIG_CPU_LITTLE_ENDIAN",
-            ));
-        }
+        check_endianness(&header)?;
         Ok(Self {
             image: ArmImage::Bytes(image),
             header,
@@ -157,44 +153,21 @@ impl ArmKernel {
 
     /// The kernel at `path`, streamed if it can be (see the type's docs), else read and
     /// decompressed once ([`Self::from_image`]).
-    pub fn open(path: &std::path::Path) -> Result<Self, super::pvh::OpenError> {
-        if let Some(k) = Self::open_streamed(path)? {
-            return Ok(k);
-        }
-        let bytes = std::fs::read(path).map_err(super::pvh::OpenError::Read)?;
-        Ok(Self::from_image(&bytes)?)
-    }
-
-    #[cfg(not(feature = "lz4"))]
-    fn open_streamed(_: &std::path::Path) -> Result<Option<Self>, super::pvh::OpenError> {
-        Ok(None)
-    }
-
-    #[cfg(feature = "lz4")]
-    fn open_streamed(path: &std::path::Path) -> Result<Option<Self>, super::pvh::OpenError> {
-        use pvh_boot::stream::{BlockSource, Lz4Legacy};
-        let src = super::FileSource::open(path).map_err(super::pvh::OpenError::Read)?;
-        let Ok(Some(mut blocks)) = Lz4Legacy::open(src) else {
-            return Ok(None);
-        };
-        let Ok(Some(first)) = blocks.next_block() else {
-            return Ok(None);
-        };
-        let Ok(header) = Arm64Image::parse(first, Some(Compression::Lz4)) else {
-            return Ok(None);
-        };
+    pub fn open(path: &std::path::Path) -> Result<Self, OpenError> {
+        let streamed = kernel_file::with_first_block(path, |first| {
+            Arm64Image::parse(first, Some(Compression::Lz4)).ok()
+        })?;
         // Without `image_size` (kernels before 3.17) the footprint is the file's length, known
         // only after decoding all of it: such a kernel is loaded in memory.
-        if header.image_size == 0 {
-            return Ok(None);
+        if let Some(header) = streamed.flatten().filter(|h| h.image_size != 0) {
+            check_endianness(&header)?;
+            return Ok(Self {
+                image: ArmImage::Streamed(path.to_path_buf()),
+                header,
+            });
         }
-        if header.big_endian() {
-            return Err(ImageError::BadArm64Image("big-endian kernel (flags bit 0 set)").into());
-        }
-        Ok(Some(Self {
-            image: ArmImage::Streamed(path.to_path_buf()),
-            header,
-        }))
+        let bytes = std::fs::read(path).map_err(OpenError::Read)?;
+        Ok(Self::from_image(&bytes)?)
     }
 
     /// Whether builds stream the kernel from its file.
@@ -218,18 +191,8 @@ impl ArmKernel {
     ) -> Result<(), super::BuildFailure> {
         match &self.image {
             ArmImage::Bytes(b) => Ok(mem.write(base, b)?),
-            #[cfg(not(feature = "lz4"))]
-            ArmImage::Streamed(_) => Err(ImageError::UnknownFormat.into()),
-            #[cfg(feature = "lz4")]
             ArmImage::Streamed(path) => {
-                use pvh_boot::stream::BlockSource;
-                let file = |source| super::BuildFailure::KernelFile {
-                    path: path.display().to_string(),
-                    source,
-                };
-                let src = super::FileSource::open(path).map_err(file)?;
-                let mut blocks =
-                    pvh_boot::stream::Lz4Legacy::open(src)?.ok_or(ImageError::UnknownFormat)?;
+                let mut blocks = kernel_file::blocks(path)?;
                 let mut at = 0u64;
                 while let Some(block) = blocks.next_block()? {
                     let end = at + block.len() as u64;
@@ -268,6 +231,17 @@ impl ArmKernel {
             .effective_size()
             .max(self.image_bytes().len() as u64)
     }
+}
+
+/// Refuses a big-endian kernel.
+fn check_endianness(header: &Arm64Image) -> Result<(), ImageError> {
+    if header.big_endian() {
+        return Err(ImageError::BadArm64Image(
+            "big-endian kernel (flags bit 0 set): Xen starts arm64 guests little-endian \
+             (SCTLR_GUEST_INIT leaves SCTLR_EL1.EE clear); build it with CONFIG_CPU_LITTLE_ENDIAN",
+        ));
+    }
+    Ok(())
 }
 
 /// Why bytes that decoded as some kernel are not an arm64 `Image`.

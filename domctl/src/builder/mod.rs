@@ -13,10 +13,12 @@
 //! [`BuiltDomain::boot`].
 
 pub mod arm;
+pub mod kernel_file;
 pub mod memory;
 pub mod pvh;
 
 pub use arm::{ArmBoot, ArmBuilder, ArmConsole, ArmDomainConfig, ArmIomem, ArmKernel, ArmLayout};
+pub use kernel_file::OpenError;
 pub use memory::{GuestWriteError, WINDOW_PAGES, WindowedGuestMemory};
 pub use pvh::{PvhBuilder, PvhDomainConfig, PvhKernel};
 
@@ -198,7 +200,7 @@ pub enum BuildFailure {
     HvmContext(#[from] x86::HvmContextError),
     #[error("{0}")]
     Config(String),
-    /// The kernel file of a streamed kernel ([`pvh::PvhKernel::open`]) could not be read again.
+    /// The kernel file of a streamed kernel ([`kernel_file`]) could not be read again.
     #[error("reading {path}: {source}")]
     KernelFile {
         path: String,
@@ -422,41 +424,5 @@ pub(crate) fn failed_early(kind: GuestKind, name: &str, f: Failed) -> BuildError
         step: f.step,
         source: f.source,
         cleanup: Cleanup::NoDomain,
-    }
-}
-
-/// A kernel file read in pieces, for [`pvh_boot::stream::Lz4Legacy`].
-pub(crate) struct FileSource {
-    file: std::io::BufReader<std::fs::File>,
-    remaining: u64,
-}
-
-impl FileSource {
-    pub(crate) fn open(path: &std::path::Path) -> std::io::Result<Self> {
-        let file = std::fs::File::open(path)?;
-        let remaining = file.metadata()?.len();
-        Ok(Self {
-            file: std::io::BufReader::with_capacity(64 << 10, file),
-            remaining,
-        })
-    }
-}
-
-impl pvh_boot::stream::ByteSource for FileSource {
-    fn read_exact(&mut self, buf: &mut [u8]) -> Result<(), pvh_boot::kernel::ImageError> {
-        use std::io::Read;
-        self.file
-            .read_exact(buf)
-            .map_err(|_| pvh_boot::kernel::ImageError::Truncated {
-                what: "kernel file",
-                needed: buf.len() as u64,
-                available: self.remaining,
-            })?;
-        self.remaining -= buf.len() as u64;
-        Ok(())
-    }
-
-    fn remaining(&self) -> u64 {
-        self.remaining
     }
 }

@@ -36,9 +36,6 @@
 //! `pvh_boot` always writes ACPI tables (RSDP/XSDT/FADT/MADT/DSDT, one LAPIC per vCPU); Linux needs the
 //! MADT to bring up secondary vCPUs and does without with one.
 
-// Without the LZ4 decoder nothing is streamed (`PvhKernel::open` reads in memory).
-#![cfg_attr(not(feature = "lz4"), allow(dead_code))]
-
 use crate::abi::{hvm_param, x86};
 use crate::builder::memory::WindowedGuestMemory;
 use crate::transport::Hypercalls;
@@ -50,11 +47,12 @@ use pvh_boot::layout::{LayoutRequest, PvhLayout};
 use pvh_boot::memory::PAGE_SIZE;
 use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
+use super::kernel_file::{self, OpenError};
 pub use super::{
     BootDetails, BuildError, BuildFailure, BuildStep, BuiltDomain, Cleanup, ConsoleKind, GuestKind,
     MAXMEM_SLACK_KIB, RingChannel, split_extents,
 };
-use super::{Failed, FileSource, at, failed_early, finish_or_destroy};
+use super::{Failed, at, failed_early, finish_or_destroy};
 
 /// `X86_CR0_PE` (bit 0) and `X86_CR0_ET` (bit 4), `xen/arch/x86/include/asm/x86-defns.h`: the PVH entry
 /// state is 32-bit protected mode, paging off (`docs/misc/pvh.pandoc`; `vcpu_hvm()` sets exactly these).
@@ -113,31 +111,17 @@ impl PvhKernel {
     /// The kernel at `path`, streamed if it can be (see the type's docs), else read and
     /// decompressed once ([`Self::from_image`]).
     pub fn open(path: &std::path::Path) -> Result<Self, OpenError> {
-        if let Some(k) = Self::open_streamed(path)? {
+        let streamed = kernel_file::with_first_block(path, |first| Self::streamed(path, first))?;
+        if let Some(k) = streamed.transpose()?.flatten() {
             return Ok(k);
         }
         let bytes = std::fs::read(path).map_err(OpenError::Read)?;
         Ok(Self::from_image(&bytes)?)
     }
 
-    #[cfg(not(feature = "lz4"))]
-    fn open_streamed(_: &std::path::Path) -> Result<Option<Self>, OpenError> {
-        Ok(None)
-    }
-
-    #[cfg(feature = "lz4")]
-    fn open_streamed(path: &std::path::Path) -> Result<Option<Self>, OpenError> {
-        use pvh_boot::stream::{BlockSource, Lz4Legacy};
-        let src = FileSource::open(path).map_err(OpenError::Read)?;
-        if src.remaining < 8 {
-            return Ok(None);
-        }
-        let Ok(Some(mut blocks)) = Lz4Legacy::open(src) else {
-            return Ok(None);
-        };
-        let Ok(Some(first)) = blocks.next_block() else {
-            return Ok(None);
-        };
+    /// The streamed kernel whose file decodes first to `first`; `None` if its headers are not
+    /// there (it is then loaded in memory).
+    fn streamed(path: &std::path::Path, first: &[u8]) -> Result<Option<Self>, ImageError> {
         let Ok(elf) = ElfKernel::parse_prefix(first, STREAMED_LEN) else {
             return Ok(None);
         };
@@ -199,30 +183,12 @@ impl PvhKernel {
     ) -> Result<BootState, super::BuildFailure> {
         match &self.image {
             PvhImage::Elf(_) => Ok(pvh_boot::build_from_elf(elf, request, mem)?),
-            #[cfg(not(feature = "lz4"))]
-            PvhImage::Streamed { .. } => Err(ImageError::UnknownFormat.into()),
-            #[cfg(feature = "lz4")]
             PvhImage::Streamed { path, .. } => {
-                let file = |source| super::BuildFailure::KernelFile {
-                    path: path.display().to_string(),
-                    source,
-                };
-                let src = FileSource::open(path).map_err(file)?;
-                let mut blocks =
-                    pvh_boot::stream::Lz4Legacy::open(src)?.ok_or(ImageError::UnknownFormat)?;
-                Ok(pvh_boot::build_streamed(elf, &mut blocks, request, mem)?)
+                let mut blocks = kernel_file::blocks(path)?;
+                Ok(pvh_boot::build_streamed(elf, &mut *blocks, request, mem)?)
             }
         }
     }
-}
-
-/// Why [`PvhKernel::open`] failed.
-#[derive(Debug, thiserror::Error)]
-pub enum OpenError {
-    #[error("{0}")]
-    Read(std::io::Error),
-    #[error(transparent)]
-    Image(#[from] ImageError),
 }
 
 impl fmt::Debug for PvhKernel {
