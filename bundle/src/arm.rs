@@ -151,19 +151,17 @@ pub(crate) fn finalize(
         .map(|d| d.name.clone())
         .collect();
     let (mut boot_blob, mut dom0_initramfs, mut notes) = (None, None, Vec::new());
-    let mut dom0_initramfs_len = None;
     if !init_built.is_empty() {
         let c =
             crate::dom0::compose(inputs, &plan, &init_built, &fragments).map_err(|e| vec![e])?;
-        firmware_config::plan::place_generated_dom0_ramdisk(&mut plan, inputs.check, c.cpio_len)
+        firmware_config::plan::place_generated_dom0_ramdisk(&mut plan, inputs.check, c.cpio.len())
             .map_err(|d| {
                 let mut e = FinalizeError::new(d.code, Blame::Dom0, d.message.clone());
                 e.help = d.help.clone();
                 vec![e]
             })?;
         boot_blob = Some(c.blob);
-        dom0_initramfs = c.cpio;
-        dom0_initramfs_len = Some(c.cpio_len);
+        dom0_initramfs = Some(c.cpio);
         notes = c.notes;
     }
     let size_of = |m: &ModulePlan| -> u64 {
@@ -279,7 +277,6 @@ pub(crate) fn finalize(
         fragments,
         boot_blob,
         dom0_initramfs,
-        dom0_initramfs_len,
         dtb_addr,
         notes,
     })
@@ -407,9 +404,9 @@ fn module_file(
             }
             read(m)?
         }
-        ModuleKind::Dom0Ramdisk if fin.dom0_initramfs_len.is_some() => ModuleFile::new(
+        ModuleKind::Dom0Ramdisk if fin.dom0_initramfs.is_some() => ModuleFile::new(
             "modules/dom0-initramfs.cpio",
-            crate::x86::generated_initramfs(fin)?,
+            fin.dom0_initramfs_bytes()?,
             false,
         ),
         ModuleKind::Ramdisk | ModuleKind::Dom0Ramdisk => read(m)?,

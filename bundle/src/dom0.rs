@@ -14,16 +14,14 @@ use firmware_config::board::Arch;
 use firmware_config::plan::{self, ModuleKind, ModulePlan, SystemPlan};
 use initramfs::dom0::Dom0Initramfs;
 
-use crate::finalize::{Blame, FinalizeError, Inputs};
+use crate::finalize::{Blame, FinalizeError, GeneratedInitramfs, Inputs};
 use crate::init::init_target;
 
 /// The composed initramfs and the boot blob inside it.
 pub(crate) struct Composed {
     pub blob: Vec<u8>,
-    /// The archive; `None` when the source wants sizes only ([`crate::ArtifactSource::sizes_only`]).
-    pub cpio: Option<Vec<u8>>,
-    /// The archive's length in bytes, either way.
-    pub cpio_len: u64,
+    /// Counted only when the source wants sizes only ([`crate::ArtifactSource::sizes_only`]).
+    pub cpio: GeneratedInitramfs,
     pub notes: Vec<String>,
 }
 
@@ -161,23 +159,16 @@ pub(crate) fn compose(
     let failed = |e: initramfs::cpio::CpioError| {
         FinalizeError::new("E0407", Blame::Dom0, format!("dom0's initramfs: {e}"))
     };
-    let (cpio, cpio_len) = if inputs.files.sizes_only() {
+    let cpio = if inputs.files.sizes_only() {
         let n = initramfs
             .initramfs()
             .write_cpio(Counter::default())
             .map_err(failed)?;
-        (None, n.0)
+        GeneratedInitramfs::Counted(n.0)
     } else {
-        let bytes = initramfs.initramfs().to_cpio().map_err(failed)?;
-        let len = bytes.len() as u64;
-        (Some(bytes), len)
+        GeneratedInitramfs::Composed(initramfs.initramfs().to_cpio().map_err(failed)?)
     };
-    Ok(Composed {
-        blob,
-        cpio,
-        cpio_len,
-        notes,
-    })
+    Ok(Composed { blob, cpio, notes })
 }
 
 /// The Xen drivers dom0 needs for domforge-init (privcmd, evtchn) from its kernel's own Debian

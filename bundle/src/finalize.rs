@@ -112,15 +112,64 @@ pub struct FinalPlan {
     pub fragments: Vec<DomainFragment>,
     /// The boot blob, when domforge-init builds domains.
     pub boot_blob: Option<Vec<u8>>,
-    /// dom0's generated initramfs (domforge-init as `/init`), when there is one and the plan was
-    /// finalized with the bundle's files (not sizes only: [`crate::ArtifactSource::sizes_only`]).
-    pub dom0_initramfs: Option<Vec<u8>>,
-    /// Its length, also after a sizes-only finalize (`check`, `plan`).
-    pub dom0_initramfs_len: Option<u64>,
+    /// dom0's generated initramfs (domforge-init as `/init`), when there is one.
+    pub dom0_initramfs: Option<GeneratedInitramfs>,
     /// The host DTB's load address for boot loaders that load it themselves (U-Boot).
     pub dtb_addr: Option<u64>,
     /// Things a person should know that do not stop the build.
     pub notes: Vec<String>,
+}
+
+/// dom0's generated initramfs as finalize leaves it.
+#[derive(Debug, Clone)]
+pub enum GeneratedInitramfs {
+    /// The archive: the plan was finalized with the bundle's files (`build`).
+    Composed(Vec<u8>),
+    /// Only its length: a sizes-only finalize (`check`, `plan`,
+    /// [`crate::ArtifactSource::sizes_only`]), which composes nothing.
+    Counted(u64),
+}
+
+impl GeneratedInitramfs {
+    /// The archive's length in bytes.
+    pub fn len(&self) -> u64 {
+        match self {
+            Self::Composed(b) => b.len() as u64,
+            Self::Counted(n) => *n,
+        }
+    }
+
+    /// Whether the archive is empty (never, for a composed one).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The archive, if it was composed.
+    pub fn bytes(&self) -> Option<&[u8]> {
+        match self {
+            Self::Composed(b) => Some(b),
+            Self::Counted(_) => None,
+        }
+    }
+}
+
+impl FinalPlan {
+    /// The bytes of dom0's generated initramfs, for assembling: refused when there is none or the
+    /// plan was finalized for sizes only.
+    pub(crate) fn dom0_initramfs_bytes(&self) -> Result<Vec<u8>, crate::AssembleError> {
+        self.dom0_initramfs
+            .as_ref()
+            .and_then(GeneratedInitramfs::bytes)
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| {
+                crate::AssembleError::Other(
+                    "dom0's initramfs was not composed: the plan was finalized for sizes only \
+                     (check/plan); finalize it with the bundle's files (`Loaded::finalize`) to \
+                     assemble it"
+                        .into(),
+                )
+            })
+    }
 }
 
 /// Finalizes `plan` (see the module docs). Every error found comes back, not only the first.

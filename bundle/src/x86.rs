@@ -130,8 +130,8 @@ pub(crate) fn finalize(
     }
     let all: Vec<String> = plan.domains.iter().map(|d| d.name.clone()).collect();
     let mut c = crate::dom0::compose(inputs, &plan, &all, &[]).map_err(|e| vec![e])?;
-    let mut errors = crate::targets::uefi_x86::check(inputs, &plan, c.cpio_len, &mut c.notes);
-    errors.extend(crate::targets::grub::check(inputs, &plan, c.cpio_len));
+    let mut errors = crate::targets::uefi_x86::check(inputs, &plan, c.cpio.len(), &mut c.notes);
+    errors.extend(crate::targets::grub::check(inputs, &plan, c.cpio.len()));
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -139,20 +139,9 @@ pub(crate) fn finalize(
         plan,
         fragments: Vec::new(),
         boot_blob: Some(c.blob),
-        dom0_initramfs: c.cpio,
-        dom0_initramfs_len: Some(c.cpio_len),
+        dom0_initramfs: Some(c.cpio),
         dtb_addr: None,
         notes: c.notes,
-    })
-}
-
-/// dom0's generated initramfs of `fin`; refused when `fin` was finalized for sizes only.
-pub(crate) fn generated_initramfs(fin: &FinalPlan) -> Result<Vec<u8>, AssembleError> {
-    fin.dom0_initramfs.clone().ok_or_else(|| {
-        AssembleError::Other(
-            "the plan was finalized for sizes only (check/plan): finalize it with the bundle's              files (`Loaded::finalize`) to assemble it"
-                .into(),
-        )
     })
 }
 
@@ -223,7 +212,7 @@ pub(crate) fn assemble(
         "dom0-initramfs",
         ModuleKind::Dom0Ramdisk,
         DOM0_INITRAMFS_PATH,
-        generated_initramfs(fin)?,
+        fin.dom0_initramfs_bytes()?,
         None,
     );
     crate::targets::qemu::add_boot(
