@@ -21,14 +21,15 @@ fn text(cmd: &str, args: &[&str]) -> String {
 
 #[test]
 fn uefi_image_read_back_with_sfdisk_mtools_and_fdtget() {
-    for (tool, package) in [
-        ("sfdisk", "fdisk"),
-        ("mcopy", "mtools"),
-        ("fdtget", "device-tree-compiler"),
-    ] {
-        if !test_support::need_tool(TEST, tool, package) {
-            return;
-        }
+    if !test_support::need_tools(
+        TEST,
+        &[
+            ("sfdisk", "fdisk"),
+            ("mcopy", "mtools"),
+            ("fdtget", "device-tree-compiler"),
+        ],
+    ) {
+        return;
     }
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR")).join("build_uefi");
     let _ = std::fs::remove_dir_all(&tmp);
@@ -146,14 +147,15 @@ fn uefi_image_read_back_with_sfdisk_mtools_and_fdtget() {
 /// and those two files on the ESP are the bundle's. Needs domforge-init (`scripts/build-init`).
 #[test]
 fn x86_uefi_image_read_back_with_sfdisk_mtools_and_objdump() {
-    for (tool, package) in [
-        ("sfdisk", "fdisk"),
-        ("mcopy", "mtools"),
-        ("objdump", "binutils"),
-    ] {
-        if !test_support::need_tool(TEST, tool, package) {
-            return;
-        }
+    if !test_support::need_tools(
+        TEST,
+        &[
+            ("sfdisk", "fdisk"),
+            ("mcopy", "mtools"),
+            ("objdump", "binutils"),
+        ],
+    ) {
+        return;
     }
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR")).join("build_uefi_x86");
     let _ = std::fs::remove_dir_all(&tmp);
@@ -248,15 +250,16 @@ fn x86_uefi_image_read_back_with_sfdisk_mtools_and_objdump() {
 /// three boot files are the bundle's modules byte for byte.
 #[test]
 fn grub_image_read_back_with_sfdisk_mtools_and_grub_script_check() {
-    for (tool, package) in [
-        ("sfdisk", "fdisk"),
-        ("mcopy", "mtools"),
-        ("objdump", "binutils"),
-        ("grub-script-check", "grub-common"),
-    ] {
-        if !test_support::need_tool(TEST, tool, package) {
-            return;
-        }
+    if !test_support::need_tools(
+        TEST,
+        &[
+            ("sfdisk", "fdisk"),
+            ("mcopy", "mtools"),
+            ("objdump", "binutils"),
+            ("grub-script-check", "grub-common"),
+        ],
+    ) {
+        return;
     }
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR")).join("build_grub_x86");
     let _ = std::fs::remove_dir_all(&tmp);

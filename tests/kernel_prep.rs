@@ -20,15 +20,16 @@ fn le32(b: &[u8], at: usize) -> usize {
 
 #[test]
 fn the_initramfs_carries_the_bzimages_elf_lz4_compressed() {
-    for (tool, package) in [
-        ("cpio", "cpio"),
-        ("lz4", "lz4"),
-        ("xz", "xz-utils"),
-        ("readelf", "binutils"),
-    ] {
-        if !test_support::need_tool(TEST, tool, package) {
-            return;
-        }
+    if !test_support::need_tools(
+        TEST,
+        &[
+            ("cpio", "cpio"),
+            ("lz4", "lz4"),
+            ("xz", "xz-utils"),
+            ("readelf", "binutils"),
+        ],
+    ) {
+        return;
     }
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR")).join(TEST);
     let _ = std::fs::remove_dir_all(&tmp);

@@ -58,9 +58,15 @@ pub fn cached(
 /// and a file of the recorded size), without reading it.
 pub fn cached_len(cache: &Path, what: &Derivation<'_>, source_sha256: &str) -> Option<u64> {
     let entry = what.entry(cache, source_sha256);
-    let record = std::fs::read_to_string(digest_file(&entry)).ok()?;
-    let len: u64 = record.trim().split_once(' ')?.1.parse().ok()?;
+    let (_, len) = record(&entry)?;
     (std::fs::metadata(&entry).ok()?.len() == len).then_some(len)
+}
+
+/// The entry's digest record: its SHA-256 and length.
+fn record(entry: &Path) -> Option<(String, u64)> {
+    let text = std::fs::read_to_string(digest_file(entry)).ok()?;
+    let (sha, len) = text.trim().split_once(' ')?;
+    Some((sha.to_owned(), len.parse().ok()?))
 }
 
 fn digest_file(entry: &Path) -> PathBuf {
@@ -70,10 +76,9 @@ fn digest_file(entry: &Path) -> PathBuf {
 }
 
 fn lookup(entry: &Path, verify: bool) -> Option<Vec<u8>> {
-    let record = std::fs::read_to_string(digest_file(entry)).ok()?;
-    let (sha, len) = record.trim().split_once(' ')?;
+    let (sha, len) = record(entry)?;
     let bytes = std::fs::read(entry).ok()?;
-    let ok = bytes.len().to_string() == len && (!verify || crate::sha256_hex(&bytes) == sha);
+    let ok = bytes.len() as u64 == len && (!verify || crate::sha256_hex(&bytes) == sha);
     ok.then_some(bytes)
 }
 

@@ -16,17 +16,17 @@
 use firmware_config::board::Arch;
 use pvh_boot::kernel::Compression;
 use pvh_boot::kernel::KernelImage;
+use pvh_boot::stream::LZ4_LEGACY_MAGIC;
 
 /// The prepared form's version, part of every cache entry's name: a change to [`prepare`]'s
 /// output must change it, so no entry of the old form is served. v2: 1 MiB blocks, PVH kernels
 /// rewritten by [`loadable_elf`].
 const FORMAT: &str = "v2";
 
-/// The LZ4 legacy frame's magic and the block size used here: 1 MiB rather than the format's
-/// 8 MiB bound, so domforge-init's streaming loader (`pvh_boot::stream`) holds 1 MiB of decoded
-/// kernel at a time, and the first block holds the ELF headers and notes. Linux's `unlz4` and
-/// `lz4 -d` read smaller blocks (each decodes "to at most 8 MiB"). Costs ~1% of compression.
-const LZ4_LEGACY_MAGIC: u32 = 0x184c_2102;
+/// The LZ4 legacy block size used here: 1 MiB rather than the format's 8 MiB bound, so
+/// domforge-init's streaming loader (`pvh_boot::stream`) holds 1 MiB of decoded kernel at a time,
+/// and the first block holds the ELF headers and notes. Linux's `unlz4` and `lz4 -d` read smaller
+/// blocks (each decodes "to at most 8 MiB"). Costs ~1% of compression.
 const LZ4_LEGACY_BLOCK: usize = 1 << 20;
 
 /// ELF64 header and program header sizes (`Elf64_Ehdr`, `Elf64_Phdr`, the System V gABI).

@@ -357,8 +357,7 @@ fn drive_lzma_stream<E: core::fmt::Debug>(
 #[cfg(feature = "lz4")]
 fn lz4_legacy(body: &[u8], limit: usize) -> Result<Vec<u8>, ImageError> {
     const C: Compression = Compression::Lz4;
-    const MAGIC: u32 = 0x184c_2102;
-    const BLOCK_MAX: usize = 8 << 20;
+    use crate::stream::{LZ4_LEGACY_BLOCK_MAX as BLOCK_MAX, LZ4_LEGACY_MAGIC as MAGIC};
     let mut rest = body.get(4..).ok_or(ImageError::Truncated {
         what: "lz4 magic",
         needed: 4,

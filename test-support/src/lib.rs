@@ -62,6 +62,13 @@ pub fn need_tool(test: &str, tool: &str, package: &str) -> bool {
         )
 }
 
+/// [`need_tool`] for each `(tool, package)`, stopping at the first that is missing.
+pub fn need_tools(test: &str, tools: &[(&str, &str)]) -> bool {
+    tools
+        .iter()
+        .all(|(tool, package)| need_tool(test, tool, package))
+}
+
 /// Whether QEMU boots run now (they are skipped, never failed, when not enabled).
 pub fn need_qemu(test: &str) -> bool {
     if !qemu_enabled() {
