@@ -696,6 +696,37 @@ fn region(r: &firmware_config::board::Region) -> String {
 }
 
 /// The human table of `domforge plan`.
+/// The PV disks and vifs of a domain, one line each, with the domain serving them.
+fn render_pv_devices(s: &mut String, d: &firmware_config::plan::DomainPlan) {
+    use std::fmt::Write as _;
+    for x in &d.pv_disks {
+        let access = match x.access {
+            firmware_config::manifest::DiskAccess::Ro => "ro",
+            firmware_config::manifest::DiskAccess::Rw => "rw",
+        };
+        let cdrom = match x.devtype {
+            firmware_config::manifest::DiskDevtype::Cdrom => " cdrom",
+            firmware_config::manifest::DiskDevtype::Disk => "",
+        };
+        let shipped = x
+            .image
+            .as_ref()
+            .map_or(String::new(), |i| format!(" (shipped from {i})"));
+        let _ = writeln!(
+            s,
+            "     disk {} (vbd {}){cdrom} {access}: {}{shipped}, served by {}",
+            x.vdev, x.devid, x.target, x.backend
+        );
+    }
+    for v in &d.pv_nics {
+        let _ = writeln!(
+            s,
+            "     vif {} {}: bridge {} mtu {}, served by {}",
+            v.handle, v.mac, v.bridge, v.mtu, v.backend
+        );
+    }
+}
+
 fn plan_table(p: &SystemPlan) -> String {
     use std::fmt::Write;
     let mut s = String::new();
@@ -767,6 +798,12 @@ fn plan_table(p: &SystemPlan) -> String {
             d0.cmdline
         );
     }
+    if p.xenstore {
+        let _ = writeln!(
+            s,
+            "xenstore: dom0 runs xenstored; domforge-init introduces every domain and writes its PV devices"
+        );
+    }
     let _ = writeln!(s, "\ndomains (boot order):");
     for d in &p.domains {
         let _ = writeln!(
@@ -827,6 +864,7 @@ fn plan_table(p: &SystemPlan) -> String {
         if !d.irqs.is_empty() {
             let _ = writeln!(s, "     interrupts: {:?}", d.irqs);
         }
+        render_pv_devices(&mut s, d);
         let _ = writeln!(
             s,
             "     kernel {}{}{}, cmdline \"{}\"",

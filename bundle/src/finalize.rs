@@ -174,10 +174,34 @@ impl FinalPlan {
 
 /// Finalizes `plan` (see the module docs). Every error found comes back, not only the first.
 pub fn finalize(inputs: &Inputs<'_>, plan: SystemPlan) -> Result<FinalPlan, Vec<FinalizeError>> {
+    let pv = pv_devices_unbuilt(&plan);
+    if !pv.is_empty() {
+        return Err(pv);
+    }
     match plan.arch {
         Arch::Arm64 => crate::arm::finalize(inputs, plan),
         Arch::X86_64 => crate::x86::finalize(inputs, plan),
     }
+}
+
+/// E0417: PV disks and vifs are validated and planned, but no bundle serves them yet (issue 19:
+/// xenstored in dom0, introduction, backends). Refused here so `check` says so before `build`.
+fn pv_devices_unbuilt(plan: &SystemPlan) -> Vec<FinalizeError> {
+    plan.domains
+        .iter()
+        .filter(|d| !d.pv_disks.is_empty() || !d.pv_nics.is_empty())
+        .map(|d| {
+            FinalizeError::new(
+                "E0417",
+                Blame::Domain(d.name.clone()),
+                format!(
+                    "domain `{}` has PV devices, which domforge validates and plans but cannot build into a bundle yet",
+                    d.name
+                ),
+            )
+            .help("to boot this system today, remove its `disk`/`vif` entries and pass a disk or NIC controller with `passthrough`, or put the root file system in `ramdisk`")
+        })
+        .collect()
 }
 
 /// The blame of a fragment-generation error: the domain it names, else the system.

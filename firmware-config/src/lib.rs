@@ -31,6 +31,8 @@ pub mod observe;
 #[cfg(feature = "std")]
 pub mod plan;
 pub mod pools;
+#[cfg(feature = "std")]
+pub mod pv_plan;
 pub use schema::units;
 #[cfg(feature = "schema")]
 pub mod json_schema;

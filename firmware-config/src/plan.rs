@@ -112,6 +112,10 @@ pub struct DomainPlan {
     pub max_maptrack_frames: Option<u32>,
     pub llc_colors: Option<String>,
     pub drop_device_dependencies: bool,
+    /// PV disks this domain sees, each with its backend (issue 19).
+    pub pv_disks: Vec<PvDiskPlan>,
+    /// PV network interfaces this domain sees.
+    pub pv_nics: Vec<PvNicPlan>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -179,7 +183,11 @@ pub struct SystemPlan {
     pub domains: Vec<DomainPlan>,
     pub cpupools: Vec<CpupoolPlan>,
     pub shared_memory: Vec<SharedMemoryPlan>,
+    /// dom0 runs xenstored and domforge-init introduces every domain to it (a PV device exists).
+    pub xenstore: bool,
 }
+
+pub use crate::pv_plan::{PvDiskPlan, PvNicPlan};
 
 impl SystemPlan {
     pub fn module(&self, id: &str) -> Option<&ModulePlan> {
@@ -516,6 +524,8 @@ fn build_plan(input: CheckInput<'_>) -> Result<SystemPlan, Diagnostic> {
             max_maptrack_frames: d.max_maptrack_frames.as_ref().map(|x| x.value),
             llc_colors: d.llc_colors.as_ref().map(|x| x.value.clone()),
             drop_device_dependencies: d.drop_device_dependencies.as_ref().is_some_and(|x| x.value),
+            pv_disks: crate::pv_plan::disks(m, d),
+            pv_nics: crate::pv_plan::nics(m, d),
         });
     }
 
@@ -587,6 +597,7 @@ fn build_plan(input: CheckInput<'_>) -> Result<SystemPlan, Diagnostic> {
         domains,
         cpupools,
         shared_memory,
+        xenstore: validate::needs_xenstore(m),
     })
 }
 

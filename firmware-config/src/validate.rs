@@ -19,7 +19,10 @@ use std::string::String;
 use std::vec::Vec;
 
 mod passthrough_rules;
+mod pv_devices;
 mod xen_support;
+
+pub use pv_devices::{Backend, DOM0_NAMES, backend_of, mac_of, needs_xenstore};
 
 /// Everything validation looks at. The caller gathers it; validation only reads.
 #[derive(Clone, Copy)]
@@ -92,6 +95,7 @@ pub fn check(input: CheckInput<'_>) -> Diagnostics {
     v.console_driver();
     v.static_memory_build();
     v.passthrough_rules();
+    v.pv_devices();
     v.d
 }
 
@@ -266,6 +270,11 @@ impl<'a> Validator<'a> {
                 );
             }
         }
+    }
+
+    /// A file the bundle ships as it is (a disk image): it must exist and be whole.
+    fn artifact_any(&mut self, source: &At<String>, what: &str) {
+        self.artifact(source, &[Accept::DiskImage], what);
     }
 
     fn artifact(
@@ -1001,36 +1010,47 @@ impl<'a> Validator<'a> {
         if let Err(cycle) = boot_order(m) {
             // Each edge of the cycle is one `depends_on` entry: show them all, and propose the
             // one written last (the newest, most likely the mistake) for removal.
-            let edges: Vec<(&str, &str, Span)> = cycle
+            let edges: Vec<(&str, &str, Span, &str)> = cycle
                 .windows(2)
                 .filter_map(|w| {
-                    let dep = m
-                        .domain(&w[0])?
-                        .depends_on
-                        .iter()
-                        .find(|x| x.value == w[1])?;
-                    Some((w[0].as_str(), w[1].as_str(), dep.span.clone()))
+                    let (_, (span, how)) =
+                        boot_edges(m.domain(&w[0])?).find(|(to, _)| *to == w[1])?;
+                    Some((w[0].as_str(), w[1].as_str(), span.clone(), how))
                 })
                 .collect();
+            let via_devices = edges.iter().any(|e| e.3 != "depends on");
             let last = edges
                 .iter()
                 .enumerate()
                 .max_by_key(|(_, e)| e.2.start)
                 .map_or(0, |(i, _)| i);
-            let mut diag = Diagnostic::error(
-                "E0224",
-                format!("`depends_on` forms a cycle: {}", cycle.join(" -> ")),
-            );
-            if let Some((from, to, span)) = edges.get(last) {
-                diag = diag
-                    .at(span.clone(), format!("`{from}` depends on `{to}`"))
-                    .help(format!(
+            let what = if via_devices {
+                "boot dependencies (`depends_on` and PV backends) form"
+            } else {
+                "`depends_on` forms"
+            };
+            let mut diag =
+                Diagnostic::error("E0224", format!("{what} a cycle: {}", cycle.join(" -> ")));
+            if let Some((from, to, span, how)) = edges.get(last) {
+                let help = if *how == "depends on" {
+                    format!(
                         "remove one edge of the cycle, e.g. `\"{to}\"` from the `depends_on` of `{from}`"
-                    ));
+                    )
+                } else {
+                    format!(
+                        "break one edge of the cycle, e.g. serve `{from}`'s device from another domain than `{to}` (or from dom0: leave `backend=` out)"
+                    )
+                };
+                diag = diag
+                    .at(span.clone(), format!("`{from}` {how} `{to}`"))
+                    .help(help);
+                if via_devices {
+                    diag = diag.note("a frontend boots after the domains serving its devices");
+                }
             }
-            for (i, (from, to, span)) in edges.iter().enumerate() {
+            for (i, (from, to, span, how)) in edges.iter().enumerate() {
                 if i != last {
-                    diag = diag.also(span.clone(), format!("`{from}` depends on `{to}`"));
+                    diag = diag.also(span.clone(), format!("`{from}` {how} `{to}`"));
                 }
             }
             self.d.push(diag);
@@ -1485,7 +1505,23 @@ impl<'a> Validator<'a> {
     }
 }
 
-/// A boot order that honours `depends_on`: dependencies first; ties broken by `boot_order`, then by
+/// What a domain waits for at boot: its `depends_on` entries and the backends of its PV devices
+/// (a frontend boots after the domains serving it), each with the span that makes the edge and
+/// what it is.
+fn boot_edges(d: &Domain) -> impl Iterator<Item = (&str, (&Span, &'static str))> {
+    let deps = d
+        .depends_on
+        .iter()
+        .map(|x| (x.value.as_str(), (&x.span, "depends on")));
+    let disks = d.disks.iter().filter_map(|x| x.backend.as_ref());
+    let vifs = d.vifs.iter().filter_map(|x| x.backend.as_ref());
+    let backends = disks
+        .chain(vifs)
+        .map(|b| (b.value.as_str(), (&b.span, "is served by")));
+    deps.chain(backends)
+}
+
+/// A boot order that honours `depends_on` and PV backends: dependencies first; ties broken by `boot_order`, then by
 /// manifest order. `Err` holds a cycle.
 pub fn boot_order(m: &Manifest) -> Result<Vec<usize>, Vec<String>> {
     let n = m.domains.len();
@@ -1499,9 +1535,8 @@ pub fn boot_order(m: &Manifest) -> Result<Vec<usize>, Vec<String>> {
         .domains
         .iter()
         .map(|d| {
-            d.depends_on
-                .iter()
-                .filter_map(|x| index.get(x.value.as_str()).copied())
+            boot_edges(d)
+                .filter_map(|(x, _)| index.get(x).copied())
                 .filter(|j| m.domains[*j].name.value != d.name.value)
                 .collect()
         })
@@ -1560,6 +1595,9 @@ enum Accept {
     PvhKernel,
     Kernel(Arch),
     Ramdisk,
+    /// A disk image: any bytes a guest may read as a disk (a file system, a partition table, a
+    /// raw marker file).
+    DiskImage,
 }
 
 impl Accept {
@@ -1585,6 +1623,7 @@ impl Accept {
             Accept::Kernel(Arch::X86_64) => {
                 matches!(f, ImageFormat::Elf { .. } | ImageFormat::BzImage { .. })
             }
+            Accept::DiskImage => true,
             Accept::Ramdisk => !matches!(
                 f,
                 ImageFormat::Xen
@@ -1607,6 +1646,7 @@ impl Accept {
             }
             Accept::Kernel(Arch::X86_64) => "an x86 kernel (ELF or bzImage)",
             Accept::Ramdisk => "an initramfs",
+            Accept::DiskImage => "a disk image",
         }
     }
 }

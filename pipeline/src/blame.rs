@@ -64,6 +64,12 @@ fn source_span(m: &Manifest, source: &str) -> Option<(Range<usize>, String)> {
     for d in &m.domains {
         keys.push((&d.kernel, "kernel"));
         keys.extend(d.ramdisk.iter().map(|r| (r, "ramdisk")));
+        keys.extend(
+            d.disks
+                .iter()
+                .filter_map(|x| x.image.as_ref())
+                .map(|i| (i, "disk image")),
+        );
     }
     keys.into_iter()
         .find(|(k, _)| k.value == source)

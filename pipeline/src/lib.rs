@@ -374,6 +374,13 @@ pub fn load(manifest_path: &Path, opts: &Options) -> Result<Loaded, PipelineErro
     for d in &manifest.domains {
         sources.push(&d.kernel.value);
         sources.extend(d.ramdisk.iter().map(|r| r.value.as_str()));
+        // Disk images the bundle ships into a backend domain (`image=` of a `disk`).
+        sources.extend(
+            d.disks
+                .iter()
+                .filter_map(|x| x.image.as_ref())
+                .map(|i| i.value.as_str()),
+        );
     }
     // The x86 uefi target starts Xen's EFI binary, a file of its own beside the ELF.
     if board.wants(Arch::X86_64, firmware_config::board::BootTarget::Uefi) {

@@ -6,6 +6,7 @@
 //! the offending text. Whole-system rules (does it fit the board, do two domains claim one device) are
 //! the job of [`crate::validate`].
 
+pub mod pv;
 pub mod raw;
 
 use crate::board::Region;
@@ -203,6 +204,52 @@ pub struct Domain {
     pub max_grant_frames: Option<At<u32>>,
     pub max_maptrack_frames: Option<At<u32>>,
     pub llc_colors: Option<At<String>>,
+    pub disks: Vec<Disk>,
+    pub vifs: Vec<Vif>,
+}
+
+pub use pv::{DiskAccess, DiskDevtype};
+
+/// A PV disk of a domain (`disk = [...]`, xl's DISKSPEC syntax), spans mapped into the manifest.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Disk {
+    /// The whole entry.
+    #[serde(skip)]
+    pub span: Span,
+    pub vdev: At<String>,
+    /// Xen's virtual device number of `vdev` (docs/misc/vbd-interface.txt).
+    pub devid: u32,
+    /// The file or block device as the backend domain sees it.
+    pub target: At<String>,
+    pub access: DiskAccess,
+    pub devtype: DiskDevtype,
+    /// The serving domain; `None`: the control domain (dom0).
+    pub backend: Option<At<String>>,
+    /// A build-host file the bundle ships into the backend domain at `target`.
+    pub image: Option<At<String>>,
+}
+
+/// A PV network interface of a domain (`vif = [...]`, xl's vif syntax).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Vif {
+    #[serde(skip)]
+    pub span: Span,
+    /// The frontend's handle (`device/vif/<handle>`): `devid`, else the entry's index.
+    pub handle: At<u32>,
+    pub mac: Option<At<[u8; 6]>>,
+    pub bridge: Option<At<String>>,
+    pub backend: Option<At<String>>,
+    pub vifname: Option<At<String>>,
+    pub mtu: Option<At<u32>>,
+}
+
+/// libxl's default bridge (libxl_nic.c `libxl__device_nic_setdefault`).
+pub const DEFAULT_BRIDGE: &str = "xenbr0";
+
+impl Vif {
+    pub fn bridge(&self) -> &str {
+        self.bridge.as_ref().map_or(DEFAULT_BRIDGE, |b| &b.value)
+    }
 }
 
 impl Domain {
@@ -284,7 +331,10 @@ impl Manifest {
             d.push(toml_error(&e, text));
             d
         })?;
-        let mut cx = Convert::default();
+        let mut cx = Convert {
+            diags: Diagnostics::default(),
+            text,
+        };
         let manifest = cx.manifest(raw);
         if cx.diags.has_errors() {
             Err(cx.diags)
@@ -534,16 +584,6 @@ const FOREIGN_KEYS: &[(&str, Option<&str>, &str)] = &[
         "static_shm",
         Some("[[shared_memory]]"),
         "shared memory is a `[[shared_memory]]` table with `id`, `size`, `guest_address`, `owner` and `borrowers`",
-    ),
-    (
-        "vif",
-        None,
-        "xl's `vif` has no domforge equivalent: domforge builds no network backends; pass a network device with `passthrough`",
-    ),
-    (
-        "disk",
-        None,
-        "xl's `disk` has no domforge equivalent: domforge builds no block backends; pass a disk controller with `passthrough`, or put the root file system in `ramdisk`",
     ),
     (
         "vfb",
@@ -923,11 +963,13 @@ fn key_before(text: &str, at: usize) -> Option<String> {
 }
 
 #[derive(Default)]
-struct Convert {
+struct Convert<'t> {
     diags: Diagnostics,
+    /// The manifest text, to map ranges inside a string value (a disk spec) to file spans.
+    text: &'t str,
 }
 
-impl Convert {
+impl Convert<'_> {
     fn manifest(&mut self, raw: RawManifest) -> Manifest {
         let system = self.system(raw.system);
         let dom0 = raw.dom0.map(|d| self.dom0(d));
@@ -1197,6 +1239,87 @@ impl Convert {
             max_grant_frames: d.max_grant_frames.as_ref().map(At::from),
             max_maptrack_frames: d.max_maptrack_frames.as_ref().map(At::from),
             llc_colors: d.llc_colors.as_ref().map(At::from),
+            disks: d.disk.iter().filter_map(|s| self.disk(s)).collect(),
+            vifs: d
+                .vif
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| self.vif(i, s))
+                .collect(),
+        }
+    }
+
+    /// Where bytes `at` of a string value are in the file: exact when the value is written
+    /// without escapes (its source text between the quotes is the value), else the whole value.
+    fn inner_span(&self, value: &Spanned<String>, at: &Range<usize>) -> Span {
+        let span = value.span();
+        let src = self.text.get(span.clone()).unwrap_or("");
+        let quoted = src.len() == value.get_ref().len() + 2
+            && src.get(1..src.len() - 1) == Some(value.get_ref().as_str());
+        if quoted && at.end <= value.get_ref().len() {
+            span.start + 1 + at.start..span.start + 1 + at.end
+        } else {
+            span
+        }
+    }
+
+    fn inner(&self, value: &Spanned<String>, part: &pv::Part) -> At<String> {
+        At::new(part.text.clone(), self.inner_span(value, &part.at))
+    }
+
+    fn spec_error(&mut self, raw: &Spanned<String>, code: &'static str, e: pv::SpecError) {
+        let code = if e.unsupported { "E0022" } else { code };
+        let mut d = Diagnostic::error(code, e.message).at(self.inner_span(raw, &e.at), e.label);
+        if let Some(h) = e.help {
+            d = d.help(h);
+        }
+        if let Some(n) = e.note {
+            d = d.note(n);
+        }
+        self.diags.push(d);
+    }
+
+    fn disk(&mut self, raw: &Spanned<String>) -> Option<Disk> {
+        match pv::parse_disk(raw.get_ref()) {
+            Ok(s) => Some(Disk {
+                span: raw.span(),
+                vdev: self.inner(raw, &s.vdev),
+                devid: s.devid,
+                target: self.inner(raw, &s.target),
+                access: s.access,
+                devtype: s.devtype,
+                backend: s.backend.as_ref().map(|b| self.inner(raw, b)),
+                image: s.image.as_ref().map(|i| self.inner(raw, i)),
+            }),
+            Err(e) => {
+                self.spec_error(raw, "E0020", e);
+                None
+            }
+        }
+    }
+
+    fn vif(&mut self, index: usize, raw: &Spanned<String>) -> Option<Vif> {
+        match pv::parse_vif(raw.get_ref()) {
+            Ok(s) => {
+                let at = |r: &Range<usize>| self.inner_span(raw, r);
+                let handle = match &s.devid {
+                    Some((id, r)) => At::new(*id, at(r)),
+                    None => At::new(u32::try_from(index).unwrap_or(u32::MAX), raw.span()),
+                };
+                Some(Vif {
+                    span: raw.span(),
+                    handle,
+                    mac: s.mac.as_ref().map(|(m, r)| At::new(*m, at(r))),
+                    bridge: s.bridge.as_ref().map(|b| self.inner(raw, b)),
+                    backend: s.backend.as_ref().map(|b| self.inner(raw, b)),
+                    vifname: s.vifname.as_ref().map(|b| self.inner(raw, b)),
+                    mtu: s.mtu.as_ref().map(|(m, r)| At::new(*m, at(r))),
+                })
+            }
+            Err(e) => {
+                self.spec_error(raw, "E0021", e);
+                None
+            }
         }
     }
 

@@ -275,6 +275,14 @@ pub struct RawDomain {
     pub max_maptrack_frames: Option<Spanned<u32>>,
     #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
     pub llc_colors: Option<Spanned<String>>,
+    /// PV disks in xl's DISKSPEC syntax (`"vdev=xvda, backend=storage, target=/srv/disk.img"`).
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Vec<String>"))]
+    pub disk: Vec<Spanned<String>>,
+    /// PV network interfaces in xl's vif syntax (`"bridge=xenbr0, backend=netdrv"`).
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Vec<String>"))]
+    pub vif: Vec<Spanned<String>>,
 }
 
 pub const DOMAIN_KEYS: &[&str] = &[
@@ -309,6 +317,8 @@ pub const DOMAIN_KEYS: &[&str] = &[
     "max_grant_frames",
     "max_maptrack_frames",
     "llc_colors",
+    "disk",
+    "vif",
 ];
 
 #[derive(Debug, Deserialize)]

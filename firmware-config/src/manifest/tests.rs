@@ -199,12 +199,10 @@ fn xl_keys_map_to_their_domforge_names() {
             "xl's `cpus` pins vCPUs to physical CPUs; here that is `vcpu_affinity`, one cpu list per vCPU: `cpus = \"1\"` becomes `vcpu_affinity = [\"1\"]`"
         )
     );
-    let (_, _, _, help) = error_parts(&with_domain_line("vif = [\"bridge=xenbr0\"]"));
+    let (_, _, _, help) = error_parts(&with_domain_line("vfb = [\"vnc=1\"]"));
     assert_eq!(
         help.as_deref(),
-        Some(
-            "xl's `vif` has no domforge equivalent: domforge builds no network backends; pass a network device with `passthrough`"
-        )
+        Some("xl's `vfb` has no domforge equivalent: there are no framebuffer backends")
     );
     let (_, _, _, help) = error_parts(&with_domain_line("DOMU_MEM = 256"));
     assert_eq!(
