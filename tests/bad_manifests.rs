@@ -283,6 +283,10 @@ const NO_FIXTURE: &[(&str, &str)] = &[
         "needs Debian's GRUB to be missing after load fetched it; bundle targets::grub::tests",
     ),
     (
+        "E0418",
+        "needs Debian's xenstored to be missing after load fetched it; tests/finalize.rs",
+    ),
+    (
         "W0201",
         "a warning, and these fixtures each fail with one error; validate::diagnostics_tests::rules_the_qemu_boards_cannot_trigger",
     ),

@@ -387,3 +387,41 @@ fn sizes_only_finalize_plans_what_build_builds() {
         );
     }
 }
+
+/// A system with PV devices whose dom0 must run xenstored, but whose xenstored was not fetched
+/// (Debian unreachable after the lock was read): finalize refuses it with E0418 at `[system]`
+/// instead of a bundle whose frontends wait forever.
+#[test]
+fn pv_devices_without_a_fetched_xenstored_are_refused() {
+    let Some(mut loaded) = load("qemu-x86_64.toml") else {
+        return;
+    };
+    loaded.xenstored = None;
+    let (mut plan, _) = loaded.plan().expect("plan");
+    plan.xenstore = true;
+    plan.domains[0]
+        .pv_disks
+        .push(firmware_config::plan::PvDiskPlan {
+            vdev: "xvda".into(),
+            devid: 51712,
+            backend: "dom0".into(),
+            target: "/dev/vdb".into(),
+            access: firmware_config::manifest::DiskAccess::Ro,
+            devtype: firmware_config::manifest::DiskDevtype::Disk,
+            image: None,
+        });
+    let Err(PipelineError::Diagnostics { diags, .. }) = loaded.finalize(plan) else {
+        panic!("finalize passed or failed outside the manifest");
+    };
+    if let Some(d) = diags.errors().find(|d| d.code == "E0406")
+        && !strict()
+    {
+        eprintln!("SKIPPED: {}", d.message);
+        return;
+    }
+    let d = diags
+        .errors()
+        .find(|d| d.code == "E0418")
+        .unwrap_or_else(|| panic!("no E0418 among {diags:?}"));
+    assert!(d.message.contains("xenstored"), "{}", d.message);
+}

@@ -17,6 +17,28 @@ use initramfs::dom0::Dom0Initramfs;
 use crate::finalize::{Blame, FinalizeError, GeneratedInitramfs, Inputs};
 use crate::init::init_target;
 
+/// Debian's xenstored with its shared libraries (issue 19), fetched by the caller for a system
+/// with PV devices; dom0's initramfs carries them and links [`schema::layout::XENSTORED`] to the
+/// binary.
+#[derive(Debug, Clone, Default)]
+pub struct XenstoredFiles {
+    /// Root-relative path of the binary in its package (`usr/lib/xen-4.17/bin/xenstored`).
+    pub binary: String,
+    /// Regular files (root-relative path, bytes): the binary, the loader, the libraries.
+    pub files: Vec<(String, Vec<u8>)>,
+    /// Symlinks (root-relative path, target) on the way to them (sonames, `/lib64`).
+    pub symlinks: Vec<(String, String)>,
+    /// `package version` of each package used, for notes.
+    pub packages: Vec<String>,
+}
+
+impl XenstoredFiles {
+    /// Bytes of the regular files.
+    pub fn total_bytes(&self) -> u64 {
+        self.files.iter().map(|(_, b)| b.len() as u64).sum()
+    }
+}
+
 /// The composed initramfs and the boot blob inside it.
 pub(crate) struct Composed {
     pub blob: Vec<u8>,
@@ -155,7 +177,10 @@ pub(crate) fn compose(
             .add_module(&m.id, bytes)
             .map_err(|e| module_error(m, e))?;
     }
-    let notes = add_dom0_xen_drivers(inputs, plan, &mut initramfs)?;
+    let mut notes = add_dom0_xen_drivers(inputs, plan, &mut initramfs)?;
+    if plan.xenstore {
+        notes.extend(add_xenstore(inputs, plan, &mut initramfs)?);
+    }
     let failed = |e: initramfs::cpio::CpioError| {
         FinalizeError::new("E0407", Blame::Dom0, format!("dom0's initramfs: {e}"))
     };
@@ -169,6 +194,80 @@ pub(crate) fn compose(
         GeneratedInitramfs::Composed(initramfs.initramfs().to_cpio().map_err(failed)?)
     };
     Ok(Composed { blob, cpio, notes })
+}
+
+/// What a dom0 serving PV devices adds (issue 19): Debian's xenstored with its libraries and
+/// directories, and the disk images dom0 serves at their targets.
+fn add_xenstore(
+    inputs: &Inputs<'_>,
+    plan: &SystemPlan,
+    initramfs: &mut Dom0Initramfs,
+) -> Result<Vec<String>, FinalizeError> {
+    let xs = inputs.xenstored.ok_or_else(|| {
+        FinalizeError::new(
+            "E0418",
+            Blame::System,
+            "the system has PV devices, so dom0 runs Debian's xenstored, but it was not fetched",
+        )
+        .help("run again with Debian reachable (the lock pins it as `debian:xenstored`)")
+    })?;
+    let failed = |e: initramfs::dom0::Dom0Error| {
+        FinalizeError::new("E0407", Blame::Dom0, format!("dom0's xenstored: {e}"))
+    };
+    initramfs.add_xenstored_dirs().map_err(failed)?;
+    for (path, bytes) in &xs.files {
+        initramfs
+            .add_file(path, 0o755, bytes.clone())
+            .map_err(failed)?;
+    }
+    let cpio = |e: initramfs::cpio::CpioError| failed(e.into());
+    for (path, target) in &xs.symlinks {
+        initramfs
+            .initramfs_mut()
+            .add_symlink(path, target)
+            .map_err(cpio)?;
+    }
+    initramfs
+        .initramfs_mut()
+        .add_symlink(schema::layout::XENSTORED, &format!("/{}", xs.binary))
+        .map_err(cpio)?;
+    for d in &plan.domains {
+        for disk in d.pv_disks.iter().filter(|x| x.backend == "dom0") {
+            let Some(source) = &disk.image else { continue };
+            let bytes = if inputs.files.sizes_only() {
+                let len = inputs
+                    .files
+                    .facts(source)
+                    .map_err(|e| image_error(&d.name, source, e))?
+                    .size;
+                vec![
+                    0u8;
+                    usize::try_from(len).map_err(|_| image_error(&d.name, source, "too large"))?
+                ]
+            } else {
+                inputs
+                    .files
+                    .read(source)
+                    .map_err(|e| image_error(&d.name, source, e))?
+            };
+            initramfs
+                .add_file(&disk.target, 0o644, bytes)
+                .map_err(|e| image_error(&d.name, source, e))?;
+        }
+    }
+    Ok(vec![format!(
+        "dom0 runs xenstored ({} bytes with its libraries, from {})",
+        xs.total_bytes(),
+        xs.packages.join(", ")
+    )])
+}
+
+fn image_error(domain: &str, source: &str, reason: impl std::fmt::Display) -> FinalizeError {
+    FinalizeError::new(
+        "E0402",
+        Blame::Domain(domain.to_string()),
+        format!("disk image `{source}` of `{domain}`: {reason}"),
+    )
 }
 
 /// The Xen drivers dom0 needs for domforge-init (privcmd, evtchn) from its kernel's own Debian
@@ -186,7 +285,12 @@ fn add_dom0_xen_drivers(
         .map(|f| PathBuf::from(&f.path));
     match kernel.as_deref().and_then(debian_modules_dir) {
         Some(dir) => {
-            initramfs.add_xen_drivers(&dir).map_err(|e| {
+            let added = if plan.xenstore {
+                initramfs.add_xen_drivers_and_backends(&dir)
+            } else {
+                initramfs.add_xen_drivers(&dir)
+            };
+            added.map_err(|e| {
                 FinalizeError::new("E0407", Blame::Dom0, format!("dom0's Xen drivers: {e}"))
             })?;
             Ok(Vec::new())

@@ -89,6 +89,8 @@ pub struct Inputs<'a> {
     /// Debian's GRUB files for the grub target, by their path on the ESP
     /// ([`crate::targets::grub`]), fetched by the caller; empty when the board has no `grub`.
     pub grub: &'a [(String, Vec<u8>)],
+    /// Debian's xenstored for dom0, fetched by the caller when the system has PV devices.
+    pub xenstored: Option<&'a crate::dom0::XenstoredFiles>,
 }
 
 impl Inputs<'_> {
@@ -184,24 +186,48 @@ pub fn finalize(inputs: &Inputs<'_>, plan: SystemPlan) -> Result<FinalPlan, Vec<
     }
 }
 
-/// E0417: PV disks and vifs are validated and planned, but no bundle serves them yet (issue 19:
-/// xenstored in dom0, introduction, backends). Refused here so `check` says so before `build`.
+/// E0417: what bundles cannot serve yet (issue 19's next steps), refused here so `check` says so
+/// before `build`: PV devices on ARM (init-built ARM domains get no xenstore ring yet, and Xen's
+/// dom0less domains are not introduced yet) and devices served by a driver domain (its hotplug
+/// needs domforge-init inside it). dom0-served devices of x86 PVH domains are built.
 fn pv_devices_unbuilt(plan: &SystemPlan) -> Vec<FinalizeError> {
-    plan.domains
-        .iter()
-        .filter(|d| !d.pv_disks.is_empty() || !d.pv_nics.is_empty())
-        .map(|d| {
-            FinalizeError::new(
-                "E0417",
-                Blame::Domain(d.name.clone()),
+    let mut errors = Vec::new();
+    for d in &plan.domains {
+        let has = !d.pv_disks.is_empty() || !d.pv_nics.is_empty();
+        if has && plan.arch == Arch::Arm64 {
+            errors.push(unbuilt(
+                &d.name,
                 format!(
-                    "domain `{}` has PV devices, which domforge validates and plans but cannot build into a bundle yet",
+                    "domain `{}` has PV devices, which domforge plans but cannot build for ARM yet",
                     d.name
                 ),
+            ));
+            continue;
+        }
+        let by_driver = d
+            .pv_disks
+            .iter()
+            .map(|x| (x.vdev.clone(), &x.backend))
+            .chain(
+                d.pv_nics
+                    .iter()
+                    .map(|x| (format!("vif {}", x.handle), &x.backend)),
             )
-            .help("to boot this system today, remove its `disk`/`vif` entries and pass a disk or NIC controller with `passthrough`, or put the root file system in `ramdisk`")
-        })
-        .collect()
+            .find(|(_, b)| b.as_str() != "dom0");
+        if let Some((dev, backend)) = by_driver {
+            errors.push(unbuilt(
+                &d.name,
+                format!("{dev} of `{}` is served by driver domain `{backend}`; bundles serve PV devices from dom0 only so far", d.name),
+            ));
+        }
+    }
+    errors
+}
+
+fn unbuilt(domain: &str, message: String) -> FinalizeError {
+    FinalizeError::new("E0417", Blame::Domain(domain.to_string()), message).help(
+        "serve it from dom0 (leave `backend=` out) on x86; or pass the disk or NIC controller to the domain with `passthrough`",
+    )
 }
 
 /// The blame of a fragment-generation error: the domain it names, else the system.

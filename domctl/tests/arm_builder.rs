@@ -835,6 +835,8 @@ fn boot_domain() -> firmware_config::blob::BootDomain {
         dt_devices: Default::default(),
         p2m_pool_kib: 0,
         passthrough_dtb: Some("/boot/gpio.dtb".try_into().unwrap()),
+        pv_disks: Default::default(),
+        pv_nics: Default::default(),
     };
     d.iomem
         .push(BootIomem {
@@ -858,6 +860,7 @@ fn config_from_boot_maps_the_blob_and_builds() {
         domctl_interface: 0x15,
         arm_gic: Some(BootGic::V2),
         domains: Default::default(),
+        xenstore: false,
     };
     let fragment = dtc_compile(FRAGMENT, "fragment-blob.dts");
     let err = config_from_boot(&system, &d, None, Some(&fragment), DomId::DOM0).unwrap_err();

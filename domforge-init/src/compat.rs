@@ -112,6 +112,7 @@ mod tests {
             domctl_interface: interface,
             arm_gic: None,
             domains: Vec::new(),
+            xenstore: false,
         }
     }
 

@@ -33,6 +33,7 @@ pub mod log;
 pub mod policy;
 pub mod ring;
 pub mod setup;
+pub mod store;
 pub mod supervisor;
 
 /// Where the boot blob lives in the control domain's initramfs.

@@ -17,6 +17,7 @@ use crate::host::Host;
 use crate::lines::LineRelay;
 use crate::policy::{self, Action, RestartBudget};
 use crate::ring::{ConsolePage, drain_out};
+use crate::store::{self, Device, Hotplug, HotplugHost, HotplugJob, Rings, Store};
 use domctl::builder::{ArmBuilder, ArmKernel, BuiltDomain, PvhBuilder, PvhKernel, arm, pvh};
 use domctl::{DomId, Errno, Hypercalls, Xen, XenError};
 use firmware_config::blob::{BootBuilder, BootConfig, BootDomain, BootKind, BootOnCrash};
@@ -55,6 +56,27 @@ pub enum StartError {
     },
     #[error("domain '{0}' is not built by domforge-init")]
     NotOurs(String),
+    #[error("domain '{name}' ({domid}): xenstore: {detail}; the domain was destroyed")]
+    Xenstore {
+        name: String,
+        domid: DomId,
+        detail: String,
+    },
+}
+
+/// How long dom0's hotplug work and a device's connection may take before the supervisor says
+/// which backend never connected (the frontend keeps waiting; Linux's blkfront/netfront do).
+const DEVICE_WAIT: Duration = Duration::from_secs(30);
+
+/// xenstore and what hangs off it: the connection, the devices written per domain index (removed
+/// when the domain stops), dom0's pending hotplug work and the devices not connected yet.
+struct XenstoreState {
+    store: Store,
+    hotplug: Box<dyn HotplugHost>,
+    devices: HashMap<usize, Vec<Device>>,
+    jobs: Vec<HotplugJob>,
+    /// (frontend name, device, since, deadline)
+    connecting: Vec<(String, Device, Instant, Instant)>,
 }
 
 /// A kernel decompressed and checked once, reused for every build from it (restarts, several guests).
@@ -93,6 +115,7 @@ pub struct Supervisor<H: Hypercalls, E: EventChannel, O: Host> {
     /// The budget every domain starts with.
     budget: RestartBudget,
     budgets: HashMap<usize, RestartBudget>,
+    xenstore: Option<XenstoreState>,
 }
 
 fn now_ms(since: Instant) -> String {
@@ -123,7 +146,21 @@ impl<H: Hypercalls, E: EventChannel, O: Host> Supervisor<H, E, O> {
             guests: Vec::new(),
             budget: RestartBudget::default(),
             budgets: HashMap::new(),
+            xenstore: None,
         }
+    }
+
+    /// Introduces every domain built from now on to xenstored over `store` and writes its PV
+    /// devices; `hotplug` does dom0's part for the devices dom0 serves (see [`crate::store`]).
+    pub fn with_xenstore(mut self, store: Store, hotplug: Box<dyn HotplugHost>) -> Self {
+        self.xenstore = Some(XenstoreState {
+            store,
+            hotplug,
+            devices: HashMap::new(),
+            jobs: Vec::new(),
+            connecting: Vec::new(),
+        });
+        self
     }
 
     /// Replaces the restart budget every domain gets (default: 5 restarts a minute).
@@ -251,6 +288,14 @@ impl<H: Hypercalls, E: EventChannel, O: Host> Supervisor<H, E, O> {
         let built = self.build(&d, &inputs)?;
         let build_ms = now_ms(t_build);
         let domid = built.domid;
+        if let Err(detail) = self.enter_xenstore(index, &d, &built) {
+            let _ = self.xen.destroy(domid);
+            return Err(StartError::Xenstore {
+                name: d.name.to_string(),
+                domid,
+                detail,
+            });
+        }
         match self.attach(index, &d, &built) {
             Ok(g) => {
                 self.host.event(
@@ -301,7 +346,8 @@ impl<H: Hypercalls, E: EventChannel, O: Host> Supervisor<H, E, O> {
         let passthrough = inputs.passthrough.as_deref().map(Vec::as_slice);
         let built = match &*inputs.kernel {
             Kernel::Pvh(k) => {
-                let cfg = pvh::config_from_boot(d, ramdisk, DomId::DOM0);
+                let mut cfg = pvh::config_from_boot(d, ramdisk, DomId::DOM0);
+                cfg.xenstore = self.xenstore.is_some();
                 PvhBuilder::new(&mut self.xen).build_paused(k, &cfg)
             }
             Kernel::Arm(k) => {
@@ -316,6 +362,138 @@ impl<H: Hypercalls, E: EventChannel, O: Host> Supervisor<H, E, O> {
             }
         };
         Ok(built.map_err(Box::new)?)
+    }
+
+    /// With xenstore: introduces the built (paused) domain, writes its devices and queues dom0's
+    /// hotplug work, all before it runs. A device whose backend is not running is reported and
+    /// left out; the domain still starts.
+    fn enter_xenstore(
+        &mut self,
+        index: usize,
+        d: &BootDomain,
+        built: &BuiltDomain,
+    ) -> Result<(), String> {
+        let running: HashMap<usize, u16> = self
+            .guests
+            .iter()
+            .map(|g| (g.index, g.domid.get()))
+            .collect();
+        let Some(xs) = self.xenstore.as_mut() else {
+            return Ok(());
+        };
+        let ring = built
+            .xenstore
+            .as_ref()
+            .ok_or("the builder gave the domain no xenstore ring")?;
+        let rings = Rings {
+            console_pfn: built.console.pfn,
+            console_port: built.console.port,
+            store_pfn: ring.pfn,
+            store_port: ring.port,
+        };
+        let domid = built.domid.get();
+        store::introduce(&mut xs.store, d, domid, rings).map_err(|e| e.to_string())?;
+        let mut written = Vec::new();
+        let now = Instant::now();
+        for dev in store::devices(&self.config, d, domid, |i| running.get(&i).copied()) {
+            let dev = match dev {
+                Ok(dev) => dev,
+                Err((device, backend)) => {
+                    self.host.info(&format!(
+                        "'{}': {device} is served by '{backend}', which is not running; left out",
+                        d.name
+                    ));
+                    continue;
+                }
+            };
+            store::write_all(&mut xs.store, dev.transaction().all())
+                .map_err(|e| format!("writing {}: {e}", dev.describe()))?;
+            if dev.backend == 0 {
+                xs.jobs.push(HotplugJob {
+                    device: dev.clone(),
+                    deadline: now + DEVICE_WAIT,
+                });
+            }
+            xs.connecting
+                .push((d.name.to_string(), dev.clone(), now, now + DEVICE_WAIT));
+            written.push(dev);
+        }
+        xs.devices.insert(index, written);
+        Ok(())
+    }
+
+    /// dom0's hotplug jobs that can run now, and the devices that connected or never did.
+    fn tend_devices(&mut self, now: Instant) {
+        let Some(xs) = self.xenstore.as_mut() else {
+            return;
+        };
+        let jobs = std::mem::take(&mut xs.jobs);
+        for job in jobs {
+            match store::hotplug_step(&mut xs.store, xs.hotplug.as_mut(), &job) {
+                Hotplug::Done(what) => self.host.info(&format!("hotplug: {what}")),
+                Hotplug::Wait if now < job.deadline => xs.jobs.push(job),
+                Hotplug::Wait => self.host.info(&format!(
+                    "hotplug: {} of domain {} never appeared in dom0 within {} s",
+                    job.device.describe(),
+                    job.device.frontend,
+                    DEVICE_WAIT.as_secs()
+                )),
+                Hotplug::Failed(e) => self.host.info(&format!("hotplug: {e}")),
+            }
+        }
+        let connecting = std::mem::take(&mut xs.connecting);
+        for (name, dev, since, deadline) in connecting {
+            let state = xs
+                .store
+                .read_opt(
+                    xenstore_client::NO_TX,
+                    &format!("{}/state", dev.backend_path()),
+                )
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            // XenbusStateConnected = 4 (xen/include/public/io/xenbus.h).
+            if state == "4" {
+                self.host.event(
+                    "device-connected",
+                    &[
+                        ("name", name),
+                        ("device", dev.describe()),
+                        ("backend", dev.backend.to_string()),
+                        ("ms", since.elapsed().as_millis().to_string()),
+                    ],
+                );
+            } else if now >= deadline {
+                self.host.info(&format!(
+                    "'{name}': {} served by domain {} did not connect within {} s (backend state {:?}); the frontend keeps waiting",
+                    dev.describe(),
+                    dev.backend,
+                    DEVICE_WAIT.as_secs(),
+                    state
+                ));
+                self.host.event(
+                    "device-timeout",
+                    &[("name", name), ("device", dev.describe())],
+                );
+            } else {
+                xs.connecting.push((name, dev, since, deadline));
+            }
+        }
+    }
+
+    /// Removes a stopped domain from xenstore (its nodes, its devices' backend directories).
+    fn leave_xenstore(&mut self, index: usize, domid: DomId) {
+        let Some(xs) = self.xenstore.as_mut() else {
+            return;
+        };
+        let devices = xs.devices.remove(&index).unwrap_or_default();
+        let d = domid.get();
+        xs.jobs.retain(|j| j.device.frontend != d);
+        xs.connecting.retain(|c| c.1.frontend != d);
+        if let Err(e) = store::forget(&mut xs.store, d, &devices) {
+            self.host
+                .info(&format!("xenstore: forgetting domain {domid}: {e}"));
+        }
     }
 
     /// Maps the console ring, binds its event channel and unpauses the built domain. On failure
@@ -437,6 +615,7 @@ impl<H: Hypercalls, E: EventChannel, O: Host> Supervisor<H, E, O> {
         if let Err(e) = self.xen.destroy(g.domid) {
             self.info(format!("destroying '{}' (domain {}): {e}", g.name, g.domid));
         }
+        self.leave_xenstore(g.index, g.domid);
         drop(g.console);
         match action {
             Action::Restart => self.restart(g.index, &g.name, now),
@@ -479,6 +658,7 @@ impl<H: Hypercalls, E: EventChannel, O: Host> Supervisor<H, E, O> {
             Vec::new()
         });
         self.relay_consoles();
+        self.tend_devices(now);
         let exc = self.virq_port.is_some_and(|v| ports.contains(&v));
         if exc || check_due {
             self.check_domains(now);

@@ -939,6 +939,81 @@ pub fn initramfs_module_path(module_id: &str) -> String {
     schema::layout::module_path(module_id)
 }
 
+/// The boot-blob view of a domain's PV devices: backends as indices into the plan's domains
+/// (`None` for dom0).
+fn boot_pv_devices(
+    plan: &SystemPlan,
+    d: &DomainPlan,
+) -> Result<
+    (
+        heapless::Vec<crate::blob::BootDisk, { crate::blob::MAX_PV_DISKS }>,
+        heapless::Vec<crate::blob::BootNic, { crate::blob::MAX_PV_NICS }>,
+    ),
+    Diagnostic,
+> {
+    use crate::blob::{BootDisk, BootNic};
+    let too_many = |what: &str, n: usize| {
+        Diagnostic::error(
+            "E0304",
+            format!(
+                "domain `{}` has more than {n} {what}, the boot blob's bound",
+                d.name
+            ),
+        )
+    };
+    let too_long = |what: &str| {
+        Diagnostic::error(
+            "E0304",
+            format!(
+                "{what} of domain `{}` is longer than the boot blob allows",
+                d.name
+            ),
+        )
+    };
+    let backend = |name: &str| -> Option<u8> {
+        plan.domains
+            .iter()
+            .position(|o| o.name == name)
+            .and_then(|i| u8::try_from(i).ok())
+    };
+    let mut disks = heapless::Vec::new();
+    for x in &d.pv_disks {
+        let disk = BootDisk {
+            vdev: heapless::String::try_from(x.vdev.as_str()).map_err(|_| too_long("a vdev"))?,
+            devid: x.devid,
+            backend: backend(&x.backend),
+            target: heapless::String::try_from(x.target.as_str())
+                .map_err(|_| too_long("a disk target"))?,
+            read_only: x.access == crate::manifest::DiskAccess::Ro,
+            cdrom: x.devtype == crate::manifest::DiskDevtype::Cdrom,
+        };
+        disks
+            .push(disk)
+            .map_err(|_| too_many("PV disks", crate::blob::MAX_PV_DISKS))?;
+    }
+    let mut nics = heapless::Vec::new();
+    for v in &d.pv_nics {
+        let mac = xenstore_layout::parse_mac(&v.mac).map_err(|_| too_long("a MAC"))?;
+        let nic = BootNic {
+            handle: v.handle,
+            mac,
+            backend: backend(&v.backend),
+            bridge: heapless::String::try_from(v.bridge.as_str())
+                .map_err(|_| too_long("a bridge name"))?,
+            vifname: v
+                .vifname
+                .as_deref()
+                .map(heapless::String::try_from)
+                .transpose()
+                .map_err(|_| too_long("a vifname"))?,
+            mtu: v.mtu,
+        };
+        nics.push(nic)
+            .map_err(|_| too_many("vifs", crate::blob::MAX_PV_NICS))?;
+    }
+    Ok((disks, nics))
+}
+
 /// Turns the plan into the bounded boot-time view domforge-init decodes. Every bound is checked here,
 /// so a system that does not fit is refused at compile time with the reason, never truncated.
 pub fn boot_config(plan: &SystemPlan) -> Result<crate::blob::BootConfig, Diagnostic> {
@@ -1025,6 +1100,7 @@ pub fn boot_config(plan: &SystemPlan) -> Result<crate::blob::BootConfig, Diagnos
                 "devices",
             )?;
         }
+        let (pv_disks, pv_nics) = boot_pv_devices(plan, d)?;
         domains.push(BootDomain {
             name: text(&d.name, "a domain name")?,
             kind: match d.kind {
@@ -1065,6 +1141,8 @@ pub fn boot_config(plan: &SystemPlan) -> Result<crate::blob::BootConfig, Diagnos
                 }
                 _ => None,
             },
+            pv_disks,
+            pv_nics,
         });
     }
     let config = BootConfig {
@@ -1077,6 +1155,7 @@ pub fn boot_config(plan: &SystemPlan) -> Result<crate::blob::BootConfig, Diagnos
             Gic::V3 => BootGic::V3,
         }),
         domains,
+        xenstore: plan.xenstore,
     };
     config
         .check()

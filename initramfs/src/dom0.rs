@@ -30,6 +30,11 @@ pub const DOM0_XEN_MODULES: &[&str] = &[
     "xenfs",
 ];
 
+/// The backends a dom0 serving PV devices loads (issue 19), after [`DOM0_XEN_MODULES`]: `loop`
+/// (file-backed disks), `bridge` (vifs; it pulls in `stp` and `llc`), blkback and netback —
+/// the set pv-devices.md found `xl` needed in dom0, without the hotplug scripts' tools.
+pub const DOM0_BACKEND_MODULES: &[&str] = &["loop", "bridge", "xen-blkback", "xen-netback"];
+
 /// Where the boot blob goes (`schema::layout`, which domforge-init reads too).
 pub const BOOT_BLOB_PATH: &str = schema::layout::BOOT_BLOB;
 /// Directory of the guests' kernels and ramdisks.
@@ -182,6 +187,46 @@ impl Dom0Initramfs {
         let set = crate::kmod::resolve_modules(modules_dir, DOM0_XEN_MODULES)?;
         self.add_kernel_modules(&set)?;
         Ok(set)
+    }
+
+    /// [`add_xen_drivers`](Self::add_xen_drivers) plus [`DOM0_BACKEND_MODULES`], in one load order.
+    pub fn add_xen_drivers_and_backends(
+        &mut self,
+        modules_dir: &Path,
+    ) -> Result<ModuleSet, Dom0Error> {
+        let names: Vec<&str> = DOM0_XEN_MODULES
+            .iter()
+            .chain(DOM0_BACKEND_MODULES)
+            .copied()
+            .collect();
+        let set = crate::kmod::resolve_modules(modules_dir, &names)?;
+        self.add_kernel_modules(&set)?;
+        Ok(set)
+    }
+
+    /// The directories xenstored writes to and `/var/run -> /run` (Debian's xenstored uses
+    /// `/var/run/xenstored`).
+    pub fn add_xenstored_dirs(&mut self) -> Result<(), Dom0Error> {
+        for dir in ["run", "var", "var/lib"]
+            .into_iter()
+            .chain(schema::layout::XENSTORED_DIRS.iter().copied())
+        {
+            self.initramfs.add_directory(dir, 0o755)?;
+        }
+        self.initramfs.add_symlink("var/run", "../run")?;
+        Ok(())
+    }
+
+    /// A file at `path` (a disk image shipped into dom0 at its target, issue 19).
+    pub fn add_file(&mut self, path: &str, mode: u32, bytes: Vec<u8>) -> Result<(), Dom0Error> {
+        self.initramfs
+            .add_file(path.trim_start_matches('/'), mode, bytes)?;
+        Ok(())
+    }
+
+    /// The underlying archive, for adders that write into it directly (a library closure).
+    pub fn initramfs_mut(&mut self) -> &mut Initramfs {
+        &mut self.initramfs
     }
 
     pub fn initramfs(&self) -> &Initramfs {

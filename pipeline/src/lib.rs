@@ -158,6 +158,8 @@ pub struct Loaded {
     /// Debian's GRUB files for the grub target by their path on the ESP (x86 boards listing
     /// `grub`; [`bundle::targets::grub`]).
     pub grub: Vec<(String, Vec<u8>)>,
+    /// Debian's xenstored with its libraries, when the system has PV devices (x86).
+    pub xenstored: Option<bundle::dom0::XenstoredFiles>,
 }
 
 impl Loaded {
@@ -222,6 +224,7 @@ impl Loaded {
             init,
             firmware: &self.firmware,
             grub: &self.grub,
+            xenstored: self.xenstored.as_ref(),
         }
     }
 
@@ -414,6 +417,7 @@ pub fn load(manifest_path: &Path, opts: &Options) -> Result<Loaded, PipelineErro
     Ok(Loaded {
         firmware,
         grub,
+        xenstored: None,
         cache_dir: opts.cache_dir.clone(),
         manifest_file,
         manifest_dir,

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 pub const MAGIC: [u8; 4] = *b"DFBC";
 /// Bumped on any incompatible change of [`BootConfig`].
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
 pub const HEADER_LEN: usize = 16;
 /// Largest payload a blob may carry; more means the blob is not ours or is corrupt. Room for
 /// [`MAX_DOMAINS`] domains with every field near its bound (~3.3 KB each).
@@ -44,6 +44,13 @@ pub const MAX_IRQS: usize = 32;
 pub const MAX_IOMEM: usize = 16;
 pub const MAX_DEPS: usize = 8;
 pub const MAX_VCPUS: usize = 128;
+/// PV disks and vifs per domain (issue 19); libxl has no bound, 8 each covers appliances.
+pub const MAX_PV_DISKS: usize = 8;
+pub const MAX_PV_NICS: usize = 8;
+/// A guest disk name (`xvda`, `hdc`, `sdb2`, or a device number).
+pub const MAX_VDEV: usize = 16;
+/// Linux's IFNAMSIZ (16) without the NUL.
+pub const MAX_IFNAME: usize = 15;
 
 const CRC32C: Crc<u32> = Crc::<u32>::new(&CRC_32_ISCSI);
 
@@ -89,6 +96,34 @@ pub struct BootIomem {
     pub gfn: u64,
 }
 
+/// A PV disk of a domain: the frontend nodes go under the domain, the backend's under
+/// `backend` (xenstore-layout's `disk_nodes`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootDisk {
+    pub vdev: String<MAX_VDEV>,
+    /// Xen virtual device number (docs/misc/vbd-interface.txt).
+    pub devid: u32,
+    /// Index into [`BootConfig::domains`] of the serving domain; `None`: the control domain.
+    pub backend: Option<u8>,
+    /// The file or block device in the backend domain.
+    pub target: String<MAX_PATH>,
+    pub read_only: bool,
+    pub cdrom: bool,
+}
+
+/// A PV network interface of a domain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootNic {
+    pub handle: u32,
+    pub mac: [u8; 6],
+    /// As [`BootDisk::backend`].
+    pub backend: Option<u8>,
+    pub bridge: String<MAX_IFNAME>,
+    /// The backend interface's name; `None`: netback's `vif<domid>.<handle>`.
+    pub vifname: Option<String<MAX_IFNAME>>,
+    pub mtu: u32,
+}
+
 /// One domain as domforge-init builds or supervises it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BootDomain {
@@ -114,6 +149,10 @@ pub struct BootDomain {
     /// ARM: path inside the control domain's initramfs of the passthrough partial device tree
     /// (`/passthrough`, `/aliases`) merged into the guest DT, when the domain owns devices.
     pub passthrough_dtb: Option<String<MAX_PATH>>,
+    /// PV disks this domain sees (frontend).
+    pub pv_disks: Vec<BootDisk, MAX_PV_DISKS>,
+    /// PV network interfaces this domain sees (frontend).
+    pub pv_nics: Vec<BootNic, MAX_PV_NICS>,
 }
 
 /// The whole system, in boot order.
@@ -128,6 +167,9 @@ pub struct BootConfig {
     pub arm_gic: Option<BootGic>,
     /// At most [`MAX_DOMAINS`] ([`BootConfig::check`]).
     pub domains: alloc::vec::Vec<BootDomain>,
+    /// The control domain runs xenstored and domforge-init introduces every domain it builds
+    /// (some domain has a PV device).
+    pub xenstore: bool,
 }
 
 /// Why a blob was refused.
@@ -236,8 +278,9 @@ pub fn payload(blob: &[u8]) -> Result<&[u8], BlobError> {
             supported: FORMAT_VERSION,
         });
     }
-    // Format 1 lacked `arm_gic` and `passthrough_dtb`: postcard has no field tags, so decoding it as
-    // format 2 would misread every later field. Refuse it by number instead.
+    // Format 1 lacked `arm_gic` and `passthrough_dtb`, format 2 the PV devices and `xenstore`:
+    // postcard has no field tags, so decoding an older format as this one would misread every later
+    // field. Refuse it by number instead.
     if version < FORMAT_VERSION {
         return Err(BlobError::OlderFormat {
             found: version,
@@ -313,6 +356,21 @@ impl BootConfig {
             if self.domains[..i].iter().any(|o| o.name == d.name) {
                 return Err(BlobError::Invalid("two domains share a name"));
             }
+            let backends = d
+                .pv_disks
+                .iter()
+                .map(|x| x.backend)
+                .chain(d.pv_nics.iter().map(|x| x.backend));
+            for b in backends.flatten() {
+                if b as usize >= n || b as usize == i {
+                    return Err(BlobError::Invalid(
+                        "a PV device's backend is the domain itself or missing",
+                    ));
+                }
+            }
+            if (!d.pv_disks.is_empty() || !d.pv_nics.is_empty()) && !self.xenstore {
+                return Err(BlobError::Invalid("PV devices without xenstore"));
+            }
             for g in &d.iomem {
                 if g.nr_pages == 0
                     || g.first_mfn.checked_add(g.nr_pages).is_none()
@@ -355,6 +413,8 @@ mod tests {
                     dt_devices: Vec::new(),
                     p2m_pool_kib: 2048,
                     passthrough_dtb: None,
+                    pv_disks: Vec::new(),
+                    pv_nics: Vec::new(),
                 })
                 .unwrap();
         }
@@ -365,6 +425,7 @@ mod tests {
             domctl_interface: 0x15,
             arm_gic: None,
             domains: domains.into_iter().collect(),
+            xenstore: false,
         }
     }
 
@@ -431,7 +492,7 @@ mod tests {
             decode(&b),
             Err(BlobError::NewerFormat {
                 found: 9,
-                supported: 2
+                supported: 3
             })
         ));
         let mut b = good.clone();
@@ -440,7 +501,16 @@ mod tests {
             decode(&b),
             Err(BlobError::OlderFormat {
                 found: 1,
-                supported: 2
+                supported: 3
+            })
+        ));
+        let mut b = good.clone();
+        b[4] = 2;
+        assert!(matches!(
+            decode(&b),
+            Err(BlobError::OlderFormat {
+                found: 2,
+                supported: 3
             })
         ));
         let mut b = good.clone();

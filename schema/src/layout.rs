@@ -16,6 +16,18 @@ pub fn module_path(id: &str) -> alloc::string::String {
     alloc::format!("/{MODULES_DIR}/{id}")
 }
 
+/// Debian's C xenstored (`xen-utils-<release>`'s `/usr/lib/xen-<release>/bin/xenstored`), where
+/// dom0's initramfs carries it when the system has PV devices (issue 19); its shared libraries go to
+/// Debian's own library directories beside it.
+pub const XENSTORED: &str = "usr/sbin/xenstored";
+
+/// [`XENSTORED`] as domforge-init starts it.
+pub const XENSTORED_AT_BOOT: &str = "/usr/sbin/xenstored";
+
+/// Directories xenstored writes to (Xen `config/Paths.mk`: `XEN_RUN_STORED` = /var/run/xenstored,
+/// `XEN_LIB_STORED` = /var/lib/xenstored; `/var/run` is a symlink to `/run` in our initramfs).
+pub const XENSTORED_DIRS: &[&str] = &["run/xenstored", "var/lib/xenstored"];
+
 /// [`BOOT_BLOB`] as domforge-init opens it at boot.
 pub const BOOT_BLOB_AT_BOOT: &str = "/domforge/boot.blob";
 
@@ -34,5 +46,6 @@ mod tests {
             alloc::format!("/{KERNEL_MODULE_LIST}")
         );
         assert_eq!(module_path("kernel-0"), "/domforge/modules/kernel-0");
+        assert_eq!(XENSTORED_AT_BOOT, alloc::format!("/{XENSTORED}"));
     }
 }

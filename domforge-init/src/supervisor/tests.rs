@@ -91,6 +91,8 @@ fn domain(name: &str, on_crash: BootOnCrash) -> BootDomain {
         dt_devices: Default::default(),
         p2m_pool_kib: 0,
         passthrough_dtb: None,
+        pv_disks: Default::default(),
+        pv_nics: Default::default(),
     }
 }
 
@@ -123,6 +125,7 @@ fn world(test: &str, domains: Vec<BootDomain>) -> World {
         domctl_interface: 0x16,
         arm_gic: None,
         domains: Default::default(),
+        xenstore: false,
     };
     for d in domains {
         config.domains.push(d);
@@ -501,6 +504,7 @@ fn without_virq_dom_exc_domains_are_still_checked_when_due() {
         domctl_interface: 0x16,
         arm_gic: None,
         domains: [domain("web", BootOnCrash::Restart)].into_iter().collect(),
+        xenstore: false,
     };
     w.sup = Supervisor::new(
         typed,
@@ -541,5 +545,152 @@ fn a_failed_unpause_destroys_the_domain_and_unbinds_its_console() {
     assert_eq!(
         w.count_events("DOMFORGE-INIT event=build-failed name=web"),
         1
+    );
+}
+
+/// dom0's side of the hotplug work, recorded.
+#[derive(Default, Clone)]
+struct SharedHotplug(Rc<std::cell::RefCell<Vec<String>>>);
+
+impl HotplugHost for SharedHotplug {
+    fn attach_disk(&mut self, target: &str, ro: bool) -> Result<(u32, u32, String), String> {
+        self.0.borrow_mut().push(format!("attach {target} ro={ro}"));
+        Ok((7, 0, "/dev/loop0".into()))
+    }
+    fn interface_exists(&mut self, name: &str) -> bool {
+        self.0.borrow_mut().push(format!("exists? {name}"));
+        true
+    }
+    fn join_bridge(&mut self, bridge: &str, ifname: &str, mtu: u32) -> Result<(), String> {
+        self.0
+            .borrow_mut()
+            .push(format!("bridge {bridge} {ifname} mtu={mtu}"));
+        Ok(())
+    }
+}
+
+fn pv_world(test: &str) -> (World, xenstore_client::fake::FakeXenstored, SharedHotplug) {
+    let mut app = domain("app", BootOnCrash::Restart);
+    app.pv_disks
+        .push(firmware_config::blob::BootDisk {
+            vdev: "xvda".try_into().unwrap(),
+            devid: 51712,
+            backend: None,
+            target: "/srv/app.img".try_into().unwrap(),
+            read_only: true,
+            cdrom: false,
+        })
+        .unwrap();
+    app.pv_nics
+        .push(firmware_config::blob::BootNic {
+            handle: 0,
+            mac: [0, 0x16, 0x3e, 0, 0, 1],
+            backend: None,
+            bridge: "xenbr0".try_into().unwrap(),
+            vifname: None,
+            mtu: 1500,
+        })
+        .unwrap();
+    let mut w = world(test, vec![app]);
+    w.sup.config.xenstore = true;
+    let xs = xenstore_client::fake::FakeXenstored::new();
+    let stream: Box<dyn crate::store::Stream> = Box::new(xs.clone());
+    let hotplug = SharedHotplug::default();
+    let World {
+        sup,
+        xen,
+        evtchn,
+        t0,
+    } = w;
+    let sup = sup.with_xenstore(
+        xenstore_client::Client::new(stream),
+        Box::new(hotplug.clone()),
+    );
+    (
+        World {
+            sup,
+            xen,
+            evtchn,
+            t0,
+        },
+        xs,
+        hotplug,
+    )
+}
+
+/// HVM_PARAM_STORE_PFN 1, HVM_PARAM_STORE_EVTCHN 2 (xen/include/public/hvm/params.h).
+const STORE_PFN: u32 = 1;
+const STORE_EVTCHN: u32 = 2;
+
+#[test]
+fn with_xenstore_a_domain_is_introduced_with_its_devices_before_it_runs() {
+    let (mut w, xs, hotplug) = pv_world("pv-intro");
+    assert_eq!(w.sup.start_all(), 1);
+    let domid = w.domid("app");
+    let d = w.xen.domain(domid).unwrap();
+    let (pfn, port) = (d.hvm_params[&STORE_PFN], d.hvm_params[&STORE_EVTCHN]);
+    assert!(pfn != 0, "the guest got a xenstore ring");
+    assert_eq!(
+        xs.introduced().get(&domid),
+        Some(&(pfn, u32::try_from(port).unwrap()))
+    );
+    assert_eq!(
+        xs.value(&format!("/local/domain/{domid}/name")).as_deref(),
+        Some("app")
+    );
+    let be = format!("/local/domain/0/backend/vbd/{domid}/51712");
+    assert_eq!(
+        xs.value(&format!("{be}/params")).as_deref(),
+        Some("/srv/app.img")
+    );
+    assert_eq!(
+        xs.value(&format!("/local/domain/{domid}/device/vif/0/mac"))
+            .as_deref(),
+        Some("00:16:3e:00:00:01")
+    );
+    // The domain was unpaused only after all of it was written: the unpause is the last domctl.
+    assert_eq!(w.xen.ops().last(), Some(&Op::UnpauseDomain));
+    // dom0's hotplug runs on the next turn.
+    w.sup.turn(Duration::ZERO, w.t0, false);
+    let done = hotplug.0.borrow().clone();
+    assert!(
+        done.contains(&"attach /srv/app.img ro=true".to_string()),
+        "{done:?}"
+    );
+    assert!(
+        done.contains(&format!("bridge xenbr0 vif{domid}.0 mtu=1500")),
+        "{done:?}"
+    );
+    assert_eq!(
+        xs.value(&format!("{be}/physical-device")).as_deref(),
+        Some("7:0")
+    );
+    // A backend that reaches Connected (4) is reported.
+    xs.poke(&format!("{be}/state"), "4");
+    w.sup.turn(Duration::ZERO, w.t0, false);
+    let events = w.sup.host().events().join("\n");
+    assert!(
+        events.contains("event=device-connected name=app device=xvda backend=0"),
+        "{events}"
+    );
+}
+
+#[test]
+fn a_stopped_domain_leaves_xenstore_and_its_restart_is_introduced_again() {
+    let (mut w, xs, _) = pv_world("pv-restart");
+    w.sup.start_all();
+    let first = w.domid("app");
+    w.stop("app", SHUTDOWN_CRASH, Duration::from_secs(1));
+    assert!(xs.node(&format!("/local/domain/{first}/name")).is_none());
+    assert!(
+        xs.node(&format!("/local/domain/0/backend/vbd/{first}/51712"))
+            .is_none()
+    );
+    let second = w.domid("app");
+    assert_ne!(first, second);
+    assert!(xs.introduced().contains_key(&second));
+    assert_eq!(
+        xs.value(&format!("/local/domain/{second}/name")).as_deref(),
+        Some("app")
     );
 }

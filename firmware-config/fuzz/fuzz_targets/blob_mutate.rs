@@ -89,6 +89,8 @@ fn domain(u: &mut Unstructured<'_>, index: usize) -> Result<BootDomain> {
         dt_devices,
         p2m_pool_kib: u.arbitrary()?,
         passthrough_dtb: None,
+        pv_disks: Default::default(),
+        pv_nics: Default::default(),
     })
 }
 
@@ -104,6 +106,7 @@ fn config(u: &mut Unstructured<'_>) -> Result<BootConfig> {
         domctl_interface: u.arbitrary()?,
         arm_gic: None,
         domains,
+        xenstore: false,
     })
 }
 

@@ -28,6 +28,25 @@ use crate::manifest::{At, Builder, DiskAccess, Domain, Enhanced, Manifest, Span}
 
 use super::{Validator, enhanced_of, has_dom0};
 
+/// Paths of dom0's generated root file system that a shipped disk image may not replace: `/init`,
+/// domforge's own files, the kernel modules and xenstored with its libraries, and the mount points
+/// and runtime directories (`schema::layout`, `initramfs::dom0`).
+const DOM0_RESERVED: &[&str] = &[
+    "/init",
+    "/domforge",
+    "/etc",
+    "/lib",
+    "/lib64",
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/proc",
+    "/sys",
+    "/dev",
+    "/run",
+    "/var",
+];
+
 /// Names that mean dom0 in `backend=` (xl calls it `Domain-0`).
 pub const DOM0_NAMES: &[&str] = &["dom0", "Domain-0"];
 
@@ -172,7 +191,22 @@ impl Validator<'_> {
             let backend = backend_of(m, disk.backend.as_ref());
             if let Some(image) = &disk.image {
                 self.artifact_any(image, &format!("disk image of `{}`", d.name.value));
-                if in_dev {
+                let reserved = DOM0_RESERVED.iter().find(|r| {
+                    disk.target.value == **r || disk.target.value.starts_with(&format!("{r}/"))
+                });
+                if let (Backend::Dom0, Some(r)) = (backend, reserved) {
+                    self.d.push(
+                        Diagnostic::error(
+                            "E0269",
+                            format!("`image=` cannot ship into `{r}` of dom0"),
+                        )
+                        .at(
+                            disk.target.span.clone(),
+                            "domforge generates this part of dom0's root file system",
+                        )
+                        .help("ship it to a directory of its own, e.g. `target=/srv/disk.img`"),
+                    );
+                } else if in_dev {
                     self.d.push(
                         Diagnostic::error("E0269", "`image=` cannot ship a file into /dev")
                             .at(disk.target.span.clone(), "/dev is the kernel's devtmpfs")
