@@ -138,6 +138,13 @@ pub enum Call {
         idx: u64,
         gpfn: u64,
     },
+    RemoveFromPhysmap {
+        domid: u16,
+        gpfn: u64,
+    },
+    MaximumGpfn {
+        domid: u16,
+    },
     SetHvmParam {
         domid: u16,
         index: u32,
@@ -188,6 +195,8 @@ impl Call {
             Call::PopulatePhysmap { .. } => Op::PopulatePhysmap,
             Call::SetMemoryMap { .. } => Op::SetMemoryMap,
             Call::AddToPhysmap { .. } => Op::AddToPhysmap,
+            Call::RemoveFromPhysmap { .. } => Op::RemoveFromPhysmap,
+            Call::MaximumGpfn { .. } => Op::MaximumGpfn,
             Call::SetHvmParam { .. } => Op::HvmSetParam,
             Call::GetHvmParam { .. } => Op::HvmGetParam,
             Call::EvtchnAllocUnbound { .. } => Op::EvtchnAllocUnbound,
@@ -257,6 +266,10 @@ pub struct FakeDomain {
     /// Event channel port → remote domain.
     pub evtchns: BTreeMap<u32, u16>,
     pub physmap: Vec<(u32, u64, u64)>,
+    /// Xen-owned grant-table frames by index (version-1 entries, 8 bytes each). While a frame is in the
+    /// p2m (`add_to_physmap` with `XENMAPSPACE_grant_table`) its contents live in `pages`, and go back
+    /// here when `remove_from_physmap` takes it out again.
+    pub grant_frames: BTreeMap<u64, Vec<u8>>,
     /// `SHUTDOWN_*` code once the guest has shut down ([`FakeXen::shutdown_domain`]).
     pub shutdown: Option<u32>,
 }
@@ -286,6 +299,7 @@ impl FakeDomain {
             vuart: None,
             evtchns: BTreeMap::new(),
             physmap: Vec::new(),
+            grant_frames: BTreeMap::new(),
             shutdown: None,
         }
     }
@@ -1524,8 +1538,38 @@ impl State {
                     let dom = st.dom(*domid)?;
                     dom.physmap.push((*space, *idx, *gpfn));
                     // Xen-owned frames (shared info, grant table) now back this guest frame.
-                    dom.pages.entry(*gpfn).or_default();
+                    let backing = if *space == abi::mapspace::GRANT_TABLE {
+                        dom.grant_frames.get(idx).cloned().unwrap_or_default()
+                    } else {
+                        Vec::new()
+                    };
+                    dom.pages.insert(*gpfn, backing);
                     Ok(0)
+                })
+            }
+            abi::xenmem::REMOVE_FROM_PHYSMAP => {
+                let r: abi::RemoveFromPhysmap = self.read_struct(addr)?;
+                let call = Call::RemoveFromPhysmap {
+                    domid: r.domid,
+                    gpfn: r.gpfn,
+                };
+                self.finish(call, |st, _| {
+                    let dom = st.dom(r.domid)?;
+                    let page = dom.pages.remove(&r.gpfn).ok_or(Errno::EINVAL)?;
+                    let at = dom.physmap.iter().position(|(_, _, g)| *g == r.gpfn);
+                    if let Some((space, idx, _)) = at.map(|i| dom.physmap.remove(i)) {
+                        if space == abi::mapspace::GRANT_TABLE {
+                            dom.grant_frames.insert(idx, page);
+                        }
+                    }
+                    Ok(0)
+                })
+            }
+            abi::xenmem::MAXIMUM_GPFN => {
+                let domid: u16 = self.read_struct(addr)?;
+                self.finish(Call::MaximumGpfn { domid }, |st, _| {
+                    let dom = st.dom(domid)?;
+                    Ok(dom.pages.keys().next_back().copied().unwrap_or(0))
                 })
             }
             _ => {

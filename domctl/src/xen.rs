@@ -66,6 +66,8 @@ pub enum Op {
     SetPagingMempoolSize,
     PopulatePhysmap,
     AddToPhysmap,
+    RemoveFromPhysmap,
+    MaximumGpfn,
     SetMemoryMap,
     HvmSetParam,
     HvmGetParam,
@@ -81,6 +83,8 @@ impl Op {
             self,
             Self::PopulatePhysmap
                 | Self::AddToPhysmap
+                | Self::RemoveFromPhysmap
+                | Self::MaximumGpfn
                 | Self::SetMemoryMap
                 | Self::HvmSetParam
                 | Self::HvmGetParam
@@ -113,6 +117,8 @@ impl Op {
             Self::SetPagingMempoolSize => "XEN_DOMCTL_set_paging_mempool_size",
             Self::PopulatePhysmap => "XENMEM_populate_physmap",
             Self::AddToPhysmap => "XENMEM_add_to_physmap",
+            Self::RemoveFromPhysmap => "XENMEM_remove_from_physmap",
+            Self::MaximumGpfn => "XENMEM_maximum_gpfn",
             Self::SetMemoryMap => "XENMEM_set_memory_map",
             Self::HvmSetParam => "HVMOP_set_param",
             Self::HvmGetParam => "HVMOP_get_param",
@@ -1248,6 +1254,35 @@ impl<H: Hypercalls> Xen<H> {
             &arg,
         )
         .map(drop)
+    }
+
+    /// `XENMEM_remove_from_physmap`: takes whatever backs guest frame `gpfn` out of the guest's p2m.
+    pub fn remove_from_physmap(&mut self, domid: DomId, gpfn: u64) -> Result<(), XenError> {
+        let arg = abi::RemoveFromPhysmap {
+            domid: domid.get(),
+            gpfn,
+            ..Default::default()
+        };
+        self.call_with_arg(
+            Op::RemoveFromPhysmap,
+            Some(domid.get()),
+            abi::hypercall::MEMORY_OP,
+            abi::xenmem::REMOVE_FROM_PHYSMAP,
+            &arg,
+        )
+        .map(drop)
+    }
+
+    /// `XENMEM_maximum_gpfn`: the highest guest frame the domain's p2m holds.
+    pub fn maximum_gpfn(&mut self, domid: DomId) -> Result<u64, XenError> {
+        self.call_with_arg(
+            Op::MaximumGpfn,
+            Some(domid.get()),
+            abi::hypercall::MEMORY_OP,
+            abi::xenmem::MAXIMUM_GPFN,
+            &domid.get(),
+        )
+        .map(|(v, _)| v)
     }
 
     /// Maps guest frames `pfns` of `domid` for writing at guest-physical addresses.

@@ -90,7 +90,7 @@ fn config(vcpus: u32) -> PvhDomainConfig<'static> {
 }
 
 /// Operations in the order a build issues them (each may repeat).
-const SEQUENCE: [Op; 12] = [
+const SEQUENCE: [Op; 15] = [
     Op::CreateDomain,
     Op::MaxVcpus,
     Op::MaxMem,
@@ -100,10 +100,16 @@ const SEQUENCE: [Op; 12] = [
     Op::MapForeign,
     Op::EvtchnAllocUnbound,
     Op::HvmSetParam,
+    Op::MaximumGpfn,
+    Op::AddToPhysmap,
+    Op::RemoveFromPhysmap,
     Op::GetHvmContext,
     Op::SetHvmContext,
     Op::UnpauseDomain,
 ];
+
+/// Calls only a guest with xenstore makes (the grant seeding).
+const SEED_OPS: [Op; 3] = [Op::MaximumGpfn, Op::AddToPhysmap, Op::RemoveFromPhysmap];
 
 fn dedup(ops: &[Op]) -> Vec<Op> {
     let mut out: Vec<Op> = Vec::new();
@@ -130,7 +136,11 @@ fn good_build_issues_the_libxl_sequence_and_leaves_a_bootable_guest() {
             .build(&kernel(), &config(vcpus))
             .unwrap();
         let ops = fake.ops();
-        assert_eq!(dedup(&ops), SEQUENCE, "vcpus={vcpus}");
+        let without_store: Vec<Op> = SEQUENCE
+            .into_iter()
+            .filter(|op| !SEED_OPS.contains(op))
+            .collect();
+        assert_eq!(dedup(&ops), without_store, "vcpus={vcpus}");
         // MTRR for each vCPU, then the BSP.
         let sets = ops.iter().filter(|o| **o == Op::SetHvmContext).count();
         assert_eq!(sets, vcpus as usize + 1);
@@ -254,11 +264,46 @@ fn xenstore_is_opt_in() {
     let port = d.hvm_params[&hvm_param::STORE_EVTCHN] as u32;
     assert_ne!(port, built.console.port);
     assert_eq!(d.evtchns.get(&port), Some(&0));
+
+    // Grant refs 0 and 1 (GNTTAB_RESERVED_CONSOLE/_XENSTORE) permit dom0 to map the two rings, in the
+    // version-1 layout of grant_table.h: flags u16 @0, domid u16 @2, frame u32 @4.
+    let frame = &d.grant_frames[&0];
+    assert_eq!(frame.len(), 4096);
+    let entry = |r: usize| {
+        let e = &frame[r * 8..r * 8 + 8];
+        (
+            u16::from_le_bytes([e[0], e[1]]),
+            u16::from_le_bytes([e[2], e[3]]),
+            le32(e, 4),
+        )
+    };
+    assert_eq!(
+        entry(0),
+        (1, 0, d.hvm_params[&hvm_param::CONSOLE_PFN] as u32)
+    );
+    assert_eq!(entry(1), (1, 0, 0xFEFFC));
+    assert!(frame[16..].iter().all(|b| *b == 0));
+    // The scratch frame went back out of the p2m: the guest sees nothing new.
+    assert!(d.physmap.is_empty(), "{:?}", d.physmap);
+    let calls = dedup(&fake.ops());
+    let seed = calls.iter().position(|o| *o == Op::AddToPhysmap).unwrap();
+    assert_eq!(
+        &calls[seed - 1..seed + 3],
+        &[
+            Op::MaximumGpfn,
+            Op::AddToPhysmap,
+            Op::MapForeign,
+            Op::RemoveFromPhysmap
+        ]
+    );
 }
 
 /// Which step an injected failure of the nth call of `op` must be reported as.
-fn expected_step(op: Op, nth: usize, vcpus: u32) -> BuildStep {
+fn expected_step(op: Op, nth: usize, of: usize, vcpus: u32, xenstore: bool) -> BuildStep {
     match op {
+        // The seeding maps the scratch grant frame after everything the loader mapped.
+        Op::MapForeign if xenstore && nth == of => BuildStep::SeedGrants,
+        Op::MaximumGpfn | Op::AddToPhysmap | Op::RemoveFromPhysmap => BuildStep::SeedGrants,
         Op::CreateDomain => BuildStep::CreateDomain,
         Op::MaxVcpus => BuildStep::MaxVcpus,
         Op::MaxMem => BuildStep::MaxMem,
@@ -289,19 +334,23 @@ fn every_call_failing_destroys_the_domain_and_names_the_step() {
         let mut cases = Vec::new();
         for op in SEQUENCE {
             let n = ops.iter().filter(|o| **o == op).count();
+            if !xenstore && SEED_OPS.contains(&op) {
+                assert_eq!(n, 0, "{op:?} without xenstore");
+                continue;
+            }
             assert!(n > 0, "{op:?} never called");
             for nth in 1..=n {
-                cases.push((op, nth));
+                cases.push((op, nth, n));
             }
         }
         let mut steps_seen = std::collections::BTreeSet::new();
-        for (op, nth) in cases {
+        for (op, nth, of) in cases {
             let (mut xen, fake) = self::xen();
             fake.fail_nth(op, nth, Errno::ENOMEM);
             let err = PvhBuilder::new(&mut xen)
                 .build(&kernel(), &cfg)
                 .expect_err("injected failure must fail the build");
-            let want = expected_step(op, nth, vcpus);
+            let want = expected_step(op, nth, of, vcpus, xenstore);
             assert_eq!(err.step, want, "{op:?} #{nth}");
             steps_seen.insert(format!("{want:?}"));
             let text = err.to_string();
@@ -351,7 +400,7 @@ fn every_call_failing_destroys_the_domain_and_names_the_step() {
             .filter(|s| *s != BuildStep::Plan)
             .collect();
         if !xenstore {
-            want_steps.retain(|s| *s != BuildStep::StoreEvtchn);
+            want_steps.retain(|s| *s != BuildStep::StoreEvtchn && *s != BuildStep::SeedGrants);
         }
         for s in want_steps {
             assert!(

@@ -508,6 +508,11 @@ pub mod xenmem {
     pub const ADD_TO_PHYSMAP: u64 = 7;
     /// `XENMEM_set_memory_map 13` (x86 only: `xen/arch/x86/mm.c` `arch_memory_op`)
     pub const SET_MEMORY_MAP: u64 = 13;
+    /// `XENMEM_maximum_gpfn 14`: the argument is a bare `domid_t`, the highest guest frame in use is
+    /// the return value (`xen/common/memory.c`).
+    pub const MAXIMUM_GPFN: u64 = 14;
+    /// `XENMEM_remove_from_physmap 15` ([`super::RemoveFromPhysmap`]).
+    pub const REMOVE_FROM_PHYSMAP: u64 = 15;
 }
 
 /// `XENMAPSPACE_*`, `memory.h` `enum phys_map_space` (values fixed by the header).
@@ -555,6 +560,42 @@ pub struct AddToPhysmap {
     pub gpfn: u64,
 }
 const _: () = assert!(size_of::<AddToPhysmap>() == 24);
+
+/// `struct xen_remove_from_physmap { domid_t domid @0; xen_pfn_t gpfn @8; }` = 16 bytes.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, IntoBytes, FromBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct RemoveFromPhysmap {
+    pub domid: u16,
+    pub _pad: [u16; 3],
+    pub gpfn: u64,
+}
+const _: () = assert!(size_of::<RemoveFromPhysmap>() == 16);
+const _: () = assert!(core::mem::offset_of!(RemoveFromPhysmap, gpfn) == 8);
+
+/// Version-1 grant entries (`xen/include/public/grant_table.h`).
+pub mod grant {
+    /// `GNTTAB_RESERVED_CONSOLE 0`: the entry through which the console backend maps the ring.
+    pub const RESERVED_CONSOLE: usize = 0;
+    /// `GNTTAB_RESERVED_XENSTORE 1`: the entry through which xenstored maps the store ring.
+    pub const RESERVED_XENSTORE: usize = 1;
+    /// `GTF_permit_access 1`: `domid` may map `frame`.
+    pub const GTF_PERMIT_ACCESS: u16 = 1;
+}
+
+/// `struct grant_entry_v1 { uint16_t flags @0; domid_t domid @2; uint32_t frame @4; }` = 8 bytes.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, IntoBytes, FromBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct GrantEntryV1 {
+    pub flags: u16,
+    pub domid: u16,
+    pub frame: u32,
+}
+const _: () = assert!(size_of::<GrantEntryV1>() == 8);
+const _: () = assert!(core::mem::offset_of!(GrantEntryV1, frame) == 4);
 
 /// `struct xen_foreign_memory_map { domid_t domid @0; struct xen_memory_map map @8; }` where
 /// `struct xen_memory_map { unsigned int nr_entries @0; XEN_GUEST_HANDLE(void) buffer @8; }` (16 bytes,

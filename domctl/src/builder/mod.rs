@@ -13,6 +13,7 @@
 //! [`BuiltDomain::boot`].
 
 pub mod arm;
+pub mod grants;
 pub mod kernel_file;
 pub mod memory;
 pub mod pvh;
@@ -71,6 +72,8 @@ pub enum BuildStep {
     ConsoleEvtchn,
     StoreEvtchn,
     HvmParams,
+    /// PVH with xenstore: writing the reserved console and xenstore grant entries ([`grants`]).
+    SeedGrants,
     /// ARM passthrough: `XEN_DOMCTL_bind_pt_irq`.
     BindIrq,
     /// ARM passthrough: `XEN_DOMCTL_iomem_permission`.
@@ -89,7 +92,7 @@ pub enum BuildStep {
 
 impl BuildStep {
     /// The PVH builder's steps, in build order.
-    pub const PVH: [BuildStep; 15] = [
+    pub const PVH: [BuildStep; 16] = [
         Self::Plan,
         Self::CreateDomain,
         Self::MaxVcpus,
@@ -101,6 +104,7 @@ impl BuildStep {
         Self::ConsoleEvtchn,
         Self::StoreEvtchn,
         Self::HvmParams,
+        Self::SeedGrants,
         Self::GetHvmContext,
         Self::SetMtrr,
         Self::SetBootCpu,
@@ -155,6 +159,7 @@ impl BuildStep {
             Self::ConsoleEvtchn => "allocating the console event channel",
             Self::StoreEvtchn => "allocating the xenstore event channel",
             Self::HvmParams => "setting HVM params",
+            Self::SeedGrants => "seeding the console and xenstore grant entries",
             Self::BindIrq => "routing an interrupt",
             Self::IomemPermission => "granting device memory",
             Self::MemoryMapping => "mapping device memory",

@@ -16,6 +16,7 @@
 //! | `ConsoleEvtchn` | `EVTCHNOP_alloc_unbound` | the console's event channel, `remote_dom` = the console backend (dom0) |
 //! | `StoreEvtchn` | `EVTCHNOP_alloc_unbound` | only with [`PvhDomainConfig::xenstore`] |
 //! | `HvmParams` | `HVMOP_set_param` | `CONSOLE_PFN`/`CONSOLE_EVTCHN` (+ `STORE_*`), and the paging/monitor/sharing ring pfns as `alloc_magic_pages_hvm()` sets them |
+//! | `SeedGrants` | `XENMEM_add_to_physmap` + map + `XENMEM_remove_from_physmap` | only with xenstore: grant refs 0/1 for the console and store rings (`xc_dom_gnttab_hvm_seed`, see [`super::grants`]) |
 //! | `GetHvmContext` | `XEN_DOMCTL_gethvmcontext` | Xen's HEADER record (CPUID/TSC data Xen checks on load) and MTRR capabilities |
 //! | `SetMtrr` | `XEN_DOMCTL_sethvmcontext` per vCPU | MTRR default type WB + enabled: without a device model nobody else sets it (`vcpu_hvm()`) |
 //! | `SetBootCpu` | `XEN_DOMCTL_sethvmcontext` | BSP: flat 32-bit protected mode, `cr0 = PE|ET`, `rip` = PVH entry, `rbx` = `hvm_start_info` (`docs/misc/pvh.pandoc`) |
@@ -397,6 +398,14 @@ impl<'x, H: Hypercalls> PvhBuilder<'x, H> {
         for (index, value) in params {
             xen.set_hvm_param(domid, index, value)
                 .map_err(at(S::HvmParams))?;
+        }
+        if let Some(store) = xenstore {
+            let rings = super::grants::SeedRings {
+                backend: cfg.backend.get(),
+                console_pfn: console.pfn,
+                xenstore_pfn: store.pfn,
+            };
+            super::grants::seed(xen, domid, rings).map_err(at(S::SeedGrants))?;
         }
 
         let full = xen.get_hvm_context(domid).map_err(at(S::GetHvmContext))?;
