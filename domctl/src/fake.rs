@@ -1557,10 +1557,10 @@ impl State {
                     let dom = st.dom(r.domid)?;
                     let page = dom.pages.remove(&r.gpfn).ok_or(Errno::EINVAL)?;
                     let at = dom.physmap.iter().position(|(_, _, g)| *g == r.gpfn);
-                    if let Some((space, idx, _)) = at.map(|i| dom.physmap.remove(i)) {
-                        if space == abi::mapspace::GRANT_TABLE {
-                            dom.grant_frames.insert(idx, page);
-                        }
+                    if let Some((space, idx, _)) = at.map(|i| dom.physmap.remove(i))
+                        && space == abi::mapspace::GRANT_TABLE
+                    {
+                        dom.grant_frames.insert(idx, page);
                     }
                     Ok(0)
                 })
