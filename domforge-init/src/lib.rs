@@ -3,8 +3,8 @@
 //! Upstream Xen has no dom0less on x86, so a small control domain builds the guests at boot; on ARM64
 //! it builds the domains the manifest marks `builder = "init"` (restartable, supervised), beside the
 //! ones Xen builds at boot. This crate is that control domain's `/init`: one static executable
-//! (`x86_64-unknown-linux-musl` or `aarch64-unknown-linux-musl`) with no xl, libxl, xenstored or
-//! daemon beside it. It
+//! (`x86_64-unknown-linux-musl` or `aarch64-unknown-linux-musl`) with no xl or libxl beside it (and
+//! Debian's xenstored only when some domain has PV devices, [`store`]). It
 //! 1. mounts `/proc`, `/sys`, `/dev` and loads the Xen drivers Debian builds as modules ([`setup`]);
 //! 2. reads the compiled manifest, `/domforge/boot.blob` (`firmware_config::blob`);
 //! 3. builds each of its domains in boot order through domctls (`domctl::builder::pvh` for x86 PVH,
@@ -15,7 +15,10 @@
 //! 5. supervises them (`VIRQ_DOM_EXC` + `getdomaininfo`) and applies `on_crash` ([`policy`]): restart
 //!    rebuilds the domain from the same manifest entry ([`supervisor`]), generic over the hypercall
 //!    transport, the event channel device ([`evtchn::EventChannel`]) and the [`host::Host`] so that
-//!    all of this is unit-tested against domctl's `FakeXen`.
+//!    all of this is unit-tested against domctl's `FakeXen`;
+//! 6. with PV devices (issue 19): starts xenstored, introduces each domain, writes its device
+//!    nodes in one transaction before unpausing it ([`store`]) and does dom0's hotplug work (loop
+//!    devices, bridges: [`hotplug`]).
 //!
 //! ## Building the shipped binary
 //! `cargo build -p domforge-init --profile init --target x86_64-unknown-linux-musl` (or
@@ -28,6 +31,7 @@
 pub mod compat;
 pub mod evtchn;
 pub mod host;
+pub mod hotplug;
 pub mod lines;
 pub mod log;
 pub mod policy;

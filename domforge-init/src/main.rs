@@ -9,8 +9,9 @@
 //! `--destroy DOMID` destroys one domain (`XEN_DOMCTL_destroydomain`) and exits.
 
 use domforge_init::host::StdHost;
+use domforge_init::hotplug::StdHotplug;
 use domforge_init::supervisor::{Supervisor, missing_files, ours};
-use domforge_init::{BOOT_BLOB, compat, evtchn, info, log, setup};
+use domforge_init::{BOOT_BLOB, compat, evtchn, info, log, setup, store};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -114,7 +115,17 @@ fn run(pid1: bool, t0: Instant) -> Result<std::convert::Infallible, String> {
     log::event("xen", &target.fields);
     let ev = evtchn::Evtchn::open().map_err(|e| e.to_string())?;
     let ours = ours(&config).len();
-    let mut sup = Supervisor::new(xen, ev, StdHost, config, args.root);
+    let xenstore = config.xenstore;
+    let mut sup = Supervisor::new(xen, ev, StdHost, config, args.root.clone());
+    // Kept for as long as init runs: dropping a Child neither kills nor reaps it, but holding it says
+    // the daemon is ours.
+    let _xenstored = if xenstore {
+        let (child, store) = start_store(&args.root)?;
+        sup = sup.with_xenstore(store, Box::new(StdHotplug::default()));
+        Some(child)
+    } else {
+        None
+    };
     let started = sup.start_all();
     log::event(
         "ready",
@@ -130,6 +141,23 @@ fn run(pid1: bool, t0: Instant) -> Result<std::convert::Infallible, String> {
         std::process::exit(if started == ours { 0 } else { 1 });
     }
     sup.run()
+}
+
+/// Starts Debian's xenstored and writes dom0's own nodes (PV devices need both before any domain
+/// is built).
+fn start_store(root: &std::path::Path) -> Result<(std::process::Child, store::Store), String> {
+    let t = Instant::now();
+    let (child, mut store) = store::start_xenstored(root, Duration::from_secs(10))
+        .map_err(|e| format!("xenstore: {e}"))?;
+    store::write_dom0(&mut store).map_err(|e| format!("xenstore: writing dom0's nodes: {e}"))?;
+    log::event(
+        "xenstored",
+        &[
+            ("pid", child.id().to_string()),
+            ("ms", t.elapsed().as_millis().to_string()),
+        ],
+    );
+    Ok((child, store))
 }
 
 /// `VmHWM` (peak resident set) and `VmRSS` of this process in KiB, from `/proc/self/status`
