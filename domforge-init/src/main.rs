@@ -120,6 +120,7 @@ fn run(pid1: bool, t0: Instant) -> Result<std::convert::Infallible, String> {
     // Kept for as long as init runs: dropping a Child neither kills nor reaps it, but holding it says
     // the daemon is ours.
     let _xenstored = if xenstore {
+        sup = sup.without_dom_exc();
         let (child, store) = start_store(&args.root)?;
         sup = sup.with_xenstore(store, Box::new(StdHotplug::default()));
         Some(child)

@@ -286,7 +286,12 @@ pub fn forget(store: &mut Store, domid: u16, devices: &[Device]) -> Result<(), X
         let _ = store.rm(NO_TX, &dev.backend_path());
     }
     let _ = store.rm(NO_TX, &format!("/local/domain/{domid}"));
-    store.release(domid)
+    match store.release(domid) {
+        // xenstored forgets a dying domain by itself when it sees VIRQ_DOM_EXC
+        // (`tools/xenstored/domain.c` `domain_cleanup`); then there is nothing left to release.
+        Err(e) if e.errno() == Some(xenstore_client::Errno::ENOENT) => Ok(()),
+        other => other,
+    }
 }
 
 /// dom0's hotplug work for one device it serves.

@@ -150,6 +150,20 @@ impl<H: Hypercalls, E: EventChannel, O: Host> Supervisor<H, E, O> {
         }
     }
 
+    /// Gives `VIRQ_DOM_EXC` up for xenstored, which must bind it (one binding per domain: a second
+    /// `bind_virq` fails with `EEXIST`, and xenstored exits on it) to release dead domains' entries.
+    /// Domain states are then checked by polling every [`STATE_CHECK`], as libxl itself does not
+    /// use the VIRQ either (it watches `@releaseDomain`).
+    pub fn without_dom_exc(mut self) -> Self {
+        if let Some(port) = self.virq_port.take()
+            && let Err(e) = self.evtchn.unbind(port)
+        {
+            self.host
+                .info(&format!("releasing VIRQ_DOM_EXC for xenstored: {e}"));
+        }
+        self
+    }
+
     /// Introduces every domain built from now on to xenstored over `store` and writes its PV
     /// devices; `hotplug` does dom0's part for the devices dom0 serves (see [`crate::store`]).
     pub fn with_xenstore(mut self, store: Store, hotplug: Box<dyn HotplugHost>) -> Self {

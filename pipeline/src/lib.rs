@@ -27,6 +27,7 @@ pub use lock::{LockChange, LockError, LockOutcome, LockPolicy};
 mod blame;
 pub mod facts;
 pub mod lock;
+pub mod xenstored;
 
 use lock::{LockKey, LockSession, LockedPackage, LockedSource};
 use std::sync::Arc;
@@ -413,11 +414,24 @@ pub fn load(manifest_path: &Path, opts: &Options) -> Result<Loaded, PipelineErro
         Vec::new()
     };
     let firmware = board_firmware(&inventory, board.arch, opts, &mut lock)?;
+    // ARM systems with PV devices are refused at finalize (E0417); x86 dom0 runs Debian's xenstored.
+    let xenstored =
+        if board.arch == Arch::X86_64 && firmware_config::validate::needs_xenstore(&manifest) {
+            let series = manifest.system.xen.value.to_string();
+            Some(xenstored::fetch(opts, &mut lock, &series).map_err(|e| {
+                PipelineError::other(format!(
+                    "the PV devices of system `{}` need Debian's xenstored in dom0: {e}",
+                    manifest.system.name.value
+                ))
+            })?)
+        } else {
+            None
+        };
     let lock = lock.finish()?;
     Ok(Loaded {
         firmware,
         grub,
-        xenstored: None,
+        xenstored,
         cache_dir: opts.cache_dir.clone(),
         manifest_file,
         manifest_dir,
@@ -938,15 +952,17 @@ fn resolve_in(
         )),
         Some(("builtin", "probe")) => {
             let key = lock_key(source, arch, None);
+            let recipe = probe_recipe(arch);
             match lock.pinned(&key) {
-                // A satisfied pin: the probe built from the pinned inputs is in the cache
-                // under its digest; nothing is fetched or built.
+                // A satisfied pin: the probe built from the pinned inputs by this recipe (the
+                // script and module list of this domforge) is in the cache under its digest;
+                // nothing is fetched or built.
                 Some(entry) => {
                     let path = probe_path(opts, arch, &entry.sha256);
-                    if path.is_file() {
+                    if entry.recipe.as_deref() == Some(recipe.as_str()) && path.is_file() {
                         return Ok(Resolved {
                             path,
-                            entry: Some((key, entry.packages.clone(), None)),
+                            entry: Some((key, entry.packages.clone(), Some(recipe))),
                         });
                     }
                 }
@@ -955,7 +971,7 @@ fn resolve_in(
             let (path, packages) = build_probe_in(arch, opts, &key, lock)?;
             Ok(Resolved {
                 path,
-                entry: Some((key, packages, None)),
+                entry: Some((key, packages, Some(recipe))),
             })
         }
         // Debian's Xen source built with CONFIG_STATIC_MEMORY (for `xen,static-mem` +
@@ -1074,6 +1090,25 @@ fn xen_static_memory(
     })
 }
 
+/// The kernel modules the probe image carries for `arch`.
+fn probe_modules(arch: Arch) -> &'static [&'static str] {
+    match arch {
+        Arch::Arm64 => probe::ARM64_VIRTIO_MODULES,
+        Arch::X86_64 => probe::AMD64_XEN_FRONTEND_MODULES,
+    }
+}
+
+/// What the probe image is made by besides its packages: `/init`'s script and the kernel modules it
+/// carries, so a domforge with another probe does not take a cached image of the old one.
+fn probe_recipe(arch: Arch) -> String {
+    let modules = probe_modules(arch);
+    let mut h = Sha256::new();
+    h.update(probe::INIT_SCRIPT.as_bytes());
+    h.update(modules.join(",").as_bytes());
+    let digest = hex(&h.finalize());
+    format!("probe-v{}-{}", probe::FORMAT_VERSION, &digest[..16])
+}
+
 /// Where the probe initramfs with digest `sha256` is cached.
 fn probe_path(opts: &Options, arch: Arch, sha256: &str) -> PathBuf {
     opts.cache_dir.join("probe").join(format!(
@@ -1118,12 +1153,13 @@ fn build_probe_in(
     let mut image = probe::ProbeImage::from_busybox_file(&busybox).map_err(|e| e.to_string())?;
     // Debian's arm64 kernel builds virtio-mmio and virtio-blk as modules; the probe loads them to
     // reach a passed-through virtio disk. They come from the same package as `debian:kernel`.
-    if arch == Arch::Arm64 {
+    // On amd64 the PV frontends (xen-blkfront, xen-netfront) are modules of the same package.
+    let wanted = probe_modules(arch);
+    {
         let (kernel, suite) = kernel_for(key, arch, &fetcher, opts, lock)?;
         inputs.push(LockedPackage::binary(&kernel.package, &suite));
-        let modules =
-            initramfs::kmod::resolve_modules(&kernel.modules_dir, probe::ARM64_VIRTIO_MODULES)
-                .map_err(|e| e.to_string())?;
+        let modules = initramfs::kmod::resolve_modules(&kernel.modules_dir, wanted)
+            .map_err(|e| e.to_string())?;
         image = image.with_modules(&modules).map_err(|e| e.to_string())?;
     }
     let bytes = image.to_cpio_gz().map_err(|e| e.to_string())?;

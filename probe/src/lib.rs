@@ -17,6 +17,12 @@
 //!   functional check: `pl031`/`rtc` (reads `since_epoch` of the RTC bound to that address),
 //!   `pl061`/`gpio` (finds the gpiochip), `virtio-blk` (reads the first line of the disk, a
 //!   marker the test wrote at offset 0). Any other kind is checked for presence only.
+//! - `domforge.pv_disks=<vdev>:<marker>[,…]`: PV disks (xen-blkfront) this guest must have, each
+//!   whose first line is `<marker>`, alone or followed by a space and more (waits up to 20 s for
+//!   the frontend to connect).
+//! - `domforge.deny_pv_disks=1`: the guest must have no `xvd*` disk at all.
+//! - `domforge.pv_nics=<if>=<addr>/<prefix>@<peer>[,…]`: PV network interfaces (xen-netfront):
+//!   each gets the address and must reach `<peer>` by ping within 30 tries.
 //! - `domforge.crash=1`: crash the kernel (`sysrq c`) after the report.
 //!
 //! # Report format, version 1
@@ -55,6 +61,12 @@
 //! | `dev.<spec>.value` | what the check read (RTC seconds, `gpiochipN ngpio=N`, `vda <marker>`) |
 //! | `dev.<spec>.devmem` | absent denied devices: `trying`, then `fault` (SIGBUS/SIGSEGV reading the address), `value:<v>`, `timeout` or `error:<rc> <msg>`; present ones: `skip-present` |
 //! | `dev.<spec>.verdict` | `ok`/`fail`: expect → present and check not failed; deny → absent |
+//! | `pvdisk.<vdev>.present` | `yes`/`no`: `/sys/block/<vdev>` appeared within 20 s |
+//! | `pvdisk.<vdev>.size`, `.ro`, `.marker` | present disks: 512-byte sectors, `0`/`1`, first line read |
+//! | `pvdisk.<vdev>.verdict` | `ok`: present and the first line is the marker (or starts with it and a space) |
+//! | `pvdisk.none` | with `deny_pv_disks`: `ok`, or `fail:<disks>` |
+//! | `pvnic.<if>.present`, `.mac`, `.carrier` | the interface, its MAC, `/sys/class/net/<if>/carrier` once up |
+//! | `pvnic.<if>.ping`, `.verdict` | `ok`/`fail`: the peer answered a ping |
 //! | `crash` | `requested` when `domforge.crash=1` |
 //! | `end` | number of report lines before this one (including `begin`) — always the last line |
 //!
@@ -75,6 +87,9 @@ pub const FORMAT_VERSION: u32 = 1;
 /// Kernel modules the probe needs on Debian's arm64 kernel for a virtio-mmio disk
 /// (bookworm builds `virtio_mmio` and `virtio_blk` as modules). Built-in ones are skipped.
 pub const ARM64_VIRTIO_MODULES: &[&str] = &["virtio_mmio", "virtio_blk"];
+/// The PV frontends the probe needs on Debian's amd64 kernel for `domforge.pv_disks`/`pv_nics`
+/// (bookworm builds xen-blkfront and xen-netfront as modules; xenbus itself is built in).
+pub const AMD64_XEN_FRONTEND_MODULES: &[&str] = &["xen-blkfront", "xen-netfront"];
 
 /// Errors building the probe initramfs.
 #[derive(Debug, thiserror::Error)]

@@ -27,12 +27,18 @@ CMDLINE=$(cat /proc/cmdline 2>/dev/null)
 NAME=unnamed
 EXPECT=
 DENY=
+PV_DISKS=
+DENY_PV_DISKS=0
+PV_NICS=
 CRASH=0
 for word in $CMDLINE; do
     case "$word" in
         domforge.name=*) NAME=${word#domforge.name=} ;;
         domforge.expect_devices=*) EXPECT=${word#domforge.expect_devices=} ;;
         domforge.deny_devices=*) DENY=${word#domforge.deny_devices=} ;;
+        domforge.pv_disks=*) PV_DISKS=${word#domforge.pv_disks=} ;;
+        domforge.deny_pv_disks=1) DENY_PV_DISKS=1 ;;
+        domforge.pv_nics=*) PV_NICS=${word#domforge.pv_nics=} ;;
         domforge.crash=1) CRASH=1 ;;
     esac
 done
@@ -231,6 +237,73 @@ report_device() {
 
 for spec in $(echo "$EXPECT" | tr ',' ' '); do report_device expect "$spec"; done
 for spec in $(echo "$DENY" | tr ',' ' '); do report_device deny "$spec"; done
+
+# --- PV disks and networks (xenbus frontends) ----------------------------------------------
+# wait_for PATH SECONDS: the frontend connects asynchronously after xenbus probes it.
+wait_for() {
+    n=0
+    while [ ! -e "$1" ] && [ $n -lt "$2" ]; do sleep 1; n=$((n + 1)); done
+    [ -e "$1" ]
+}
+
+# report_pv_disk VDEV MARKER: the disk exists, its size and read-only flag, and its first line.
+report_pv_disk() {
+    id="pvdisk.$1"
+    if wait_for "/sys/block/$1" 20; then present=yes; else present=no; fi
+    emit "$id.present" "$present"
+    v=fail
+    if [ "$present" = yes ]; then
+        emit "$id.size" "$(cat "/sys/block/$1/size" 2>/dev/null)"
+        emit "$id.ro" "$(cat "/sys/block/$1/ro" 2>/dev/null)"
+        got=$(t 10 head -c 512 "/dev/$1" 2>/dev/null | tr '\0' '\n' | head -n 1)
+        emit "$id.marker" "$got"
+        # The marker is one word (it comes from the command line); the line may go on.
+        case "$got" in "$2"|"$2 "*) [ -n "$2" ] && v=ok ;; esac
+    fi
+    emit "$id.verdict" "$v"
+}
+
+# report_pv_nic IF=ADDR/PREFIX@PEER: the interface exists, its MAC, its link, and a ping.
+report_pv_nic() {
+    ifname=${1%%=*}
+    rest=${1#*=}
+    addr=${rest%@*}
+    peer=${rest#*@}
+    id="pvnic.$ifname"
+    if wait_for "/sys/class/net/$ifname" 20; then present=yes; else present=no; fi
+    emit "$id.present" "$present"
+    v=fail
+    if [ "$present" = yes ]; then
+        emit "$id.mac" "$(cat "/sys/class/net/$ifname/address" 2>/dev/null)"
+        ip link set lo up 2>/dev/null
+        ip addr add "$addr" dev "$ifname" 2>/dev/null
+        ip link set "$ifname" up 2>/dev/null
+        n=0
+        while [ "$(cat "/sys/class/net/$ifname/carrier" 2>/dev/null)" != 1 ] && [ $n -lt 20 ]; do
+            sleep 1; n=$((n + 1))
+        done
+        emit "$id.carrier" "$(cat "/sys/class/net/$ifname/carrier" 2>/dev/null)"
+        # The peer configures its address at about the same time: keep trying for 60 s.
+        ping=fail
+        n=0
+        while [ $n -lt 30 ]; do
+            if t 5 ping -c 1 -W 2 "$peer" >/dev/null 2>&1; then ping=ok; break; fi
+            sleep 1; n=$((n + 1))
+        done
+        emit "$id.ping" "$ping"
+        [ "$ping" = ok ] && v=ok
+    fi
+    emit "$id.verdict" "$v"
+}
+
+for spec in $(echo "$PV_DISKS" | tr ',' ' '); do report_pv_disk "${spec%%:*}" "${spec#*:}"; done
+if [ "$DENY_PV_DISKS" = 1 ]; then
+    # Give a (wrongly) configured frontend time to appear before concluding there is none.
+    sleep 3
+    found=$(ls /sys/block 2>/dev/null | grep '^xvd' | tr '\n' ' ' | sed 's/ *$//')
+    if [ -z "$found" ]; then emit pvdisk.none ok; else emit pvdisk.none "fail:$found"; fi
+fi
+for spec in $(echo "$PV_NICS" | tr ',' ' '); do report_pv_nic "$spec"; done
 
 if [ "$CRASH" = 1 ]; then
     emit crash requested

@@ -525,6 +525,26 @@ fn without_virq_dom_exc_domains_are_still_checked_when_due() {
 }
 
 #[test]
+fn with_xenstore_the_dom_exc_virq_is_left_to_xenstored_and_states_are_polled() {
+    let mut w = world("give-virq", vec![domain("web", BootOnCrash::Restart)]);
+    use crate::evtchn::fake::Binding;
+    assert!(w.evtchn.local_port(Binding::Virq(VIRQ_DOM_EXC)).is_some());
+    w.sup = w.sup.without_dom_exc();
+    // xenstored can bind it now (the kernel allows one binding of a global VIRQ per domain).
+    assert_eq!(w.evtchn.local_port(Binding::Virq(VIRQ_DOM_EXC)), None);
+    w.sup.start_all();
+    let domid = w.domid("web");
+    assert!(w.xen.shutdown_domain(domid, SHUTDOWN_CRASH));
+    assert!(!w.sup.turn(Duration::ZERO, w.t0, false));
+    assert!(w.sup.turn(Duration::ZERO, w.t0, true));
+    assert_eq!(
+        w.creates(),
+        2,
+        "the crash was seen by polling and web restarted"
+    );
+}
+
+#[test]
 fn a_failed_unpause_destroys_the_domain_and_unbinds_its_console() {
     let mut w = world("attach", vec![domain("web", BootOnCrash::Restart)]);
     w.xen.fail_nth(Op::UnpauseDomain, 1, Errno::EINVAL);
