@@ -1099,7 +1099,7 @@ fn run_cmd(
         out_dir: output,
         deadline: std::time::Duration::from_secs(deadline),
         stay,
-        until_seen: None,
+        until_seen: &[],
         qemu_program: None,
         boot,
     };
@@ -1161,7 +1161,7 @@ fn test_cmd(
         out_dir: output,
         deadline: std::time::Duration::from_secs(deadline),
         stay: false,
-        until_seen: None,
+        until_seen: &[],
         qemu_program: None,
         boot,
     };

@@ -44,7 +44,7 @@ fn mixed_builders_arm_boot_restart_and_passthrough() {
     );
     let ro = RunOptions {
         deadline: Duration::from_secs(360),
-        until_seen: Some(("[app] DOMFORGE-PROBE app end=", 2)),
+        until_seen: &[("[app] DOMFORGE-PROBE app end=", 2)],
         ..RunOptions::default()
     };
     for release in RELEASES {

@@ -172,7 +172,7 @@ fn scenario_7_dom0_with_domforge_init_through_uefi() {
     let ro = RunOptions {
         deadline: Duration::from_secs(360),
         boot: BootPath::Uefi,
-        until_seen: Some(("[app] DOMFORGE-PROBE app end=", 1)),
+        until_seen: &[("[app] DOMFORGE-PROBE app end=", 1)],
         ..RunOptions::default()
     };
     for release in RELEASES {

@@ -152,7 +152,7 @@ fn crash_restart_on(release: XenVersion) {
     // 290-320 s after QEMU's start (nested x86 TCG; decompressing the bzImage in dom0 is slow).
     let ro = RunOptions {
         deadline: Duration::from_secs(540),
-        until_seen: Some(("[web] DOMFORGE-PROBE web end=", 2)),
+        until_seen: &[("[web] DOMFORGE-PROBE web end=", 2)],
         ..RunOptions::default()
     };
     // `web` is judged here, not by the report module: marking it as no probe keeps the runner from

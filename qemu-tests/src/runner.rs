@@ -87,9 +87,12 @@ pub enum StopWhen {
     AllUp,
     /// Only at the deadline, a fatal error, Ctrl-C or QEMU's exit (`domforge run --stay`).
     Never,
-    /// When every expected domain is up (or failed) and `times` console lines starting with
-    /// `prefix` (raw text) have been seen: e.g. a restarted domain's second report.
-    AllUpAndSeen { prefix: &'static str, times: usize },
+    /// When every expected domain is up (or failed) and, for each `(prefix, times)`, `times`
+    /// console lines starting with `prefix` (raw text) have been seen: e.g. a restarted domain's
+    /// second report.
+    AllUpAndSeen {
+        wanted: &'static [(&'static str, usize)],
+    },
 }
 
 /// How to watch a boot.
@@ -468,9 +471,11 @@ pub fn boot(
             };
             match cfg.stop {
                 StopWhen::AllUp if all_up() => break 'watch EndReason::AllUp,
-                StopWhen::AllUpAndSeen { prefix, times }
+                StopWhen::AllUpAndSeen { wanted }
                     if all_up()
-                        && lines.iter().filter(|l| l.raw.starts_with(prefix)).count() >= times =>
+                        && wanted.iter().all(|(prefix, times)| {
+                            lines.iter().filter(|l| l.raw.starts_with(prefix)).count() >= *times
+                        }) =>
                 {
                     break 'watch EndReason::AllUp;
                 }

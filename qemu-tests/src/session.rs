@@ -35,9 +35,11 @@ pub struct RunOptions {
     pub deadline: Duration,
     /// Keep watching after every domain is up (until the deadline or Ctrl-C).
     pub stay: bool,
-    /// Instead of stopping when every domain is up, also wait for this many console lines starting
-    /// with this text (tests of restarts: the restarted guest's second report).
-    pub until_seen: Option<(&'static str, usize)>,
+    /// Instead of stopping when every domain is up, also wait until, for each `(prefix, times)`, that
+    /// many console lines starting with `prefix` were seen (tests of restarts: the restarted guest's
+    /// second report; guests judged by the test itself: each one's `end=`). Empty: just every
+    /// domain up.
+    pub until_seen: &'static [(&'static str, usize)],
     /// Run this program instead of the board's QEMU (tests use a sentinel here).
     pub qemu_program: Option<String>,
     /// How QEMU boots the bundle: directly, or through U-Boot from the disk image.
@@ -79,7 +81,7 @@ impl Default for RunOptions {
             out_dir: None,
             deadline: DEFAULT_DEADLINE,
             stay: false,
-            until_seen: None,
+            until_seen: &[],
             qemu_program: None,
             boot: BootPath::Direct,
         }
@@ -356,8 +358,8 @@ impl Prepared {
             deadline: ropts.deadline,
             stop: match (ropts.stay, ropts.until_seen) {
                 (true, _) => StopWhen::Never,
-                (false, Some((prefix, times))) => StopWhen::AllUpAndSeen { prefix, times },
-                (false, None) => StopWhen::AllUp,
+                (false, []) => StopWhen::AllUp,
+                (false, wanted) => StopWhen::AllUpAndSeen { wanted },
             },
             domains: self
                 .expectations
