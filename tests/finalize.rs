@@ -425,3 +425,52 @@ fn pv_devices_without_a_fetched_xenstored_are_refused() {
         .unwrap_or_else(|| panic!("no E0418 among {diags:?}"));
     assert!(d.message.contains("xenstored"), "{}", d.message);
 }
+
+/// E0419: a driver domain's generated initramfs loads blkback/netback from its kernel's Debian
+/// package; a kernel that comes from elsewhere (here Debian's own image copied out of its package,
+/// so nothing else changes) is refused at the driver domain, before any build.
+#[test]
+fn a_driver_domain_kernel_outside_a_debian_package_is_refused() {
+    let file =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/x86-pvh-driver-domains.toml");
+    let mut opts = Options::from_env().expect("options");
+    opts.quiet = true;
+    let mut loaded = match pipeline::load(&file, &opts) {
+        Ok(l) => l,
+        Err(e) if !strict() => {
+            eprintln!("SKIPPED: the driver-domain scenario cannot be loaded here: {e}");
+            return;
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("finalize-e0419");
+    std::fs::create_dir_all(&dir).unwrap();
+    let copied = dir.join("bzImage");
+    let facts = loaded
+        .artifacts
+        .get_mut("debian:kernel")
+        .and_then(|r| r.as_mut().ok())
+        .expect("debian:kernel examined");
+    std::fs::copy(&facts.path, &copied).unwrap();
+    facts.path = copied.display().to_string();
+    let (plan, _) = loaded.plan().expect("plan");
+    let Err(PipelineError::Diagnostics { diags, .. }) = loaded.finalize(plan) else {
+        panic!("finalize passed or failed outside the manifest");
+    };
+    if let Some(d) = diags.errors().find(|d| d.code == "E0406")
+        && !strict()
+    {
+        eprintln!("SKIPPED: {}", d.message);
+        return;
+    }
+    let d = diags
+        .errors()
+        .find(|d| d.code == "E0419")
+        .unwrap_or_else(|| panic!("no E0419 among {diags:?}"));
+    assert!(
+        d.message.contains("driver domain `storage`") || d.message.contains("driver domain `net`"),
+        "{}",
+        d.message
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -10,6 +10,12 @@
 //! * each guest's `eth0` has the MAC its manifest gives and pings the other across the bridge;
 //! * domforge-init reports every device connected (backend state 4) by name.
 //!
+//! `x86_driver_domains_serve_a_disk_and_a_network` is the same shape with the backends in driver
+//! domains (`tests/scenarios/x86-pvh-driver-domains.toml`): `storage`'s blkback serves the disk,
+//! `net`'s netback the vifs on its own bridge; both run domforge's generated initramfs, whose
+//! domforge-init reports `event=serving` and does the hotplug work there (the vif of `app` is
+//! renamed to its `vifname`).
+//!
 //! Under nested x86 TCG a fresh PVH guest sporadically triple-faults early (see qemu_x86.rs); it is
 //! restarted by `on_reboot` and its devices introduced again, so the test waits for both guests'
 //! last report, whichever instance gives it.
@@ -30,14 +36,60 @@ fn path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
+/// What one scenario must show.
+struct Case {
+    scenario: &'static str,
+    /// Who serves the disk and the vifs (`dom0` or a domain name).
+    disk_backend: &'static str,
+    nic_backend: &'static str,
+    macs: [(&'static str, &'static str); 2],
+}
+
 #[test]
 fn x86_dom0_serves_a_pv_disk_and_a_bridged_network() {
     if !enabled("x86_dom0_serves_a_pv_disk_and_a_bridged_network") {
         return;
     }
+    let case = Case {
+        scenario: "tests/scenarios/x86-pvh-pv-dom0.toml",
+        disk_backend: "dom0",
+        nic_backend: "dom0",
+        macs: [("app", "00:16:3e:00:19:02"), ("peer", "00:16:3e:00:19:03")],
+    };
     for release in RELEASES {
-        pv_on(release);
+        pv_on(&case, release);
     }
+}
+
+#[test]
+fn x86_driver_domains_serve_a_disk_and_a_network() {
+    if !enabled("x86_driver_domains_serve_a_disk_and_a_network") {
+        return;
+    }
+    let case = Case {
+        scenario: "tests/scenarios/x86-pvh-driver-domains.toml",
+        disk_backend: "storage",
+        nic_backend: "net",
+        macs: [("app", "00:16:3e:00:19:12"), ("peer", "00:16:3e:00:19:13")],
+    };
+    for release in RELEASES {
+        pv_on(&case, release);
+    }
+}
+
+/// The domain id domforge-init gave `name` last (`event=started`), `0` for dom0.
+fn domid_of(log: &BootLog, name: &str) -> String {
+    if name == "dom0" {
+        return "0".into();
+    }
+    let prefix = format!("DOMFORGE-INIT event=started name={name} domid=");
+    log.lines
+        .iter()
+        .rev()
+        .find_map(|l| l.raw.strip_prefix(&prefix))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{name} never started"))
+        .to_string()
 }
 
 /// The last value of `key` in `name`'s relayed probe lines (a restarted guest reports again).
@@ -49,7 +101,11 @@ fn probe_value(log: &BootLog, name: &str, key: &str) -> Option<String> {
         .find_map(|l| l.raw.strip_prefix(&prefix).map(str::to_owned))
 }
 
-fn pv_on(release: XenVersion) {
+/// The two tests of this file run in one process: one QEMU at a time.
+static ONE_QEMU_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn pv_on(case: &Case, release: XenVersion) {
+    let _one = ONE_QEMU_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let ro = RunOptions {
         // Seen: both reports 120-200 s after QEMU's start (xenstored, two guests, their
         // frontends' 20 s waits at worst), plus a triple-fault restart now and then.
@@ -61,12 +117,9 @@ fn pv_on(release: XenVersion) {
         ..RunOptions::default()
     };
     // Both guests are judged here: no probe overlay may replace their `domforge.pv_*` words.
-    let prepared = run::prepare(
-        &path("tests/scenarios/x86-pvh-pv-dom0.toml"),
-        &opts(release),
-        &ro,
-        |exps| exps.iter_mut().for_each(|e| e.probe = false),
-    )
+    let prepared = run::prepare(&path(case.scenario), &opts(release), &ro, |exps| {
+        exps.iter_mut().for_each(|e| e.probe = false)
+    })
     .unwrap_or_else(|e| panic!("{e}"));
     let t0 = std::time::Instant::now();
     let log = prepared.boot(&ro, |_| {}).unwrap_or_else(|e| panic!("{e}"));
@@ -77,12 +130,38 @@ fn pv_on(release: XenVersion) {
         "Xen {release}: domforge-init did not start xenstored\n{}",
         tail()
     );
-    for (name, device) in [("app", "xvda"), ("app", "vif_0"), ("peer", "vif_0")] {
-        let want = format!("DOMFORGE-INIT event=device-connected name={name} device={device} ");
+    let disk_backend = domid_of(&log, case.disk_backend);
+    let nic_backend = domid_of(&log, case.nic_backend);
+    for (name, device, backend) in [
+        ("app", "xvda", &disk_backend),
+        ("app", "vif_0", &nic_backend),
+        ("peer", "vif_0", &nic_backend),
+    ] {
+        let want = format!(
+            "DOMFORGE-INIT event=device-connected name={name} device={device} backend={backend} "
+        );
         assert!(
             seen(&|l| l.starts_with(&want)),
-            "Xen {release}: {name}'s {device} never connected\n{}",
+            "Xen {release}: {name}'s {device} never connected to domain {backend}\n{}",
             tail()
+        );
+    }
+    // A driver domain's own domforge-init did the hotplug work there.
+    for driver in [case.disk_backend, case.nic_backend] {
+        if driver != "dom0" {
+            let want = format!("[{driver}] DOMFORGE-INIT event=serving domid=");
+            assert!(
+                seen(&|l| l.starts_with(&want)),
+                "Xen {release}: driver domain {driver} did not start serving\n{}",
+                tail()
+            );
+        }
+    }
+    if case.nic_backend != "dom0" {
+        let renamed = format!("[{}] domforge-init: serving domain ", case.nic_backend);
+        assert!(
+            seen(&|l| l.starts_with(&renamed) && l.ends_with(": app-eth0 in bridge appnet")),
+            "Xen {release}: app's vif was not renamed to its vifname and bridged"
         );
     }
 
@@ -116,7 +195,7 @@ fn pv_on(release: XenVersion) {
         "peer has no disk"
     );
 
-    for (name, mac) in [("app", "00:16:3e:00:19:02"), ("peer", "00:16:3e:00:19:03")] {
+    for (name, mac) in case.macs {
         assert_eq!(
             v(name, "pvnic.eth0.mac").as_deref(),
             Some(mac),
@@ -132,7 +211,8 @@ fn pv_on(release: XenVersion) {
         );
     }
     eprintln!(
-        "x86 PV devices on Xen {release}: pass in {:.1} s",
+        "{} on Xen {release}: pass in {:.1} s",
+        case.scenario,
         t0.elapsed().as_secs_f64()
     );
 }

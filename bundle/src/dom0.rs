@@ -162,7 +162,12 @@ pub(crate) fn compose(
         if !m.users.iter().any(|u| init_built.contains(u)) {
             continue;
         }
+        let driver = plan::driver_ramdisk_domain(&m.source);
         let bytes = match m.kind {
+            ModuleKind::Ramdisk if driver.is_some() => {
+                let name = driver.unwrap_or_default();
+                crate::driver::initramfs(inputs, plan, name, &init, debian_arch)?
+            }
             ModuleKind::PassthroughDtb => fragments
                 .iter()
                 .find(|f| f.module_id == m.id)

@@ -188,8 +188,8 @@ pub fn finalize(inputs: &Inputs<'_>, plan: SystemPlan) -> Result<FinalPlan, Vec<
 
 /// E0417: what bundles cannot serve yet (issue 19's next steps), refused here so `check` says so
 /// before `build`: PV devices on ARM (init-built ARM domains get no xenstore ring yet, and Xen's
-/// dom0less domains are not introduced yet) and devices served by a driver domain (its hotplug
-/// needs domforge-init inside it). dom0-served devices of x86 PVH domains are built.
+/// dom0less domains are not introduced yet). x86 PVH domains' devices are built, served by dom0 or
+/// by a driver domain (whose initramfs domforge generates, [`crate::driver`]).
 fn pv_devices_unbuilt(plan: &SystemPlan) -> Vec<FinalizeError> {
     let mut errors = Vec::new();
     for d in &plan.domains {
@@ -202,23 +202,6 @@ fn pv_devices_unbuilt(plan: &SystemPlan) -> Vec<FinalizeError> {
                     d.name
                 ),
             ));
-            continue;
-        }
-        let by_driver = d
-            .pv_disks
-            .iter()
-            .map(|x| (x.vdev.clone(), &x.backend))
-            .chain(
-                d.pv_nics
-                    .iter()
-                    .map(|x| (format!("vif {}", x.handle), &x.backend)),
-            )
-            .find(|(_, b)| b.as_str() != "dom0");
-        if let Some((dev, backend)) = by_driver {
-            errors.push(unbuilt(
-                &d.name,
-                format!("{dev} of `{}` is served by driver domain `{backend}`; bundles serve PV devices from dom0 only so far", d.name),
-            ));
         }
     }
     errors
@@ -226,7 +209,7 @@ fn pv_devices_unbuilt(plan: &SystemPlan) -> Vec<FinalizeError> {
 
 fn unbuilt(domain: &str, message: String) -> FinalizeError {
     FinalizeError::new("E0417", Blame::Domain(domain.to_string()), message).help(
-        "serve it from dom0 (leave `backend=` out) on x86; or pass the disk or NIC controller to the domain with `passthrough`",
+        "on ARM, pass the disk or NIC controller to the domain with `passthrough` (x86 systems serve PV devices from dom0 or a driver domain)",
     )
 }
 

@@ -28,6 +28,7 @@
 pub mod arm;
 pub mod derived;
 pub mod dom0;
+pub(crate) mod driver;
 pub mod finalize;
 pub mod firmware_dtb;
 pub mod init;

@@ -10,7 +10,7 @@
 //! * **vifs.** netback creates `vif<domid>.<handle>` when the frontend connects; it joins its bridge
 //!   (`SIOCBRADDBR`, `SIOCBRADDIF`, `include/uapi/linux/sockios.h`), gets the MTU and is brought up
 //!   with the bridge (`SIOCSIFMTU`, `SIOCGIFFLAGS`/`SIOCSIFFLAGS` `IFF_UP`), as `vif-bridge` does with
-//!   `ip link set … master`/`up`.
+//!   `ip link set … master`/`up`; a `vifname` is netback's interface renamed first (`SIOCSIFNAME`).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -78,6 +78,7 @@ mod ioctls {
     nix::ioctl_readwrite_bad!(get_flags, 0x8913, IfReq);
     nix::ioctl_readwrite_bad!(set_flags, 0x8914, IfReq);
     nix::ioctl_readwrite_bad!(set_mtu, 0x8922, IfReq);
+    nix::ioctl_readwrite_bad!(set_name, 0x8923, IfReq);
 }
 
 /// The real hotplug host (see the module docs).
@@ -107,6 +108,15 @@ impl HotplugHost for StdHotplug {
 
     fn interface_exists(&mut self, name: &str) -> bool {
         Path::new("/sys/class/net").join(name).exists()
+    }
+
+    fn rename_interface(&mut self, from: &str, to: &str) -> Result<(), String> {
+        let sock = socket()?;
+        let mut req = ifreq(from)?;
+        req.value[..IFNAMSIZ].copy_from_slice(&if_name(to)?);
+        // SAFETY: `req` is a valid `struct ifreq` (`ifr_newname` at offset 16).
+        unsafe { ioctls::set_name(sock.as_raw_fd(), &mut req) }.map_err(|e| e.to_string())?;
+        Ok(())
     }
 
     fn join_bridge(&mut self, bridge: &str, ifname: &str, mtu: u32) -> Result<(), String> {

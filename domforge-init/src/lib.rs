@@ -36,6 +36,7 @@ pub mod lines;
 pub mod log;
 pub mod policy;
 pub mod ring;
+pub mod serve;
 pub mod setup;
 pub mod store;
 pub mod supervisor;

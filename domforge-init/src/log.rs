@@ -9,15 +9,19 @@ use std::fmt::Arguments;
 use std::io::Write;
 
 pub fn line(args: Arguments<'_>) {
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "domforge-init: {args}");
+    write_line(&format!("domforge-init: {args}\n"));
 }
 
 /// A machine-readable event line, on stderr.
 pub fn event(kind: &str, fields: &[(&str, String)]) {
-    let text = event_line(kind, fields);
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "{text}");
+    write_line(&format!("{}\n", event_line(kind, fields)));
+}
+
+/// One `write(2)` per line: stderr is unbuffered, and `writeln!` would write the pieces of a
+/// formatted line separately, letting the kernel's console messages land in the middle of one
+/// (seen: `domforge-init: [   36.62] xenbr0: …`), which breaks the events tests parse.
+fn write_line(text: &str) {
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
 /// The text of an event line: `DOMFORGE-INIT event=<kind> key=value …`, whitespace in values as `_`.

@@ -11,7 +11,7 @@
 use domforge_init::host::StdHost;
 use domforge_init::hotplug::StdHotplug;
 use domforge_init::supervisor::{Supervisor, missing_files, ours};
-use domforge_init::{BOOT_BLOB, compat, evtchn, info, log, setup, store};
+use domforge_init::{BOOT_BLOB, compat, evtchn, info, log, serve, setup, store};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -64,10 +64,21 @@ fn run(pid1: bool, t0: Instant) -> Result<std::convert::Infallible, String> {
                 Err(e) => info!("module {}: {e}", m.path),
             }
         }
-        if let Err(e) = setup::mount_xenfs() {
+        // xenfs is for the control domain (`xl`'s expectations); a driver domain has no use for it.
+        if !serving()
+            && let Err(e) = setup::mount_xenfs()
+        {
             info!("{e}");
         }
+        // From here the console carries domforge-init's events and the guests' lines; the
+        // kernel's own informational messages (a backend connecting, a bridge port changing
+        // state) would interleave with them. Warnings and worse still show.
+        setup::quiet_console();
         log::event("setup", &[("ms", t0.elapsed().as_millis().to_string())]);
+    }
+    // A driver domain's generated initramfs: serve this domain's PV backends, build nothing.
+    if serving() {
+        return serve_backends();
     }
     for dev in [
         domctl::privcmd::PRIVCMD_PATH,
@@ -142,6 +153,25 @@ fn run(pid1: bool, t0: Instant) -> Result<std::convert::Infallible, String> {
         std::process::exit(if started == ours { 0 } else { 1 });
     }
     sup.run()
+}
+
+/// Whether this is a driver domain's generated initramfs ([`serve::SERVE_MARKER`]).
+fn serving() -> bool {
+    std::path::Path::new(serve::SERVE_MARKER).exists()
+}
+
+/// Driver-domain mode ([`serve`]): the hotplug work for this domain's backends, forever.
+fn serve_backends() -> Result<std::convert::Infallible, String> {
+    let store = serve::open_xenbus(Duration::from_secs(30))?;
+    let mut server = serve::Server::new(store, Box::new(StdHotplug::default()))
+        .map_err(|e| format!("xenstore: {e}"))?;
+    log::event("serving", &[("domid", server.domid().to_string())]);
+    loop {
+        for message in server.turn(Instant::now()) {
+            info!("{message}");
+        }
+        std::thread::sleep(serve::SCAN);
+    }
 }
 
 /// Starts Debian's xenstored and writes dom0's own nodes (PV devices need both before any domain

@@ -34,6 +34,12 @@ pub fn mount_basics() -> Vec<String> {
     problems
 }
 
+/// Sets the console log level to 5 (`KERN_WARNING` and worse are printed; proc(5)
+/// `/proc/sys/kernel/printk`, first field). Best effort.
+pub fn quiet_console() {
+    let _ = std::fs::write("/proc/sys/kernel/printk", "5");
+}
+
 /// `xenfs` on `/proc/xen` (what `xl` expects; domforge-init itself needs only `/dev/xen/*`).
 pub fn mount_xenfs() -> Result<(), String> {
     std::fs::create_dir_all("/proc/xen").map_err(|e| format!("mkdir /proc/xen: {e}"))?;

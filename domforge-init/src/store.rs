@@ -265,6 +265,7 @@ pub fn devices(
                     bridge: x.bridge.to_string(),
                     script: VIF_SCRIPT.to_string(),
                     mtu: x.mtu,
+                    vifname: x.vifname.as_ref().map(|n| n.to_string()),
                 },
                 ifname,
             },
@@ -309,6 +310,8 @@ pub trait HotplugHost {
     fn attach_disk(&mut self, target: &str, read_only: bool) -> Result<(u32, u32, String), String>;
     /// Whether network interface `name` exists yet.
     fn interface_exists(&mut self, name: &str) -> bool;
+    /// Renames interface `from` (down, as netback leaves it) to `to` (xl's `vifname`).
+    fn rename_interface(&mut self, from: &str, to: &str) -> Result<(), String>;
     /// Creates `bridge` if needed, sets `ifname`'s MTU, adds it to the bridge and brings both up.
     fn join_bridge(&mut self, bridge: &str, ifname: &str, mtu: u32) -> Result<(), String>;
 }
@@ -349,7 +352,15 @@ pub fn hotplug_step(store: &mut Store, host: &mut dyn HotplugHost, job: &Hotplug
         }
         DeviceKind::Nic { vif, ifname } => {
             if !host.interface_exists(ifname) {
-                return Hotplug::Wait;
+                // netback always names it vif<frontend>.<handle> (xenvif_alloc); a `vifname` is
+                // the hotplug side's rename, as vif-bridge does it.
+                let made = format!("vif{}.{}", job.device.frontend, vif.handle);
+                if made == *ifname || !host.interface_exists(&made) {
+                    return Hotplug::Wait;
+                }
+                if let Err(e) = host.rename_interface(&made, ifname) {
+                    return Hotplug::Failed(format!("renaming {made} to {ifname}: {e}"));
+                }
             }
             if let Err(e) = host.join_bridge(&vif.bridge, ifname, vif.mtu) {
                 return Hotplug::Failed(format!("{ifname} into bridge {}: {e}", vif.bridge));

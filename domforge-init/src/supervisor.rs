@@ -68,6 +68,17 @@ pub enum StartError {
 /// which backend never connected (the frontend keeps waiting; Linux's blkfront/netfront do).
 const DEVICE_WAIT: Duration = Duration::from_secs(30);
 
+/// A device whose backend has not reported `Connected` yet.
+struct Connecting {
+    /// The frontend domain's name.
+    name: String,
+    device: Device,
+    since: Instant,
+    /// When the timeout is reported (the device stays watched afterwards).
+    deadline: Instant,
+    timed_out: bool,
+}
+
 /// xenstore and what hangs off it: the connection, the devices written per domain index (removed
 /// when the domain stops), dom0's pending hotplug work and the devices not connected yet.
 struct XenstoreState {
@@ -76,7 +87,7 @@ struct XenstoreState {
     devices: HashMap<usize, Vec<Device>>,
     jobs: Vec<HotplugJob>,
     /// (frontend name, device, since, deadline)
-    connecting: Vec<(String, Device, Instant, Instant)>,
+    connecting: Vec<Connecting>,
 }
 
 /// A kernel decompressed and checked once, reused for every build from it (restarts, several guests).
@@ -428,8 +439,13 @@ impl<H: Hypercalls, E: EventChannel, O: Host> Supervisor<H, E, O> {
                     deadline: now + DEVICE_WAIT,
                 });
             }
-            xs.connecting
-                .push((d.name.to_string(), dev.clone(), now, now + DEVICE_WAIT));
+            xs.connecting.push(Connecting {
+                name: d.name.to_string(),
+                device: dev.clone(),
+                since: now,
+                deadline: now + DEVICE_WAIT,
+                timed_out: false,
+            });
             written.push(dev);
         }
         xs.devices.insert(index, written);
@@ -456,42 +472,48 @@ impl<H: Hypercalls, E: EventChannel, O: Host> Supervisor<H, E, O> {
             }
         }
         let connecting = std::mem::take(&mut xs.connecting);
-        for (name, dev, since, deadline) in connecting {
+        for mut c in connecting {
             let state = xs
                 .store
                 .read_opt(
                     xenstore_client::NO_TX,
-                    &format!("{}/state", dev.backend_path()),
+                    &format!("{}/state", c.device.backend_path()),
                 )
                 .ok()
                 .flatten()
                 .unwrap_or_default();
             // XenbusStateConnected = 4 (xen/include/public/io/xenbus.h).
             if state == "4" {
-                self.host.event(
-                    "device-connected",
-                    &[
-                        ("name", name),
-                        ("device", dev.describe()),
-                        ("backend", dev.backend.to_string()),
-                        ("ms", since.elapsed().as_millis().to_string()),
-                    ],
-                );
-            } else if now >= deadline {
+                let mut fields = vec![
+                    ("name", c.name),
+                    ("device", c.device.describe()),
+                    ("backend", c.device.backend.to_string()),
+                    ("ms", c.since.elapsed().as_millis().to_string()),
+                ];
+                if c.timed_out {
+                    fields.push(("late", "1".to_string()));
+                }
+                self.host.event("device-connected", &fields);
+                continue;
+            }
+            if now >= c.deadline && !c.timed_out {
+                // Said once; the device stays watched, so a backend that is only slow (a driver
+                // domain still booting) is still reported when it connects.
+                c.timed_out = true;
                 self.host.info(&format!(
-                    "'{name}': {} served by domain {} did not connect within {} s (backend state {:?}); the frontend keeps waiting",
-                    dev.describe(),
-                    dev.backend,
+                    "'{}': {} served by domain {} did not connect within {} s (backend state {:?}); the frontend keeps waiting",
+                    c.name,
+                    c.device.describe(),
+                    c.device.backend,
                     DEVICE_WAIT.as_secs(),
                     state
                 ));
                 self.host.event(
                     "device-timeout",
-                    &[("name", name), ("device", dev.describe())],
+                    &[("name", c.name.clone()), ("device", c.device.describe())],
                 );
-            } else {
-                xs.connecting.push((name, dev, since, deadline));
             }
+            xs.connecting.push(c);
         }
     }
 
@@ -503,7 +525,7 @@ impl<H: Hypercalls, E: EventChannel, O: Host> Supervisor<H, E, O> {
         let devices = xs.devices.remove(&index).unwrap_or_default();
         let d = domid.get();
         xs.jobs.retain(|j| j.device.frontend != d);
-        xs.connecting.retain(|c| c.1.frontend != d);
+        xs.connecting.retain(|c| c.device.frontend != d);
         if let Err(e) = store::forget(&mut xs.store, d, &devices) {
             self.host
                 .info(&format!("xenstore: forgetting domain {domid}: {e}"));
@@ -659,8 +681,49 @@ impl<H: Hypercalls, E: EventChannel, O: Host> Supervisor<H, E, O> {
             return;
         }
         match self.start(index) {
-            Ok(()) => self.host.event("restarted", &[("name", name.to_string())]),
+            Ok(()) => {
+                self.host.event("restarted", &[("name", name.to_string())]);
+                self.rebuild_frontends_of(index, name, now);
+            }
             Err(e) => self.info(format!("restarting '{name}': {e}")),
+        }
+    }
+
+    /// A rebuilt backend domain has a new domain id, and Linux's frontends do not follow it: the
+    /// `backend` path they read at probe names the old one, and a closed backend leaves them
+    /// closed (`drivers/xen/xenbus/xenbus_probe_frontend.c` reads the other end once). So the
+    /// running domains it serves are rebuilt after it (their restart budgets apply), as a restart of
+    /// theirs would do, and their new device directories name the new backend.
+    fn rebuild_frontends_of(&mut self, backend: usize, backend_name: &str, now: Instant) {
+        let Ok(b) = u8::try_from(backend) else { return };
+        let served: Vec<usize> = self
+            .config
+            .domains
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| {
+                d.pv_disks.iter().any(|x| x.backend == Some(b))
+                    || d.pv_nics.iter().any(|x| x.backend == Some(b))
+            })
+            .map(|(i, _)| i)
+            .collect();
+        for i in served {
+            let Some(pos) = self.guests.iter().position(|g| g.index == i) else {
+                continue;
+            };
+            let g = self.guests.remove(pos);
+            self.info(format!(
+                "'{}' is rebuilt to reconnect to its rebuilt backend '{backend_name}'",
+                g.name
+            ));
+            let _ = self.evtchn.unbind(g.local_port);
+            if let Err(e) = self.xen.destroy(g.domid) {
+                self.info(format!("destroying '{}' (domain {}): {e}", g.name, g.domid));
+            }
+            self.leave_xenstore(g.index, g.domid);
+            let name = g.name.clone();
+            drop(g);
+            self.restart(i, &name, now);
         }
     }
 

@@ -218,6 +218,31 @@ pub fn plan(input: CheckInput<'_>) -> Result<(SystemPlan, Diagnostics), Diagnost
 /// rather than reads from a file the manifest names.
 pub const GENERATED: &str = "generated";
 
+/// The `source` prefix of a driver domain's generated initramfs (issue 19): `/init` is
+/// domforge-init serving the domain's PV backends, with their kernel modules and the disk images
+/// it serves (`bundle::driver`).
+pub const DRIVER_RAMDISK: &str = "generated:driver-domain";
+
+/// The source of driver domain `domain`'s generated initramfs.
+pub fn driver_ramdisk_source(domain: &str) -> String {
+    format!("{DRIVER_RAMDISK}:{domain}")
+}
+
+/// The driver domain whose generated initramfs `source` is.
+pub fn driver_ramdisk_domain(source: &str) -> Option<&str> {
+    source.strip_prefix(DRIVER_RAMDISK)?.strip_prefix(':')
+}
+
+/// Whether some other domain's PV disk or vif names `d` as its backend.
+pub fn serves_pv_devices(m: &Manifest, d: &crate::manifest::Domain) -> bool {
+    use crate::validate::{Backend, backend_of};
+    let serves = |b: Option<&crate::manifest::At<String>>| matches!(backend_of(m, b), Backend::Domain(be) if core::ptr::eq(be, d));
+    m.domains.iter().any(|f| {
+        f.disks.iter().any(|x| serves(x.backend.as_ref()))
+            || f.vifs.iter().any(|x| serves(x.backend.as_ref()))
+    })
+}
+
 impl ModulePlan {
     /// Whether domforge generates this module's bytes (see [`GENERATED`]).
     pub fn is_generated(&self) -> bool {
@@ -349,10 +374,14 @@ fn build_plan(input: CheckInput<'_>) -> Result<SystemPlan, Diagnostic> {
         let builder = d.builder();
         // Domains built by domforge-init are files inside the dom0 initramfs, not boot modules, on x86.
         let kernel = table.intern(ModuleKind::Kernel, &d.kernel.value, &name);
-        let ramdisk = d
-            .ramdisk
-            .as_ref()
-            .map(|r| table.intern(ModuleKind::Ramdisk, &r.value, &name));
+        // An x86 driver domain's initramfs is domforge's (domforge-init serving its backends).
+        let ramdisk = match &d.ramdisk {
+            Some(r) => Some(table.intern(ModuleKind::Ramdisk, &r.value, &name)),
+            None if d.kind.value == DomainKind::Pvh && serves_pv_devices(m, d) => {
+                Some(table.intern(ModuleKind::Ramdisk, &driver_ramdisk_source(&name), &name))
+            }
+            None => None,
+        };
         let console = console_of(d);
         let guest_ram: Vec<Region> = match d.kind.value {
             DomainKind::Arm64 if d.direct_map() => {

@@ -28,6 +28,13 @@ pub const XENSTORED_AT_BOOT: &str = "/usr/sbin/xenstored";
 /// `XEN_LIB_STORED` = /var/lib/xenstored; `/var/run` is a symlink to `/run` in our initramfs).
 pub const XENSTORED_DIRS: &[&str] = &["run/xenstored", "var/lib/xenstored"];
 
+/// The marker of a driver domain's generated initramfs: its `/init` (domforge-init) serves the
+/// domain's PV backends instead of building domains (issue 19).
+pub const SERVE_MARKER: &str = "etc/domforge/serve";
+
+/// [`SERVE_MARKER`] as domforge-init looks for it at boot.
+pub const SERVE_MARKER_AT_BOOT: &str = "/etc/domforge/serve";
+
 /// [`BOOT_BLOB`] as domforge-init opens it at boot.
 pub const BOOT_BLOB_AT_BOOT: &str = "/domforge/boot.blob";
 
@@ -47,5 +54,6 @@ mod tests {
         );
         assert_eq!(module_path("kernel-0"), "/domforge/modules/kernel-0");
         assert_eq!(XENSTORED_AT_BOOT, alloc::format!("/{XENSTORED}"));
+        assert_eq!(SERVE_MARKER_AT_BOOT, alloc::format!("/{SERVE_MARKER}"));
     }
 }

@@ -290,6 +290,9 @@ pub struct Vif {
     /// on to udev. libxl's default is `/etc/xen/scripts/vif-bridge`.
     pub script: String,
     pub mtu: u32,
+    /// The backend interface's name when not netback's `vif<frontend>.<handle>` (xl's `vifname`):
+    /// written as `vifname`, which netback ignores and the hotplug side renames the interface to.
+    pub vifname: Option<String>,
 }
 
 /// The two parent directories every device class needs, n<owner> r<other>
@@ -424,6 +427,9 @@ pub fn vif_nodes(dev: &Vif, frontend: u16, backend: u16) -> Transaction {
     b.be("handle", handle.as_bytes());
     b.be("type", b"vif");
     b.be("mtu", dev.mtu.to_string().as_bytes());
+    if let Some(name) = &dev.vifname {
+        b.be("vifname", name.as_bytes());
+    }
     b.fe("handle", handle.as_bytes());
     b.fe("mac", mac.as_bytes());
     b.fe("trusted", b"1");

@@ -145,6 +145,7 @@ fn vif_layout_matches_what_xl_wrote_including_script_and_mtu_owner() {
         bridge: "xenbr0".into(),
         script: "/etc/xen/scripts/vif-bridge".into(),
         mtu: 1500,
+        vifname: None,
     };
     let mut s = FakeStore::new();
     s.apply(&vif_nodes(&vif, 1, 0));

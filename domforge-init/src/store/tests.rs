@@ -204,6 +204,15 @@ impl HotplugHost for FakeHotplug {
     fn interface_exists(&mut self, name: &str) -> bool {
         self.interfaces.iter().any(|i| i == name)
     }
+    fn rename_interface(&mut self, from: &str, to: &str) -> Result<(), String> {
+        let i = self
+            .interfaces
+            .iter()
+            .position(|i| i == from)
+            .ok_or("no such interface")?;
+        self.interfaces[i] = to.to_string();
+        Ok(())
+    }
     fn join_bridge(&mut self, bridge: &str, ifname: &str, mtu: u32) -> Result<(), String> {
         self.bridged
             .push((bridge.to_string(), ifname.to_string(), mtu));

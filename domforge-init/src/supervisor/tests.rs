@@ -581,6 +581,10 @@ impl HotplugHost for SharedHotplug {
         self.0.borrow_mut().push(format!("exists? {name}"));
         true
     }
+    fn rename_interface(&mut self, from: &str, to: &str) -> Result<(), String> {
+        self.0.borrow_mut().push(format!("rename {from} {to}"));
+        Ok(())
+    }
     fn join_bridge(&mut self, bridge: &str, ifname: &str, mtu: u32) -> Result<(), String> {
         self.0
             .borrow_mut()
@@ -590,12 +594,21 @@ impl HotplugHost for SharedHotplug {
 }
 
 fn pv_world(test: &str) -> (World, xenstore_client::fake::FakeXenstored, SharedHotplug) {
+    pv_world_served_by(test, None)
+}
+
+/// [`pv_world`] with `app`'s disk served by domain index `disk_backend` (a `storage` domain at
+/// index 0 is added then).
+fn pv_world_served_by(
+    test: &str,
+    disk_backend: Option<u8>,
+) -> (World, xenstore_client::fake::FakeXenstored, SharedHotplug) {
     let mut app = domain("app", BootOnCrash::Restart);
     app.pv_disks
         .push(firmware_config::blob::BootDisk {
             vdev: "xvda".try_into().unwrap(),
             devid: 51712,
-            backend: None,
+            backend: disk_backend,
             target: "/srv/app.img".try_into().unwrap(),
             read_only: true,
             cdrom: false,
@@ -611,7 +624,11 @@ fn pv_world(test: &str) -> (World, xenstore_client::fake::FakeXenstored, SharedH
             mtu: 1500,
         })
         .unwrap();
-    let mut w = world(test, vec![app]);
+    let domains = match disk_backend {
+        Some(_) => vec![domain("storage", BootOnCrash::Restart), app],
+        None => vec![app],
+    };
+    let mut w = world(test, domains);
     w.sup.config.xenstore = true;
     let xs = xenstore_client::fake::FakeXenstored::new();
     let stream: Box<dyn crate::store::Stream> = Box::new(xs.clone());
@@ -693,6 +710,37 @@ fn with_xenstore_a_domain_is_introduced_with_its_devices_before_it_runs() {
         events.contains("event=device-connected name=app device=xvda backend=0"),
         "{events}"
     );
+}
+
+#[test]
+fn a_rebuilt_driver_domain_takes_the_frontends_it_serves_with_it() {
+    let (mut w, xs, _) = pv_world_served_by("pv-driver-restart", Some(0));
+    assert_eq!(w.sup.start_all(), 2);
+    let (storage, app) = (w.domid("storage"), w.domid("app"));
+    assert!(
+        xs.node(&format!("/local/domain/{storage}/backend/vbd/{app}/51712"))
+            .is_some()
+    );
+    w.stop("storage", SHUTDOWN_CRASH, Duration::from_secs(1));
+    let (storage2, app2) = (w.domid("storage"), w.domid("app"));
+    assert_ne!(storage, storage2);
+    assert_ne!(app, app2, "app follows its rebuilt backend");
+    assert!(w.xen.domain(app).is_none(), "the old app is destroyed");
+    // The new app's disk names the new backend, on both sides.
+    assert_eq!(
+        xs.value(&format!("/local/domain/{app2}/device/vbd/51712/backend-id"))
+            .as_deref(),
+        Some(storage2.to_string().as_str())
+    );
+    assert!(
+        xs.node(&format!(
+            "/local/domain/{storage2}/backend/vbd/{app2}/51712"
+        ))
+        .is_some()
+    );
+    assert_eq!(w.count_events("DOMFORGE-INIT event=restarted name=app"), 1);
+    // Building order: storage, app, then storage again and app after it.
+    assert_eq!(w.creates(), 4);
 }
 
 #[test]
