@@ -50,22 +50,6 @@ fn normalize(p: &Path) -> String {
     parts.join("/")
 }
 
-/// Values in brackets on readelf lines containing `tag`.
-fn bracketed(text: &str, tag: &str) -> Vec<String> {
-    text.lines()
-        .filter(|l| l.contains(tag))
-        .filter_map(|l| {
-            let start = l.find('[')? + 1;
-            let end = l.rfind(']')?;
-            Some(
-                l.get(start..end)?
-                    .trim_start_matches("Requesting program interpreter: ")
-                    .to_owned(),
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn pv_dom0_initramfs_runs_xenstored_by_readelf_and_ships_the_disk() {
     if !test_support::need_tools(TEST, &[("cpio", "cpio"), ("readelf", "binutils")]) {
@@ -101,7 +85,7 @@ fn pv_dom0_initramfs_runs_xenstored_by_readelf_and_ships_the_disk() {
         "usr/lib",
     ];
     let program = text("readelf", &["-lW", &binary.display().to_string()], &root);
-    let interp = bracketed(&program, "Requesting program interpreter");
+    let interp = test_support::readelf_bracketed(&program, "Requesting program interpreter");
     assert_eq!(interp.len(), 1, "{program}");
     assert!(
         resolve(&root, &interp[0]).is_some(),
@@ -115,7 +99,7 @@ fn pv_dom0_initramfs_runs_xenstored_by_readelf_and_ships_the_disk() {
             continue;
         }
         let dynamic = text("readelf", &["-dW", &elf.display().to_string()], &root);
-        for soname in bracketed(&dynamic, "(NEEDED)") {
+        for soname in test_support::readelf_bracketed(&dynamic, "(NEEDED)") {
             let found = dirs
                 .iter()
                 .find_map(|d| resolve(&root, &format!("{d}/{soname}")))

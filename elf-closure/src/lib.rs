@@ -566,17 +566,7 @@ mod tests {
             .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    /// Values in brackets on the readelf lines tagged `tag`, e.g. `(NEEDED) Shared library: [libc.so.6]`.
-    fn bracketed(text: &str, tag: &str) -> Vec<String> {
-        text.lines()
-            .filter(|l| l.contains(tag))
-            .filter_map(|l| {
-                let start = l.find('[')? + 1;
-                let end = l.rfind(']')?;
-                Some(l.get(start..end)?.to_owned())
-            })
-            .collect()
-    }
+    use test_support::readelf_bracketed as bracketed;
 
     fn host_elves() -> Vec<String> {
         let mut v: Vec<String> = [

@@ -125,3 +125,22 @@ pub fn run_quiet(bin: &str, dir: &str, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into(),
     )
 }
+
+/// Values in brackets on the lines of `readelf` output that contain `tag`, e.g.
+/// `(NEEDED) Shared library: [libc.so.6]` or `[Requesting program interpreter: /lib64/ld-…]`
+/// (the interpreter's label dropped).
+pub fn readelf_bracketed(text: &str, tag: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| l.contains(tag))
+        .filter_map(|l| {
+            let start = l.find('[')? + 1;
+            let end = l.rfind(']')?;
+            let value = l.get(start..end)?;
+            Some(
+                value
+                    .trim_start_matches("Requesting program interpreter: ")
+                    .to_owned(),
+            )
+        })
+        .collect()
+}
