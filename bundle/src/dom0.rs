@@ -290,7 +290,12 @@ fn add_dom0_xen_drivers(
         .map(|f| PathBuf::from(&f.path));
     match kernel.as_deref().and_then(debian_modules_dir) {
         Some(dir) => {
-            let added = if plan.xenstore {
+            // Backends only where dom0 serves something itself (driver domains carry their own).
+            let serves = plan.domains.iter().any(|d| {
+                d.pv_disks.iter().any(|x| x.backend == "dom0")
+                    || d.pv_nics.iter().any(|x| x.backend == "dom0")
+            });
+            let added = if serves {
                 initramfs.add_xen_drivers_and_backends(&dir)
             } else {
                 initramfs.add_xen_drivers(&dir)
