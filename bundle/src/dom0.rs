@@ -239,22 +239,7 @@ fn add_xenstore(
     for d in &plan.domains {
         for disk in d.pv_disks.iter().filter(|x| x.backend == "dom0") {
             let Some(source) = &disk.image else { continue };
-            let bytes = if inputs.files.sizes_only() {
-                let len = inputs
-                    .files
-                    .facts(source)
-                    .map_err(|e| image_error(&d.name, source, e))?
-                    .size;
-                vec![
-                    0u8;
-                    usize::try_from(len).map_err(|_| image_error(&d.name, source, "too large"))?
-                ]
-            } else {
-                inputs
-                    .files
-                    .read(source)
-                    .map_err(|e| image_error(&d.name, source, e))?
-            };
+            let bytes = served_image(inputs, &d.name, source)?;
             initramfs
                 .add_file(&disk.target, 0o644, bytes)
                 .map_err(|e| image_error(&d.name, source, e))?;
@@ -265,6 +250,30 @@ fn add_xenstore(
         xs.total_bytes(),
         xs.packages.join(", ")
     )])
+}
+
+/// The bytes of a disk image a backend's generated root ships (`image=` of `domain`'s disk), or,
+/// when only sizes are wanted, zeros of its length; the same refusals either way, so `check`
+/// rejects what `build` would.
+pub(crate) fn served_image(
+    inputs: &Inputs<'_>,
+    domain: &str,
+    source: &str,
+) -> Result<Vec<u8>, FinalizeError> {
+    if inputs.files.sizes_only() {
+        let len = inputs
+            .files
+            .facts(source)
+            .map_err(|e| image_error(domain, source, e))?
+            .size;
+        let len = usize::try_from(len).map_err(|_| image_error(domain, source, "too large"))?;
+        Ok(vec![0u8; len])
+    } else {
+        inputs
+            .files
+            .read(source)
+            .map_err(|e| image_error(domain, source, e))
+    }
 }
 
 fn image_error(domain: &str, source: &str, reason: impl std::fmt::Display) -> FinalizeError {

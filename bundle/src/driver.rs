@@ -47,18 +47,7 @@ pub(crate) fn initramfs(
     for d in &plan.domains {
         for disk in d.pv_disks.iter().filter(|x| x.backend == name) {
             let Some(source) = &disk.image else { continue };
-            let bytes = if inputs.files.sizes_only() {
-                let len = inputs.files.facts(source).map(|f| f.size).unwrap_or(0);
-                vec![0u8; usize::try_from(len).unwrap_or(0)]
-            } else {
-                inputs.files.read(source).map_err(|e| {
-                    FinalizeError::new(
-                        "E0402",
-                        Blame::Domain(d.name.clone()),
-                        format!("disk image `{source}` of `{}`: {e}", d.name),
-                    )
-                })?
-            };
+            let bytes = crate::dom0::served_image(inputs, &d.name, source)?;
             image.add_file(&disk.target, 0o644, bytes).map_err(failed)?;
         }
     }

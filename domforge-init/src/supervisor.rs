@@ -647,23 +647,27 @@ impl<H: Hypercalls, E: EventChannel, O: Host> Supervisor<H, E, O> {
             ));
             return;
         }
-        let _ = self.evtchn.unbind(g.local_port);
-        if let Err(e) = self.xen.destroy(g.domid) {
-            self.info(format!("destroying '{}' (domain {}): {e}", g.name, g.domid));
-        }
-        self.leave_xenstore(g.index, g.domid);
-        drop(g.console);
+        let (index, name) = (g.index, g.name.clone());
+        self.tear_down(g);
         match action {
-            Action::Restart => self.restart(g.index, &g.name, now),
+            Action::Restart => self.restart(index, &name, now),
             Action::RebootPlatform => {
                 self.info(format!(
-                    "'{}' crashed and on_crash = reboot-platform: rebooting",
-                    g.name
+                    "'{name}' crashed and on_crash = reboot-platform: rebooting"
                 ));
                 self.host.reboot();
             }
             Action::Destroy | Action::Keep => {}
         }
+    }
+
+    /// Unbinds a stopped guest's console, destroys the domain and removes it from xenstore.
+    fn tear_down(&mut self, g: Guest<H::Mapping>) {
+        let _ = self.evtchn.unbind(g.local_port);
+        if let Err(e) = self.xen.destroy(g.domid) {
+            self.info(format!("destroying '{}' (domain {}): {e}", g.name, g.domid));
+        }
+        self.leave_xenstore(g.index, g.domid);
     }
 
     /// Rebuilds domain `index` if its restart budget allows.
@@ -716,13 +720,8 @@ impl<H: Hypercalls, E: EventChannel, O: Host> Supervisor<H, E, O> {
                 "'{}' is rebuilt to reconnect to its rebuilt backend '{backend_name}'",
                 g.name
             ));
-            let _ = self.evtchn.unbind(g.local_port);
-            if let Err(e) = self.xen.destroy(g.domid) {
-                self.info(format!("destroying '{}' (domain {}): {e}", g.name, g.domid));
-            }
-            self.leave_xenstore(g.index, g.domid);
             let name = g.name.clone();
-            drop(g);
+            self.tear_down(g);
             self.restart(i, &name, now);
         }
     }
