@@ -66,8 +66,14 @@ const NOT_RUN: &[(&str, XenVersion, &str)] = &[(
 /// boots in `tests/qemu_init_arm.rs`, which judges the restart as well as the reports.
 const MIXED_BUILDERS_SCENARIO: &str = "7-mixed-builders-arm.toml";
 
+/// The ARM PV-device scenario (issue 19) boots in `tests/qemu_pv.rs`, which judges the devices the
+/// guests' frontends see, beside the x86 ones.
+const PV_DEVICES_SCENARIO: &str = "arm64-pv-driver-domains.toml";
+
 /// Cells run by another test file: (scenario, release, test).
 const RUN_ELSEWHERE: &[(&str, XenVersion, &str)] = &[
+    (PV_DEVICES_SCENARIO, XenVersion::V4_17, "tests/qemu_pv.rs"),
+    (PV_DEVICES_SCENARIO, XenVersion::V4_20, "tests/qemu_pv.rs"),
     (
         STATIC_MEMORY_SCENARIO,
         XenVersion::V4_17,
@@ -277,7 +283,8 @@ fn matrix_exclusions_are_explicit() {
             assert!(
                 SCENARIOS.contains(&f.as_str())
                     || f == STATIC_MEMORY_SCENARIO
-                    || f == MIXED_BUILDERS_SCENARIO,
+                    || f == MIXED_BUILDERS_SCENARIO
+                    || f == PV_DEVICES_SCENARIO,
                 "{f} is an ARM scenario missing from the release matrix"
             );
         }

@@ -12,6 +12,7 @@
 
 use device_tree::from_plan::{self, DomainFragment, FromPlanError};
 use firmware_config::board::Arch;
+use firmware_config::manifest::Builder;
 use firmware_config::plan::{ModuleKind, SystemPlan};
 use firmware_config::validate::CheckInput;
 
@@ -186,30 +187,39 @@ pub fn finalize(inputs: &Inputs<'_>, plan: SystemPlan) -> Result<FinalPlan, Vec<
     }
 }
 
-/// E0417: what bundles cannot serve yet (issue 19's next steps), refused here so `check` says so
-/// before `build`: PV devices on ARM (init-built ARM domains get no xenstore ring yet, and Xen's
-/// dom0less domains are not introduced yet). x86 PVH domains' devices are built, served by dom0 or
-/// by a driver domain (whose initramfs domforge generates, [`crate::driver`]).
+/// E0417: what bundles cannot serve yet (issue 19's next step), refused here so `check` says so
+/// before `build`: a dom0less domain (`builder = "xen"`) as a PV frontend or backend. Xen builds it
+/// before dom0 runs, and introducing it to xenstore later is `init-dom0less`'s job (store page, ring
+/// nodes, `XS_INTRODUCE` once dom0's xenstored is up), which domforge-init does not do yet. Domains
+/// domforge-init builds (every x86 one, ARM ones with `builder = "init"`) get a store ring and are
+/// introduced as they are built, so they may use and serve PV devices.
 fn pv_devices_unbuilt(plan: &SystemPlan) -> Vec<FinalizeError> {
     let mut errors = Vec::new();
-    for d in &plan.domains {
-        let has = !d.pv_disks.is_empty() || !d.pv_nics.is_empty();
-        if has && plan.arch == Arch::Arm64 {
-            errors.push(unbuilt(
-                &d.name,
-                format!(
-                    "domain `{}` has PV devices, which domforge plans but cannot build for ARM yet",
-                    d.name
-                ),
-            ));
-        }
+    for d in plan.domains.iter().filter(|d| d.builder == Builder::Xen) {
+        let uses = !d.pv_disks.is_empty() || !d.pv_nics.is_empty();
+        let serves = plan.domains.iter().any(|f| {
+            f.pv_disks.iter().any(|x| x.backend == d.name)
+                || f.pv_nics.iter().any(|x| x.backend == d.name)
+        });
+        let what = match (uses, serves) {
+            (true, _) => "has PV devices",
+            (false, true) => "serves PV devices",
+            (false, false) => continue,
+        };
+        errors.push(unbuilt(
+            &d.name,
+            format!(
+                "dom0less domain `{}` {what}, but domforge-init does not introduce domains Xen built at boot to xenstore yet",
+                d.name
+            ),
+        ));
     }
     errors
 }
 
 fn unbuilt(domain: &str, message: String) -> FinalizeError {
     FinalizeError::new("E0417", Blame::Domain(domain.to_string()), message).help(
-        "on ARM, pass the disk or NIC controller to the domain with `passthrough` (x86 systems serve PV devices from dom0 or a driver domain)",
+        "use `builder = \"init\"` for the domain (domforge-init builds it from dom0 with a xenstore ring), or pass the disk or NIC controller to it with `passthrough`",
     )
 }
 

@@ -331,6 +331,37 @@ fn xenstore_is_opt_in() {
     assert_ne!(port, built.console.port);
     assert_eq!(d.evtchns.get(&port), Some(&0));
     assert_eq!(built.xenstore.unwrap().pfn, MAGIC_PFN + 1);
+    // Grant refs 0 and 1 (GNTTAB_RESERVED_CONSOLE/_XENSTORE, grant_table.h) permit dom0 the PV console
+    // page (CONSOLE_PFN_OFFSET 0, even with the vPL011 as console, as libxl seeds it) and the store
+    // page, version-1 layout: flags u16 @0, domid u16 @2, frame u32 @4.
+    let frame = &d.grant_frames[&0];
+    let entry = |r: usize| {
+        let e = &frame[r * 8..r * 8 + 8];
+        (
+            u16::from_le_bytes([e[0], e[1]]),
+            u16::from_le_bytes([e[2], e[3]]),
+            u32::from_le_bytes([e[4], e[5], e[6], e[7]]),
+        )
+    };
+    assert_eq!(entry(0), (1, 0, MAGIC_PFN as u32));
+    assert_eq!(entry(1), (1, 0, (MAGIC_PFN + 1) as u32));
+    assert!(frame[16..].iter().all(|b| *b == 0));
+    assert!(
+        d.physmap.is_empty(),
+        "the scratch frame left the p2m: {:?}",
+        d.physmap
+    );
+}
+
+#[test]
+fn no_xenstore_no_seeded_grants() {
+    let (mut xen, fake) = xen();
+    let built = ArmBuilder::new(&mut xen)
+        .build(&kernel(0), &config(1, 64 * MIB))
+        .unwrap();
+    let d = fake.domain(built.domid.get()).unwrap();
+    assert!(!d.hvm_params.contains_key(&hvm_param::STORE_PFN));
+    assert!(d.grant_frames.is_empty());
 }
 
 /// QEMU virt's PL061 GPIO (0x9030000, SPI 7 = INTID 39) and a second device with a 100-page window,
@@ -566,6 +597,7 @@ fn expected_step(
     layout: &domctl::builder::ArmLayout,
 ) -> BuildStep {
     match op {
+        Op::MaximumGpfn | Op::AddToPhysmap | Op::RemoveFromPhysmap => BuildStep::SeedGrants,
         Op::CreateDomain => BuildStep::CreateDomain,
         Op::MaxVcpus => BuildStep::MaxVcpus,
         Op::GetDomainInfo => BuildStep::DomainInfo,
@@ -586,7 +618,14 @@ fn expected_step(
                 * 4096;
             let inside =
                 |r: firmware_config::board::Region| first >= r.base && first < r.base + r.size;
-            if inside(layout.kernel) {
+            // The seeding maps the scratch grant frame just past the highest one in use.
+            let scratch = good.iter().find_map(|c| match c {
+                Call::AddToPhysmap { gpfn, .. } => Some(*gpfn),
+                _ => None,
+            });
+            if scratch == Some(first >> 12) {
+                BuildStep::SeedGrants
+            } else if inside(layout.kernel) {
                 BuildStep::LoadKernel
             } else if layout.initrd.is_some_and(inside) {
                 BuildStep::LoadRamdisk

@@ -127,8 +127,10 @@ pub fn write_dom0(store: &mut Store) -> Result<(), XsError> {
 /// What a built domain needs for its xenstore entries.
 #[derive(Debug, Clone, Copy)]
 pub struct Rings {
-    pub console_pfn: u64,
-    pub console_port: u32,
+    /// The PV console's ring, `None` for an ARM guest whose console is the vPL011: xenconsoled
+    /// reads `console/` as a PV console, and libxl keeps the vPL011 under `vuart/0` instead
+    /// (`libxl__device_vuart_add`), which nothing here reads.
+    pub console: Option<(u64, u32)>,
     pub store_pfn: u64,
     pub store_port: u32,
 }
@@ -146,9 +148,9 @@ pub fn introduce(
         target_kib: d.memory_kib,
         static_max_kib: None,
         toolstack: 0,
-        console: Some(ConsoleInfo {
-            ring_ref: rings.console_pfn,
-            port: rings.console_port,
+        console: rings.console.map(|(ring_ref, port)| ConsoleInfo {
+            ring_ref,
+            port,
             backend: 0,
         }),
         store: Some(StoreInfo {

@@ -18,7 +18,9 @@ use crate::lines::LineRelay;
 use crate::policy::{self, Action, RestartBudget};
 use crate::ring::{ConsolePage, drain_out};
 use crate::store::{self, Device, Hotplug, HotplugHost, HotplugJob, Rings, Store};
-use domctl::builder::{ArmBuilder, ArmKernel, BuiltDomain, PvhBuilder, PvhKernel, arm, pvh};
+use domctl::builder::{
+    ArmBuilder, ArmKernel, BuiltDomain, ConsoleKind, PvhBuilder, PvhKernel, arm, pvh,
+};
 use domctl::{DomId, Errno, Hypercalls, Xen, XenError};
 use firmware_config::blob::{BootBuilder, BootConfig, BootDomain, BootKind, BootOnCrash};
 use std::collections::HashMap;
@@ -378,6 +380,7 @@ impl<H: Hypercalls, E: EventChannel, O: Host> Supervisor<H, E, O> {
             Kernel::Arm(k) => {
                 let mut cfg =
                     arm::config_from_boot(&self.config, d, ramdisk, passthrough, DomId::DOM0)?;
+                cfg.xenstore = self.xenstore.is_some();
                 // libxl gives every ARM guest 128 fresh random bytes as `/chosen/rng-seed`
                 // (`make_chosen_node()` in libxl_arm.c), which Linux mixes into its early entropy
                 // pool; a guest without it waits for entropy. A new seed per (re)build.
@@ -411,8 +414,8 @@ impl<H: Hypercalls, E: EventChannel, O: Host> Supervisor<H, E, O> {
             .as_ref()
             .ok_or("the builder gave the domain no xenstore ring")?;
         let rings = Rings {
-            console_pfn: built.console.pfn,
-            console_port: built.console.port,
+            console: (built.console_kind == ConsoleKind::Pv)
+                .then_some((built.console.pfn, built.console.port)),
             store_pfn: ring.pfn,
             store_port: ring.port,
         };

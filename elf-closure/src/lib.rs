@@ -10,8 +10,8 @@
 //! 2. look every soname up the way `ld.so(8)` ("Rpath token expansion", "search order") does for a
 //!    system without `ld.so.cache` (the initramfs has none): `DT_RPATH` of the object and of the
 //!    executable when the object has no `DT_RUNPATH`, the object's `DT_RUNPATH`, then the default
-//!    directories of Debian's multiarch glibc (`/lib/x86_64-linux-gnu`, `/usr/lib/x86_64-linux-gnu`,
-//!    `/lib`, `/usr/lib`);
+//!    directories of Debian's multiarch glibc for the object's machine (`/lib/x86_64-linux-gnu`,
+//!    `/usr/lib/x86_64-linux-gnu`, `/lib`, `/usr/lib`; `aarch64-linux-gnu` for arm64);
 //! 3. the lookup runs in the union of the unpacked packages ([`PackageView`]), following the
 //!    packages' symlinks (`libxenlight.so.4.17 -> libxenlight.so.4.17.0`,
 //!    `/lib64/ld-linux-x86-64.so.2 -> /lib/x86_64-linux-gnu/ld-linux-x86-64.so.2`), which go into the
@@ -25,7 +25,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// Library directories searched after `DT_RPATH`/`DT_RUNPATH`: Debian's glibc built for amd64 adds the
+/// Library directories searched after `DT_RPATH`/`DT_RUNPATH` on amd64: Debian's glibc adds the
 /// multiarch directories before the traditional ones (its `debian/patches/…/ld.so multiarch` list,
 /// as `ld.so --help` shows under "System search path").
 pub const DEFAULT_LIBRARY_DIRS: &[&str] = &[
@@ -34,6 +34,27 @@ pub const DEFAULT_LIBRARY_DIRS: &[&str] = &[
     "lib",
     "usr/lib",
 ];
+
+/// The same list for arm64 (Debian's multiarch tuple `aarch64-linux-gnu`).
+pub const ARM64_LIBRARY_DIRS: &[&str] = &[
+    "lib/aarch64-linux-gnu",
+    "usr/lib/aarch64-linux-gnu",
+    "lib",
+    "usr/lib",
+];
+
+/// `e_machine` values (System V gABI, `EM_X86_64` 62, `EM_AARCH64` 183).
+const EM_X86_64: u16 = 62;
+const EM_AARCH64: u16 = 183;
+
+/// The default library directories for an object of machine `e_machine`.
+pub fn library_dirs(machine: u16) -> Result<&'static [&'static str], &'static str> {
+    match machine {
+        EM_X86_64 => Ok(DEFAULT_LIBRARY_DIRS),
+        EM_AARCH64 => Ok(ARM64_LIBRARY_DIRS),
+        _ => Err("an ELF for neither x86-64 nor aarch64"),
+    }
+}
 
 /// Why a closure could not be computed.
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +124,8 @@ pub struct DynamicInfo {
     pub runpath: Vec<String>,
     /// Whether the file has a `PT_DYNAMIC` segment at all (a static executable has none).
     pub dynamic: bool,
+    /// `e_machine` (ELF header offset 0x12, u16).
+    pub machine: u16,
 }
 
 fn u16_at(b: &[u8], at: usize) -> Option<u16> {
@@ -177,7 +200,10 @@ pub fn dynamic_info(elf: &[u8]) -> Result<DynamicInfo, &'static str> {
             .and_then(|end| elf.get(s.offset..end))
             .ok_or("segment outside the file")
     };
-    let mut info = DynamicInfo::default();
+    let mut info = DynamicInfo {
+        machine: u16_at(elf, 0x12).ok_or("truncated ELF header")?,
+        ..DynamicInfo::default()
+    };
     if let Some(s) = segments.iter().find(|s| s.kind == PT_INTERP) {
         let bytes = bytes_of(s)?;
         info.interp = Some(c_str(bytes, 0).ok_or("PT_INTERP is not NUL-terminated")?);
@@ -515,7 +541,11 @@ pub fn closure_with(
             dirs.extend(chain_rpath.iter().cloned());
         }
         dirs.extend(info.runpath.iter().map(|d| expand_origin(d, &object_dir)));
-        dirs.extend(DEFAULT_LIBRARY_DIRS.iter().map(|d| (*d).to_owned()));
+        let defaults = library_dirs(info.machine).map_err(|reason| ClosureError::BadElf {
+            path: name.clone(),
+            reason,
+        })?;
+        dirs.extend(defaults.iter().map(|d| (*d).to_owned()));
         let file_name = name.rsplit('/').next().unwrap_or(&name);
         let loaded_by_name = |by: &str| info.soname.as_deref() == Some(by) || file_name == by;
         let mut needed: Vec<(String, String)> = info
@@ -557,6 +587,14 @@ pub fn closure_with(
 mod tests {
     use super::*;
     use std::process::Command;
+
+    #[test]
+    fn the_search_path_follows_the_objects_machine() {
+        assert_eq!(library_dirs(62).unwrap()[0], "lib/x86_64-linux-gnu");
+        assert_eq!(library_dirs(183).unwrap()[1], "usr/lib/aarch64-linux-gnu");
+        // EM_ARM (40): Debian's armhf has its own tuple, and no dom0 domforge builds is 32-bit.
+        assert!(library_dirs(40).is_err());
+    }
 
     /// `readelf -d` / `-l` of a host file, the independent reference (binutils).
     fn readelf(args: &[&str], path: &str) -> Option<String> {

@@ -374,10 +374,11 @@ fn build_plan(input: CheckInput<'_>) -> Result<SystemPlan, Diagnostic> {
         let builder = d.builder();
         // Domains built by domforge-init are files inside the dom0 initramfs, not boot modules, on x86.
         let kernel = table.intern(ModuleKind::Kernel, &d.kernel.value, &name);
-        // An x86 driver domain's initramfs is domforge's (domforge-init serving its backends).
+        // The initramfs of a driver domain domforge-init builds is domforge's (domforge-init
+        // serving its backends).
         let ramdisk = match &d.ramdisk {
             Some(r) => Some(table.intern(ModuleKind::Ramdisk, &r.value, &name)),
-            None if d.kind.value == DomainKind::Pvh && serves_pv_devices(m, d) => {
+            None if builder == Builder::Init && serves_pv_devices(m, d) => {
                 Some(table.intern(ModuleKind::Ramdisk, &driver_ramdisk_source(&name), &name))
             }
             None => None,
@@ -667,8 +668,25 @@ fn xen_cmdline(input: CheckInput<'_>, dom0: Option<&Dom0Plan>) -> String {
     if dom0.is_none() && board.arch == Arch::Arm64 && !conswitch_set {
         parts.push(SERIAL_INPUT_STAYS_WITH_XEN.to_string());
     }
+    let xsm_set = parts
+        .iter()
+        .flat_map(|p| p.split_whitespace())
+        .any(|w| w.starts_with("xsm="));
+    if board.arch == Arch::Arm64 && crate::validate::domu_serves_domu(input.manifest) && !xsm_set {
+        parts.push(XSM_FOR_DRIVER_DOMAINS.to_string());
+    }
     parts.join(" ")
 }
+
+/// The XSM module a driver domain serving other domUs needs on ARM: Debian's arm64 Xen is built
+/// with `CONFIG_XSM_SILO_DEFAULT=y` (`/boot/xen-4.17-arm64.config` of xen-hypervisor-4.17-arm64,
+/// the same in 4.20), and SILO refuses event channels and grant mappings between two domUs
+/// (`silo_mode_dom_check()` in `xen/xsm/silo.c`: allowed only with the control domain or oneself), so a
+/// frontend's `EVTCHNOP_alloc_unbound` towards a driver domain fails with EPERM (seen here as
+/// `vbd vbd-51712: 1 allocating event channel`). `xsm=dummy` (`docs/misc/xen-command-line.pandoc`)
+/// selects the default policy, dom0 plus IS_PRIV checks, as Debian's amd64 Xen (built without XSM)
+/// has. Added unless the board or manifest sets `xsm=` itself (`xsm=silo` is E0271).
+pub const XSM_FOR_DRIVER_DOMAINS: &str = "xsm=dummy";
 
 /// The source string of domforge's probe guest initramfs.
 pub const PROBE_SOURCE: &str = "builtin:probe";

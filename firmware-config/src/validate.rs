@@ -22,7 +22,7 @@ mod passthrough_rules;
 mod pv_devices;
 mod xen_support;
 
-pub use pv_devices::{Backend, DOM0_NAMES, backend_of, mac_of, needs_xenstore};
+pub use pv_devices::{Backend, DOM0_NAMES, backend_of, domu_serves_domu, mac_of, needs_xenstore};
 
 /// Everything validation looks at. The caller gathers it; validation only reads.
 #[derive(Clone, Copy)]

@@ -975,3 +975,49 @@ fn relocated_device_avoids_iomem_grants() {
     );
     assert_relocation_avoids(&text, result, Region::new(0x0500_0000, PAGE_SIZE));
 }
+
+/// The plan of an ARM system with dom0, a domain `storage` and a domain `app` whose disk is served
+/// by `backend` (`None`: dom0), with `xen_cmdline` if given.
+fn pv_case(backend: Option<&str>, xen_cmdline: Option<&str>) -> Result<SystemPlan, Diagnostics> {
+    let cmdline = xen_cmdline.map_or(String::new(), |c| format!("xen_cmdline = \"{c}\"\n"));
+    let backend = backend.map_or(String::new(), |b| format!("backend={b}, "));
+    let text = format!(
+        "[system]\nname = \"pv\"\nboard = \"qemu-virt-arm64\"\nxen = \"4.17\"\n{cmdline}\n[dom0]\nkernel = \"debian:kernel\"\n\n[[domain]]\nname = \"storage\"\nkind = \"arm64\"\nbuilder = \"init\"\nmemory = \"64M\"\nkernel = \"debian:kernel\"\n\n[[domain]]\nname = \"app\"\nkind = \"arm64\"\nbuilder = \"init\"\nmemory = \"64M\"\nkernel = \"debian:kernel\"\ndisk = [\"vdev=xvda, {backend}target=/dev/vdb\"]\n"
+    );
+    let manifest = Manifest::parse(&text).expect("parses");
+    let (board, inv) = setup(false);
+    let artifacts = fixtures::artifacts_for(&manifest, board.arch);
+    let input = CheckInput {
+        manifest: &manifest,
+        board: &board,
+        inventory: &inv,
+        artifacts: &artifacts,
+    };
+    plan::plan(input).map(|(p, _)| p)
+}
+
+/// Debian's arm64 Xen defaults to XSM SILO, which forbids domU-to-domU event channels: a driver
+/// domain serving another domU gets Xen booted with `xsm=dummy`, a dom0-served system does not, and
+/// an explicit `xsm=` is the user's.
+#[test]
+fn driver_domains_on_arm_boot_xen_without_silo() {
+    let words = |p: &SystemPlan| {
+        p.xen_cmdline
+            .split_whitespace()
+            .filter(|w| w.starts_with("xsm="))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let driver = pv_case(Some("storage"), None).expect("plans");
+    assert_eq!(words(&driver), ["xsm=dummy"]);
+    let dom0 = pv_case(None, None).expect("plans");
+    assert!(words(&dom0).is_empty(), "{}", dom0.xen_cmdline);
+    let flask = pv_case(Some("storage"), Some("xsm=flask")).expect("plans");
+    assert_eq!(words(&flask), ["xsm=flask"]);
+    let silo = pv_case(Some("storage"), Some("xsm=silo")).expect_err("SILO forbids it");
+    assert!(
+        silo.errors().any(|e| e.code == "E0271"),
+        "{}",
+        describe(&silo)
+    );
+}

@@ -414,19 +414,20 @@ pub fn load(manifest_path: &Path, opts: &Options) -> Result<Loaded, PipelineErro
         Vec::new()
     };
     let firmware = board_firmware(&inventory, board.arch, opts, &mut lock)?;
-    // ARM systems with PV devices are refused at finalize (E0417); x86 dom0 runs Debian's xenstored.
-    let xenstored =
-        if board.arch == Arch::X86_64 && firmware_config::validate::needs_xenstore(&manifest) {
-            let series = manifest.system.xen.value.to_string();
-            Some(xenstored::fetch(opts, &mut lock, &series).map_err(|e| {
+    // A system with PV devices runs Debian's xenstored in dom0 (of dom0's architecture).
+    let xenstored = if firmware_config::validate::needs_xenstore(&manifest) {
+        let series = manifest.system.xen.value.to_string();
+        Some(
+            xenstored::fetch(opts, &mut lock, &series, board.arch).map_err(|e| {
                 PipelineError::other(format!(
                     "the PV devices of system `{}` need Debian's xenstored in dom0: {e}",
                     manifest.system.name.value
                 ))
-            })?)
-        } else {
-            None
-        };
+            })?,
+        )
+    } else {
+        None
+    };
     let lock = lock.finish()?;
     Ok(Loaded {
         firmware,
@@ -1093,7 +1094,7 @@ fn xen_static_memory(
 /// The kernel modules the probe image carries for `arch`.
 fn probe_modules(arch: Arch) -> &'static [&'static str] {
     match arch {
-        Arch::Arm64 => probe::ARM64_VIRTIO_MODULES,
+        Arch::Arm64 => probe::ARM64_MODULES,
         Arch::X86_64 => probe::AMD64_XEN_FRONTEND_MODULES,
     }
 }

@@ -42,21 +42,22 @@ pub fn binary(series: &str) -> String {
     format!("usr/lib/xen-{series}/bin/xenstored")
 }
 
-/// Fetches xenstored for Xen `series` and reads its closure into memory.
+/// Fetches xenstored for Xen `series` and dom0's architecture `board_arch`, and reads its closure
+/// into memory.
 pub fn fetch(
     opts: &Options,
     lock: &mut LockSession,
     series: &str,
+    board_arch: firmware_config::board::Arch,
 ) -> Result<XenstoredFiles, String> {
     let suite = debian_fetch::suite_for_xen(series).ok_or_else(|| {
         format!("Debian packages no xenstored for Xen {series} (only 4.17 and 4.20)")
     })?;
-    let arch = debian_fetch::Arch::Amd64;
-    let key = lock_key(
-        LOCK_SOURCE,
-        firmware_config::board::Arch::X86_64,
-        Some(series),
-    );
+    let arch = match board_arch {
+        firmware_config::board::Arch::X86_64 => debian_fetch::Arch::Amd64,
+        firmware_config::board::Arch::Arm64 => debian_fetch::Arch::Arm64,
+    };
+    let key = lock_key(LOCK_SOURCE, board_arch, Some(series));
     let names = packages(series);
     let fetcher = opts.fetcher();
     let pins: Option<Vec<_>> = names.iter().map(|n| lock.package_pin(&key, n)).collect();

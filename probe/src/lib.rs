@@ -87,6 +87,9 @@ pub const FORMAT_VERSION: u32 = 1;
 /// Kernel modules the probe needs on Debian's arm64 kernel for a virtio-mmio disk
 /// (bookworm builds `virtio_mmio` and `virtio_blk` as modules). Built-in ones are skipped.
 pub const ARM64_VIRTIO_MODULES: &[&str] = &["virtio_mmio", "virtio_blk"];
+/// Everything the probe carries on Debian's arm64 kernel: the virtio-mmio disk of the passthrough
+/// scenarios and the PV frontends (`xen-blkfront`, `xen-netfront`, modules there as on amd64).
+pub const ARM64_MODULES: &[&str] = &["virtio_mmio", "virtio_blk", "xen-blkfront", "xen-netfront"];
 /// The PV frontends the probe needs on Debian's amd64 kernel for `domforge.pv_disks`/`pv_nics`
 /// (bookworm builds xen-blkfront and xen-netfront as modules; xenbus itself is built in).
 pub const AMD64_XEN_FRONTEND_MODULES: &[&str] = &["xen-blkfront", "xen-netfront"];

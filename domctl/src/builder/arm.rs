@@ -1,6 +1,6 @@
 //! The arm64 domain builder: one guest from an `Image` kernel, a ramdisk, a command line and a generated
-//! device tree, through domctls — what `xl create` does for an ARM guest, without xenstore or a device
-//! model.
+//! device tree, through domctls — what `xl create` does for an ARM guest, without a device model (and
+//! with a xenstore ring only when one serves it).
 //!
 //! The sequence is libxl's (`tools/libs/light/libxl_create.c`, `libxl_dom.c`, `libxl_arm.c`) and
 //! libxenguest's (`tools/libs/guest/xg_dom_arm.c`, `xg_dom_armzimageloader.c`):
@@ -21,6 +21,7 @@
 //! | `Vuart` | `XEN_DOMCTL_vuart_op` | with [`ArmConsole::Vpl011`]: the vPL011 ring on magic page 3, its event channel (`libxl__arch_build_dom_finish()`) |
 //! | `ConsoleEvtchn` | `EVTCHNOP_alloc_unbound` | with [`ArmConsole::Pv`]: the PV console's channel, `remote_dom` = backend |
 //! | `StoreEvtchn` | `EVTCHNOP_alloc_unbound` | only with [`ArmDomainConfig::xenstore`] |
+//! | `SeedGrants` | `XENMEM_add_to_physmap` + map + `XENMEM_remove_from_physmap` | only with xenstore: grant refs 0/1 for the console and store pages (`xc_dom_gnttab_hvm_seed`, see [`super::grants`]) |
 //! | `HvmParams` | `HVMOP_set_param` | `CALLBACK_IRQ` = PPI 31 ([`CALLBACK_IRQ_PPI_31`]), `MONITOR_RING_PFN`, and `CONSOLE_*` / `STORE_*` as chosen |
 //! | `BindIrq` | `XEN_DOMCTL_bind_pt_irq` | per SPI, routed 1:1 (libxl's `irqs[]` loop in `domcreate_launch_dm()`; no `irq_permission` on ARM, see the code) |
 //! | `IomemPermission`, `MemoryMapping` | `XEN_DOMCTL_iomem_permission`, `XEN_DOMCTL_memory_mapping` | per MMIO range (libxl's `iomem[]` loop) |
@@ -38,8 +39,9 @@
 //! [`ArmConsole::Pv`] it is `hvc0`. Either way [`BuiltDomain::console`] is a `xencons_interface` ring
 //! plus an unbound event channel whose remote end is the backend, so the backend serves both alike.
 //!
-//! ## No xenstore, no grant-table seeding
-//! As for PVH (see [`super::pvh`]), `HVM_PARAM_STORE_PFN` stays 0 unless a xenstore will serve it.
+//! ## xenstore only when served
+//! As for PVH (see [`super::pvh`]), `HVM_PARAM_STORE_PFN` stays 0 and the grant table unseeded unless
+//! a xenstore will serve the guest ([`ArmDomainConfig::xenstore`]).
 //!
 //! ## Passthrough without an IOMMU
 //! `XEN_DOMCTL_CDF_iommu` is only requested when [`ArmDomainConfig::dt_devices`] is non-empty: Xen
@@ -923,6 +925,18 @@ impl<'x, H: Hypercalls> ArmBuilder<'x, H> {
         for (index, value) in params {
             xen.set_hvm_param(domid, index, value)
                 .map_err(at(S::HvmParams))?;
+        }
+        // As for PVH: xenstored maps the store ring only by grant (`super::grants`). libxl seeds
+        // every translated guest's entries the same way (`xc_dom_gnttab_init()` →
+        // `xc_dom_gnttab_hvm_seed()`), with the PV console page as entry 0 even when the guest's
+        // console is the vPL011 (`console_pfn` is the magic page either way, xg_dom_arm.c).
+        if let Some(store) = xenstore {
+            let rings = super::grants::SeedRings {
+                backend: cfg.backend.get(),
+                console_pfn: magic + CONSOLE_PFN_OFFSET,
+                xenstore_pfn: store.pfn,
+            };
+            super::grants::seed(xen, domid, rings).map_err(at(S::SeedGrants))?;
         }
 
         // Passthrough in libxl's order: IRQs, MMIO, then IOMMU-protected devices. An SPI takes

@@ -72,7 +72,7 @@ pub enum BuildStep {
     ConsoleEvtchn,
     StoreEvtchn,
     HvmParams,
-    /// PVH with xenstore: writing the reserved console and xenstore grant entries ([`grants`]).
+    /// With xenstore: writing the reserved console and xenstore grant entries ([`grants`]).
     SeedGrants,
     /// ARM passthrough: `XEN_DOMCTL_bind_pt_irq`.
     BindIrq,
@@ -112,7 +112,7 @@ impl BuildStep {
     ];
 
     /// The ARM builder's steps, in build order.
-    pub const ARM64: [BuildStep; 23] = [
+    pub const ARM64: [BuildStep; 24] = [
         Self::Plan,
         Self::CreateDomain,
         Self::MaxVcpus,
@@ -130,6 +130,7 @@ impl BuildStep {
         Self::ConsoleEvtchn,
         Self::StoreEvtchn,
         Self::HvmParams,
+        Self::SeedGrants,
         Self::BindIrq,
         Self::IomemPermission,
         Self::MemoryMapping,

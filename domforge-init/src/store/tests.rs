@@ -49,8 +49,7 @@ fn config(domains: Vec<BootDomain>) -> BootConfig {
 }
 
 const RINGS: Rings = Rings {
-    console_pfn: 0xfefff,
-    console_port: 1,
+    console: Some((0xfefff, 1)),
     store_pfn: 0xfeffc,
     store_port: 2,
 };
@@ -87,6 +86,20 @@ fn a_domain_gets_its_nodes_before_it_is_introduced() {
     let log = d.log();
     assert_eq!(log.last().unwrap().ty, MsgType::Introduce);
     assert_eq!(log.last().unwrap().args, ["3", "1044476", "2"]);
+}
+
+#[test]
+fn a_vpl011_guest_gets_no_pv_console_nodes() {
+    let (d, mut s) = store();
+    let rings = Rings {
+        console: None,
+        ..RINGS
+    };
+    introduce(&mut s, &domain("arm-app"), 4, rings).unwrap();
+    assert_eq!(d.value("/local/domain/4/name").as_deref(), Some("arm-app"));
+    assert_eq!(d.value("/local/domain/4/console/ring-ref"), None);
+    assert_eq!(d.value("/local/domain/4/console/port"), None);
+    assert_eq!(d.introduced().get(&4), Some(&(0xfeffc, 2)));
 }
 
 fn app_with_devices() -> (BootConfig, BootDomain) {

@@ -79,6 +79,15 @@ pub fn needs_xenstore(m: &Manifest) -> bool {
         .any(|d| !d.disks.is_empty() || !d.vifs.is_empty())
 }
 
+/// Whether a domU serves another domU (a device whose `backend=` is not dom0): then the two must be
+/// allowed to share event channels and grants (see `plan::XSM_FOR_DRIVER_DOMAINS`).
+pub fn domu_serves_domu(m: &Manifest) -> bool {
+    m.domains
+        .iter()
+        .flat_map(device_backends)
+        .any(|(b, _)| matches!(backend_of(m, b), Backend::Domain(_)))
+}
+
 /// The MAC of a vif: explicit, else the stable default (`xenstore_layout::default_mac`).
 pub fn mac_of(m: &Manifest, d: &Domain, vif: &crate::manifest::Vif) -> [u8; 6] {
     vif.mac.as_ref().map_or_else(
@@ -87,12 +96,13 @@ pub fn mac_of(m: &Manifest, d: &Domain, vif: &crate::manifest::Vif) -> [u8; 6] {
     )
 }
 
-/// Who serves from a root file system domforge generates: dom0, and on x86 a driver domain
-/// (E0270 keeps its own ramdisk out); `None` for a backend with a root of its own.
-fn generated_root(arch: crate::board::Arch, backend: Backend<'_>) -> Option<String> {
+/// Who serves from a root file system domforge generates: dom0, and a driver domain domforge-init
+/// builds (every x86 one; ARM ones with `builder = "init"`; E0270 keeps its own ramdisk out);
+/// `None` for a backend with a root of its own.
+fn generated_root(backend: Backend<'_>) -> Option<String> {
     match backend {
         Backend::Dom0 => Some("dom0".into()),
-        Backend::Domain(d) if arch == crate::board::Arch::X86_64 => {
+        Backend::Domain(d) if d.builder() == Builder::Init => {
             Some(format!("driver domain `{}`", d.name.value))
         }
         _ => None,
@@ -119,6 +129,35 @@ impl Validator<'_> {
         }
         self.pv_unique_macs();
         self.pv_shared_targets();
+        self.pv_driver_ramdisks();
+        self.pv_xsm_silo();
+    }
+
+    /// E0271: XSM SILO (`xsm=silo`) forbids what a driver domain does: event channels and grant
+    /// mappings between two domUs (`xen/xsm/silo.c`).
+    fn pv_xsm_silo(&mut self) {
+        let m = self.m();
+        let Some(cmdline) = &m.system.xen_cmdline else {
+            return;
+        };
+        if !cmdline.value.split_whitespace().any(|w| w == "xsm=silo") || !domu_serves_domu(m) {
+            return;
+        }
+        let Some((_, span)) = m
+            .domains
+            .iter()
+            .flat_map(device_backends)
+            .find(|(b, _)| matches!(backend_of(m, *b), Backend::Domain(_)))
+        else {
+            return;
+        };
+        self.d.push(
+            Diagnostic::error("E0271", "XSM SILO forbids driver domains")
+                .at(cmdline.span.clone(), "`xsm=silo` here")
+                .also(span.clone(), "a domU serving another domU")
+                .note("SILO lets a domU share event channels and grants only with the control domain, so a frontend cannot bind to a driver domain's backend (Xen's xen/xsm/silo.c)")
+                .help("drop `xsm=silo` (domforge then boots Xen with `xsm=dummy`), or serve the device from dom0 (leave `backend=` out)"),
+        );
     }
 
     /// E0264: xenstore needs dom0.
@@ -181,29 +220,32 @@ impl Validator<'_> {
                     if has_dom0(m) && !self.reaches_xenstore(be) {
                         self.d.push(no_xenstore(be, &b.span, "a backend"));
                     }
-                    self.pv_driver_ramdisk(be, &b.span);
                 }
             }
         }
         self.pv_targets(d);
     }
 
-    /// E0270: on x86 a driver domain's initramfs is domforge's (domforge-init serving its backends
-    /// with blkback/netback and the images it serves), so it takes no `ramdisk`. Said once per
-    /// driver domain.
-    fn pv_driver_ramdisk(&mut self, be: &Domain, used_at: &Span) {
-        if self.input.board.arch != crate::board::Arch::X86_64 {
-            return;
+    /// E0270: a driver domain domforge-init builds boots domforge's initramfs (domforge-init serving
+    /// its backends with blkback/netback and the images it serves), so it takes no `ramdisk`. Said
+    /// once per driver domain, at the first device it serves.
+    fn pv_driver_ramdisks(&mut self) {
+        let m = self.m();
+        for be in m.domains.iter().filter(|be| be.builder() == Builder::Init) {
+            let Some(r) = &be.ramdisk else { continue };
+            // A domain naming itself is E0263 already.
+            let frontends = m.domains.iter().filter(|f| !core::ptr::eq(*f, be));
+            let first_served = frontends.flat_map(device_backends).find_map(|(b, span)| {
+                let serves = matches!(backend_of(m, b), Backend::Domain(x) if core::ptr::eq(x, be));
+                serves.then_some(span)
+            });
+            if let Some(used_at) = first_served {
+                self.driver_ramdisk(be, r, used_at);
+            }
         }
-        let Some(r) = &be.ramdisk else { return };
-        if self
-            .d
-            .0
-            .iter()
-            .any(|x| x.code == "E0270" && x.message.contains(&format!("`{}`", be.name.value)))
-        {
-            return;
-        }
+    }
+
+    fn driver_ramdisk(&mut self, be: &Domain, r: &At<String>, used_at: &Span) {
         self.d.push(
             Diagnostic::error("E0270", format!("driver domain `{}` cannot have its own ramdisk", be.name.value))
                 .at(r.span.clone(), "domforge generates this domain's initramfs")
@@ -234,9 +276,7 @@ impl Validator<'_> {
                 let reserved = DOM0_RESERVED.iter().find(|r| {
                     disk.target.value == **r || disk.target.value.starts_with(&format!("{r}/"))
                 });
-                if let (Some(who), Some(r)) =
-                    (generated_root(self.input.board.arch, backend), reserved)
-                {
+                if let (Some(who), Some(r)) = (generated_root(backend), reserved) {
                     self.d.push(
                         Diagnostic::error(
                             "E0269",
@@ -255,9 +295,7 @@ impl Validator<'_> {
                             .help("give a target outside /dev, e.g. `target=/srv/disk.img`; domforge attaches it to a loop device"),
                     );
                 }
-            } else if let (false, Some(who)) =
-                (in_dev, generated_root(self.input.board.arch, backend))
-            {
+            } else if let (false, Some(who)) = (in_dev, generated_root(backend)) {
                 self.d.push(
                     Diagnostic::error("E0269", format!("nothing would be at `{}` in {who}", disk.target.value))
                         .at(disk.target.span.clone(), format!("{who}'s root file system is generated by domforge"))

@@ -16,6 +16,10 @@
 //! domforge-init reports `event=serving` and does the hotplug work there (the vif of `app` is
 //! renamed to its `vifname`).
 //!
+//! `arm_driver_domains_serve_a_disk_and_a_network` is that shape on ARM64 (QEMU `virt`, TCG, Xen
+//! nested; `tests/scenarios/arm64-pv-driver-domains.toml`): dom0 runs Debian's arm64 xenstored and
+//! domforge-init builds the four ARM guests (`builder = "init"`) with a store page each.
+//!
 //! Under nested x86 TCG a fresh PVH guest sporadically triple-faults early (see qemu_x86.rs); it is
 //! restarted by `on_reboot` and its devices introduced again, so the test waits for both guests'
 //! last report, whichever instance gives it.
@@ -71,6 +75,22 @@ fn x86_driver_domains_serve_a_disk_and_a_network() {
         disk_backend: "storage",
         nic_backend: "net",
         macs: [("app", "00:16:3e:00:19:12"), ("peer", "00:16:3e:00:19:13")],
+    };
+    for release in RELEASES {
+        pv_on(&case, release);
+    }
+}
+
+#[test]
+fn arm_driver_domains_serve_a_disk_and_a_network() {
+    if !enabled("arm_driver_domains_serve_a_disk_and_a_network") {
+        return;
+    }
+    let case = Case {
+        scenario: "tests/scenarios/arm64-pv-driver-domains.toml",
+        disk_backend: "storage",
+        nic_backend: "net",
+        macs: [("app", "00:16:3e:00:19:22"), ("peer", "00:16:3e:00:19:23")],
     };
     for release in RELEASES {
         pv_on(&case, release);
