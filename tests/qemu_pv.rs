@@ -47,51 +47,72 @@ struct Case {
     disk_backend: &'static str,
     nic_backend: &'static str,
     macs: [(&'static str, &'static str); 2],
+    /// A dom0less (`enhanced`) guest with a vif, introduced by domforge-init: (name, MAC).
+    dom0less: Option<(&'static str, &'static str)>,
+    /// The report ends to wait for.
+    until: &'static [(&'static str, usize)],
 }
+
+/// Both init-built probe guests' last report line.
+const APP_AND_PEER: &[(&str, usize)] = &[
+    ("[app] DOMFORGE-PROBE app end=", 1),
+    ("[peer] DOMFORGE-PROBE peer end=", 1),
+];
 
 #[test]
 fn x86_dom0_serves_a_pv_disk_and_a_bridged_network() {
-    if !enabled("x86_dom0_serves_a_pv_disk_and_a_bridged_network") {
-        return;
-    }
-    let case = Case {
-        scenario: "tests/scenarios/x86-pvh-pv-dom0.toml",
-        disk_backend: "dom0",
-        nic_backend: "dom0",
-        macs: [("app", "00:16:3e:00:19:02"), ("peer", "00:16:3e:00:19:03")],
-    };
-    for release in RELEASES {
-        pv_on(&case, release);
-    }
+    on_every_release(
+        "x86_dom0_serves_a_pv_disk_and_a_bridged_network",
+        Case {
+            scenario: "tests/scenarios/x86-pvh-pv-dom0.toml",
+            disk_backend: "dom0",
+            nic_backend: "dom0",
+            macs: [("app", "00:16:3e:00:19:02"), ("peer", "00:16:3e:00:19:03")],
+            dom0less: None,
+            until: APP_AND_PEER,
+        },
+    );
 }
 
 #[test]
 fn x86_driver_domains_serve_a_disk_and_a_network() {
-    if !enabled("x86_driver_domains_serve_a_disk_and_a_network") {
-        return;
-    }
-    let case = Case {
-        scenario: "tests/scenarios/x86-pvh-driver-domains.toml",
-        disk_backend: "storage",
-        nic_backend: "net",
-        macs: [("app", "00:16:3e:00:19:12"), ("peer", "00:16:3e:00:19:13")],
-    };
-    for release in RELEASES {
-        pv_on(&case, release);
-    }
+    on_every_release(
+        "x86_driver_domains_serve_a_disk_and_a_network",
+        Case {
+            scenario: "tests/scenarios/x86-pvh-driver-domains.toml",
+            disk_backend: "storage",
+            nic_backend: "net",
+            macs: [("app", "00:16:3e:00:19:12"), ("peer", "00:16:3e:00:19:13")],
+            dom0less: None,
+            until: APP_AND_PEER,
+        },
+    );
 }
 
 #[test]
 fn arm_driver_domains_serve_a_disk_and_a_network() {
-    if !enabled("arm_driver_domains_serve_a_disk_and_a_network") {
+    on_every_release(
+        "arm_driver_domains_serve_a_disk_and_a_network",
+        Case {
+            scenario: "tests/scenarios/arm64-pv-driver-domains.toml",
+            disk_backend: "storage",
+            nic_backend: "net",
+            macs: [("app", "00:16:3e:00:19:22"), ("peer", "00:16:3e:00:19:23")],
+            dom0less: Some(("boot-app", "00:16:3e:00:19:24")),
+            until: &[
+                ("[app] DOMFORGE-PROBE app end=", 1),
+                ("[peer] DOMFORGE-PROBE peer end=", 1),
+                ("DOMFORGE-PROBE boot-app end=", 1),
+            ],
+        },
+    );
+}
+
+/// Boots `case` once per release in [`RELEASES`], unless QEMU tests are off.
+fn on_every_release(test: &str, case: Case) {
+    if !enabled(test) {
         return;
     }
-    let case = Case {
-        scenario: "tests/scenarios/arm64-pv-driver-domains.toml",
-        disk_backend: "storage",
-        nic_backend: "net",
-        macs: [("app", "00:16:3e:00:19:22"), ("peer", "00:16:3e:00:19:23")],
-    };
     for release in RELEASES {
         pv_on(&case, release);
     }
@@ -112,13 +133,17 @@ fn domid_of(log: &BootLog, name: &str) -> String {
         .to_string()
 }
 
-/// The last value of `key` in `name`'s relayed probe lines (a restarted guest reports again).
+/// The last value of `key` in `name`'s probe lines (a restarted guest reports again), relayed by
+/// domforge-init (`[name] …`) or printed through Xen's vPL011 (a dom0less guest).
 fn probe_value(log: &BootLog, name: &str, key: &str) -> Option<String> {
-    let prefix = format!("[{name}] DOMFORGE-PROBE {name} {key}=");
-    log.lines
-        .iter()
-        .rev()
-        .find_map(|l| l.raw.strip_prefix(&prefix).map(str::to_owned))
+    let relayed = format!("[{name}] DOMFORGE-PROBE {name} {key}=");
+    let direct = format!("DOMFORGE-PROBE {name} {key}=");
+    log.lines.iter().rev().find_map(|l| {
+        l.raw
+            .strip_prefix(&relayed)
+            .or_else(|| l.text.strip_prefix(&direct))
+            .map(str::to_owned)
+    })
 }
 
 /// The two tests of this file run in one process: one QEMU at a time.
@@ -131,10 +156,7 @@ fn pv_on(case: &Case, release: XenVersion) {
         // two driver domains, and up to 351 s when nested TCG triple-faulted a driver domain
         // (which then takes its frontends with it) or a guest more than once.
         deadline: Duration::from_secs(720),
-        until_seen: &[
-            ("[app] DOMFORGE-PROBE app end=", 1),
-            ("[peer] DOMFORGE-PROBE peer end=", 1),
-        ],
+        until_seen: case.until,
         ..RunOptions::default()
     };
     // Both guests are judged here: no probe overlay may replace their `domforge.pv_*` words.
@@ -231,9 +253,46 @@ fn pv_on(case: &Case, release: XenVersion) {
             tail()
         );
     }
+    if let Some((name, mac)) = case.dom0less {
+        dom0less_served(&log, release, name, mac, &nic_backend);
+    }
     eprintln!(
         "{} on Xen {release}: pass in {:.1} s",
         case.scenario,
         t0.elapsed().as_secs_f64()
+    );
+}
+
+/// A dom0less guest got its store page and was introduced by domforge-init, its vif connected to
+/// the driver domain, and its own netfront reached its peer.
+fn dom0less_served(log: &BootLog, release: XenVersion, name: &str, mac: &str, backend: &str) {
+    let tail = || log.tail(60);
+    let seen = |want: &str| log.lines.iter().any(|l| l.raw.starts_with(want));
+    assert!(
+        seen(&format!(
+            "DOMFORGE-INIT event=introduced name={name} domid="
+        )),
+        "Xen {release}: dom0less {name} was not introduced\n{}",
+        tail()
+    );
+    let connected =
+        format!("DOMFORGE-INIT event=device-connected name={name} device=vif_0 backend={backend} ");
+    assert!(
+        seen(&connected),
+        "Xen {release}: {name}'s vif never connected to {backend}\n{}",
+        tail()
+    );
+    let v = |key: &str| probe_value(log, name, key);
+    assert_eq!(
+        v("pvnic.eth0.mac").as_deref(),
+        Some(mac),
+        "Xen {release}\n{}",
+        tail()
+    );
+    assert_eq!(
+        v("pvnic.eth0.ping").as_deref(),
+        Some("ok"),
+        "Xen {release}\n{}",
+        tail()
     );
 }

@@ -188,38 +188,34 @@ pub fn finalize(inputs: &Inputs<'_>, plan: SystemPlan) -> Result<FinalPlan, Vec<
 }
 
 /// E0417: what bundles cannot serve yet (issue 19's next step), refused here so `check` says so
-/// before `build`: a dom0less domain (`builder = "xen"`) as a PV frontend or backend. Xen builds it
-/// before dom0 runs, and introducing it to xenstore later is `init-dom0less`'s job (store page, ring
-/// nodes, `XS_INTRODUCE` once dom0's xenstored is up), which domforge-init does not do yet. Domains
-/// domforge-init builds (every x86 one, ARM ones with `builder = "init"`) get a store ring and are
-/// introduced as they are built, so they may use and serve PV devices.
+/// before `build`: a dom0less domain (`builder = "xen"`) as a PV backend. Xen builds it before dom0
+/// runs, so nothing can give it the generated initramfs whose domforge-init does a driver domain's
+/// hotplug work. A dom0less *frontend* (with `enhanced`, E0265) is served: domforge-init gives it its
+/// store page and introduces it once dom0's xenstored runs, as `init-dom0less` does
+/// (`domctl::builder::late_store`). Domains domforge-init builds get a store ring as they are built.
 fn pv_devices_unbuilt(plan: &SystemPlan) -> Vec<FinalizeError> {
     let mut errors = Vec::new();
     for d in plan.domains.iter().filter(|d| d.builder == Builder::Xen) {
-        let uses = !d.pv_disks.is_empty() || !d.pv_nics.is_empty();
         let serves = plan.domains.iter().any(|f| {
             f.pv_disks.iter().any(|x| x.backend == d.name)
                 || f.pv_nics.iter().any(|x| x.backend == d.name)
         });
-        let what = match (uses, serves) {
-            (true, _) => "has PV devices",
-            (false, true) => "serves PV devices",
-            (false, false) => continue,
-        };
-        errors.push(unbuilt(
-            &d.name,
-            format!(
-                "dom0less domain `{}` {what}, but domforge-init does not introduce domains Xen built at boot to xenstore yet",
-                d.name
-            ),
-        ));
+        if serves {
+            errors.push(unbuilt(
+                &d.name,
+                format!(
+                    "dom0less domain `{}` serves PV devices, but a driver domain needs the initramfs domforge generates, which a domain Xen builds at boot cannot get",
+                    d.name
+                ),
+            ));
+        }
     }
     errors
 }
 
 fn unbuilt(domain: &str, message: String) -> FinalizeError {
     FinalizeError::new("E0417", Blame::Domain(domain.to_string()), message).help(
-        "use `builder = \"init\"` for the domain (domforge-init builds it from dom0 with a xenstore ring), or pass the disk or NIC controller to it with `passthrough`",
+        "use `builder = \"init\"` for the driver domain (domforge-init builds it from dom0 and boots it into domforge's serving initramfs)",
     )
 }
 

@@ -1065,3 +1065,69 @@ fn an_lz4_legacy_image_is_streamed_to_the_same_place() {
     // A file that is not LZ4 is read in memory, as before.
     assert!(!ArmKernel::open(&plain).unwrap().is_streamed());
 }
+
+/// A dom0less `enhanced` domain as Xen leaves it (store channel allocated, `HVM_PARAM_STORE_PFN`
+/// ~0) gets its store page the way init-dom0less gives it (`late_store`): one more page of maximum,
+/// the page populated at GUEST_MAGIC_BASE + 1 page with `connection = XENSTORE_RECONNECT` at offset
+/// 2068 of `xenstore_domain_interface` (xs_wire.h), grant entry 1 for dom0 in frame 0 where the guest
+/// maps it (GUEST_GNTTAB_BASE, left mapped), then the parameter.
+#[test]
+fn a_running_enhanced_domain_gets_its_store_page_late() {
+    use domctl::builder::late_store::{self, LateStore};
+    let (mut xen, fake) = xen();
+    // As Xen's dom0less builder leaves it: RAM, but no magic pages (init-dom0less populates the
+    // store page itself).
+    let id = xen
+        .create_domain(&domctl::CreateDomain::arm(1, 2, 0))
+        .unwrap();
+    xen.set_max_mem(id, 64 * 1024).unwrap();
+    // Xen's dom0less builder for `xen,enhanced` (alloc_xenstore_evtchn): a channel, no page yet.
+    xen.set_hvm_param(id, hvm_param::STORE_EVTCHN, 5).unwrap();
+    xen.set_hvm_param(id, hvm_param::STORE_PFN, u64::MAX)
+        .unwrap();
+    let before = fake.domain(id.get()).unwrap().max_mem_kib.unwrap();
+    let got = late_store::give_store_page(&mut xen, id, DomId::DOM0).unwrap();
+    assert_eq!(
+        got,
+        LateStore::Ready {
+            pfn: MAGIC_PFN + 1,
+            port: 5,
+            allocated: true
+        }
+    );
+    let d = fake.domain(id.get()).unwrap();
+    assert_eq!(d.max_mem_kib, Some(before + 4));
+    assert_eq!(d.hvm_params[&hvm_param::STORE_PFN], MAGIC_PFN + 1);
+    let page = &d.pages[&(MAGIC_PFN + 1)];
+    assert_eq!(u32::from_le_bytes(page[2068..2072].try_into().unwrap()), 1);
+    let gnttab = 0x3800_0000u64 >> 12;
+    assert!(
+        d.physmap
+            .iter()
+            .any(|&(_, idx, gfn)| idx == 0 && gfn == gnttab),
+        "{:?}",
+        d.physmap
+    );
+    let frame = &d.pages[&gnttab];
+    // Entry 1: flags GTF_permit_access, domid 0, frame = the store page; entry 0 untouched.
+    assert_eq!(&frame[8..10], &1u16.to_le_bytes());
+    assert_eq!(&frame[10..12], &0u16.to_le_bytes());
+    assert_eq!(
+        u32::from_le_bytes(frame[12..16].try_into().unwrap()) as u64,
+        MAGIC_PFN + 1
+    );
+    assert!(frame[..8].iter().all(|b| *b == 0));
+}
+
+#[test]
+fn a_domain_without_enhanced_xenstore_is_left_alone() {
+    use domctl::builder::late_store::{self, LateStore};
+    let (mut xen, fake) = xen();
+    let built = ArmBuilder::new(&mut xen)
+        .build(&kernel(0), &config(1, 64 * MIB))
+        .unwrap();
+    fake.clear_calls();
+    let got = late_store::give_store_page(&mut xen, built.domid, DomId::DOM0).unwrap();
+    assert_eq!(got, LateStore::NotEnhanced);
+    assert_eq!(fake.ops(), vec![Op::HvmGetParam]);
+}

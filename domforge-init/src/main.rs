@@ -139,6 +139,7 @@ fn run(pid1: bool, t0: Instant) -> Result<std::convert::Infallible, String> {
         None
     };
     let started = sup.start_all();
+    sup.introduce_built_by_xen();
     log::event(
         "ready",
         &[

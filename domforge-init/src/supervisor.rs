@@ -298,6 +298,83 @@ impl<H: Hypercalls, E: EventChannel, O: Host> Supervisor<H, E, O> {
         &self.config.domains[index]
     }
 
+    /// With xenstore: gives each domain Xen built at boot (dom0less, `xen,enhanced`) its store page
+    /// and introduces it, with its devices, as `init-dom0less` does (see
+    /// `domctl::builder::late_store`). Runs after [`start_all`](Self::start_all), so the driver
+    /// domains serving them already run, and nothing else builds domains meanwhile (the race
+    /// init-dom0less warns about cannot happen here). Returns how many were introduced.
+    ///
+    /// Xen gives dom0less domains the ids 1, 2, … in the order of the `/chosen` nodes
+    /// (`create_domUs()`: `domain_create(++max_init_domid, …)`), which is the blob's order of its
+    /// Xen-built domains; each id is checked against the domain's memory before it is used.
+    pub fn introduce_built_by_xen(&mut self) -> usize {
+        if self.xenstore.is_none() {
+            return 0;
+        }
+        let xen_built: Vec<usize> = (0..self.config.domains.len())
+            .filter(|&i| self.domain(i).builder == BootBuilder::Xen)
+            .collect();
+        let mut introduced = 0;
+        for (k, index) in xen_built.into_iter().enumerate() {
+            let d = self.domain(index).clone();
+            let Ok(domid) = u16::try_from(k + 1) else {
+                break;
+            };
+            match self.introduce_one(index, &d, domid) {
+                Ok(true) => {
+                    introduced += 1;
+                    self.host.event(
+                        "introduced",
+                        &[("name", d.name.to_string()), ("domid", domid.to_string())],
+                    );
+                }
+                Ok(false) => {}
+                Err(e) => self.info(format!(
+                    "'{}' (domain {domid}, built by Xen): not introduced to xenstore: {e}",
+                    d.name
+                )),
+            }
+        }
+        introduced
+    }
+
+    /// [`introduce_built_by_xen`](Self::introduce_built_by_xen) for one domain; `false` when it has
+    /// no xenstore (`xen,enhanced` without it).
+    fn introduce_one(&mut self, index: usize, d: &BootDomain, domid: u16) -> Result<bool, String> {
+        let id = DomId::new(domid).ok_or("not a domain id")?;
+        let info = self.xen.getdomaininfo(id).map_err(|e| e.to_string())?;
+        // The blob's memory in KiB against Xen's page count: a different domain at this id means
+        // the `/chosen` order was not the blob's.
+        if info.max_pages * 4 < d.memory_kib {
+            return Err(format!(
+                "domain {domid} has {} KiB, the blob says {} KiB: not the domain named",
+                info.max_pages * 4,
+                d.memory_kib
+            ));
+        }
+        let store = domctl::builder::late_store::give_store_page(&mut self.xen, id, DomId::DOM0)
+            .map_err(|e| e.to_string())?;
+        let domctl::builder::late_store::LateStore::Ready { pfn, port, .. } = store else {
+            return Ok(false);
+        };
+        let rings = Rings {
+            console: None,
+            store_pfn: pfn,
+            store_port: port,
+        };
+        let Some(xs) = self.xenstore.as_mut() else {
+            return Ok(false);
+        };
+        store::introduce(&mut xs.store, d, domid, rings).map_err(|e| e.to_string())?;
+        let running: HashMap<usize, u16> = self
+            .guests
+            .iter()
+            .map(|g| (g.index, g.domid.get()))
+            .collect();
+        self.write_devices(index, d, domid, &running)?;
+        Ok(true)
+    }
+
     /// Builds domain `index`, attaches its console, unpauses it.
     pub fn start(&mut self, index: usize) -> Result<(), StartError> {
         let d = self
@@ -421,6 +498,22 @@ impl<H: Hypercalls, E: EventChannel, O: Host> Supervisor<H, E, O> {
         };
         let domid = built.domid.get();
         store::introduce(&mut xs.store, d, domid, rings).map_err(|e| e.to_string())?;
+        self.write_devices(index, d, domid, &running)
+    }
+
+    /// Writes `d`'s devices (it is domain `domid`, already introduced) and queues dom0's hotplug
+    /// work and the connection watch for each. A device whose backend is not running is reported
+    /// and left out.
+    fn write_devices(
+        &mut self,
+        index: usize,
+        d: &BootDomain,
+        domid: u16,
+        running: &HashMap<usize, u16>,
+    ) -> Result<(), String> {
+        let Some(xs) = self.xenstore.as_mut() else {
+            return Ok(());
+        };
         let mut written = Vec::new();
         let now = Instant::now();
         for dev in store::devices(&self.config, d, domid, |i| running.get(&i).copied()) {

@@ -913,8 +913,14 @@ fn relocation_case(extra: &str, tail: &str) -> (String, Result<SystemPlan, Diagn
     let text = format!(
         "[system]\nname = \"prop\"\nboard = \"qemu-virt-arm64\"\nxen = \"4.19\"\n\n[[domain]]\nname = \"guest-0\"\nkind = \"arm64\"\nmemory = \"16M\"\nkernel = \"debian:kernel\"\npassthrough = [\"/sram@3000800\"]\n{extra}{tail}"
     );
-    let manifest = Manifest::parse(&text).expect("parses");
-    let (board, inv) = setup(true);
+    let result = plan_text(&text, true);
+    (text, result)
+}
+
+/// The plan of manifest `text` on QEMU virt (with the SMMU inventory if `smmu_board`).
+fn plan_text(text: &str, smmu_board: bool) -> Result<SystemPlan, Diagnostics> {
+    let manifest = Manifest::parse(text).expect("parses");
+    let (board, inv) = setup(smmu_board);
     let artifacts = fixtures::artifacts_for(&manifest, board.arch);
     let input = CheckInput {
         manifest: &manifest,
@@ -922,8 +928,7 @@ fn relocation_case(extra: &str, tail: &str) -> (String, Result<SystemPlan, Diagn
         inventory: &inv,
         artifacts: &artifacts,
     };
-    let result = plan::plan(input).map(|(p, _)| p);
-    (text, result)
+    plan::plan(input).map(|(p, _)| p)
 }
 
 /// Either the manifest is refused with an error pointing into it, or the relocated device misses
@@ -984,16 +989,7 @@ fn pv_case(backend: Option<&str>, xen_cmdline: Option<&str>) -> Result<SystemPla
     let text = format!(
         "[system]\nname = \"pv\"\nboard = \"qemu-virt-arm64\"\nxen = \"4.17\"\n{cmdline}\n[dom0]\nkernel = \"debian:kernel\"\n\n[[domain]]\nname = \"storage\"\nkind = \"arm64\"\nbuilder = \"init\"\nmemory = \"64M\"\nkernel = \"debian:kernel\"\n\n[[domain]]\nname = \"app\"\nkind = \"arm64\"\nbuilder = \"init\"\nmemory = \"64M\"\nkernel = \"debian:kernel\"\ndisk = [\"vdev=xvda, {backend}target=/dev/vdb\"]\n"
     );
-    let manifest = Manifest::parse(&text).expect("parses");
-    let (board, inv) = setup(false);
-    let artifacts = fixtures::artifacts_for(&manifest, board.arch);
-    let input = CheckInput {
-        manifest: &manifest,
-        board: &board,
-        inventory: &inv,
-        artifacts: &artifacts,
-    };
-    plan::plan(input).map(|(p, _)| p)
+    plan_text(&text, false)
 }
 
 /// Debian's arm64 Xen defaults to XSM SILO, which forbids domU-to-domU event channels: a driver

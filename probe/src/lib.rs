@@ -23,6 +23,8 @@
 //! - `domforge.deny_pv_disks=1`: the guest must have no `xvd*` disk at all.
 //! - `domforge.pv_nics=<if>=<addr>/<prefix>@<peer>[,…]`: PV network interfaces (xen-netfront):
 //!   each gets the address and must reach `<peer>` by ping within 30 tries.
+//! - `domforge.pv_wait=<seconds>`: how long to wait for each PV device to appear (default 20); a
+//!   dom0less guest waits for dom0 to introduce it to xenstore first.
 //! - `domforge.crash=1`: crash the kernel (`sysrq c`) after the report.
 //!
 //! # Report format, version 1

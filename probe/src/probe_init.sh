@@ -30,6 +30,9 @@ DENY=
 PV_DISKS=
 DENY_PV_DISKS=0
 PV_NICS=
+# Seconds to wait for a PV device to appear: a dom0less guest's xenstore comes up only when dom0's
+# domforge-init introduces it, well after the guest has booted.
+PV_WAIT=20
 CRASH=0
 for word in $CMDLINE; do
     case "$word" in
@@ -39,11 +42,14 @@ for word in $CMDLINE; do
         domforge.pv_disks=*) PV_DISKS=${word#domforge.pv_disks=} ;;
         domforge.deny_pv_disks=1) DENY_PV_DISKS=1 ;;
         domforge.pv_nics=*) PV_NICS=${word#domforge.pv_nics=} ;;
+        domforge.pv_wait=*) PV_WAIT=${word#domforge.pv_wait=} ;;
         domforge.crash=1) CRASH=1 ;;
     esac
 done
 # Names are restricted to [A-Za-z0-9_.-], at most 64 characters.
 NAME=$(printf '%s' "$NAME" | tr -cd 'A-Za-z0-9_.-' | head -c 64)
+PV_WAIT=$(printf '%s' "$PV_WAIT" | tr -cd '0-9' | head -c 4)
+[ -n "$PV_WAIT" ] || PV_WAIT=20
 [ -n "$NAME" ] || NAME=unnamed
 
 COUNT=0
@@ -249,7 +255,7 @@ wait_for() {
 # report_pv_disk VDEV MARKER: the disk exists, its size and read-only flag, and its first line.
 report_pv_disk() {
     id="pvdisk.$1"
-    if wait_for "/sys/block/$1" 20; then present=yes; else present=no; fi
+    if wait_for "/sys/block/$1" "$PV_WAIT"; then present=yes; else present=no; fi
     emit "$id.present" "$present"
     v=fail
     if [ "$present" = yes ]; then
@@ -270,7 +276,7 @@ report_pv_nic() {
     addr=${rest%@*}
     peer=${rest#*@}
     id="pvnic.$ifname"
-    if wait_for "/sys/class/net/$ifname" 20; then present=yes; else present=no; fi
+    if wait_for "/sys/class/net/$ifname" "$PV_WAIT"; then present=yes; else present=no; fi
     emit "$id.present" "$present"
     v=fail
     if [ "$present" = yes ]; then

@@ -474,7 +474,12 @@ pub fn boot(
                 StopWhen::AllUpAndSeen { wanted }
                     if all_up()
                         && wanted.iter().all(|(prefix, times)| {
-                            lines.iter().filter(|l| l.raw.starts_with(prefix)).count() >= *times
+                            // The raw line (a relayed `[name] …`) or the text after Xen's own
+                            // prefix (a dom0less guest's vPL011 line).
+                            let starts = |l: &&ConsoleLine| {
+                                l.raw.starts_with(prefix) || l.text.starts_with(prefix)
+                            };
+                            lines.iter().filter(starts).count() >= *times
                         }) =>
                 {
                     break 'watch EndReason::AllUp;

@@ -15,6 +15,7 @@
 pub mod arm;
 pub mod grants;
 pub mod kernel_file;
+pub mod late_store;
 pub mod memory;
 pub mod pvh;
 
