@@ -366,12 +366,7 @@ impl<H: Hypercalls, E: EventChannel, O: Host> Supervisor<H, E, O> {
             return Ok(false);
         };
         store::introduce(&mut xs.store, d, domid, rings).map_err(|e| e.to_string())?;
-        let running: HashMap<usize, u16> = self
-            .guests
-            .iter()
-            .map(|g| (g.index, g.domid.get()))
-            .collect();
-        self.write_devices(index, d, domid, &running)?;
+        self.write_devices(index, d, domid)?;
         Ok(true)
     }
 
@@ -478,11 +473,6 @@ impl<H: Hypercalls, E: EventChannel, O: Host> Supervisor<H, E, O> {
         d: &BootDomain,
         built: &BuiltDomain,
     ) -> Result<(), String> {
-        let running: HashMap<usize, u16> = self
-            .guests
-            .iter()
-            .map(|g| (g.index, g.domid.get()))
-            .collect();
         let Some(xs) = self.xenstore.as_mut() else {
             return Ok(());
         };
@@ -498,19 +488,18 @@ impl<H: Hypercalls, E: EventChannel, O: Host> Supervisor<H, E, O> {
         };
         let domid = built.domid.get();
         store::introduce(&mut xs.store, d, domid, rings).map_err(|e| e.to_string())?;
-        self.write_devices(index, d, domid, &running)
+        self.write_devices(index, d, domid)
     }
 
     /// Writes `d`'s devices (it is domain `domid`, already introduced) and queues dom0's hotplug
     /// work and the connection watch for each. A device whose backend is not running is reported
     /// and left out.
-    fn write_devices(
-        &mut self,
-        index: usize,
-        d: &BootDomain,
-        domid: u16,
-        running: &HashMap<usize, u16>,
-    ) -> Result<(), String> {
+    fn write_devices(&mut self, index: usize, d: &BootDomain, domid: u16) -> Result<(), String> {
+        let running: HashMap<usize, u16> = self
+            .guests
+            .iter()
+            .map(|g| (g.index, g.domid.get()))
+            .collect();
         let Some(xs) = self.xenstore.as_mut() else {
             return Ok(());
         };

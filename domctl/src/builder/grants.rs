@@ -76,9 +76,20 @@ fn write_entries<H: Hypercalls>(
     rings: SeedRings,
 ) -> Result<(), BuildFailure> {
     let page = first_frame(domid, rings)?;
-    let mut mapping = xen.map_foreign(domid, &[scratch])?;
+    write_frame(xen, domid, scratch, 0, &page)
+}
+
+/// Writes `bytes` at `offset` into guest frame `pfn` of `domid`, through a one-frame foreign mapping.
+pub(crate) fn write_frame<H: Hypercalls>(
+    xen: &mut Xen<H>,
+    domid: DomId,
+    pfn: u64,
+    offset: usize,
+    bytes: &[u8],
+) -> Result<(), BuildFailure> {
+    let mut mapping = xen.map_foreign(domid, &[pfn])?;
     mapping
-        .write(scratch << XEN_PAGE_SHIFT, &page)
+        .write((pfn << XEN_PAGE_SHIFT) + offset as u64, bytes)
         .map_err(crate::builder::memory::GuestWriteError::Write)?;
     Ok(())
 }

@@ -29,7 +29,7 @@
 
 use crate::abi::{self, GrantEntryV1, XEN_PAGE_SHIFT, grant, hvm_param};
 use crate::builder::BuildFailure;
-use crate::guest_memory::GuestMemoryWrite;
+use crate::builder::grants::write_frame;
 use crate::transport::Hypercalls;
 use crate::xen::{DomId, Xen};
 use device_tree::guest::layout;
@@ -129,18 +129,4 @@ fn seed_store_entry<H: Hypercalls>(
     };
     let offset = grant::RESERVED_XENSTORE * size_of::<GrantEntryV1>();
     write_frame(xen, domid, frame0, offset, entry.as_bytes())
-}
-
-fn write_frame<H: Hypercalls>(
-    xen: &mut Xen<H>,
-    domid: DomId,
-    pfn: u64,
-    offset: usize,
-    bytes: &[u8],
-) -> Result<(), BuildFailure> {
-    let mut mapping = xen.map_foreign(domid, &[pfn])?;
-    mapping
-        .write((pfn << XEN_PAGE_SHIFT) + offset as u64, bytes)
-        .map_err(crate::builder::memory::GuestWriteError::Write)?;
-    Ok(())
 }
