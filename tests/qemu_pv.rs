@@ -20,9 +20,14 @@
 //! nested; `tests/scenarios/arm64-pv-driver-domains.toml`): dom0 runs Debian's arm64 xenstored and
 //! domforge-init builds the four ARM guests (`builder = "init"`) with a store page each.
 //!
-//! Under nested x86 TCG a fresh PVH guest sporadically triple-faults early (see qemu_x86.rs); it is
-//! restarted by `on_reboot` and its devices introduced again, so the test waits for both guests'
-//! last report, whichever instance gives it.
+//! In the driver-domain cells the frontends must be built only after their driver domain served
+//! (docs/manifest.md, "Boot order").
+//!
+//! Under nested x86 TCG a PVH guest sporadically dies (a triple fault, or a kernel fault in
+//! interrupt entry; see [`emulator_damage`]); it is restarted (`on_reboot`, or the scenario's
+//! `on_crash = "restart"`) and its devices introduced again, a rebuilt driver domain taking its
+//! frontends with it, so the test judges each guest's last report, whichever instance gives it.
+//! A cell that fails in a boot with such damage gets one more boot, which must pass whole.
 //!
 //! Runs when `CI=true` or `DOMFORGE_QEMU_TESTS=1`, once per release in [`RELEASES`].
 
@@ -114,8 +119,49 @@ fn on_every_release(test: &str, case: Case) {
         return;
     }
     for release in RELEASES {
-        pv_on(&case, release);
+        let first = boot(&case, release);
+        let Err(failure) = judged(&case, release, &first) else {
+            continue;
+        };
+        let Some(damage) = emulator_damage(&first.0) else {
+            std::panic::resume_unwind(failure);
+        };
+        eprintln!(
+            "note: Xen {release}: {} failed in a boot where nested TCG damaged a guest ({damage}); \
+             booting it once more\n--- domforge-init's lifecycle events ---\n{}",
+            case.scenario,
+            lifecycle(&first.0)
+        );
+        let second = boot(&case, release);
+        if let Err(failure) = judged(&case, release, &second) {
+            std::panic::resume_unwind(failure);
+        }
     }
+}
+
+/// [`judge`] with its verdict caught, so that a failure can be looked at before it is reported.
+fn judged(case: &Case, release: XenVersion, boot: &(BootLog, f64)) -> std::thread::Result<()> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        judge(case, release, &boot.0, boot.1)
+    }))
+}
+
+/// The first sign that the emulator, not the system under test, broke a guest: Xen's `dNvM Triple
+/// fault` (it resets the guest) or a guest kernel's fatal exception. QEMU 7.2's nested SVM under
+/// TCG does this to PVH guests at random (seen in interrupt entry: an event delivered twice, the
+/// second time on the kernel's entry stack with the user's GS). Every guest of these scenarios
+/// restarts and the supervisor rebuilds the frontends of a rebuilt driver domain, but a guest that
+/// dies while its peer pings it can fail a cell that no product bug failed. Such a cell gets one
+/// more boot, which must pass whole; a failure without this evidence is reported as it is.
+fn emulator_damage(log: &BootLog) -> Option<String> {
+    log.lines
+        .iter()
+        .find(|l| {
+            (l.raw.starts_with("(XEN) d") && l.raw.contains(" Triple fault"))
+                || l.raw
+                    .contains("Kernel panic - not syncing: Fatal exception")
+        })
+        .map(|l| l.raw.trim().to_string())
 }
 
 /// The domain id domforge-init gave `name` last (`event=started`), `0` for dom0.
@@ -149,13 +195,15 @@ fn probe_value(log: &BootLog, name: &str, key: &str) -> Option<String> {
 /// The two tests of this file run in one process: one QEMU at a time.
 static ONE_QEMU_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn pv_on(case: &Case, release: XenVersion) {
+/// Boots `case` on `release` until its reports are in; returns the log and the seconds it took.
+fn boot(case: &Case, release: XenVersion) -> (BootLog, f64) {
     let _one = ONE_QEMU_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let ro = RunOptions {
-        // Seen: both reports 50-75 s after QEMU's start with dom0 as the backend, 130-190 s with
-        // two driver domains, and up to 351 s when nested TCG triple-faulted a driver domain
-        // (which then takes its frontends with it) or a guest more than once.
-        deadline: Duration::from_secs(720),
+        // Seen: both reports 50-75 s after QEMU's start with dom0 as the backend, 40-150 s with
+        // two driver domains (the frontends built once those serve), and up to 351 s when nested
+        // TCG broke a driver domain (which then takes its frontends with it) or a guest more than
+        // once.
+        deadline: Duration::from_secs(540),
         until_seen: case.until,
         ..RunOptions::default()
     };
@@ -166,15 +214,26 @@ fn pv_on(case: &Case, release: XenVersion) {
     .unwrap_or_else(|e| panic!("{e}"));
     let t0 = std::time::Instant::now();
     let log = prepared.boot(&ro, |_| {}).unwrap_or_else(|e| panic!("{e}"));
-    let tail = || log.tail(60);
+    (log, t0.elapsed().as_secs_f64())
+}
+
+/// What one boot of `case` must show (see the file's head); panics on the first thing missing.
+fn judge(case: &Case, release: XenVersion, log: &BootLog, seconds: f64) {
+    let tail = || {
+        format!(
+            "{}\n--- domforge-init's lifecycle events ---\n{}",
+            log.tail(60),
+            lifecycle(log)
+        )
+    };
     let seen = |pred: &dyn Fn(&str) -> bool| log.lines.iter().any(|l| pred(&l.raw));
     assert!(
         seen(&|l| l.starts_with("DOMFORGE-INIT event=xenstored pid=")),
         "Xen {release}: domforge-init did not start xenstored\n{}",
         tail()
     );
-    let disk_backend = domid_of(&log, case.disk_backend);
-    let nic_backend = domid_of(&log, case.nic_backend);
+    let disk_backend = domid_of(log, case.disk_backend);
+    let nic_backend = domid_of(log, case.nic_backend);
     for (name, device, backend) in [
         ("app", "xvda", &disk_backend),
         ("app", "vif_0", &nic_backend),
@@ -200,6 +259,9 @@ fn pv_on(case: &Case, release: XenVersion) {
             );
         }
     }
+    for (frontend, driver) in [("app", case.disk_backend), ("peer", case.nic_backend)] {
+        built_after_its_driver_served(log, release, frontend, driver);
+    }
     if case.nic_backend != "dom0" {
         let renamed = format!("[{}] domforge-init: serving domain ", case.nic_backend);
         assert!(
@@ -211,7 +273,7 @@ fn pv_on(case: &Case, release: XenVersion) {
     // The disk as the image file says it must look (independent of what domforge wrote).
     let image = std::fs::read(path("tests/scenarios/pv-disk.img")).unwrap();
     let first_line = String::from_utf8_lossy(image.split(|b| *b == b'\n').next().unwrap());
-    let v = |name: &str, key: &str| probe_value(&log, name, key);
+    let v = |name: &str, key: &str| probe_value(log, name, key);
     assert_eq!(
         v("app", "pvdisk.xvda.present").as_deref(),
         Some("yes"),
@@ -254,12 +316,75 @@ fn pv_on(case: &Case, release: XenVersion) {
         );
     }
     if let Some((name, mac)) = case.dom0less {
-        dom0less_served(&log, release, name, mac, &nic_backend);
+        dom0less_served(log, release, name, mac, &nic_backend);
     }
     eprintln!(
-        "{} on Xen {release}: pass in {:.1} s",
+        "{} on Xen {release}: pass in {seconds:.1} s; builds: {}",
         case.scenario,
-        t0.elapsed().as_secs_f64()
+        builds(log)
+    );
+}
+
+/// domforge-init's lifecycle events in order (every build, shutdown, restart and wait), for a
+/// failure's message: under nested TCG guests restart, and the history says which and when.
+fn lifecycle(log: &BootLog) -> String {
+    const KINDS: [&str; 7] = [
+        "started",
+        "shutdown",
+        "restarted",
+        "waiting",
+        "wait-timeout",
+        "gave-up",
+        "build-failed",
+    ];
+    log.lines
+        .iter()
+        .filter(|l| {
+            l.raw
+                .strip_prefix("DOMFORGE-INIT event=")
+                .is_some_and(|rest| KINDS.iter().any(|k| rest.starts_with(&format!("{k} "))))
+        })
+        .map(|l| l.raw.as_str())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// How often each domain was built, `name×n` in order of first build.
+fn builds(log: &BootLog) -> String {
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for l in &log.lines {
+        let Some(rest) = l.raw.strip_prefix("DOMFORGE-INIT event=started name=") else {
+            continue;
+        };
+        let name = rest.split_whitespace().next().unwrap_or_default();
+        match counts.iter_mut().find(|(n, _)| n == name) {
+            Some((_, c)) => *c += 1,
+            None => counts.push((name.to_string(), 1)),
+        }
+    }
+    counts
+        .iter()
+        .map(|(n, c)| format!("{n}×{c}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// domforge-init builds a frontend once its driver domain serves (docs/manifest.md, "Boot
+/// order"): `frontend`'s last build comes after `driver`'s last `event=serving`, unless the
+/// console says the wait ran out.
+fn built_after_its_driver_served(log: &BootLog, release: XenVersion, frontend: &str, driver: &str) {
+    if driver == "dom0" {
+        return;
+    }
+    let position = |want: &str| log.lines.iter().rposition(|l| l.raw.starts_with(want));
+    let timed_out =
+        position(&format!("DOMFORGE-INIT event=wait-timeout name={frontend}")).is_some();
+    let served = position(&format!("[{driver}] DOMFORGE-INIT event=serving "));
+    let built = position(&format!("DOMFORGE-INIT event=started name={frontend} "));
+    assert!(
+        timed_out || matches!((served, built), (Some(s), Some(b)) if b > s),
+        "Xen {release}: {frontend} was built before its driver domain {driver} served\n{}",
+        lifecycle(log)
     );
 }
 

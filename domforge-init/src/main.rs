@@ -166,7 +166,14 @@ fn serve_backends() -> Result<std::convert::Infallible, String> {
     let store = serve::open_xenbus(Duration::from_secs(30))?;
     let mut server = serve::Server::new(store, Box::new(StdHotplug::default()))
         .map_err(|e| format!("xenstore: {e}"))?;
+    // Said on the console before it is said in xenstore: the control domain relays this console
+    // before it looks for the node, so a reader of the whole console sees `serving` before the
+    // frontends it lets the control domain build.
     log::event("serving", &[("domid", server.domid().to_string())]);
+    if let Err(e) = server.announce() {
+        // The control domain then builds the frontends after its bounded wait instead.
+        info!("xenstore: announcing that this domain serves: {e}");
+    }
     loop {
         for message in server.turn(Instant::now()) {
             info!("{message}");

@@ -69,6 +69,18 @@ impl Server {
         self.me
     }
 
+    /// Tells the control domain this domain serves ([`xenstore_layout::SERVING_NODE`]): it builds
+    /// the frontends served here only then, so a driver domain that fails early in its boot takes
+    /// no frontend down with it.
+    pub fn announce(&mut self) -> Result<(), XsError> {
+        let path = format!(
+            "/local/domain/{}/{}",
+            self.me,
+            xenstore_layout::SERVING_NODE
+        );
+        self.store.write(NO_TX, &path, b"1")
+    }
+
     /// One scan and one attempt at every pending job; returns messages for the console.
     pub fn turn(&mut self, now: Instant) -> Vec<String> {
         let mut out = Vec::new();

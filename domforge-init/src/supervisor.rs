@@ -129,6 +129,8 @@ pub struct Supervisor<H: Hypercalls, E: EventChannel, O: Host> {
     budget: RestartBudget,
     budgets: HashMap<usize, RestartBudget>,
     xenstore: Option<XenstoreState>,
+    /// Domains built once the driver domains serving their devices serve ([`boot_order`]).
+    waiting: Vec<boot_order::Waiting>,
 }
 
 fn now_ms(since: Instant) -> String {
@@ -160,6 +162,7 @@ impl<H: Hypercalls, E: EventChannel, O: Host> Supervisor<H, E, O> {
             budget: RestartBudget::default(),
             budgets: HashMap::new(),
             xenstore: None,
+            waiting: Vec::new(),
         }
     }
 
@@ -279,19 +282,19 @@ impl<H: Hypercalls, E: EventChannel, O: Host> Supervisor<H, E, O> {
     }
 
     /// Builds every domain in boot order; a failure is reported and the next domain still starts.
+    /// A domain whose PV devices a driver domain serves waits until that one serves
+    /// ([`boot_order`]); [`Self::turn`] builds it then. Returns how many were built now.
     pub fn start_all(&mut self) -> usize {
-        let mut started = 0;
-        for index in ours(&self.config) {
-            match self.start(index) {
-                Ok(()) => started += 1,
-                Err(e) => {
-                    self.info(e.to_string());
-                    let name = self.domain(index).name.to_string();
-                    self.host.event("build-failed", &[("name", name)]);
-                }
-            }
-        }
-        started
+        let now = Instant::now();
+        ours(&self.config)
+            .into_iter()
+            .filter(|&index| self.start_when_served(index, now, false))
+            .count()
+    }
+
+    /// How many domains wait for their driver domains.
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
     }
 
     fn domain(&self, index: usize) -> &BootDomain {
@@ -769,20 +772,15 @@ impl<H: Hypercalls, E: EventChannel, O: Host> Supervisor<H, E, O> {
             self.host.event("gave-up", &[("name", name.to_string())]);
             return;
         }
-        match self.start(index) {
-            Ok(()) => {
-                self.host.event("restarted", &[("name", name.to_string())]);
-                self.rebuild_frontends_of(index, name, now);
-            }
-            Err(e) => self.info(format!("restarting '{name}': {e}")),
-        }
+        self.start_when_served(index, now, true);
     }
 
     /// A rebuilt backend domain has a new domain id, and Linux's frontends do not follow it: the
     /// `backend` path they read at probe names the old one, and a closed backend leaves them
     /// closed (`drivers/xen/xenbus/xenbus_probe_frontend.c` reads the other end once). So the
-    /// running domains it serves are rebuilt after it (their restart budgets apply), as a restart of
-    /// theirs would do, and their new device directories name the new backend.
+    /// running domains it serves are destroyed and rebuilt (their restart budgets apply) once the
+    /// new backend serves ([`boot_order`]), and their new device directories name it. Domains
+    /// still waiting for it are not built yet and lose nothing.
     fn rebuild_frontends_of(&mut self, backend: usize, backend_name: &str, now: Instant) {
         let Ok(b) = u8::try_from(backend) else { return };
         let served: Vec<usize> = self
@@ -820,6 +818,7 @@ impl<H: Hypercalls, E: EventChannel, O: Host> Supervisor<H, E, O> {
         });
         self.relay_consoles();
         self.tend_devices(now);
+        self.start_waiting(now);
         let exc = self.virq_port.is_some_and(|v| ports.contains(&v));
         if exc || check_due {
             self.check_domains(now);
@@ -895,5 +894,6 @@ pub fn missing_files(config: &BootConfig, root: &Path) -> Vec<String> {
         .collect()
 }
 
+mod boot_order;
 #[cfg(test)]
 mod tests;

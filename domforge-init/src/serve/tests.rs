@@ -88,7 +88,13 @@ fn a_driver_domain_serves_what_the_control_domain_wrote_within_its_permissions()
             Perm::new(DRIVER, xenstore_layout::Access::Read),
         ],
     );
-    write_all(&mut dom0, [node].iter()).unwrap();
+    // Its `data` directory, writable by it (`xenstore_layout::domain_nodes`).
+    let data = xenstore_layout::Node::new(
+        format!("/local/domain/{DRIVER}/data"),
+        b"",
+        &[Perm::new(DRIVER, xenstore_layout::Access::None)],
+    );
+    write_all(&mut dom0, [node, data].iter()).unwrap();
     for dev in devices() {
         write_all(&mut dom0, dev.transaction().all()).unwrap();
     }
@@ -98,6 +104,12 @@ fn a_driver_domain_serves_what_the_control_domain_wrote_within_its_permissions()
     let host = Recorder::default();
     let mut server = Server::new(Client::new(as_driver), Box::new(host.clone())).unwrap();
     assert_eq!(server.domid(), DRIVER);
+    server.announce().unwrap();
+    assert_eq!(
+        d.value(&format!("/local/domain/{DRIVER}/data/domforge-serving"))
+            .as_deref(),
+        Some("1")
+    );
     let t0 = Instant::now();
     let said = server.turn(t0);
     let be = format!("/local/domain/{DRIVER}/backend");

@@ -712,20 +712,109 @@ fn with_xenstore_a_domain_is_introduced_with_its_devices_before_it_runs() {
     );
 }
 
+/// The driver domain `name` says it serves, as its domforge-init does (`serve::Server::announce`).
+fn serves(w: &World, xs: &xenstore_client::fake::FakeXenstored, name: &str) {
+    let domid = w.domid(name);
+    xs.poke(
+        &format!("/local/domain/{domid}/{}", xenstore_layout::SERVING_NODE),
+        "1",
+    );
+}
+
+fn is_running(w: &World, name: &str) -> bool {
+    w.sup.running().iter().any(|(n, _)| n == name)
+}
+
+#[test]
+fn a_frontend_is_built_once_its_driver_domain_serves() {
+    let (mut w, xs, _) = pv_world_served_by("pv-wait", Some(0));
+    assert_eq!(w.sup.start_all(), 1, "storage now, app once storage serves");
+    assert!(!is_running(&w, "app"));
+    assert_eq!(w.sup.waiting(), 1);
+    assert_eq!(
+        w.count_events("DOMFORGE-INIT event=waiting name=app for=storage"),
+        1
+    );
+    // Booting, not serving yet: app still waits.
+    w.sup
+        .turn(Duration::ZERO, w.t0 + Duration::from_secs(10), false);
+    assert!(!is_running(&w, "app"));
+    serves(&w, &xs, "storage");
+    w.sup
+        .turn(Duration::ZERO, w.t0 + Duration::from_secs(11), false);
+    assert!(is_running(&w, "app"));
+    assert_eq!(w.sup.waiting(), 0);
+    let (storage, app) = (w.domid("storage"), w.domid("app"));
+    assert_eq!(
+        xs.value(&format!("/local/domain/{app}/device/vbd/51712/backend-id"))
+            .as_deref(),
+        Some(storage.to_string().as_str())
+    );
+    // Built once: a first build is not a restart.
+    assert_eq!(w.creates(), 2);
+    assert_eq!(w.count_events("DOMFORGE-INIT event=restarted"), 0);
+}
+
+#[test]
+fn a_driver_domain_that_goes_down_before_it_serves_takes_no_frontend_with_it() {
+    let (mut w, xs, _) = pv_world_served_by("pv-early-crash", Some(0));
+    w.sup.start_all();
+    // Nested TCG's early triple fault, twice.
+    w.stop("storage", SHUTDOWN_REBOOT, Duration::from_secs(1));
+    w.stop("storage", SHUTDOWN_REBOOT, Duration::from_secs(2));
+    assert!(!is_running(&w, "app"));
+    serves(&w, &xs, "storage");
+    w.sup
+        .turn(Duration::ZERO, w.t0 + Duration::from_secs(3), false);
+    assert!(is_running(&w, "app"));
+    // storage three times, app once, and none of app's restart budget spent.
+    assert_eq!(w.creates(), 4);
+    assert_eq!(w.count_events("DOMFORGE-INIT event=restarted name=app"), 0);
+}
+
+#[test]
+fn a_frontend_whose_driver_domain_never_serves_is_built_after_the_wait() {
+    let (mut w, _xs, _) = pv_world_served_by("pv-wait-timeout", Some(0));
+    w.sup.start_all();
+    let late = w.t0 + boot_order::BACKEND_WAIT + Duration::from_secs(1);
+    w.sup.turn(Duration::ZERO, late, false);
+    assert!(is_running(&w, "app"));
+    assert_eq!(
+        w.count_events("DOMFORGE-INIT event=wait-timeout name=app"),
+        1
+    );
+    let infos = w.sup.host().infos();
+    assert!(
+        infos
+            .iter()
+            .any(|m| m.starts_with("'app' is built without waiting longer for 'storage'")),
+        "{infos:?}"
+    );
+}
+
 #[test]
 fn a_rebuilt_driver_domain_takes_the_frontends_it_serves_with_it() {
     let (mut w, xs, _) = pv_world_served_by("pv-driver-restart", Some(0));
-    assert_eq!(w.sup.start_all(), 2);
+    w.sup.start_all();
+    serves(&w, &xs, "storage");
+    w.sup.turn(Duration::ZERO, w.t0, false);
     let (storage, app) = (w.domid("storage"), w.domid("app"));
     assert!(
         xs.node(&format!("/local/domain/{storage}/backend/vbd/{app}/51712"))
             .is_some()
     );
     w.stop("storage", SHUTDOWN_CRASH, Duration::from_secs(1));
+    assert!(w.xen.domain(app).is_none(), "the old app is destroyed");
+    assert!(
+        !is_running(&w, "app"),
+        "the new app waits for the new storage"
+    );
+    serves(&w, &xs, "storage");
+    w.sup
+        .turn(Duration::ZERO, w.t0 + Duration::from_secs(2), false);
     let (storage2, app2) = (w.domid("storage"), w.domid("app"));
     assert_ne!(storage, storage2);
     assert_ne!(app, app2, "app follows its rebuilt backend");
-    assert!(w.xen.domain(app).is_none(), "the old app is destroyed");
     // The new app's disk names the new backend, on both sides.
     assert_eq!(
         xs.value(&format!("/local/domain/{app2}/device/vbd/51712/backend-id"))
