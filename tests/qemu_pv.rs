@@ -370,20 +370,31 @@ fn builds(log: &BootLog) -> String {
 }
 
 /// domforge-init builds a frontend once its driver domain serves (docs/manifest.md, "Boot
-/// order"): `frontend`'s last build comes after `driver`'s last `event=serving`, unless the
-/// console says the wait ran out.
+/// order"): dom0 said `frontend` waits for `driver` before it first built it, and `driver` itself
+/// said `serving` on its console (unless dom0 says the wait ran out). The two consoles are not
+/// compared line by line: a guest's console reaches dom0 through hvc's buffer and its ring, so the
+/// driver's line can be relayed after dom0's own next lines although it was written first.
 fn built_after_its_driver_served(log: &BootLog, release: XenVersion, frontend: &str, driver: &str) {
     if driver == "dom0" {
         return;
     }
-    let position = |want: &str| log.lines.iter().rposition(|l| l.raw.starts_with(want));
-    let timed_out =
-        position(&format!("DOMFORGE-INIT event=wait-timeout name={frontend}")).is_some();
-    let served = position(&format!("[{driver}] DOMFORGE-INIT event=serving "));
-    let built = position(&format!("DOMFORGE-INIT event=started name={frontend} "));
+    let first = |want: &str| log.lines.iter().position(|l| l.raw.starts_with(want));
+    let waited = log.lines.iter().position(|l| {
+        l.raw
+            .strip_prefix(&format!("DOMFORGE-INIT event=waiting name={frontend} for="))
+            .is_some_and(|rest| rest.split(',').any(|d| d.trim() == driver))
+    });
+    let built = first(&format!("DOMFORGE-INIT event=started name={frontend} "));
     assert!(
-        timed_out || matches!((served, built), (Some(s), Some(b)) if b > s),
-        "Xen {release}: {frontend} was built before its driver domain {driver} served\n{}",
+        matches!((waited, built), (Some(w), Some(b)) if w < b),
+        "Xen {release}: {frontend} did not wait for its driver domain {driver} before its first build\n{}",
+        lifecycle(log)
+    );
+    let timed_out = first(&format!("DOMFORGE-INIT event=wait-timeout name={frontend}")).is_some();
+    let served = first(&format!("[{driver}] DOMFORGE-INIT event=serving ")).is_some();
+    assert!(
+        timed_out || served,
+        "Xen {release}: {frontend} was built although its driver domain {driver} never served\n{}",
         lifecycle(log)
     );
 }

@@ -45,10 +45,13 @@ impl<H: Hypercalls, E: EventChannel, O: Host> Supervisor<H, E, O> {
             if unready.len() == 1 { "s" } else { "" },
             BACKEND_WAIT.as_secs()
         ));
-        self.host.event(
-            "waiting",
-            &[("name", name), ("for", names.replace('\'', ""))],
-        );
+        // `for=a,b`: the driver domains' names (names have no commas or spaces).
+        let list: Vec<String> = unready
+            .iter()
+            .map(|&i| self.domain(i).name.to_string())
+            .collect();
+        self.host
+            .event("waiting", &[("name", name), ("for", list.join(","))]);
         self.waiting.push(Waiting {
             index,
             deadline: now + BACKEND_WAIT,
