@@ -69,15 +69,11 @@ impl Server {
         self.me
     }
 
-    /// Tells the control domain this domain serves ([`xenstore_layout::SERVING_NODE`]): it builds
+    /// Tells the control domain this domain serves ([`xenstore_layout::serving_node`]): it builds
     /// the frontends served here only then, so a driver domain that fails early in its boot takes
     /// no frontend down with it.
     pub fn announce(&mut self) -> Result<(), XsError> {
-        let path = format!(
-            "/local/domain/{}/{}",
-            self.me,
-            xenstore_layout::SERVING_NODE
-        );
+        let path = xenstore_layout::serving_node(self.me);
         self.store.write(NO_TX, &path, b"1")
     }
 

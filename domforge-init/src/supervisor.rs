@@ -788,10 +788,7 @@ impl<H: Hypercalls, E: EventChannel, O: Host> Supervisor<H, E, O> {
             .domains
             .iter()
             .enumerate()
-            .filter(|(_, d)| {
-                d.pv_disks.iter().any(|x| x.backend == Some(b))
-                    || d.pv_nics.iter().any(|x| x.backend == Some(b))
-            })
+            .filter(|(_, d)| d.backends().any(|x| x == b))
             .map(|(i, _)| i)
             .collect();
         for i in served {

@@ -155,6 +155,17 @@ pub struct BootDomain {
     pub pv_nics: Vec<BootNic, MAX_PV_NICS>,
 }
 
+impl BootDomain {
+    /// The domains (indices in [`BootConfig::domains`]) serving this domain's PV disks and vifs,
+    /// once per device; devices the control domain serves are left out.
+    pub fn backends(&self) -> impl Iterator<Item = u8> + '_ {
+        self.pv_disks
+            .iter()
+            .filter_map(|x| x.backend)
+            .chain(self.pv_nics.iter().filter_map(|x| x.backend))
+    }
+}
+
 /// The whole system, in boot order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BootConfig {
@@ -356,12 +367,7 @@ impl BootConfig {
             if self.domains[..i].iter().any(|o| o.name == d.name) {
                 return Err(BlobError::Invalid("two domains share a name"));
             }
-            let backends = d
-                .pv_disks
-                .iter()
-                .map(|x| x.backend)
-                .chain(d.pv_nics.iter().map(|x| x.backend));
-            for b in backends.flatten() {
+            for b in d.backends() {
                 if b as usize >= n || b as usize == i {
                     return Err(BlobError::Invalid(
                         "a PV device's backend is the domain itself or missing",

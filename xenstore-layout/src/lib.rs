@@ -252,12 +252,13 @@ pub fn domain_nodes(d: &DomainInfo) -> Vec<Node> {
     out
 }
 
-/// Where a driver domain running domforge's serve mode says it serves, relative to its own
-/// `/local/domain/N` (value `"1"`): its backends' modules are loaded and its hotplug loop runs, so
-/// the control domain may build the frontends it serves. Under `data/`, the subtree
-/// xenstore-paths.pandoc gives a domain "for arbitrary domain use" (writable by it, see
-/// [`domain_nodes`]); no Xen tool reads this name.
-pub const SERVING_NODE: &str = "data/domforge-serving";
+/// Where driver domain `domid`, running domforge's serve mode, says it serves (value `"1"`): its
+/// backends' modules are loaded and its hotplug loop runs, so the control domain may build the
+/// frontends it serves. Under `data/`, the subtree xenstore-paths.pandoc gives a domain "for
+/// arbitrary domain use" (writable by it, see [`domain_nodes`]); no Xen tool reads this name.
+pub fn serving_node(domid: u16) -> String {
+    format!("/local/domain/{domid}/data/domforge-serving")
+}
 
 /// Disk access mode (blkback's `mode`: `r` or `w`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! Boot order from the device graph (issue 19): a domain whose PV devices a driver domain serves is
 //! built only once that driver domain serves — its domforge-init has loaded the backends and
-//! written [`SERVING_NODE`] — or after [`BACKEND_WAIT`], whichever comes first.
+//! written its [`serving_node`] — or after [`BACKEND_WAIT`], whichever comes first.
 //!
 //! Why wait rather than boot everything at once and let the frontends connect late: a driver
 //! domain that goes down before it serves (under nested TCG a fresh PVH guest sporadically
@@ -16,7 +16,7 @@ use crate::evtchn::EventChannel;
 use domctl::Hypercalls;
 use std::time::{Duration, Instant};
 use xenstore_client::NO_TX;
-use xenstore_layout::SERVING_NODE;
+use xenstore_layout::serving_node;
 
 /// How long a domain waits for the driver domains serving its devices. Nested-TCG driver domains
 /// served 40–90 s after they were built in this project's QEMU runs; a real board is far faster.
@@ -110,7 +110,7 @@ impl<H: Hypercalls, E: EventChannel, O: Host> Supervisor<H, E, O> {
     }
 
     /// The driver domains (domain indices) serving `index`'s PV devices that do not serve yet:
-    /// still waiting to be built themselves, or running without [`SERVING_NODE`]. One that is not
+    /// still waiting to be built themselves, or running without its [`serving_node`]. One that is not
     /// running at all (given up, failed to build) is not waited for; the frontend's devices it
     /// would serve are then left out, with a message, when the frontend is built.
     fn unready_backends(&mut self, index: usize) -> Vec<usize> {
@@ -118,13 +118,7 @@ impl<H: Hypercalls, E: EventChannel, O: Host> Supervisor<H, E, O> {
             return Vec::new();
         };
         let d = &self.config.domains[index];
-        let mut backends: Vec<usize> = d
-            .pv_disks
-            .iter()
-            .filter_map(|x| x.backend)
-            .chain(d.pv_nics.iter().filter_map(|x| x.backend))
-            .map(usize::from)
-            .collect();
+        let mut backends: Vec<usize> = d.backends().map(usize::from).collect();
         backends.sort_unstable();
         backends.dedup();
         backends.retain(|&b| {
@@ -134,7 +128,7 @@ impl<H: Hypercalls, E: EventChannel, O: Host> Supervisor<H, E, O> {
             let Some(g) = self.guests.iter().find(|g| g.index == b) else {
                 return false;
             };
-            let node = format!("/local/domain/{}/{SERVING_NODE}", g.domid);
+            let node = serving_node(g.domid.get());
             let serves = xs.store.read_opt(NO_TX, &node).ok().flatten();
             serves.as_deref() != Some("1")
         });

@@ -715,10 +715,7 @@ fn with_xenstore_a_domain_is_introduced_with_its_devices_before_it_runs() {
 /// The driver domain `name` says it serves, as its domforge-init does (`serve::Server::announce`).
 fn serves(w: &World, xs: &xenstore_client::fake::FakeXenstored, name: &str) {
     let domid = w.domid(name);
-    xs.poke(
-        &format!("/local/domain/{domid}/{}", xenstore_layout::SERVING_NODE),
-        "1",
-    );
+    xs.poke(&xenstore_layout::serving_node(domid), "1");
 }
 
 fn is_running(w: &World, name: &str) -> bool {
