@@ -147,11 +147,7 @@ pub(crate) fn compose(
             format!("{}: {e}", init_path.display()),
         )
     })?;
-    let debian_arch = match arch {
-        Arch::X86_64 => debian_fetch::Arch::Amd64,
-        Arch::Arm64 => debian_fetch::Arch::Arm64,
-    };
-    let mut initramfs = Dom0Initramfs::new_for(debian_arch, &init, &blob).map_err(|e| {
+    let mut initramfs = Dom0Initramfs::new_for(arch, &init, &blob).map_err(|e| {
         FinalizeError::new(
             "E0406",
             Blame::Dom0,
@@ -166,7 +162,7 @@ pub(crate) fn compose(
         let bytes = match m.kind {
             ModuleKind::Ramdisk if driver.is_some() => {
                 let name = driver.unwrap_or_default();
-                crate::driver::initramfs(inputs, plan, name, &init, debian_arch)?
+                crate::driver::initramfs(inputs, plan, name, &init, arch)?
             }
             ModuleKind::PassthroughDtb => fragments
                 .iter()

@@ -33,7 +33,6 @@ use std::fs;
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -68,49 +67,9 @@ pub fn suite_for_xen(version: &str) -> Option<&'static str> {
     }
 }
 
-/// A Debian architecture we build guests for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Arch {
-    /// 64-bit ARM (`aarch64`).
-    Arm64,
-    /// 64-bit x86 (`x86_64`).
-    Amd64,
-}
-
-impl Arch {
-    /// Debian's name of the architecture.
-    pub fn debian_name(self) -> &'static str {
-        match self {
-            Arch::Arm64 => "arm64",
-            Arch::Amd64 => "amd64",
-        }
-    }
-
-    /// `uname -m` / GNU name of the architecture.
-    pub fn gnu_name(self) -> &'static str {
-        match self {
-            Arch::Arm64 => "aarch64",
-            Arch::Amd64 => "x86_64",
-        }
-    }
-}
-
-impl fmt::Display for Arch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.debian_name())
-    }
-}
-
-impl FromStr for Arch {
-    type Err = FetchError;
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text {
-            "arm64" | "aarch64" => Ok(Arch::Arm64),
-            "amd64" | "x86_64" | "x86-64" => Ok(Arch::Amd64),
-            other => Err(FetchError::UnknownArch(other.to_owned())),
-        }
-    }
-}
+/// The architectures we fetch for are the boards' (`schema::Arch`); Debian names them with
+/// [`Arch::debian`] (`arm64`, `amd64`).
+pub use schema::arch::Arch;
 
 /// Errors of the Debian fetcher. Each names what was missing and how to get it.
 #[derive(Debug, thiserror::Error)]
@@ -145,8 +104,9 @@ pub enum FetchError {
     },
     /// No package in the index matches the request.
     #[error(
-        "no package matching {pattern:?} for {arch} in Debian {suite}; hint: check the name with \
-         `apt-cache search`, or the suite (Xen 4.17 is in bookworm, 4.20 in trixie)"
+        "no package matching {pattern:?} for {} in Debian {suite}; hint: check the name with \
+         `apt-cache search`, or the suite (Xen 4.17 is in bookworm, 4.20 in trixie)",
+        arch.debian()
     )]
     PackageNotFound {
         /// Name or pattern asked for.
@@ -209,11 +169,11 @@ pub enum FetchError {
          name the suite explicitly"
     )]
     UnknownXenVersion(String),
-    /// An architecture name we do not know.
-    #[error("unknown architecture {0:?}; expected arm64 or amd64")]
-    UnknownArch(String),
     /// Offline mode and the package is not in the cache.
-    #[error("{package} {version} ({arch}) is not in the cache and the fetcher is offline")]
+    #[error(
+        "{package} {version} ({}) is not in the cache and the fetcher is offline",
+        arch.debian()
+    )]
     NotCached {
         /// Package name.
         package: String,
@@ -224,9 +184,10 @@ pub enum FetchError {
     },
     /// A pinned version (a lock file's) is neither cached nor in the archive's index any more.
     #[error(
-        "{package} {version} ({arch}) is pinned but no longer in Debian {suite}'s package index \
+        "{package} {version} ({}) is pinned but no longer in Debian {suite}'s package index \
          (Debian drops superseded versions at point releases and security updates), and it is not \
-         in the cache"
+         in the cache",
+        arch.debian()
     )]
     PinnedVersionGone {
         /// Package name.
@@ -243,7 +204,7 @@ pub enum FetchError {
         "{} {} ({}) in the cache ({path}) has .deb SHA-256 {actual}, but the pin says {}; the \
          cache entry was modified or comes from another archive; hint: delete {path} to fetch it \
          again",
-        .pin.name, .pin.version, .pin.arch, .pin.sha256
+        .pin.name, .pin.version, .pin.arch.debian(), .pin.sha256
     )]
     PinMismatch {
         /// The pin (boxed: keeps every `Result` of this module small).
@@ -258,7 +219,7 @@ pub enum FetchError {
         "Debian {}'s signed index lists {} {} ({}) with SHA-256 {index}, but the pin says {}: \
          the archive rebuilt the package under the same version, or the pin was edited; \
          refusing to download it",
-        .pin.suite, .pin.name, .pin.version, .pin.arch, .pin.sha256
+        .pin.suite, .pin.name, .pin.version, .pin.arch.debian(), .pin.sha256
     )]
     IndexDisagreesWithPin {
         /// The pin.
@@ -498,7 +459,8 @@ impl Progress {
                     ProgressEvent::UpdatingIndex { suite, arch } => {
                         writeln!(
                             err,
-                            "images: updating Debian {suite} package index for {arch}"
+                            "images: updating Debian {suite} package index for {}",
+                            arch.debian()
                         )
                     }
                     ProgressEvent::Downloading {
@@ -891,7 +853,7 @@ impl Fetcher {
     }
 
     fn state_dir(&self, suite: &str, arch: Arch) -> PathBuf {
-        let mut name = format!("{suite}-{arch}");
+        let mut name = format!("{suite}-{}", arch.debian());
         for c in &self.extra_components {
             name.push('+');
             name.push_str(c);
@@ -918,7 +880,8 @@ impl Fetcher {
         // `target=Packages` limits `update` to the package lists: no translations, no
         // AppStream (DEP-11) data that the host's apt.conf.d may enable.
         let options = format!(
-            "[arch={arch} signed-by={} target=Packages]",
+            "[arch={} signed-by={} target=Packages]",
+            arch.debian(),
             self.keyring.display()
         );
         let components = std::iter::once("main")
@@ -952,9 +915,9 @@ impl Fetcher {
         vec![
             "-q".to_owned(),
             "-o".to_owned(),
-            format!("APT::Architecture={arch}"),
+            format!("APT::Architecture={}", arch.debian()),
             "-o".to_owned(),
-            format!("APT::Architectures={arch}"),
+            format!("APT::Architectures={}", arch.debian()),
             "-o".to_owned(),
             format!("Dir::State::Lists={}", d("lists")),
             "-o".to_owned(),
@@ -1322,7 +1285,7 @@ impl Fetcher {
     fn package_dir(&self, name: &str, version: &str, arch: Arch) -> PathBuf {
         self.cache_dir
             .join("packages")
-            .join(arch.debian_name())
+            .join(arch.debian())
             .join(format!("{name}_{}", version_in_filename(version)))
     }
 
@@ -1365,7 +1328,7 @@ impl Fetcher {
             .filter(|s| s.len() == 64)
             .ok_or_else(|| missing("SHA256"))?;
         let expected_size = entry.size.ok_or_else(|| missing("Size"))?;
-        let label = format!("{}_{}_{arch}", entry.package, entry.version);
+        let label = format!("{}_{}_{}", entry.package, entry.version, arch.debian());
 
         let final_dir = self.package_dir(&entry.package, &entry.version, arch);
         let parent = final_dir.parent().unwrap_or(&self.cache_dir).to_owned();
@@ -1548,8 +1511,11 @@ impl Fetcher {
             });
         }
         let meta = format!(
-            "name={}\nversion={}\narch={arch}\nsha256={actual_sha}\nsize={size}\nfilename={}\n",
-            entry.package, entry.version, entry.filename
+            "name={}\nversion={}\narch={}\nsha256={actual_sha}\nsize={size}\nfilename={}\n",
+            entry.package,
+            entry.version,
+            arch.debian(),
+            entry.filename
         );
         let meta_path = work.join("fetched");
         fs::write(&meta_path, meta).map_err(io_err("writing", &meta_path))?;
@@ -1577,7 +1543,8 @@ impl Fetcher {
     /// [`Fetcher::xen_hypervisor_in`] with the package it came from (what a lock records).
     pub fn xen_hypervisor_files(&self, arch: Arch, version: &str, suite: &str) -> Result<XenFiles> {
         let package = self.fetch(
-            &PackageRequest::new(format!("xen-hypervisor-{version}-{arch}"), arch).in_suite(suite),
+            &PackageRequest::new(format!("xen-hypervisor-{version}-{}", arch.debian()), arch)
+                .in_suite(suite),
         )?;
         let image = Self::xen_binary(&package, arch, version)?;
         Ok(XenFiles {
@@ -1607,7 +1574,7 @@ impl Fetcher {
     fn xen_efi(package: &FetchedPackage, arch: Arch, version: &str) -> Option<PathBuf> {
         let path = package
             .root_dir
-            .join(format!("boot/xen-{version}-{}.efi", arch.debian_name()));
+            .join(format!("boot/xen-{version}-{}.efi", arch.debian()));
         path.is_file().then_some(path)
     }
 
@@ -1631,7 +1598,7 @@ impl Fetcher {
                 }
                 Ok(path)
             }
-            Arch::Amd64 => {
+            Arch::X86_64 => {
                 let gz = package
                     .root_dir
                     .join(format!("boot/xen-{version}-amd64.gz"));
@@ -1695,7 +1662,7 @@ impl Fetcher {
     /// glob would.
     pub fn linux_kernel_in(&self, arch: Arch, suite: &str) -> Result<KernelFiles> {
         check_suite(suite)?;
-        let meta = format!("linux-image-{arch}");
+        let meta = format!("linux-image-{}", arch.debian());
         let state = self.state_dir(suite, arch);
         let image_name = {
             let request = PackageRequest::new(meta.clone(), arch).in_suite(suite);
@@ -1765,13 +1732,13 @@ impl Fetcher {
         // e_machine at offset 18 (System V ABI): EM_AARCH64 = 183, EM_X86_64 = 62.
         let expected_machine: u16 = match arch {
             Arch::Arm64 => 183,
-            Arch::Amd64 => 62,
+            Arch::X86_64 => 62,
         };
         let machine = bytes.get(18..20).map(|b| u16::from_le_bytes([b[0], b[1]]));
         if !formats::is_elf(&bytes) || machine != Some(expected_machine) {
             return Err(FetchError::BadFormat {
                 path,
-                reason: format!("not an ELF executable for {arch}"),
+                reason: format!("not an ELF executable for {}", arch.debian()),
             });
         }
         Ok(path)

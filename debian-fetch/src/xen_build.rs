@@ -97,8 +97,9 @@ pub enum XenBuildError {
     Fetch(#[from] debian::FetchError),
     /// Only arm64 hypervisors can be built (STATIC_MEMORY is ARM-only).
     #[error(
-        "building Xen for {0} is not supported: the options domforge builds Xen for \
-         (CONFIG_STATIC_MEMORY) exist only on ARM (xen/common/Kconfig: `depends on ARM`)"
+        "building Xen for {} is not supported: the options domforge builds Xen for \
+         (CONFIG_STATIC_MEMORY) exist only on ARM (xen/common/Kconfig: `depends on ARM`)",
+        .0.debian()
     )]
     UnsupportedArch(Arch),
     /// The Xen version string is not a series such as `4.17`.
@@ -239,7 +240,7 @@ impl XenBuildConfig {
         options.dedup();
         let text = format!(
             "recipe={RECIPE_REVISION}\narch={}\nenable={}\n",
-            self.arch,
+            self.arch.debian(),
             options.join(",")
         );
         let digest = hex(&Sha256::digest(text.as_bytes()));
@@ -439,7 +440,7 @@ impl XenBuilder {
         }
         let dir = self
             .builds_dir()
-            .join(format!("xen-{version}-{}-{key}", config.arch));
+            .join(format!("xen-{version}-{}-{key}", config.arch.debian()));
         let meta = fs::read_to_string(dir.join("built")).ok()?;
         if !meta.lines().any(|l| l == format!("version={version}")) || !dir.join("xen").is_file() {
             return None;
@@ -450,7 +451,7 @@ impl XenBuilder {
     /// The newest complete cached build of `config`'s series and options.
     fn cached(&self, config: &XenBuildConfig, key: &str) -> Option<BuiltXen> {
         let prefix = format!("xen-{}.", config.series);
-        let suffix = format!("-{}-{key}", config.arch);
+        let suffix = format!("-{}-{key}", config.arch.debian());
         let mut best: Option<BuiltXen> = None;
         for entry in fs::read_dir(self.builds_dir()).ok()?.filter_map(Result::ok) {
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -728,7 +729,7 @@ impl XenBuilder {
             let mut c = Command::new("make");
             c.arg("-C")
                 .arg(&xen_dir)
-                .arg(format!("XEN_TARGET_ARCH={}", config.arch))
+                .arg(format!("XEN_TARGET_ARCH={}", config.arch.debian()))
                 .arg(format!("CROSS_COMPILE={}", cross_prefix()))
                 .arg(target)
                 .env("DEB_VERSION", &entry.version)
@@ -821,9 +822,11 @@ impl XenBuilder {
             reason,
         })?;
 
-        let final_dir = self
-            .builds_dir()
-            .join(format!("xen-{}-{}-{key}", entry.version, config.arch));
+        let final_dir = self.builds_dir().join(format!(
+            "xen-{}-{}-{key}",
+            entry.version,
+            config.arch.debian()
+        ));
         let staging = temp_name(&final_dir);
         fs::create_dir_all(&staging).map_err(io_err("creating", &staging))?;
         let copy = |from: &Path, name: &str| {
@@ -844,7 +847,7 @@ impl XenBuilder {
         let meta = format!(
             "version={}\narch={}\nenable={}\nkey={key}\nseconds={:.1}\nsha256={}\n{}\n",
             entry.version,
-            config.arch,
+            config.arch.debian(),
             config.enable.join(","),
             elapsed.as_secs_f64(),
             hex(&Sha256::digest(&image)),
@@ -1199,7 +1202,7 @@ mod tests {
         c.enable.push("CONFIG_x".into());
         assert!(matches!(c.validate(), Err(XenBuildError::BadOption(_))));
         c.enable.pop();
-        c.arch = Arch::Amd64;
+        c.arch = Arch::X86_64;
         assert!(matches!(
             c.validate(),
             Err(XenBuildError::UnsupportedArch(_))

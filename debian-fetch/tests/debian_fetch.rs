@@ -34,7 +34,7 @@ fn file_says(path: &Path) -> Option<String> {
 #[test]
 fn busybox_static_arm64_and_amd64() {
     let fetcher = fetcher();
-    for (arch, file_arch) in [(Arch::Arm64, "ARM aarch64"), (Arch::Amd64, "x86-64")] {
+    for (arch, file_arch) in [(Arch::Arm64, "ARM aarch64"), (Arch::X86_64, "x86-64")] {
         let Some(path) = or_skip(fetcher.busybox_static(arch), "busybox-static") else {
             return;
         };
@@ -76,7 +76,7 @@ fn xen_4_17_arm64_is_an_arm64_image() {
 fn xen_4_17_amd64_gunzips_to_a_multiboot_elf() {
     let fetcher = fetcher();
     let Some(path) = or_skip(
-        fetcher.xen_hypervisor(Arch::Amd64, "4.17"),
+        fetcher.xen_hypervisor(Arch::X86_64, "4.17"),
         "Xen 4.17 amd64",
     ) else {
         return;
@@ -129,7 +129,7 @@ fn second_fetch_is_served_from_the_cache_offline() {
 fn offline_fetcher_refuses_what_is_not_cached() {
     let dir = tempfile::tempdir().unwrap();
     let fetcher = Fetcher::new(dir.path()).with_offline(true);
-    match fetcher.fetch(&PackageRequest::new("busybox-static", Arch::Amd64)) {
+    match fetcher.fetch(&PackageRequest::new("busybox-static", Arch::X86_64)) {
         Err(FetchError::PackageNotFound { .. } | FetchError::NotCached { .. }) => {}
         other => panic!("expected a not-cached error, got {other:?}"),
     }

@@ -1,20 +1,15 @@
 //! Writing at guest-physical addresses through a foreign mapping.
 //!
 //! The loaders (`pvh-boot`, `device-tree`) only know "write bytes at a guest-physical address"
-//! (`docs`/architecture.md: "Guest memory: one small trait"). [`GuestMemoryWrite`] is that seam on this
-//! side; [`GuestMapping`] implements it over any [`ForeignMapping`] (a real privcmd mapping or the fake's
-//! guest pages). `crate::builder::memory` implements `pvh_boot::memory::GuestMemoryWriter` for it and
-//! for on-demand windows over a whole guest.
+//! (docs/architecture.md: "Guest memory: one small trait"): `pvh_boot::memory::GuestMemoryWriter`,
+//! the one such trait in the workspace (re-exported here). [`GuestMapping`] implements it over any
+//! [`ForeignMapping`] (a real privcmd mapping or the fake's guest pages); `crate::builder::memory`
+//! adds on-demand windows over a whole guest.
 
 use crate::abi::{XEN_PAGE_SHIFT, XEN_PAGE_SIZE};
 use crate::transport::{ForeignMapping, TransportError};
+pub use pvh_boot::memory::GuestMemoryWriter;
 use std::collections::BTreeMap;
-
-/// Write bytes at a guest-physical address.
-pub trait GuestMemoryWrite {
-    type Error;
-    fn write(&mut self, gpa: u64, bytes: &[u8]) -> Result<(), Self::Error>;
-}
 
 /// Why a guest-physical access through a [`GuestMapping`] failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -110,7 +105,7 @@ impl<M: ForeignMapping> GuestMapping<M> {
     }
 }
 
-impl<M: ForeignMapping> GuestMemoryWrite for GuestMapping<M> {
+impl<M: ForeignMapping> GuestMemoryWriter for GuestMapping<M> {
     type Error = GuestMemoryError;
 
     /// Writes `bytes` at `gpa`. Every page is checked first, so an unmapped page leaves memory untouched.

@@ -30,7 +30,7 @@ pub mod transport;
 mod xen;
 
 pub use abi::InterfaceVersion;
-pub use guest_memory::{GuestMapping, GuestMemoryError, GuestMemoryWrite};
+pub use guest_memory::{GuestMapping, GuestMemoryError, GuestMemoryWriter};
 pub use transport::{Errno, ForeignMapping, HypercallBuffer, Hypercalls, TransportError, XenArch};
 pub use xen::{
     ArchConfig, CreateDomain, DomId, DomainInfo, Op, ProbeAttempt, ProbeReport, Xen, XenError,

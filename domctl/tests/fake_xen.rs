@@ -4,7 +4,7 @@
 use domctl::abi::{self, arm, x86};
 use domctl::fake::{Call, FakeXen};
 use domctl::{
-    ArchConfig, CreateDomain, DomId, Errno, GuestMemoryWrite, HypercallBuffer, Hypercalls,
+    ArchConfig, CreateDomain, DomId, Errno, GuestMemoryWriter, HypercallBuffer, Hypercalls,
     InterfaceVersion, Op, TransportError, Xen, XenArch, XenError,
 };
 use zerocopy::{FromBytes, IntoBytes};

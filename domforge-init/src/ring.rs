@@ -57,7 +57,7 @@ impl<M: domctl::ForeignMapping> SharedPage for ConsolePage<M> {
         self.mapping.read(self.gpa + offset as u64, out)
     }
     fn write(&mut self, offset: usize, data: &[u8]) -> Result<(), Self::Error> {
-        domctl::GuestMemoryWrite::write(&mut self.mapping, self.gpa + offset as u64, data)
+        domctl::GuestMemoryWriter::write(&mut self.mapping, self.gpa + offset as u64, data)
     }
 }
 

@@ -15,7 +15,7 @@
 
 use crate::cpio::{CpioError, Initramfs};
 use crate::kmod::{KmodError, ModuleSet};
-use debian_fetch::Arch;
+use schema::arch::Arch;
 use std::path::Path;
 
 /// The Xen drivers a PV dom0 running domforge-init loads (Debian's amd64 6.1 builds them as modules):
@@ -90,7 +90,7 @@ fn check_static_elf(bytes: &[u8], arch: Arch) -> Result<(), Dom0Error> {
         return Err(Dom0Error::BadInit("not an executable"));
     }
     let (machine, wrong) = match arch {
-        Arch::Amd64 => (62, "not an x86-64 executable"),
+        Arch::X86_64 => (62, "not an x86-64 executable"),
         Arch::Arm64 => (183, "not an AArch64 executable"),
     };
     if u16_at(18)? != machine {
@@ -138,7 +138,7 @@ pub struct Dom0Initramfs {
 impl Dom0Initramfs {
     /// `/init` = `init` (a static x86-64 executable) and `/domforge/boot.blob` = `blob`.
     pub fn new(init: &[u8], blob: &[u8]) -> Result<Self, Dom0Error> {
-        Self::new_for(Arch::Amd64, init, blob)
+        Self::new_for(Arch::X86_64, init, blob)
     }
 
     /// As [`new`](Self::new) for a control domain of architecture `arch`.

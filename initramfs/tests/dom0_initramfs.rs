@@ -26,7 +26,7 @@ fn static_elf() -> Vec<u8> {
 #[test]
 fn dom0_initramfs_with_debian_xen_drivers_lists_with_gnu_cpio() {
     let fetcher = Fetcher::new(default_cache_dir().expect("a cache directory"));
-    let kernel = match fetcher.linux_kernel(Arch::Amd64) {
+    let kernel = match fetcher.linux_kernel(Arch::X86_64) {
         Ok(k) => k,
         Err(e) if !test_support::strict() => {
             eprintln!("SKIPPED: Debian amd64 kernel not available: {e}");
@@ -115,7 +115,7 @@ fn dom0_initramfs_with_debian_xen_drivers_lists_with_gnu_cpio() {
 fn modules_order_lookup_agrees_with_the_walk() {
     use initramfs::kmod::{ModuleLookup, resolve_modules_with};
     let fetcher = Fetcher::new(default_cache_dir().expect("a cache directory"));
-    let kernel = match fetcher.linux_kernel(Arch::Amd64) {
+    let kernel = match fetcher.linux_kernel(Arch::X86_64) {
         Ok(k) => k,
         Err(e) if !test_support::strict() => {
             eprintln!("SKIPPED: Debian amd64 kernel not available: {e}");

@@ -465,7 +465,7 @@ fn grub_files(opts: &Options, lock: &mut LockSession) -> Result<Vec<(String, Vec
         None => {
             lock.may_resolve(&key)?;
             let suite = debian_fetch::DEFAULT_SUITE;
-            let arch = debian_fetch::Arch::Amd64;
+            let arch = Arch::X86_64;
             refresh_for_update(lock, &fetcher, opts, suite, arch)?;
             let request = debian_fetch::PackageRequest::new(grub::PACKAGE, arch).in_suite(suite);
             (
@@ -559,7 +559,7 @@ pub fn board_firmware(
         lock.record(
             LockedSource {
                 source: format!("debian:{name}"),
-                architecture: debian_arch(arch).debian_name().to_owned(),
+                architecture: arch.debian().to_owned(),
                 xen: None,
                 sha256: hex(&h.finalize()),
                 recipe: None,
@@ -591,8 +591,8 @@ fn firmware_package(
     }
     lock.may_resolve(&key)?;
     let suite = debian_fetch::DEFAULT_SUITE;
-    refresh_for_update(lock, &fetcher, opts, suite, debian_arch(arch))?;
-    let request = debian_fetch::PackageRequest::new(name, debian_arch(arch)).in_suite(suite);
+    refresh_for_update(lock, &fetcher, opts, suite, arch)?;
+    let request = debian_fetch::PackageRequest::new(name, arch).in_suite(suite);
     let package = fetcher.fetch(&request).map_err(|e| e.to_string())?;
     Ok((package, suite.to_owned()))
 }
@@ -810,13 +810,6 @@ fn without_dump_seeds(dtb: &[u8]) -> Result<Vec<u8>, PipelineError> {
     Ok(if changed { tree.to_dtb() } else { dtb.to_vec() })
 }
 
-pub fn debian_arch(a: Arch) -> debian_fetch::Arch {
-    match a {
-        Arch::Arm64 => debian_fetch::Arch::Arm64,
-        Arch::X86_64 => debian_fetch::Arch::Amd64,
-    }
-}
-
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -847,7 +840,7 @@ struct Resolved {
 fn lock_key(source: &str, arch: Arch, xen: Option<&str>) -> LockKey {
     (
         source.to_owned(),
-        debian_arch(arch).debian_name().to_owned(),
+        arch.debian().to_owned(),
         xen.map(str::to_owned),
     )
 }
@@ -871,9 +864,9 @@ fn refresh_for_update(
     fetcher: &debian_fetch::Fetcher,
     opts: &Options,
     suite: &str,
-    arch: debian_fetch::Arch,
+    arch: Arch,
 ) -> Result<(), String> {
-    if !opts.offline && lock.needs_refresh(suite, arch.debian_name()) {
+    if !opts.offline && lock.needs_refresh(suite, arch.debian()) {
         fetcher
             .refresh_index(suite, arch)
             .map_err(|e| e.to_string())?;
@@ -898,9 +891,9 @@ fn kernel_for(
         None => {
             lock.may_resolve(key)?;
             let suite = debian_fetch::DEFAULT_SUITE;
-            refresh_for_update(lock, fetcher, opts, suite, debian_arch(arch))?;
+            refresh_for_update(lock, fetcher, opts, suite, arch)?;
             fetcher
-                .linux_kernel_in(debian_arch(arch), suite)
+                .linux_kernel_in(arch, suite)
                 .map(|k| (k, suite.to_owned()))
                 .map_err(|e| e.to_string())
         }
@@ -915,7 +908,7 @@ fn resolve_in(
     opts: &Options,
     lock: &mut LockSession,
 ) -> Result<Resolved, String> {
-    let iarch = debian_arch(arch);
+    let iarch = arch;
     match source.split_once(':') {
         Some(("debian", which @ ("xen" | "xen-efi"))) => {
             let key = lock_key(source, arch, Some(xen));
@@ -929,7 +922,7 @@ fn resolve_in(
                          would start",
                         files.package.name,
                         files.package.version,
-                        iarch.debian_name()
+                        iarch.debian()
                     )
                 })?
             };
@@ -1004,7 +997,7 @@ fn resolve_in(
 /// carries the release.
 fn xen_files(
     key: &LockKey,
-    iarch: debian_fetch::Arch,
+    iarch: Arch,
     xen: &str,
     opts: &Options,
     lock: &mut LockSession,
@@ -1135,7 +1128,7 @@ fn build_probe_in(
     lock: &mut LockSession,
 ) -> Result<(PathBuf, Vec<LockedPackage>), String> {
     let fetcher = opts.fetcher();
-    let iarch = debian_arch(arch);
+    let iarch = arch;
     let (package, busybox) = match lock.package_pin(key, "busybox-static") {
         Some(pin) => fetcher
             .busybox_static_pinned(&pin)

@@ -165,7 +165,7 @@ impl LockedPackage {
         Some(PackagePin {
             name: self.name.clone(),
             version: self.version.clone(),
-            arch: self.architecture.parse().ok()?,
+            arch: debian_fetch::Arch::from_debian(&self.architecture)?,
             suite: self.suite.clone(),
             sha256: self.sha256.clone(),
         })
@@ -177,7 +177,7 @@ impl LockedPackage {
             name: package.name.clone(),
             version: package.version.clone(),
             suite: suite.to_owned(),
-            architecture: package.arch.debian_name().to_owned(),
+            architecture: package.arch.debian().to_owned(),
             sha256: package.sha256.clone(),
             files: Vec::new(),
         }

@@ -53,10 +53,7 @@ pub fn fetch(
     let suite = debian_fetch::suite_for_xen(series).ok_or_else(|| {
         format!("Debian packages no xenstored for Xen {series} (only 4.17 and 4.20)")
     })?;
-    let arch = match board_arch {
-        firmware_config::board::Arch::X86_64 => debian_fetch::Arch::Amd64,
-        firmware_config::board::Arch::Arm64 => debian_fetch::Arch::Arm64,
-    };
+    let arch = board_arch;
     let key = lock_key(LOCK_SOURCE, board_arch, Some(series));
     let names = packages(series);
     let fetcher = opts.fetcher();

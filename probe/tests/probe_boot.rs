@@ -255,8 +255,8 @@ fn boot_amd64_until(
     }
     let fetcher = Fetcher::new(default_cache_dir().ok()?);
     let (busybox, kernel) = match (
-        fetcher.busybox_static(Arch::Amd64),
-        fetcher.linux_kernel(Arch::Amd64),
+        fetcher.busybox_static(Arch::X86_64),
+        fetcher.linux_kernel(Arch::X86_64),
     ) {
         (Ok(b), Ok(k)) => (b, k),
         (Err(e), _) | (_, Err(e)) => {

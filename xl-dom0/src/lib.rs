@@ -122,7 +122,7 @@ impl XlToolstack {
     /// Fetches [`XEN_UTILS_PACKAGE`], [`LIBRARY_PACKAGES`] and busybox for amd64 (bookworm) and
     /// computes the closures.
     pub fn fetch(fetcher: &Fetcher) -> Result<Self> {
-        let arch = Arch::Amd64;
+        let arch = Arch::X86_64;
         let xen_utils = fetcher.fetch(&PackageRequest::new(XEN_UTILS_PACKAGE, arch))?;
         let mut packages = vec![xen_utils.clone()];
         for name in LIBRARY_PACKAGES {

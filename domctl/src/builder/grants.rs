@@ -13,7 +13,7 @@
 
 use crate::abi::{self, GrantEntryV1, XEN_PAGE_SHIFT, XEN_PAGE_SIZE, grant};
 use crate::builder::BuildFailure;
-use crate::guest_memory::GuestMemoryWrite;
+use crate::guest_memory::GuestMemoryWriter;
 use crate::transport::Hypercalls;
 use crate::xen::{DomId, Xen};
 use zerocopy::IntoBytes;

@@ -1,8 +1,8 @@
 //! Guest memory for the loaders: `pvh_boot::memory::GuestMemoryWriter` over foreign mappings.
 //!
 //! Two adapters:
-//! * [`GuestMapping`] implements the trait directly, for callers that mapped exactly the frames they
-//!   write.
+//! * [`GuestMapping`] (crate::guest_memory) implements the trait directly, for callers that mapped
+//!   exactly the frames they write.
 //! * [`WindowedGuestMemory`] maps on demand: a write at a guest-physical address maps a window of up to
 //!   [`WINDOW_PAGES`] populated frames around it (`IOCTL_PRIVCMD_MMAPBATCH_V2`), keeps it while writes
 //!   stay inside, and replaces it when they move on. The PVH loader writes in address order (kernel
@@ -11,18 +11,10 @@
 //!   space and take long under emulation. Windows never cross an unpopulated frame, because mapping one
 //!   fails (`MMAPBATCH_V2` reports `-ENOENT`/`-EINVAL` per page).
 
-use crate::guest_memory::{GuestMapping, GuestMemoryError, GuestMemoryWrite};
-use crate::transport::{ForeignMapping, Hypercalls};
+use crate::guest_memory::{GuestMapping, GuestMemoryError};
+use crate::transport::Hypercalls;
 use crate::xen::{DomId, Xen, XenError};
 use pvh_boot::memory::{GuestMemoryWriter, PAGE_SIZE, PfnRange};
-
-impl<M: ForeignMapping> GuestMemoryWriter for GuestMapping<M> {
-    type Error = GuestMemoryError;
-
-    fn write(&mut self, gpa: u64, bytes: &[u8]) -> Result<(), GuestMemoryError> {
-        GuestMemoryWrite::write(self, gpa, bytes)
-    }
-}
 
 /// Most frames mapped at once by [`WindowedGuestMemory`] (16 MiB): large enough that a kernel needs
 /// few `MMAPBATCH_V2` calls, small enough for a 32-bit-sized frame array and a modest mmap.
@@ -143,7 +135,7 @@ impl<H: Hypercalls> GuestMemoryWriter for WindowedGuestMemory<'_, H> {
             let chunk = bytes
                 .get(from..to)
                 .ok_or(GuestWriteError::Overflow { gpa, len })?;
-            GuestMemoryWrite::write(mapping, cur, chunk)?;
+            mapping.write(cur, chunk)?;
             cur = stop;
         }
         Ok(())
