@@ -5,7 +5,7 @@
 //! once and recorded its path, size, format and digest. An [`ArtifactSource`] hands the bytes back
 //! and proves they are the bytes the plan was made from.
 
-use firmware_config::artifacts::{ArtifactFacts, ArtifactTable};
+use firmware_config::artifacts::{ArtifactFacts, ArtifactTable, FileIdentity};
 use firmware_config::board::Arch;
 use std::path::Path;
 
@@ -62,7 +62,26 @@ pub fn gzipped_cached(
     }
 }
 
-/// Files on disk, as an [`ArtifactTable`] describes them: read and checked against the digest.
+/// Reads `path` whole, and says whether the open file had identity `known` both before and after
+/// the read (and `size` bytes were read): then the bytes are the ones `known` was hashed as.
+fn read_watched(
+    path: &Path,
+    known: Option<&FileIdentity>,
+    size: u64,
+) -> std::io::Result<(Vec<u8>, bool)> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let before = FileIdentity::of(&file.metadata()?);
+    let mut bytes = Vec::with_capacity(usize::try_from(before.size).unwrap_or(0));
+    file.read_to_end(&mut bytes)?;
+    let after = FileIdentity::of(&file.metadata()?);
+    let unchanged =
+        known.is_some_and(|k| *k == before && *k == after) && bytes.len() as u64 == size;
+    Ok((bytes, unchanged))
+}
+
+/// Files on disk, as an [`ArtifactTable`] describes them: read and checked against the digest
+/// (by the file's unchanged identity when the facts carry one, else by hashing what was read).
 /// The second field is the cache of prepared kernels (`<cache>/prepared`), if any.
 pub struct VerifiedFiles<'a>(pub &'a ArtifactTable, pub Option<&'a Path>);
 
@@ -77,8 +96,12 @@ impl ArtifactSource for VerifiedFiles<'_> {
 
     fn read(&self, source: &str) -> Result<Vec<u8>, String> {
         let facts = self.facts(source)?;
-        let bytes = std::fs::read(&facts.path).map_err(|e| format!("{}: {e}", facts.path))?;
-        if crate::sha256_hex(&bytes) != facts.sha256 {
+        let (bytes, unchanged) =
+            read_watched(Path::new(&facts.path), facts.identity.as_ref(), facts.size)
+                .map_err(|e| format!("{}: {e}", facts.path))?;
+        // Hashed once per command: a file read under the identity its digest was computed for is
+        // those bytes (pipeline::facts); anything else is hashed and must match.
+        if !unchanged && crate::sha256_hex(&bytes) != facts.sha256 {
             return Err(format!(
                 "{} changed since it was examined; run the command again",
                 facts.path
@@ -95,5 +118,62 @@ impl ArtifactSource for VerifiedFiles<'_> {
     fn gzipped(&self, source: &str) -> Result<Vec<u8>, String> {
         let sha = &self.facts(source)?.sha256;
         gzipped_cached(self.1, sha, true, || self.read(source))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts_of(path: &Path, bytes: &[u8], identity: Option<FileIdentity>) -> ArtifactFacts {
+        ArtifactFacts {
+            size: bytes.len() as u64,
+            format: firmware_config::artifacts::ImageFormat::Unknown("test".into()),
+            path: path.display().to_string(),
+            sha256: crate::sha256_hex(bytes),
+            identity,
+        }
+    }
+
+    /// The digest is trusted only for the identity it was computed under: proved by facts whose
+    /// digest is wrong on purpose, which the identity lets through and hashing does not.
+    #[test]
+    fn a_file_is_hashed_again_only_when_its_identity_moved() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kernel");
+        std::fs::write(&path, b"the bytes that were hashed").unwrap();
+        let id = FileIdentity::of(&std::fs::metadata(&path).unwrap());
+        let mut wrong = facts_of(&path, b"the bytes that were hashed", Some(id));
+        wrong.sha256 = crate::sha256_hex(b"something else");
+        let table: ArtifactTable = [("k".to_string(), Ok(wrong.clone()))].into();
+        assert_eq!(
+            VerifiedFiles(&table, None).read("k").unwrap(),
+            b"the bytes that were hashed"
+        );
+
+        // Without an identity, or under another one, what was read is hashed and refused.
+        for identity in [
+            None,
+            Some(FileIdentity {
+                ctime_ns: id.ctime_ns + 1,
+                ..id
+            }),
+        ] {
+            let facts = ArtifactFacts {
+                identity,
+                ..wrong.clone()
+            };
+            let table: ArtifactTable = [("k".to_string(), Ok(facts))].into();
+            let e = VerifiedFiles(&table, None).read("k").unwrap_err();
+            assert!(e.contains("changed since it was examined"), "{e}");
+        }
+
+        // A rewritten file (same length) has a new identity, so its new bytes are hashed.
+        let good = facts_of(&path, b"the bytes that were hashed", Some(id));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&path, b"the bytes that were HASHED").unwrap();
+        let table: ArtifactTable = [("k".to_string(), Ok(good))].into();
+        let e = VerifiedFiles(&table, None).read("k").unwrap_err();
+        assert!(e.contains("changed since it was examined"), "{e}");
     }
 }

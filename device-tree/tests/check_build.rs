@@ -37,6 +37,7 @@ fn artifacts() -> ArtifactTable {
                 format: ImageFormat::Arm64Image,
                 path: s.into(),
                 sha256: String::new(),
+                identity: None,
             }),
         );
     }

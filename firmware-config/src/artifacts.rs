@@ -44,6 +44,39 @@ pub struct ArtifactFacts {
     pub path: String,
     /// Hex SHA-256 of the contents, for the digest list of measured boot.
     pub sha256: String,
+    /// The file's identity when `sha256` was computed from it, if that identity had settled
+    /// (`pipeline::facts`): a reader that finds the file with this same identity before and after
+    /// reading it gets the bytes that were hashed, and need not hash them again. `None`: verify.
+    #[serde(skip)]
+    pub identity: Option<FileIdentity>,
+}
+
+/// Who a file on disk is, as the kernel reports it: device, inode, size, and the modification and
+/// status-change times in nanoseconds. Any write, replacement or `touch` changes it, and ctime
+/// cannot be set back from user space (`pipeline::facts` has the argument, and the racy window).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileIdentity {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i128,
+    pub ctime_ns: i128,
+}
+
+#[cfg(feature = "std")]
+impl FileIdentity {
+    /// The identity `meta` (of a path or an open file) describes.
+    pub fn of(meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+        Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
+            ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
+        }
+    }
 }
 
 /// Facts per source string; an `Err` says why the file could not be read or fetched.

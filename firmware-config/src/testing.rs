@@ -66,6 +66,7 @@ pub fn arm64_artifacts(names: &[&str], size: u64) -> ArtifactTable {
                 format: ImageFormat::Arm64Image,
                 path: s.to_string(),
                 sha256: String::new(),
+                identity: None,
             };
             (s.to_string(), Ok(facts))
         })

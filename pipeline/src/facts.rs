@@ -8,17 +8,20 @@
 //! user space, so editing a file and restoring its mtime is still noticed. A file whose mtime or
 //! ctime lies within [`RACY_WINDOW`] of the moment it was hashed is not remembered: the kernel's
 //! timestamps are coarse, and a write in the same tick after hashing would keep the identity
-//! (Git's "racily clean" index entries are the same problem). The bundle re-hashes every file it
-//! copies ([`bundle::VerifiedFiles`]), so a remembered fact can never put different bytes into a
-//! bundle than the ones checked.
+//! (Git's "racily clean" index entries are the same problem).
+//!
+//! The facts carry that identity when it had settled ([`ArtifactFacts::identity`]). The bundle
+//! ([`bundle::VerifiedFiles`]) reads each file it copies and compares the open file's identity
+//! before and after the read with it: equal, the bytes are the ones hashed (the argument above),
+//! so nothing is hashed twice in one command; different or absent, it hashes what it read and
+//! refuses a mismatch. Either way no bundle holds other bytes than the ones checked.
 //!
 //! Entries live in `<cache>/facts/<first 32 hex digits of SHA-256(path)>.json`, written to a
 //! temporary name and renamed; a missing, unreadable or stale entry only costs the hashing.
 
-use firmware_config::artifacts::{ArtifactFacts, ImageFormat};
+use firmware_config::artifacts::{ArtifactFacts, FileIdentity, ImageFormat};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -28,35 +31,16 @@ pub const MIN_CACHED_SIZE: u64 = 256 * 1024;
 /// Timestamps this close to the hashing are too fresh to trust (see the module docs).
 pub const RACY_WINDOW: Duration = Duration::from_secs(1);
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Identity {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime_ns: i128,
-    ctime_ns: i128,
-}
+/// The identity used here is the shared [`FileIdentity`], with the racy-window rule.
+type Identity = FileIdentity;
 
-impl Identity {
-    fn of(meta: &std::fs::Metadata) -> Self {
-        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
-        Self {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.size(),
-            mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
-            ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
-        }
-    }
-
-    /// Whether both timestamps are older than [`RACY_WINDOW`] before `now`.
-    fn settled(&self, now: SystemTime) -> bool {
-        let now_ns = now
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX));
-        let window = i128::try_from(RACY_WINDOW.as_nanos()).unwrap_or(0);
-        self.mtime_ns.max(self.ctime_ns) + window < now_ns
-    }
+/// Whether both timestamps of `id` are older than [`RACY_WINDOW`] before `now`.
+fn settled(id: &Identity, now: SystemTime) -> bool {
+    let now_ns = now
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX));
+    let window = i128::try_from(RACY_WINDOW.as_nanos()).unwrap_or(0);
+    id.mtime_ns.max(id.ctime_ns) + window < now_ns
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -92,23 +76,26 @@ pub fn examine_file(cache_dir: &Path, path: &Path) -> Result<ArtifactFacts, Stri
             format: entry.format,
             path: shown,
             sha256: entry.sha256,
+            identity: Some(identity),
         });
     }
     let hashed_at = SystemTime::now();
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
-    let facts = ArtifactFacts {
+    let mut facts = ArtifactFacts {
         size: bytes.len() as u64,
         format: crate::classify(&bytes),
         path: shown.clone(),
         sha256: crate::hex(&Sha256::digest(&bytes)),
+        identity: None,
     };
     // Remember only what was hashed from the file as `identity` describes it.
     let unchanged = std::fs::metadata(path).is_ok_and(|m| Identity::of(&m) == identity);
     if facts.size >= MIN_CACHED_SIZE
         && facts.size == identity.size
         && unchanged
-        && identity.settled(hashed_at)
+        && settled(&identity, hashed_at)
     {
+        facts.identity = Some(identity);
         remember(
             &entry_file,
             &Entry {
@@ -165,7 +152,17 @@ mod tests {
 
         std::thread::sleep(RACY_WINDOW + Duration::from_millis(200));
         let second = examine_file(cache.path(), &file).unwrap();
-        assert_eq!(second, first);
+        // The same facts, now with the settled identity the bundle may trust instead of hashing.
+        assert_eq!(first.identity, None, "racy: no identity to trust");
+        let id = FileIdentity::of(&std::fs::metadata(&file).unwrap());
+        assert_eq!(second.identity, Some(id));
+        assert_eq!(
+            ArtifactFacts {
+                identity: None,
+                ..second.clone()
+            },
+            first
+        );
         assert!(
             entry_path(cache.path(), &shown).exists(),
             "settled: remembered"

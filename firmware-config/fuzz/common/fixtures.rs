@@ -304,6 +304,7 @@ pub fn facts(source: &str, used_as: Use, arch: Arch) -> Option<Result<ArtifactFa
         format,
         path: format!("/cache/{:016x}", fnv(source)),
         sha256: format!("{:064x}", fnv(source)),
+        identity: None,
     }))
 }
 
