@@ -153,7 +153,10 @@ impl BzInputs {
     }
 }
 
-/// Builds domforge-init with its default features (every decoder) into `<out>/init-full`.
+/// Builds domforge-init with its default features (every decoder) into `<out>/init-full`, with
+/// the default toolchain's prebuilt std: the shipped binary's std is rebuilt for size
+/// (`scripts/build-init`), which changes no code on a kernel's byte path (the decoders, SHA-256
+/// and musl's memcpy are the same), so the bzImage rows still differ from the others by the input.
 fn build_full_init(out: &Path) -> Result<Vec<u8>, String> {
     let target = "x86_64-unknown-linux-musl";
     let dir = out.join("init-full");

@@ -10,11 +10,14 @@
 //! timestamps are coarse, and a write in the same tick after hashing would keep the identity
 //! (Git's "racily clean" index entries are the same problem).
 //!
-//! The facts carry that identity when it had settled ([`ArtifactFacts::identity`]). The bundle
+//! Facts hashed by this command carry the identity the file had, when it had settled
+//! ([`ArtifactFacts::identity`]); remembered facts carry none. The bundle
 //! ([`bundle::VerifiedFiles`]) reads each file it copies and compares the open file's identity
-//! before and after the read with it: equal, the bytes are the ones hashed (the argument above),
-//! so nothing is hashed twice in one command; different or absent, it hashes what it read and
-//! refuses a mismatch. Either way no bundle holds other bytes than the ones checked.
+//! before and after the read with it: equal, the bytes are the ones this command hashed moments
+//! ago, so nothing is hashed twice in one command; absent (remembered, small or racy) or moved, it
+//! hashes what it read and refuses a mismatch. So every byte a bundle ships was hashed by the
+//! command that shipped it, and a stale or planted cache entry can only make `check` wrong, never
+//! a bundle.
 //!
 //! Entries live in `<cache>/facts/<first 32 hex digits of SHA-256(path)>.json`, written to a
 //! temporary name and renamed; a missing, unreadable or stale entry only costs the hashing.
@@ -29,7 +32,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub const MIN_CACHED_SIZE: u64 = 256 * 1024;
 
 /// Timestamps this close to the hashing are too fresh to trust (see the module docs).
-pub const RACY_WINDOW: Duration = Duration::from_secs(1);
+/// Three seconds: FAT (a board's mounted boot partition) keeps mtime in 2 s steps.
+pub const RACY_WINDOW: Duration = Duration::from_secs(3);
 
 /// The identity used here is the shared [`FileIdentity`], with the racy-window rule.
 type Identity = FileIdentity;
@@ -76,7 +80,9 @@ pub fn examine_file(cache_dir: &Path, path: &Path) -> Result<ArtifactFacts, Stri
             format: entry.format,
             path: shown,
             sha256: entry.sha256,
-            identity: Some(identity),
+            // A digest remembered by an earlier command is good enough for `check`, not for the
+            // bytes a bundle ships: those are hashed once in this command (see the module docs).
+            identity: None,
         });
     }
     let hashed_at = SystemTime::now();
@@ -168,15 +174,18 @@ mod tests {
             "settled: remembered"
         );
 
-        // A remembered entry is used as is (proved by planting a wrong digest in it) …
+        // A remembered entry is used as is (proved by planting a wrong digest in it), but carries
+        // no identity: a bundle hashes the bytes it ships itself …
         let entry_file = entry_path(cache.path(), &shown);
         let mut entry: Entry =
             serde_json::from_slice(&std::fs::read(&entry_file).unwrap()).unwrap();
         entry.sha256 = "f".repeat(64);
         std::fs::write(&entry_file, serde_json::to_vec(&entry).unwrap()).unwrap();
+        let remembered = examine_file(cache.path(), &file).unwrap();
+        assert_eq!(remembered.sha256, "f".repeat(64));
         assert_eq!(
-            examine_file(cache.path(), &file).unwrap().sha256,
-            "f".repeat(64)
+            remembered.identity, None,
+            "remembered: never trusted by a bundle"
         );
 
         // … until the file changes: same size, same mtime restored, new ctime.

@@ -267,7 +267,7 @@ impl Loaded {
 /// one, the digest is not recomputed — `load` computed (or, by file identity, remembered) it in
 /// this command, and nothing is hashed twice in one command (issue 14). What `check` and `plan`
 /// compose is shown and dropped; [`build`] finalizes again with [`bundle::VerifiedFiles`], which
-/// re-hashes every byte that goes into a bundle.
+/// makes sure every byte that goes into a bundle was hashed by this command (`facts`' docs).
 struct ExaminedFiles<'a>(&'a ArtifactTable, &'a Path);
 
 impl bundle::ArtifactSource for ExaminedFiles<'_> {
