@@ -17,7 +17,7 @@ pub(crate) fn initramfs(
     plan: &SystemPlan,
     name: &str,
     init: &[u8],
-    arch: schema::arch::Arch,
+    arch: firmware_config::board::Arch,
 ) -> Result<Vec<u8>, FinalizeError> {
     let blame = || Blame::Domain(name.to_string());
     let failed = |e: initramfs::dom0::Dom0Error| {

@@ -35,11 +35,8 @@ pub const MIN_CACHED_SIZE: u64 = 256 * 1024;
 /// Three seconds: FAT (a board's mounted boot partition) keeps mtime in 2 s steps.
 pub const RACY_WINDOW: Duration = Duration::from_secs(3);
 
-/// The identity used here is the shared [`FileIdentity`], with the racy-window rule.
-type Identity = FileIdentity;
-
 /// Whether both timestamps of `id` are older than [`RACY_WINDOW`] before `now`.
-fn settled(id: &Identity, now: SystemTime) -> bool {
+fn settled(id: &FileIdentity, now: SystemTime) -> bool {
     let now_ns = now
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX));
@@ -50,7 +47,7 @@ fn settled(id: &Identity, now: SystemTime) -> bool {
 #[derive(Debug, Serialize, Deserialize)]
 struct Entry {
     path: String,
-    identity: Identity,
+    identity: FileIdentity,
     sha256: String,
     format: ImageFormat,
 }
@@ -67,7 +64,7 @@ fn entry_path(cache_dir: &Path, path: &str) -> PathBuf {
 pub fn examine_file(cache_dir: &Path, path: &Path) -> Result<ArtifactFacts, String> {
     let shown = path.display().to_string();
     let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
-    let identity = Identity::of(&meta);
+    let identity = FileIdentity::of(&meta);
     let entry_file = entry_path(cache_dir, &shown);
     if identity.size >= MIN_CACHED_SIZE
         && let Ok(text) = std::fs::read(&entry_file)
@@ -95,7 +92,7 @@ pub fn examine_file(cache_dir: &Path, path: &Path) -> Result<ArtifactFacts, Stri
         identity: None,
     };
     // Remember only what was hashed from the file as `identity` describes it.
-    let unchanged = std::fs::metadata(path).is_ok_and(|m| Identity::of(&m) == identity);
+    let unchanged = std::fs::metadata(path).is_ok_and(|m| FileIdentity::of(&m) == identity);
     if facts.size >= MIN_CACHED_SIZE
         && facts.size == identity.size
         && unchanged

@@ -908,11 +908,10 @@ fn resolve_in(
     opts: &Options,
     lock: &mut LockSession,
 ) -> Result<Resolved, String> {
-    let iarch = arch;
     match source.split_once(':') {
         Some(("debian", which @ ("xen" | "xen-efi"))) => {
             let key = lock_key(source, arch, Some(xen));
-            let files = xen_files(&key, iarch, xen, opts, lock)?;
+            let files = xen_files(&key, arch, xen, opts, lock)?;
             let path = if which == "xen" {
                 files.image
             } else {
@@ -922,7 +921,7 @@ fn resolve_in(
                          would start",
                         files.package.name,
                         files.package.version,
-                        iarch.debian()
+                        arch.debian()
                     )
                 })?
             };
@@ -997,7 +996,7 @@ fn resolve_in(
 /// carries the release.
 fn xen_files(
     key: &LockKey,
-    iarch: Arch,
+    arch: Arch,
     xen: &str,
     opts: &Options,
     lock: &mut LockSession,
@@ -1012,9 +1011,9 @@ fn xen_files(
             let suite = debian_fetch::suite_for_xen(xen).ok_or_else(|| {
                 debian_fetch::FetchError::UnknownXenVersion(xen.to_owned()).to_string()
             })?;
-            refresh_for_update(lock, &fetcher, opts, suite, iarch)?;
+            refresh_for_update(lock, &fetcher, opts, suite, arch)?;
             fetcher
-                .xen_hypervisor_files(iarch, xen, suite)
+                .xen_hypervisor_files(arch, xen, suite)
                 .map_err(|e| e.to_string())
         }
     }
@@ -1128,7 +1127,6 @@ fn build_probe_in(
     lock: &mut LockSession,
 ) -> Result<(PathBuf, Vec<LockedPackage>), String> {
     let fetcher = opts.fetcher();
-    let iarch = arch;
     let (package, busybox) = match lock.package_pin(key, "busybox-static") {
         Some(pin) => fetcher
             .busybox_static_pinned(&pin)
@@ -1136,9 +1134,9 @@ fn build_probe_in(
             .map_err(|e| fetch_message(&e, lock))?,
         None => {
             let suite = debian_fetch::DEFAULT_SUITE;
-            refresh_for_update(lock, &fetcher, opts, suite, iarch)?;
+            refresh_for_update(lock, &fetcher, opts, suite, arch)?;
             fetcher
-                .busybox_static_package(iarch, suite)
+                .busybox_static_package(arch, suite)
                 .map(|(p, b)| (LockedPackage::binary(&p, suite), b))
                 .map_err(|e| e.to_string())?
         }

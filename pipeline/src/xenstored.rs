@@ -42,19 +42,18 @@ pub fn binary(series: &str) -> String {
     format!("usr/lib/xen-{series}/bin/xenstored")
 }
 
-/// Fetches xenstored for Xen `series` and dom0's architecture `board_arch`, and reads its closure
+/// Fetches xenstored for Xen `series` and dom0's architecture `arch`, and reads its closure
 /// into memory.
 pub fn fetch(
     opts: &Options,
     lock: &mut LockSession,
     series: &str,
-    board_arch: firmware_config::board::Arch,
+    arch: firmware_config::board::Arch,
 ) -> Result<XenstoredFiles, String> {
     let suite = debian_fetch::suite_for_xen(series).ok_or_else(|| {
         format!("Debian packages no xenstored for Xen {series} (only 4.17 and 4.20)")
     })?;
-    let arch = board_arch;
-    let key = lock_key(LOCK_SOURCE, board_arch, Some(series));
+    let key = lock_key(LOCK_SOURCE, arch, Some(series));
     let names = packages(series);
     let fetcher = opts.fetcher();
     let pins: Option<Vec<_>> = names.iter().map(|n| lock.package_pin(&key, n)).collect();
