@@ -159,11 +159,18 @@ fn a_failed_write_leaves_the_previous_bundle_as_it_was() {
     let dtb = std::fs::read(d.join("host.dtb")).expect("host.dtb");
     // A file the file system refuses (a NUL in its name), staged after every real file.
     let mut bad = good.clone();
-    bad.files[0].bytes = b"changed".to_vec();
+    // A file no disk image holds (an image holding a changed file would be refused as
+    // inconsistent before anything is staged, which is not what this test is about).
+    let svg = bad
+        .files
+        .iter_mut()
+        .find(|f| f.path == std::path::Path::new("system.svg"))
+        .expect("system.svg");
+    svg.contents = bundle::Contents::Bytes(b"changed".to_vec());
     bad.files.push(bundle::BundleFile {
         path: "bad\0name".into(),
         role: bundle::Role::Target,
-        bytes: Vec::new(),
+        contents: bundle::Contents::Bytes(Vec::new()),
         executable: false,
     });
     assert!(matches!(bad.write(&d), Err(bundle::WriteError::Io { .. })));
@@ -191,6 +198,33 @@ fn a_failed_write_leaves_the_previous_bundle_as_it_was() {
 }
 
 #[test]
+fn a_disk_image_whose_file_shrank_is_refused_before_anything_is_written() {
+    let Some(loaded) = load("qemu-arm64.toml") else {
+        return;
+    };
+    let d = scratch("image-inconsistent");
+    let good = assembled(&loaded);
+    // boot.img holds modules/xen by reference (bundle::image): it is written from that file.
+    assert!(good.file("boot.img").is_some_and(|f| f.bytes().is_none()));
+    good.write(&d).expect("first write");
+    let before = std::fs::read(d.join("SHA256SUMS")).expect("SHA256SUMS");
+    let mut bad = good.clone();
+    let xen = bad
+        .files
+        .iter_mut()
+        .find(|f| f.path == std::path::Path::new("modules/xen"))
+        .expect("modules/xen");
+    xen.contents = bundle::Contents::Bytes(b"short".to_vec());
+    let e = bad.write(&d).expect_err("an image longer than its file");
+    assert!(matches!(e, bundle::WriteError::Image(_)), "{e}");
+    assert!(e.to_string().contains("boot.img"), "{e}");
+    assert_eq!(
+        std::fs::read(d.join("SHA256SUMS")).expect("SHA256SUMS"),
+        before
+    );
+}
+
+#[test]
 fn a_rebuild_removes_the_old_bundles_files_and_keeps_the_users() {
     let Some(loaded) = load("qemu-arm64.toml") else {
         return;
@@ -200,7 +234,7 @@ fn a_rebuild_removes_the_old_bundles_files_and_keeps_the_users() {
     old.files.push(bundle::BundleFile {
         path: "passthrough-gone.dtb".into(),
         role: bundle::Role::Module,
-        bytes: b"x".to_vec(),
+        contents: bundle::Contents::Bytes(b"x".to_vec()),
         executable: false,
     });
     old.write(&d).expect("old write");

@@ -31,6 +31,7 @@ pub mod dom0;
 pub(crate) mod driver;
 pub mod finalize;
 pub mod firmware_dtb;
+pub mod image;
 pub mod init;
 pub mod kernel_prep;
 pub mod legacy_image;
@@ -77,8 +78,40 @@ pub enum Role {
 pub struct BundleFile {
     pub path: PathBuf,
     pub role: Role,
-    pub bytes: Vec<u8>,
+    pub contents: Contents,
     pub executable: bool,
+}
+
+/// What a bundle file holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Contents {
+    Bytes(Vec<u8>),
+    /// A disk image whose files are, where they are files of the bundle too, written from those
+    /// files rather than copied into it ([`image`]); [`Bundle::segments`] gives its bytes.
+    Image(image::ImageContents),
+}
+
+impl BundleFile {
+    /// The file's bytes, if it holds them itself (every file but a disk image).
+    pub fn bytes(&self) -> Option<&[u8]> {
+        match &self.contents {
+            Contents::Bytes(b) => Some(b),
+            Contents::Image(_) => None,
+        }
+    }
+
+    /// The file's size in bytes.
+    pub fn len(&self) -> u64 {
+        match &self.contents {
+            Contents::Bytes(b) => b.len() as u64,
+            Contents::Image(i) => i.len(),
+        }
+    }
+
+    /// Whether the file is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// A file the boot loader puts in memory.
@@ -134,9 +167,26 @@ impl Bundle {
 
     /// The bytes of the file at `path` (relative), or why the bundle has none.
     pub(crate) fn bytes_of(&self, path: &str) -> Result<&[u8], String> {
-        self.file(path)
-            .map(|f| f.bytes.as_slice())
-            .ok_or_else(|| format!("the bundle has no {path}"))
+        let f = self
+            .file(path)
+            .ok_or_else(|| format!("the bundle has no {path}"))?;
+        f.bytes()
+            .ok_or_else(|| format!("{path} is a disk image of the bundle, not a file it holds"))
+    }
+
+    /// The bytes of `f` (a file of this bundle) in order: its own bytes, or a disk image's
+    /// metadata and the bundle files it holds ([`image`]). An error only if an image names a
+    /// file the bundle does not have, or is longer (a bundle built wrong, never user input).
+    pub fn segments<'a>(&'a self, f: &'a BundleFile) -> Result<Vec<&'a [u8]>, String> {
+        match &f.contents {
+            Contents::Bytes(b) => Ok(vec![b.as_slice()]),
+            Contents::Image(i) => i.segments(self).ok_or_else(|| {
+                format!(
+                    "{}: a file it holds is missing or shorter",
+                    f.path.display()
+                )
+            }),
+        }
     }
 
     /// The SHA-256 of `bytes` if they are a module file of this bundle (the very bytes, borrowed),
@@ -145,7 +195,8 @@ impl Bundle {
     pub(crate) fn known_digest(&self, bytes: &[u8]) -> Option<[u8; 32]> {
         let m = self.modules.iter().find(|m| {
             self.file(&m.path.display().to_string())
-                .is_some_and(|f| std::ptr::eq(f.bytes.as_slice(), bytes))
+                .and_then(BundleFile::bytes)
+                .is_some_and(|f| std::ptr::eq(f, bytes))
         })?;
         let mut out = [0u8; 32];
         for (i, pair) in m.sha256.as_bytes().chunks(2).enumerate() {
@@ -159,7 +210,7 @@ impl Bundle {
         self.files.push(BundleFile {
             path: path.into(),
             role,
-            bytes,
+            contents: Contents::Bytes(bytes),
             executable: false,
         });
     }

@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 
 use qemu_launch::QemuInvocation;
 
-use crate::{BootTarget, BuiltModule, Bundle, Role, sha256_hex};
+use sha2::{Digest, Sha256};
+
+use crate::{BootTarget, BuiltModule, Bundle, BundleFile, Role, sha256_hex};
 
 /// What [`Bundle::write`] wrote. In memory every path is absolute; `build.json` holds the same with
 /// paths relative to the output directory.
@@ -69,6 +71,9 @@ pub enum WriteError {
     Qemu { dir: PathBuf, reason: String },
     #[error("encoding build.json: {0}")]
     Json(#[from] serde_json::Error),
+    /// A disk image names a file the bundle does not hold (a bundle assembled wrong).
+    #[error("the bundle's {0}")]
+    Image(String),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> WriteError + '_ {
@@ -109,19 +114,28 @@ fn is_bundle_name(name: &str, listed: &[String]) -> bool {
 }
 
 impl Bundle {
+    /// The SHA-256 of `f`, a file of this bundle, in hex.
+    fn digest_of(&self, f: &BundleFile) -> Result<String, WriteError> {
+        let mut h = Sha256::new();
+        for segment in self.segments(f).map_err(WriteError::Image)? {
+            h.update(segment);
+        }
+        Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    }
+
     /// `SHA256SUMS`: every file but itself (see the module docs for the order).
-    pub fn sha256sums(&self, extra: &[(&str, &[u8])]) -> String {
-        let mut rest: Vec<(String, String)> = self
-            .files
-            .iter()
-            .filter(|f| f.role != Role::Module && f.role != Role::HostDtb)
-            .map(|f| (f.path.display().to_string(), sha256_hex(&f.bytes)))
-            .chain(extra.iter().map(|(p, b)| (p.to_string(), sha256_hex(b))))
-            .collect();
+    pub fn sha256sums(&self, extra: &[(&str, &[u8])]) -> Result<String, WriteError> {
+        let mut rest: Vec<(String, String)> = Vec::new();
+        for f in &self.files {
+            if f.role != Role::Module && f.role != Role::HostDtb {
+                rest.push((f.path.display().to_string(), self.digest_of(f)?));
+            }
+        }
+        rest.extend(extra.iter().map(|(p, b)| (p.to_string(), sha256_hex(b))));
         rest.sort();
         let mut s = String::new();
         for f in self.files.iter().filter(|f| f.role == Role::HostDtb) {
-            s.push_str(&format!("{}  {}\n", sha256_hex(&f.bytes), f.path.display()));
+            s.push_str(&format!("{}  {}\n", self.digest_of(f)?, f.path.display()));
         }
         for m in &self.modules {
             s.push_str(&format!("{}  {}\n", m.sha256, m.path.display()));
@@ -129,7 +143,7 @@ impl Bundle {
         for (p, d) in rest {
             s.push_str(&format!("{d}  {p}\n"));
         }
-        s
+        Ok(s)
     }
 
     /// Every QEMU invocation with paths under `base`.
@@ -168,7 +182,7 @@ impl Bundle {
         let dir = std::fs::canonicalize(out).map_err(io(out))?;
         let qemu_boots = self.qemu_at(&dir)?;
         let json = self.build_json()?;
-        let sums = self.sha256sums(&[("build.json", json.as_bytes())]);
+        let sums = self.sha256sums(&[("build.json", json.as_bytes())])?;
 
         let staging = dir.join(STAGING);
         if staging.exists() {
@@ -209,7 +223,7 @@ impl Bundle {
             if let Some(parent) = p.parent() {
                 std::fs::create_dir_all(parent).map_err(io(parent))?;
             }
-            std::fs::write(&p, &f.bytes).map_err(io(&p))?;
+            write_segments(&p, &self.segments(f).map_err(WriteError::Image)?)?;
             if f.executable {
                 set_executable(&p)?;
             }
@@ -220,6 +234,16 @@ impl Bundle {
         }
         Ok(())
     }
+}
+
+/// Writes `segments`, one after another, as the file `p`.
+fn write_segments(p: &Path, segments: &[&[u8]]) -> Result<(), WriteError> {
+    use std::io::Write;
+    let mut file = std::fs::File::create(p).map_err(io(p))?;
+    for s in segments {
+        file.write_all(s).map_err(io(p))?;
+    }
+    Ok(())
 }
 
 /// Removes the previous bundle's files from `dir` and moves the staged ones in.

@@ -37,8 +37,8 @@
 //! (UEFI 2.10 §3.5.1.1, "Removable Media Boot Behavior").
 //!
 //! # The FAT32 partition (both tables)
-//! At least 64 MiB, so more than the 65,525 clusters FAT32 needs with 512-byte clusters; 4 KiB
-//! clusters above 512 MiB. Its `BPB_HiddSec` is the partition's start LBA as `mkfs.fat` writes it
+//! At least 64 MiB, so more than the 65,525 clusters FAT32 needs with 512-byte clusters; larger
+//! clusters (1, 2, 4 KiB) where the partition keeps 70,000 of them ([`partition_size_for`]). Its `BPB_HiddSec` is the partition's start LBA as `mkfs.fat` writes it
 //! for a partition. Every name is checked before anything is written ([`check`]): FAT long names
 //! of at most 255 UTF-16 units, none of `" * / : < > ? \ |` or control characters, no trailing dot
 //! or space, no two paths the same but for case.
@@ -73,9 +73,11 @@ use std::io::{Cursor, Seek, SeekFrom, Write};
 
 use sha2::{Digest, Sha256};
 
+pub mod compose;
 pub mod gpt;
 mod names;
 
+pub use compose::{ComposedImage, Extent};
 pub use gpt::{GptIds, Guid};
 pub use names::MAX_NAME_UNITS;
 
@@ -203,9 +205,34 @@ fn round_up(n: u64, to: u64) -> u64 {
     n.div_ceil(to) * to
 }
 
-/// The cluster size for a partition of `size` bytes.
+/// The cluster sizes the partition may have, smallest first.
+const CLUSTERS: [u64; 4] = [512, 1024, 2048, 4096];
+
+/// How many clusters a partition has at least before the next larger cluster size is used: FAT32
+/// needs at least 65,525 data clusters (Microsoft's FAT specification, "FAT Type
+/// Determination"); the FATs and reserved sectors take under 1% of them (4 bytes a cluster,
+/// twice, against 1,024 or more), so 70,000 keeps a wide margin above the line.
+const CLUSTERS_AT_LEAST: u64 = 70_000;
+
+/// The cluster size for a partition of `size` bytes: the largest that leaves it
+/// [`CLUSTERS_AT_LEAST`] clusters. Larger clusters are fewer for the file system writer to
+/// allocate and chain (a 64-domain bundle's images hold ~80 MB each); FAT32 partitions of 64 MiB
+/// have 512-byte clusters, 70 MiB 1 KiB, 137 MiB 2 KiB, 274 MiB and more 4 KiB.
 fn cluster_for(size: u64) -> u64 {
-    if size > 512 * MIB { 4096 } else { 512 }
+    CLUSTERS
+        .into_iter()
+        .rev()
+        .find(|&c| size >= smallest_with(c))
+        .unwrap_or(CLUSTERS[0])
+}
+
+/// The smallest partition given clusters of `cluster` bytes.
+fn smallest_with(cluster: u64) -> u64 {
+    if cluster == CLUSTERS[0] {
+        MIN_PARTITION
+    } else {
+        round_up(cluster * CLUSTERS_AT_LEAST, MIB)
+    }
 }
 
 /// The partition size for files of these sizes: the data rounded to clusters, two FATs, room for
@@ -222,14 +249,17 @@ pub fn partition_size_for(file_sizes: impl IntoIterator<Item = u64> + Clone) -> 
         let dirs = n * 256 + 64 * cluster + 4 * MIB;
         let body = data + dirs;
         let fats = 2 * 4 * body.div_ceil(cluster);
-        round_up(body + fats + fats / 8, MIB).max(MIN_PARTITION)
+        round_up(body + fats + fats / 8, MIB)
     };
-    let small = guess(512);
-    if cluster_for(small) == 512 {
-        small
-    } else {
-        guess(4096).max(512 * MIB + MIB)
-    }
+    // For each cluster size, the room counted with it, raised to that size's smallest partition;
+    // of those formatted with the cluster size they were counted with, the smallest (the larger
+    // cluster size on a tie).
+    CLUSTERS
+        .into_iter()
+        .map(|c| (c, guess(c).max(smallest_with(c))))
+        .filter(|&(c, size)| cluster_for(size) == c)
+        .min_by_key(|&(c, size)| (size, std::cmp::Reverse(c)))
+        .map_or(MIN_PARTITION, |(_, size)| size)
 }
 
 /// The image size for files of these sizes (partition plus the 1 MiB before it).
@@ -306,25 +336,31 @@ pub fn check(files: &[(&str, u64)], opts: &ImageOptions) -> Result<u64, DiskImag
 
 /// Builds the image of `files` (relative paths with `/`; see the crate docs), after [`check`].
 pub fn build(files: &[(&str, &[u8])], opts: &ImageOptions) -> Result<DiskImage, DiskImageError> {
-    build_with_digests(files, &|_| None, opts)
+    Ok(compose(files, &|_| None, opts)?.into_image(files))
 }
 
-/// [`build`], given the SHA-256 of whichever files the caller already knows (`known(bytes)`), so
-/// a large file is not hashed again for the image's identifiers. A known digest must be the file's
-/// real SHA-256, or the identifiers are not those [`build`] gives.
-pub fn build_with_digests(
+/// [`build`] without copying the files into the image (see [`compose`](mod@compose)): the
+/// returned [`ComposedImage`] holds the partition table and the file system's metadata, and says
+/// where each file's bytes go. `known(bytes)` gives the SHA-256 of whichever files the caller
+/// already knows, so a large file is not hashed again for the image's identifiers; a known digest
+/// must be the file's real SHA-256, or the identifiers are not those [`build`] gives.
+pub fn compose(
     files: &[(&str, &[u8])],
     known: &dyn Fn(&[u8]) -> Option<[u8; 32]>,
     opts: &ImageOptions,
-) -> Result<DiskImage, DiskImageError> {
+) -> Result<ComposedImage, DiskImageError> {
     let sizes: Vec<(&str, u64)> = files.iter().map(|(p, b)| (*p, b.len() as u64)).collect();
     let image_size = check(&sizes, opts)?;
-    let mut sorted: Vec<(&str, &[u8])> = files.to_vec();
-    sorted.sort_by(|a, b| a.0.cmp(b.0));
-    let partition_size = partition_size_for(sorted.iter().map(|(_, b)| b.len() as u64));
+    let mut sorted: Vec<(usize, &str, &[u8])> = files
+        .iter()
+        .enumerate()
+        .map(|(i, (p, b))| (i, *p, *b))
+        .collect();
+    sorted.sort_by(|a, b| a.1.cmp(b.1));
+    let partition_size = partition_size_for(sorted.iter().map(|(_, _, b)| b.len() as u64));
     let digest = {
         let mut h = Sha256::new();
-        for (path, bytes) in &sorted {
+        for (_, path, bytes) in &sorted {
             h.update((path.len() as u64).to_le_bytes());
             h.update(path.as_bytes());
             match known(bytes) {
@@ -336,15 +372,18 @@ pub fn build_with_digests(
     };
     let volume_id = u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]]);
 
-    // The partition is formatted in place, inside the image: no second image-sized buffer, no copy.
-    let mut image = Cursor::new(vec![0u8; image_size as usize]);
-    let start = (PARTITION_START_LBA * SECTOR) as usize;
-    fat_partition(
+    // The partition is formatted in place, inside the image; the files' bytes stay where they
+    // are (zeroed pages of a fresh allocation are never touched, so no image-sized copy is made).
+    let mut image = vec![0u8; image_size as usize];
+    let start = PARTITION_START_LBA * SECTOR;
+    let extents = fat_partition(
         &sorted,
-        &mut image.get_mut()[start..start + partition_size as usize],
+        &mut image[start as usize..(start + partition_size) as usize],
+        start,
         volume_id,
         &opts.label,
     )?;
+    let mut image = Cursor::new(image);
     let (disk_signature, gpt) = match opts.table {
         PartitionTable::Mbr => {
             let sig = u32::from_le_bytes([digest[4], digest[5], digest[6], digest[7]]);
@@ -363,8 +402,9 @@ pub fn build_with_digests(
             (0, Some(ids))
         }
     };
-    Ok(DiskImage {
-        bytes: image.into_inner(),
+    Ok(ComposedImage {
+        base: image.into_inner(),
+        extents,
         disk_signature,
         volume_id,
         partition_size,
@@ -372,19 +412,23 @@ pub fn build_with_digests(
     })
 }
 
-/// Formats `partition` (zeroed) as FAT32 and writes `files` into it.
+/// Formats `partition` (zeroed; at byte `start` of the image) as FAT32 and writes `files`
+/// (index given to [`compose`], path, bytes; sorted by path) into it; returns where the files'
+/// bytes go (see [`compose`](mod@compose)).
 fn fat_partition(
-    files: &[(&str, &[u8])],
+    files: &[(usize, &str, &[u8])],
     partition: &mut [u8],
+    start: u64,
     volume_id: u32,
     label: &str,
-) -> Result<(), DiskImageError> {
+) -> Result<Vec<Extent>, DiskImageError> {
     let size = partition.len() as u64;
     let fat = |path: &str| {
         let path = path.to_string();
         move |source| DiskImageError::Fat { path, source }
     };
-    let mut disk = Cursor::new(partition);
+    let data: Vec<(usize, &[u8])> = files.iter().map(|(i, _, b)| (*i, *b)).collect();
+    let mut disk = compose::Partition::new(partition, start, &data);
     fatfs::format_volume(
         &mut disk,
         fatfs::FormatVolumeOptions::new()
@@ -398,7 +442,7 @@ fn fat_partition(
     // FAT32 backup (BPB_BkBootSec = 6, what fatfs writes).
     for sector in [0u64, 6] {
         let at = (sector * SECTOR + 28) as usize;
-        disk.get_mut()[at..at + 4].copy_from_slice(&(PARTITION_START_LBA as u32).to_le_bytes());
+        disk.bytes()[at..at + 4].copy_from_slice(&(PARTITION_START_LBA as u32).to_le_bytes());
     }
     disk.seek(SeekFrom::Start(0)).map_err(fat("(format)"))?;
     {
@@ -411,7 +455,7 @@ fn fat_partition(
         .map_err(fat("(mount)"))?;
         let root = fs.root_dir();
         let mut made: Vec<String> = Vec::new();
-        for (path, bytes) in files {
+        for (_, path, bytes) in files {
             let mut dir = String::new();
             let parts: Vec<&str> = path.split('/').collect();
             for part in &parts[..parts.len() - 1] {
@@ -435,17 +479,16 @@ fn fat_partition(
         fs.stats().map_err(fat("(stats)"))?;
         fs.unmount().map_err(fat("(unmount)"))?;
     }
-    let bytes = disk.into_inner();
-    for dir in made_dirs(files) {
-        drop_dot_lfn_entries(bytes, &dir).map_err(fat(&dir))?;
+    for dir in made_dirs(files.iter().map(|(_, p, _)| *p)) {
+        drop_dot_lfn_entries(disk.bytes(), &dir).map_err(fat(&dir))?;
     }
-    Ok(())
+    Ok(disk.extents)
 }
 
 /// The directories `files` need, parents first.
-fn made_dirs(files: &[(&str, &[u8])]) -> Vec<String> {
+fn made_dirs<'a>(paths: impl Iterator<Item = &'a str>) -> Vec<String> {
     let mut dirs: Vec<String> = Vec::new();
-    for (path, _) in files {
+    for path in paths {
         let mut at = 0;
         while let Some(i) = path[at..].find('/') {
             let d = path[..at + i].to_string();
@@ -628,6 +671,46 @@ mod tests {
         assert_eq!(&a.bytes[p + 510..p + 512], &[0x55, 0xaa]);
         let c = build(&[("boot.scr", b"y")], &ImageOptions::default()).unwrap();
         assert_ne!(a.volume_id, c.volume_id);
+    }
+
+    #[test]
+    fn a_composed_image_streams_as_the_built_one() {
+        let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let files: [(&str, &[u8]); 3] = [
+            ("modules/kernel", &big),
+            ("boot.scr", b"script"),
+            ("modules/empty", b""),
+        ];
+        for table in [PartitionTable::Mbr, PartitionTable::Gpt] {
+            let opts = ImageOptions {
+                table,
+                ..ImageOptions::default()
+            };
+            let built = build(&files, &opts).unwrap();
+            let composed = compose(&files, &|_| None, &opts).unwrap();
+            // Every file with bytes is a run, not a copy: the kernel's clusters are zero in base.
+            assert_eq!(composed.extents.len(), 2, "{:?}", composed.extents);
+            let k = composed.extents.iter().find(|e| e.file == 0).unwrap();
+            assert_eq!((k.offset, k.len), (0, big.len() as u64));
+            assert!(
+                composed.base[k.at as usize..][..big.len()]
+                    .iter()
+                    .all(|&b| b == 0)
+            );
+            let streamed: Vec<u8> = composed.segments(|i| Some(files[i].1)).unwrap().concat();
+            assert_eq!(streamed, built.bytes);
+            // A file shorter than its runs is refused, not read past.
+            assert!(
+                composed
+                    .segments(|i| Some(&files[i].1[..i.min(1)]))
+                    .is_none()
+            );
+            let mut filled = composed.clone();
+            filled.fill(0, &big);
+            filled.fill(1, b"script");
+            assert!(filled.extents.is_empty());
+            assert_eq!(filled.base, built.bytes);
+        }
     }
 
     #[test]

@@ -65,8 +65,16 @@ fn partition_table_file_system_and_files_read_back() {
             return;
         }
     }
+    // Each cluster size the partition can get below 4 KiB: a 64 MiB partition has 512-byte
+    // clusters, one of ~85 MiB 1 KiB, one of ~155 MiB 2 KiB (fsck.fat says which it read).
+    for (kernel_len, cluster) in [(5 << 20, 512), (80 << 20, 1024), (150 << 20, 2048)] {
+        read_back(kernel_len, cluster);
+    }
+}
+
+fn read_back(kernel_len: usize, cluster: u64) {
     let xen = pattern(983_048, 1);
-    let kernel = pattern(5 << 20, 2);
+    let kernel = pattern(kernel_len, 2);
     let files: Vec<(&str, &[u8])> = vec![
         ("boot.scr", b"script"),
         ("host.dtb", &[0xd0, 0x0d, 0xfe, 0xed]),
@@ -108,6 +116,10 @@ fn partition_table_file_system_and_files_read_back() {
     let fsck = run(Command::new(tool("fsck.fat")).args(["-n", "-v"]).arg(&part));
     assert!(fsck.contains("2 FATs, 32 bit entries"), "{fsck}");
     assert!(fsck.contains("2048 hidden sectors"), "{fsck}");
+    assert!(
+        fsck.contains(&format!("{cluster} bytes per cluster")),
+        "{fsck}"
+    );
     for complaint in [
         "Fixing",
         "Deleting",

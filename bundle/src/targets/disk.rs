@@ -1,12 +1,14 @@
 //! The disk image target: `boot.img`, a flashable image (MBR, one active FAT32 partition at
 //! 1 MiB) holding `boot.scr` and every file it loads, at the same paths as in the bundle, so
 //! U-Boot's distro boot finds `/boot.scr` on the first bootable partition and its `load` lines
-//! (`${prefix}modules/xen`, ...) read the files beside it. Written by the [`disk_image`] crate in
-//! memory; it is a file of the bundle like any other, so `SHA256SUMS` covers it.
+//! (`${prefix}modules/xen`, ...) read the files beside it. Laid out by the [`disk_image`] crate
+//! in memory, its files written from the bundle's own ([`crate::image`]); it is a file of the
+//! bundle like any other, so `SHA256SUMS` covers it.
 //!
 //! Write it to an SD card or USB stick with `dd if=boot.img of=/dev/sdX bs=4M conv=fsync`; in
 //! QEMU it is the virtio disk of `--boot uboot` ([`crate::targets::qemu::QemuBoot::ArmUboot`]).
 
+use crate::image::Source;
 use crate::{Blame, Bundle, FinalizeError, Role};
 
 /// The image's path in the bundle.
@@ -14,7 +16,7 @@ pub const IMAGE_PATH: &str = "boot.img";
 
 /// The files of a bundle that go on the boot partition: the modules, the host DTB and the U-Boot
 /// script (its source too, for whoever reads the card).
-fn partition_files(bundle: &Bundle) -> Vec<(String, &[u8])> {
+fn partition_files(bundle: &Bundle) -> Vec<(String, Source<'static>)> {
     bundle
         .files
         .iter()
@@ -24,7 +26,10 @@ fn partition_files(bundle: &Bundle) -> Vec<(String, &[u8])> {
                     && matches!(f.path.to_str(), Some("boot.scr" | "boot.source")))
                 || f.role == Role::Firmware
         })
-        .map(|f| (f.path.display().to_string(), f.bytes.as_slice()))
+        .map(|f| {
+            let path = f.path.display().to_string();
+            (path.clone(), Source::Bundle(path))
+        })
         .collect()
 }
 
@@ -52,13 +57,11 @@ pub(crate) fn check_size(sizes: &[u64]) -> Result<(), FinalizeError> {
 /// Adds `boot.img` (after the U-Boot target added `boot.scr`).
 pub(crate) fn add(bundle: &mut Bundle) -> Result<(), String> {
     let files = partition_files(bundle);
-    let refs: Vec<(&str, &[u8])> = files.iter().map(|(p, b)| (p.as_str(), *b)).collect();
-    let image = disk_image::build_with_digests(
-        &refs,
-        &|b| bundle.known_digest(b),
+    crate::image::add(
+        bundle,
+        IMAGE_PATH,
+        &files,
         &disk_image::ImageOptions::default(),
     )
-    .map_err(|e| format!("the boot disk image: {e}"))?;
-    bundle.add(IMAGE_PATH, Role::DiskImage, image.bytes);
-    Ok(())
+    .map_err(|e| format!("the boot disk image: {e}"))
 }

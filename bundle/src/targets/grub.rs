@@ -20,6 +20,7 @@ use firmware_config::board::{Arch, BootTarget};
 use firmware_config::plan::{ModuleKind, SystemPlan};
 
 use crate::finalize::Inputs;
+use crate::image::Source;
 use crate::{Blame, Bundle, FinalizeError, Role};
 
 /// The image's path in the bundle.
@@ -186,22 +187,21 @@ pub(crate) fn add(
     }
     let cfg = config(&bundle.plan);
     let cfg_path = format!("{PREFIX}/grub.cfg");
-    let mut refs: Vec<(&str, &[u8])> = inputs
+    let mut esp: Vec<(String, Source<'_>)> = inputs
         .grub
         .iter()
-        .map(|(p, b)| (p.as_str(), b.as_slice()))
+        .map(|(p, b)| (p.clone(), Source::Bytes(b)))
         .collect();
-    refs.push((cfg_path.as_str(), cfg.as_bytes()));
+    esp.push((cfg_path, Source::Bytes(cfg.as_bytes())));
     for (on_esp, path) in [
         (XEN, xen),
         (DOM0_KERNEL, dom0_kernel),
         (DOM0_INITRAMFS, dom0_initramfs),
     ] {
-        refs.push((on_esp, bundle.bytes_of(path)?));
+        esp.push((on_esp.into(), Source::Bundle(path.into())));
     }
-    let image = disk_image::build_with_digests(&refs, &|b| bundle.known_digest(b), &options())
+    crate::image::add(bundle, IMAGE_PATH, &esp, &options())
         .map_err(|e| format!("the GRUB image: {e}"))?;
-    bundle.add(IMAGE_PATH, Role::DiskImage, image.bytes);
     bundle.add(CONFIG_PATH, Role::Target, cfg.into_bytes());
     Ok(true)
 }

@@ -252,7 +252,7 @@ pub(crate) fn add_boot(
     bundle.files.push(crate::BundleFile {
         path: PathBuf::from(script_name(target)),
         role: Role::Target,
-        bytes: script.into_bytes(),
+        contents: crate::Contents::Bytes(script.into_bytes()),
         executable: true,
     });
     bundle.qemu_boots.push((target, boot));

@@ -30,6 +30,7 @@ use firmware_config::board::{Arch, BootTarget};
 use firmware_config::plan::{ModuleKind, ModulePlan, SystemPlan};
 
 use crate::finalize::Inputs;
+use crate::image::Source;
 use crate::{Blame, Bundle, FinalizeError, Role};
 
 /// The image's path in the bundle.
@@ -215,9 +216,9 @@ pub(crate) fn options() -> disk_image::ImageOptions {
 pub(crate) fn add(bundle: &mut Bundle, host: &device_tree::DeviceTree) -> Result<(), String> {
     let arch = bundle.plan.arch;
     let mut names: BTreeMap<u64, String> = BTreeMap::new();
-    let mut esp: Vec<(String, &[u8])> = Vec::new();
+    let mut esp: Vec<(String, Source<'_>)> = Vec::new();
     for m in &bundle.modules {
-        let bytes = bundle.bytes_of(&m.path.display().to_string())?;
+        let bytes = Source::Bundle(m.path.display().to_string());
         let name = if m.kind == ModuleKind::Xen {
             loader_name(arch).to_string()
         } else {
@@ -232,12 +233,13 @@ pub(crate) fn add(bundle: &mut Bundle, host: &device_tree::DeviceTree) -> Result
     let tree = device_tree::uefi::uefi_variant(host, &names).map_err(|e| e.to_string())?;
     let cfg = config(&bundle.plan);
     let dtb = tree.to_dtb();
-    esp.push((format!("{ESP_DIR}/{DTB_NAME}"), &dtb));
-    esp.push((format!("{ESP_DIR}/{}", config_name(arch)), cfg.as_bytes()));
-    let refs: Vec<(&str, &[u8])> = esp.iter().map(|(p, b)| (p.as_str(), *b)).collect();
-    let image = disk_image::build_with_digests(&refs, &|b| bundle.known_digest(b), &options())
+    esp.push((format!("{ESP_DIR}/{DTB_NAME}"), Source::Bytes(&dtb)));
+    esp.push((
+        format!("{ESP_DIR}/{}", config_name(arch)),
+        Source::Bytes(cfg.as_bytes()),
+    ));
+    crate::image::add(bundle, IMAGE_PATH, &esp, &options())
         .map_err(|e| format!("the UEFI image: {e}"))?;
-    bundle.add(IMAGE_PATH, Role::DiskImage, image.bytes);
     bundle.add(config_name(arch), Role::Target, cfg.into_bytes());
     Ok(())
 }

@@ -21,6 +21,7 @@ use firmware_config::board::{Arch, BootTarget};
 use firmware_config::plan::{ModuleKind, SystemPlan};
 
 use crate::finalize::Inputs;
+use crate::image::Source;
 use crate::targets::uefi::{ESP_DIR, config_name, loader_name, options, pe_machine};
 use crate::{Blame, Bundle, FinalizeError, Role};
 
@@ -153,23 +154,17 @@ pub(crate) fn add(
     };
     let xen = inputs.files.read(efi)?;
     let cfg = config(&bundle.plan);
-    let esp: Vec<(String, &[u8])> = [
-        (loader_name(Arch::X86_64), xen.as_slice()),
-        (config_name(Arch::X86_64), cfg.as_bytes()),
-        (DOM0_KERNEL, bundle.bytes_of(dom0_kernel)?),
-        (DOM0_INITRAMFS, bundle.bytes_of(dom0_initramfs)?),
+    let esp: Vec<(String, Source<'_>)> = [
+        (loader_name(Arch::X86_64), Source::Bytes(&xen)),
+        (config_name(Arch::X86_64), Source::Bytes(cfg.as_bytes())),
+        (DOM0_KERNEL, Source::Bundle(dom0_kernel.into())),
+        (DOM0_INITRAMFS, Source::Bundle(dom0_initramfs.into())),
     ]
     .into_iter()
     .map(|(n, b)| (format!("{ESP_DIR}/{n}"), b))
     .collect();
-    let refs: Vec<(&str, &[u8])> = esp.iter().map(|(p, b)| (p.as_str(), *b)).collect();
-    let image = disk_image::build_with_digests(&refs, &|b| bundle.known_digest(b), &options())
+    crate::image::add(bundle, crate::targets::uefi::IMAGE_PATH, &esp, &options())
         .map_err(|e| format!("the UEFI image: {e}"))?;
-    bundle.add(
-        crate::targets::uefi::IMAGE_PATH,
-        Role::DiskImage,
-        image.bytes,
-    );
     bundle.add(config_name(Arch::X86_64), Role::Target, cfg.into_bytes());
     Ok(true)
 }
