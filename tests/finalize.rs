@@ -147,26 +147,38 @@ fn scratch(name: &str) -> std::path::PathBuf {
     d
 }
 
-#[test]
-fn a_failed_write_leaves_the_previous_bundle_as_it_was() {
-    let Some(loaded) = load("qemu-arm64.toml") else {
-        return;
-    };
-    let d = scratch("failed-write");
+/// The example's bundle written into the scratch directory `name`: the bundle, the directory and
+/// the `SHA256SUMS` written.
+fn written(name: &str) -> Option<(bundle::Bundle, std::path::PathBuf, Vec<u8>)> {
+    let loaded = load("qemu-arm64.toml")?;
+    let d = scratch(name);
     let good = assembled(&loaded);
     good.write(&d).expect("first write");
-    let before = std::fs::read(d.join("SHA256SUMS")).expect("SHA256SUMS");
+    let sums = std::fs::read(d.join("SHA256SUMS")).expect("SHA256SUMS");
+    Some((good, d, sums))
+}
+
+/// Gives the file `path` of `b` the bytes `bytes`.
+fn replace_file(b: &mut bundle::Bundle, path: &str, bytes: &[u8]) {
+    let f = b
+        .files
+        .iter_mut()
+        .find(|f| f.path == Path::new(path))
+        .unwrap_or_else(|| panic!("{path}"));
+    f.contents = bundle::Contents::Bytes(bytes.to_vec());
+}
+
+#[test]
+fn a_failed_write_leaves_the_previous_bundle_as_it_was() {
+    let Some((good, d, before)) = written("failed-write") else {
+        return;
+    };
     let dtb = std::fs::read(d.join("host.dtb")).expect("host.dtb");
     // A file the file system refuses (a NUL in its name), staged after every real file.
     let mut bad = good.clone();
     // A file no disk image holds (an image holding a changed file would be refused as
     // inconsistent before anything is staged, which is not what this test is about).
-    let svg = bad
-        .files
-        .iter_mut()
-        .find(|f| f.path == std::path::Path::new("system.svg"))
-        .expect("system.svg");
-    svg.contents = bundle::Contents::Bytes(b"changed".to_vec());
+    replace_file(&mut bad, "system.svg", b"changed");
     bad.files.push(bundle::BundleFile {
         path: "bad\0name".into(),
         role: bundle::Role::Target,
@@ -199,22 +211,13 @@ fn a_failed_write_leaves_the_previous_bundle_as_it_was() {
 
 #[test]
 fn a_disk_image_whose_file_shrank_is_refused_before_anything_is_written() {
-    let Some(loaded) = load("qemu-arm64.toml") else {
+    let Some((good, d, before)) = written("image-inconsistent") else {
         return;
     };
-    let d = scratch("image-inconsistent");
-    let good = assembled(&loaded);
     // boot.img holds modules/xen by reference (bundle::image): it is written from that file.
     assert!(good.file("boot.img").is_some_and(|f| f.bytes().is_none()));
-    good.write(&d).expect("first write");
-    let before = std::fs::read(d.join("SHA256SUMS")).expect("SHA256SUMS");
     let mut bad = good.clone();
-    let xen = bad
-        .files
-        .iter_mut()
-        .find(|f| f.path == std::path::Path::new("modules/xen"))
-        .expect("modules/xen");
-    xen.contents = bundle::Contents::Bytes(b"short".to_vec());
+    replace_file(&mut bad, "modules/xen", b"short");
     let e = bad.write(&d).expect_err("an image longer than its file");
     assert!(matches!(e, bundle::WriteError::Image(_)), "{e}");
     assert!(e.to_string().contains("boot.img"), "{e}");

@@ -85,13 +85,19 @@ fn read_watched(
 /// The second field is the cache of prepared kernels (`<cache>/prepared`), if any.
 pub struct VerifiedFiles<'a>(pub &'a ArtifactTable, pub Option<&'a Path>);
 
+/// What `table` says of `source`: its facts, or why it has none (the examination's error, or
+/// that it was never examined).
+pub fn examined<'a>(table: &'a ArtifactTable, source: &str) -> Result<&'a ArtifactFacts, String> {
+    match table.get(source) {
+        Some(Ok(f)) => Ok(f),
+        Some(Err(e)) => Err(e.clone()),
+        None => Err("was never examined".into()),
+    }
+}
+
 impl ArtifactSource for VerifiedFiles<'_> {
     fn facts(&self, source: &str) -> Result<&ArtifactFacts, String> {
-        match self.0.get(source) {
-            Some(Ok(f)) => Ok(f),
-            Some(Err(e)) => Err(e.clone()),
-            None => Err("was never examined".into()),
-        }
+        examined(self.0, source)
     }
 
     fn read(&self, source: &str) -> Result<Vec<u8>, String> {

@@ -21,11 +21,10 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 type FileSet = (&'static str, Vec<(String, Vec<u8>)>);
 
 fn main() {
-    let iterations: usize = std::env::var("ITERATIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(5);
+    let iterations = match std::env::var("ITERATIONS").map(|v| v.parse::<usize>()) {
+        Ok(Ok(n)) if n > 0 => n,
+        _ => 5,
+    };
     let sets: Vec<FileSet> = vec![
         (
             "64-domain boot.img",

@@ -131,6 +131,30 @@ impl Privcmd {
     }
 }
 
+/// A fresh read-write shared mapping of `len` bytes of the device `fd` (opened from `path`), at an
+/// address the kernel chooses.
+fn map_shared(
+    fd: &OwnedFd,
+    len: NonZeroUsize,
+    path: &str,
+) -> Result<NonNull<c_void>, TransportError> {
+    // SAFETY: a new mapping at a kernel-chosen address aliases no Rust object.
+    unsafe {
+        mmap(
+            None,
+            len,
+            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+            MapFlags::MAP_SHARED,
+            fd,
+            0,
+        )
+    }
+    .map_err(|e| TransportError::Os {
+        what: format!("mmap of {} bytes from {path}", len.get()),
+        source: e,
+    })
+}
+
 /// Bytes rounded up to whole pages (at least one), for mmap.
 fn mapping_len(len: usize) -> Result<NonZeroUsize, TransportError> {
     let pages = len.div_ceil(XEN_PAGE_SIZE).max(1);
@@ -264,22 +288,7 @@ impl Hypercalls for Privcmd {
 
     fn alloc_buffer(&mut self, len: usize) -> Result<PrivcmdBuffer, TransportError> {
         let map_len = mapping_len(len)?;
-        // SAFETY: a fresh shared mapping of the hypercall-buffer device at a kernel-chosen address;
-        // it aliases no Rust object.
-        let ptr = unsafe {
-            mmap(
-                None,
-                map_len,
-                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
-                MapFlags::MAP_SHARED,
-                &self.hypercall_buf,
-                0,
-            )
-        }
-        .map_err(|e| TransportError::Os {
-            what: format!("mmap of {} bytes from {HYPERCALL_BUF_PATH}", map_len.get()),
-            source: e,
-        })?;
+        let ptr = map_shared(&self.hypercall_buf, map_len, HYPERCALL_BUF_PATH)?;
         // The device hands out zeroed pages; clear anyway so "zeroed" does not depend on the driver.
         // SAFETY: the whole mapping is ours and writable.
         unsafe { std::ptr::write_bytes(ptr.as_ptr().cast::<u8>(), 0, map_len.get()) };
@@ -309,21 +318,7 @@ impl Hypercalls for Privcmd {
                 .checked_mul(XEN_PAGE_SIZE)
                 .ok_or(TransportError::Xen(Errno::E2BIG))?,
         )?;
-        // SAFETY: a fresh shared mapping of privcmd; it aliases no Rust object.
-        let ptr = unsafe {
-            mmap(
-                None,
-                map_len,
-                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
-                MapFlags::MAP_SHARED,
-                &self.privcmd,
-                0,
-            )
-        }
-        .map_err(|e| TransportError::Os {
-            what: format!("mmap of {} bytes from {PRIVCMD_PATH}", map_len.get()),
-            source: e,
-        })?;
+        let ptr = map_shared(&self.privcmd, map_len, PRIVCMD_PATH)?;
         let mapping = PrivcmdMapping {
             ptr,
             pages: pfns.len(),

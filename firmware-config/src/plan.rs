@@ -1108,7 +1108,12 @@ pub fn boot_config(plan: &SystemPlan) -> Result<crate::blob::BootConfig, Diagnos
             )?;
         }
         let mut iomem = heapless::Vec::new();
-        for m in &d.iomem {
+        // The domain's own iomem, then its passthrough devices' mappings: all one grant list.
+        let mappings = d
+            .iomem
+            .iter()
+            .chain(d.devices.iter().flat_map(|dev| &dev.mappings));
+        for m in mappings {
             push(
                 &mut iomem,
                 BootIomem {
@@ -1118,19 +1123,6 @@ pub fn boot_config(plan: &SystemPlan) -> Result<crate::blob::BootConfig, Diagnos
                 },
                 "iomem grants",
             )?;
-        }
-        for dev in &d.devices {
-            for m in &dev.mappings {
-                push(
-                    &mut iomem,
-                    BootIomem {
-                        first_mfn: m.host / PAGE_SIZE,
-                        nr_pages: m.size / PAGE_SIZE,
-                        gfn: m.guest / PAGE_SIZE,
-                    },
-                    "iomem grants",
-                )?;
-            }
         }
         let mut irqs = heapless::Vec::new();
         for &i in &d.irqs {

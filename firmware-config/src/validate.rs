@@ -598,15 +598,15 @@ impl<'a> Validator<'a> {
         // (range, owner, what, span)
         let mut host_ranges: Vec<(Region, &str, String, Span)> = Vec::new();
         for d in &m.domains {
+            for g in &d.iomem {
+                host_ranges.push((
+                    g.value.host_region(),
+                    &d.name.value,
+                    "iomem grant".into(),
+                    g.span.clone(),
+                ));
+            }
             if d.kind.value != DomainKind::Arm64 {
-                for g in &d.iomem {
-                    host_ranges.push((
-                        g.value.host_region(),
-                        &d.name.value,
-                        "iomem grant".into(),
-                        g.span.clone(),
-                    ));
-                }
                 continue;
             }
             let vpl011 = console_of(d) == Console::Vpl011;
@@ -636,14 +636,6 @@ impl<'a> Validator<'a> {
                 if d.builder() != Builder::Xen {
                     claim_irq(self, irq.value, &irq.span, "in `irqs`");
                 }
-            }
-            for g in &d.iomem {
-                host_ranges.push((
-                    g.value.host_region(),
-                    &d.name.value,
-                    "iomem grant".into(),
-                    g.span.clone(),
-                ));
             }
             for r in &d.static_memory {
                 host_ranges.push((

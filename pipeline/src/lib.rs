@@ -272,11 +272,7 @@ struct ExaminedFiles<'a>(&'a ArtifactTable, &'a Path);
 
 impl bundle::ArtifactSource for ExaminedFiles<'_> {
     fn facts(&self, source: &str) -> Result<&ArtifactFacts, String> {
-        match self.0.get(source) {
-            Some(Ok(f)) => Ok(f),
-            Some(Err(e)) => Err(e.clone()),
-            None => Err("was never examined".into()),
-        }
+        bundle::source::examined(self.0, source)
     }
 
     fn read(&self, source: &str) -> Result<Vec<u8>, String> {

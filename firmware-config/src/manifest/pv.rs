@@ -156,6 +156,19 @@ fn items(spec: &str, target_takes_rest: bool) -> Vec<Item<'_>> {
     out
 }
 
+/// An xl `kind` (disk, vif) parameter `key` that xl does not have, with the nearest one it has.
+fn unknown_key(kind: &str, key: &str, item: &Item<'_>, keys: &[&str]) -> SpecError {
+    let mut e = SpecError::invalid(
+        format!("unknown {kind} parameter `{key}`"),
+        item.at.clone(),
+        format!("not an xl {kind} parameter"),
+    );
+    e.help = Some(match crate::diag::did_you_mean(key, keys.iter().copied()) {
+        Some(k) => format!("did you mean `{k}`?"),
+        None => format!("{kind} parameters: {}", keys.join(", ")),
+    });
+    e
+}
 /// `key=value` → (key, value item); the value's range is inside the item.
 fn key_value<'a>(item: &Item<'a>) -> Option<(&'a str, Item<'a>)> {
     let eq = item.text.find('=')?;
@@ -204,18 +217,7 @@ pub fn parse_disk(spec: &str) -> Result<DiskSpec, SpecError> {
     for item in items(spec, true) {
         if let Some((key, value)) = key_value(&item) {
             if !DISK_KEYS.contains(&key) {
-                let mut e = SpecError::invalid(
-                    format!("unknown disk parameter `{key}`"),
-                    item.at.clone(),
-                    "not an xl disk parameter",
-                );
-                e.help = Some(
-                    match crate::diag::did_you_mean(key, DISK_KEYS.iter().copied()) {
-                        Some(k) => format!("did you mean `{k}`?"),
-                        None => format!("disk parameters: {}", DISK_KEYS.join(", ")),
-                    },
-                );
-                return Err(e);
+                return Err(unknown_key("disk", key, &item, DISK_KEYS));
             }
             if named.iter().any(|(k, _)| *k == key) {
                 return Err(SpecError::invalid(
@@ -483,18 +485,7 @@ pub fn parse_vif(spec: &str) -> Result<VifSpec, SpecError> {
             .help("e.g. `bridge=xenbr0, mac=00:16:3e:00:00:01, backend=netdrv`"));
         };
         if !VIF_KEYS.contains(&key) {
-            let mut e = SpecError::invalid(
-                format!("unknown vif parameter `{key}`"),
-                item.at.clone(),
-                "not an xl vif parameter",
-            );
-            e.help = Some(
-                match crate::diag::did_you_mean(key, VIF_KEYS.iter().copied()) {
-                    Some(k) => format!("did you mean `{k}`?"),
-                    None => format!("vif parameters: {}", VIF_KEYS.join(", ")),
-                },
-            );
-            return Err(e);
+            return Err(unknown_key("vif", key, &item, VIF_KEYS));
         }
         if seen.contains(&key) {
             return Err(SpecError::invalid(
