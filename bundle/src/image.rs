@@ -1,4 +1,4 @@
-//! Disk images of a bundle made without copying its files into them: [`add`] lays the image out
+//! Disk images of a bundle made without copying its files into them: `add` lays the image out
 //! with [`disk_image::compose`] and keeps, for each run of a file that is itself a file of the
 //! bundle (a module, the host DTB, `boot.scr`), only which bundle file it is. [`Bundle::write`]
 //! and `SHA256SUMS` then read the image as [`Bundle::segments`]: the FAT metadata, then the

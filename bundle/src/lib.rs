@@ -17,7 +17,7 @@
 //!   they concern ([`Blame`]), so the caller maps them back to manifest spans. `check` and `plan`
 //!   run it too: after a passing `check`, building can fail only on I/O.
 //! - [`assemble()`] turns a [`FinalPlan`] into a [`Bundle`]: pure and in memory.
-//! - [`Bundle::write`] is the only writer (see [`write`]).
+//! - [`Bundle::write`] is the only writer (see [`write`](mod@write)).
 //! - Boot targets are back ends over one bundle: [`targets::qemu`] (`run-qemu.sh`) and
 //!   [`targets::uboot`] (`boot.source` and the `boot.scr` legacy image).
 //!

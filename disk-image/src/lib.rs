@@ -2,7 +2,9 @@
 //! given files, built in memory, byte-reproducibly, with no root, loop device or mtools. Two
 //! tables ([`PartitionTable`]): an MBR with one active FAT32 partition (U-Boot, the Raspberry Pi
 //! boot ROM) and a GPT with one EFI system partition (UEFI firmware: EDK2's AAVMF/OVMF, GRUB's
-//! EFI images).
+//! EFI images). [`build`] gives the whole image in memory; [`compose`] gives its layout without
+//! copying the files into it, for a writer that streams the image from the files it already holds
+//! ([`extents`]).
 //!
 //! ```
 //! use disk_image::{ImageOptions, PartitionTable};
@@ -73,11 +75,11 @@ use std::io::{Cursor, Seek, SeekFrom, Write};
 
 use sha2::{Digest, Sha256};
 
-pub mod compose;
+pub mod extents;
 pub mod gpt;
 mod names;
 
-pub use compose::{ComposedImage, Extent};
+pub use extents::{ComposedImage, Extent};
 pub use gpt::{GptIds, Guid};
 pub use names::MAX_NAME_UNITS;
 
@@ -339,7 +341,7 @@ pub fn build(files: &[(&str, &[u8])], opts: &ImageOptions) -> Result<DiskImage, 
     Ok(compose(files, &|_| None, opts)?.into_image(files))
 }
 
-/// [`build`] without copying the files into the image (see [`compose`](mod@compose)): the
+/// [`build`] without copying the files into the image (see [`extents`]): the
 /// returned [`ComposedImage`] holds the partition table and the file system's metadata, and says
 /// where each file's bytes go. `known(bytes)` gives the SHA-256 of whichever files the caller
 /// already knows, so a large file is not hashed again for the image's identifiers; a known digest
@@ -414,7 +416,7 @@ pub fn compose(
 
 /// Formats `partition` (zeroed; at byte `start` of the image) as FAT32 and writes `files`
 /// (index given to [`compose`], path, bytes; sorted by path) into it; returns where the files'
-/// bytes go (see [`compose`](mod@compose)).
+/// bytes go (see [`extents`]).
 fn fat_partition(
     files: &[(usize, &str, &[u8])],
     partition: &mut [u8],
@@ -428,7 +430,7 @@ fn fat_partition(
         move |source| DiskImageError::Fat { path, source }
     };
     let data: Vec<(usize, &[u8])> = files.iter().map(|(i, _, b)| (*i, *b)).collect();
-    let mut disk = compose::Partition::new(partition, start, &data);
+    let mut disk = extents::Partition::new(partition, start, &data);
     fatfs::format_volume(
         &mut disk,
         fatfs::FormatVolumeOptions::new()

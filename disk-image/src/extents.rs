@@ -1,4 +1,4 @@
-//! Images whose files are not copied into them: [`compose`] lays an image out as [`build`] does,
+//! Images whose files are not copied into them: [`compose`](crate::compose) lays an image out as [`build`] does,
 //! but the runs of the image that hold a file's bytes stay where the caller has those bytes
 //! ([`Extent`]s); only the partition table and the FAT metadata are written into memory
 //! ([`ComposedImage::base`]). A writer then streams the image as [`ComposedImage::segments`]:
@@ -7,7 +7,7 @@
 //!
 //! How the runs are found: fatfs 0.3's `File::write` passes a slice *of the caller's buffer*
 //! straight to the storage's `write` (`fatfs-0.3.6/src/file.rs`, `disk.write(&buf[..write_size])`
-//! after seeking to the cluster), one cluster at a time. [`Partition`], the storage here, knows
+//! after seeking to the cluster), one cluster at a time. `Partition`, the storage here, knows
 //! where every file's bytes are, so a write whose slice lies inside one of them is recorded as a
 //! run of that file instead of being copied; every other write (boot sector, FATs, FSInfo,
 //! directory entries, the zeros of a new directory cluster) lands in the partition's bytes. fatfs
