@@ -76,6 +76,7 @@ use std::io::{Cursor, Seek, SeekFrom, Write};
 use sha2::{Digest, Sha256};
 
 pub mod extents;
+mod fat;
 pub mod gpt;
 mod names;
 
@@ -429,8 +430,7 @@ fn fat_partition(
         let path = path.to_string();
         move |source| DiskImageError::Fat { path, source }
     };
-    let data: Vec<(usize, &[u8])> = files.iter().map(|(i, _, b)| (*i, *b)).collect();
-    let mut disk = extents::Partition::new(partition, start, &data);
+    let mut disk = Cursor::new(partition);
     fatfs::format_volume(
         &mut disk,
         fatfs::FormatVolumeOptions::new()
@@ -444,7 +444,7 @@ fn fat_partition(
     // FAT32 backup (BPB_BkBootSec = 6, what fatfs writes).
     for sector in [0u64, 6] {
         let at = (sector * SECTOR + 28) as usize;
-        disk.bytes()[at..at + 4].copy_from_slice(&(PARTITION_START_LBA as u32).to_le_bytes());
+        disk.get_mut()[at..at + 4].copy_from_slice(&(PARTITION_START_LBA as u32).to_le_bytes());
     }
     disk.seek(SeekFrom::Start(0)).map_err(fat("(format)"))?;
     {
@@ -457,7 +457,8 @@ fn fat_partition(
         .map_err(fat("(mount)"))?;
         let root = fs.root_dir();
         let mut made: Vec<String> = Vec::new();
-        for (_, path, bytes) in files {
+        // Every file is created empty: its clusters are given after unmount (fat::place_files).
+        for (_, path, _) in files {
             let mut dir = String::new();
             let parts: Vec<&str> = path.split('/').collect();
             for part in &parts[..parts.len() - 1] {
@@ -472,7 +473,6 @@ fn fat_partition(
             }
             let mut f = root.create_file(path).map_err(fat(path))?;
             f.truncate().map_err(fat(path))?;
-            f.write_all(bytes).map_err(fat(path))?;
             f.flush().map_err(fat(path))?;
         }
         drop(root);
@@ -481,10 +481,11 @@ fn fat_partition(
         fs.stats().map_err(fat("(stats)"))?;
         fs.unmount().map_err(fat("(unmount)"))?;
     }
+    let bytes = disk.into_inner();
     for dir in made_dirs(files.iter().map(|(_, p, _)| *p)) {
-        drop_dot_lfn_entries(disk.bytes(), &dir).map_err(fat(&dir))?;
+        fat::drop_dot_lfn_entries(bytes, &dir).map_err(fat(&dir))?;
     }
-    Ok(disk.extents)
+    fat::place_files(bytes, files, start).map_err(fat("(placing the files)"))
 }
 
 /// The directories `files` need, parents first.
@@ -501,131 +502,6 @@ fn made_dirs<'a>(paths: impl Iterator<Item = &'a str>) -> Vec<String> {
         }
     }
     dirs
-}
-
-/// The FAT32 geometry of a formatted partition, from its BPB (Microsoft's FAT specification,
-/// "BPB structure"): `BPB_BytsPerSec` (11), `BPB_SecPerClus` (13), `BPB_RsvdSecCnt` (14),
-/// `BPB_NumFATs` (16), `BPB_FATSz32` (36), `BPB_RootClus` (44).
-struct Geometry {
-    cluster: usize,
-    fat_start: usize,
-    data_start: usize,
-    root: u32,
-}
-
-impl Geometry {
-    fn read(b: &[u8]) -> Geometry {
-        let u16_at = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]) as usize;
-        let u32_at = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
-        let sector = u16_at(11);
-        let reserved = u16_at(14);
-        let fats = b[16] as usize;
-        let fat_sectors = u32_at(36) as usize;
-        Geometry {
-            cluster: sector * b[13] as usize,
-            fat_start: reserved * sector,
-            data_start: (reserved + fats * fat_sectors) * sector,
-            root: u32_at(44),
-        }
-    }
-    fn offset(&self, cluster: u32) -> usize {
-        self.data_start + (cluster as usize - 2) * self.cluster
-    }
-    /// The cluster chain from `first` (FAT32 entries are 28 bits; >= 0x0ffffff8 ends a chain).
-    fn chain(&self, b: &[u8], first: u32) -> Vec<u32> {
-        let mut out = vec![first];
-        let mut c = first;
-        while out.len() < b.len() / self.cluster {
-            let o = self.fat_start + 4 * c as usize;
-            let next = u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]) & 0x0fff_ffff;
-            if !(2..0x0fff_fff8).contains(&next) {
-                break;
-            }
-            out.push(next);
-            c = next;
-        }
-        out
-    }
-}
-
-/// The first cluster of the subdirectory `name` in the directory starting at `dir`, found by the
-/// long name entries fatfs wrote before its short entry (a name of up to 13 UCS-2 characters fits
-/// one LFN entry; longer directory names are looked up by short name, upper-cased).
-fn find_subdir(b: &[u8], g: &Geometry, dir: u32, name: &str) -> Option<u32> {
-    let want: Vec<u16> = name.encode_utf16().collect();
-    let mut lfn: Vec<u16> = Vec::new();
-    for c in g.chain(b, dir) {
-        let at = g.offset(c);
-        for e in b[at..at + g.cluster].chunks(32) {
-            match (e[0], e[11]) {
-                (0, _) => return None,
-                (0xe5, _) => lfn.clear(),
-                (_, 0x0f) => {
-                    // LFN entry: characters at 1..11, 14..26, 28..32 (UCS-2), in reverse order.
-                    let mut part: Vec<u16> = Vec::new();
-                    for (s, n) in [(1usize, 5usize), (14, 6), (28, 2)] {
-                        for k in 0..n {
-                            part.push(u16::from_le_bytes([e[s + 2 * k], e[s + 2 * k + 1]]));
-                        }
-                    }
-                    let end = part.iter().position(|&u| u == 0).unwrap_or(part.len());
-                    part.truncate(end);
-                    part.extend_from_slice(&lfn);
-                    lfn = part;
-                }
-                (_, attr) => {
-                    let short = String::from_utf8_lossy(&e[0..11]).trim_end().to_string();
-                    let matches = lfn == want || short == name.to_ascii_uppercase();
-                    lfn.clear();
-                    if matches && attr & 0x10 != 0 {
-                        let hi = u16::from_le_bytes([e[20], e[21]]) as u32;
-                        let lo = u16::from_le_bytes([e[26], e[27]]) as u32;
-                        return Some(hi << 16 | lo);
-                    }
-                }
-            }
-        }
-    }
-    None
-}
-
-/// fatfs 0.3 writes a long-name entry before the `.` and `..` entries of a new directory; FAT
-/// requires `.` and `..` to be the directory's first two entries (what `fsck.fat` checks: "Expected
-/// a valid '.' entry in this slot"). This rewrites the first four entries, `[LFN(.)] [.] [LFN(..)]
-/// [..]`, as `[.] [..] [deleted] [deleted]`, and gives `..` of a directory in the root cluster 0.
-fn drop_dot_lfn_entries(b: &mut [u8], dir: &str) -> std::io::Result<()> {
-    let g = Geometry::read(b);
-    let mut cluster = g.root;
-    let in_root = !dir.contains('/');
-    for part in dir.split('/') {
-        cluster = find_subdir(b, &g, cluster, part).ok_or_else(|| {
-            std::io::Error::other(format!("directory `{part}` not found after writing"))
-        })?;
-    }
-    let at = g.offset(cluster);
-    let slot = |i: usize| at + 32 * i..at + 32 * (i + 1);
-    let is_lfn = |b: &[u8], i: usize| b[slot(i)][11] == 0x0f;
-    if !(is_lfn(b, 0) && &b[slot(1)][..11] == b".          " && is_lfn(b, 2))
-        || &b[slot(3)][..11] != b"..         "
-    {
-        // Already in FAT's order (a fatfs that no longer writes them).
-        return Ok(());
-    }
-    let dot = b[slot(1)].to_vec();
-    let mut dotdot = b[slot(3)].to_vec();
-    if in_root {
-        // `..` of a directory in the root names cluster 0, not the root's cluster (FAT
-        // specification, "FAT Directory Structure"); fatfs 0.3 writes the root's.
-        dotdot[20..22].fill(0);
-        dotdot[26..28].fill(0);
-    }
-    b[slot(0)].copy_from_slice(&dot);
-    b[slot(1)].copy_from_slice(&dotdot);
-    for i in [2, 3] {
-        b[slot(i)].fill(0);
-        b[slot(i)][0] = 0xe5;
-    }
-    Ok(())
 }
 
 fn write_mbr(

@@ -127,6 +127,10 @@ fn read_back(kernel_len: usize, cluster: u64) {
         "Moving",
         "differences",
         "uninitialized",
+        // "Free cluster summary wrong", "Auto-correcting" (FSInfo's free count; fat::place_files
+        // moves it on for the clusters it gives the files).
+        "wrong",
+        "orrect",
     ] {
         assert!(!fsck.contains(complaint), "fsck.fat: {complaint}:\n{fsck}");
     }
