@@ -12,7 +12,8 @@
 //! - **load**: `pipeline::load` (manifest, board, lock, examining every file);
 //! - **plan**: `Loaded::plan` + `Loaded::finalize` (validate, plan, finalize with the verified
 //!   files, as `build` does);
-//! - **assemble**: `bundle::assemble` over verified inputs (in memory: DTBs, scripts, images);
+//! - **assemble**: `bundle::assemble` over verified inputs (in memory: the modules read, DTBs,
+//!   scripts, and the disk images laid out as metadata over the module files, `bundle::image`);
 //! - **write**: `Bundle::write` (the bytes on disk, `SHA256SUMS` over every file, `build.json`).
 //!
 //! - **floor**: the same files written by plain `std::fs::write` and hashed once each (the
