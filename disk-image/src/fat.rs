@@ -79,7 +79,13 @@ fn find_entry(b: &[u8], g: &Geometry, dir: u32, name: &str) -> Option<usize> {
                 }
                 (_, attr) if attr & 0x08 != 0 => lfn.clear(), // the volume label
                 _ => {
-                    let matches = lfn == want || short_name(e) == upper;
+                    // An entry with long-name entries is that name only: its short name is an
+                    // alias fatfs made up (`LONGNA~1.TXT`), which another file may be called.
+                    let matches = if lfn.is_empty() {
+                        short_name(e) == upper
+                    } else {
+                        lfn == want
+                    };
                     lfn.clear();
                     if matches {
                         return Some(at + 32 * k);
